@@ -1,0 +1,50 @@
+# bulkhead — everything a fresh machine needs is installed by these targets.
+SHELL := /bin/bash
+SWIFT      ?= swift
+CONFIG     ?= debug
+BUILD_LOG  := .build/last-build.log
+APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev
+
+.PHONY: all deps build test unit integration run bench e2e clean
+
+all: build
+
+## deps: install the system packages the build needs, when missing (Debian, as root).
+deps:
+	@missing=""; \
+	for package in $(APT_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+## build: build every product; fails on any compiler warning in our own code.
+build: deps
+	@mkdir -p .build
+	$(SWIFT) build -c $(CONFIG) --build-tests 2>&1 | tee $(BUILD_LOG); test $${PIPESTATUS[0]} -eq 0
+	@if grep -E "^$(CURDIR)/(Sources|Tests)/.*: warning:" $(BUILD_LOG); then \
+	  echo "error: the build has warnings (above)"; exit 1; fi
+
+## test: unit tests in parallel, then the integration suites one at a time.
+test: build unit integration
+
+unit:
+	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
+
+integration:
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \
+	  $(SWIFT) test -c $(CONFIG) --skip-build --no-parallel --filter IntegrationTests
+
+## run: the host with the default cohorts and a demo customer per cohort.
+run: deps
+	$(SWIFT) build -c release --product bulkhead
+	$$($(SWIFT) build -c release --show-bin-path)/bulkhead serve --demo
+
+## bench: benchmarks (release build).
+bench: deps
+	scripts/bench
+
+clean:
+	rm -rf .build

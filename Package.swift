@@ -1,0 +1,110 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "bulkhead",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "bulkhead", targets: ["bulkhead"]),
+        .executable(name: "bulkhead-load", targets: ["BulkheadLoad"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: Lua
+
+        /// The system's Lua 5.4 (Debian: liblua5.4-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        /// C for what Swift must not or cannot do with Lua: the instruction hook,
+        /// the allocator, everything that raises a Lua error (it longjmps), macros.
+        .target(
+            name: "CLuaSandbox",
+            dependencies: ["CLua"]
+        ),
+        /// One sandboxed `lua_State` per script, its limits, request and response
+        /// conversion. No networking.
+        .target(
+            name: "LuaSandbox",
+            dependencies: ["CLuaSandbox", "CLua"]
+        ),
+
+        // MARK: Shared
+
+        /// A strict HTTP/1.1 request parser that works in place on bytes, and the
+        /// response writer. No dependencies, so it can be fuzzed on its own.
+        .target(name: "HTTPWire"),
+        /// POSIX calls Swift cannot make itself: SCM_RIGHTS (CMSG_* are macros).
+        .target(name: "CBulkheadPosix"),
+        /// Types every process shares: cohort configuration, control messages,
+        /// error kinds, stats, signatures.
+        .target(
+            name: "BulkheadCore",
+            dependencies: [
+                "CBulkheadPosix",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+
+        // MARK: Processes
+
+        /// The data plane: one worker process serving one pool.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "BulkheadCore", "CBulkheadPosix", "LuaSandbox", "HTTPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        /// Pools, restarts, takeover: starts and watches the workers.
+        .target(
+            name: "Supervisor",
+            dependencies: [
+                "BulkheadCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        /// A small keep-alive HTTP load generator that counts every outcome; used by
+        /// the integration tests and `scripts/load`.
+        .target(name: "LoadClient"),
+        .executableTarget(
+            name: "bulkhead",
+            dependencies: [
+                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        /// Calls per second through the sandbox, with and without limits.
+        .executableTarget(
+            name: "SandboxBench",
+            dependencies: ["LuaSandbox"]
+        ),
+        .executableTarget(
+            name: "BulkheadLoad",
+            dependencies: [
+                "LoadClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+
+        .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox"]),
+        .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire"]),
+        .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
+        .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["BulkheadCore", "Supervisor", "LoadClient"]
+        ),
+    ]
+)

@@ -1,0 +1,112 @@
+/// What `bulkhead status --json` prints and the admin socket answers: the host at a glance.
+public struct HostStatus: Codable, Sendable, Equatable {
+    /// The supervisor's pid.
+    public var supervisorPID: Int32
+    /// Seconds since the epoch when this status was taken.
+    public var takenAt: Double
+    /// Every pool, in rollout order.
+    public var pools: [PoolStatus]
+
+    /// Creates a status.
+    public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus]) {
+        self.supervisorPID = supervisorPID
+        self.takenAt = takenAt
+        self.pools = pools
+    }
+}
+
+/// One pool in `HostStatus`.
+public struct PoolStatus: Codable, Sendable, Equatable {
+    /// Pool (cohort) name.
+    public var name: String
+    /// Rollout order.
+    public var order: Int
+    /// The real port on 127.0.0.1.
+    public var port: Int
+    /// Workers the pool should have.
+    public var desiredWorkers: Int
+    /// Where the running config came from: `file` or `last-known-good`.
+    public var configSource: String
+    /// Why the cohort file was refused, when the pool runs its last known good config.
+    public var configError: String?
+    /// Whether the pool restarted too often and backs off.
+    public var degraded: Bool
+    /// Worker restarts since the supervisor started.
+    public var restarts: Int
+    /// Scripts quarantined in this pool, `customer/name`.
+    public var quarantined: [String]
+    /// The workers.
+    public var workers: [WorkerStatus]
+
+    /// Creates a pool status.
+    public init(name: String, order: Int, port: Int, desiredWorkers: Int, configSource: String, configError: String?,
+                degraded: Bool, restarts: Int, quarantined: [String], workers: [WorkerStatus]) {
+        self.name = name
+        self.order = order
+        self.port = port
+        self.desiredWorkers = desiredWorkers
+        self.configSource = configSource
+        self.configError = configError
+        self.degraded = degraded
+        self.restarts = restarts
+        self.quarantined = quarantined
+        self.workers = workers
+    }
+}
+
+/// One worker in `PoolStatus`.
+public struct WorkerStatus: Codable, Sendable, Equatable {
+    /// Slot in the pool.
+    public var slot: Int
+    /// Process id.
+    public var pid: Int32
+    /// Whether it accepts traffic.
+    public var ready: Bool
+    /// Whether this supervisor started it (false: adopted after a takeover).
+    public var adopted: Bool
+    /// Seconds since its last heartbeat.
+    public var heartbeatAge: Double
+    /// Its latest cumulative stats.
+    public var stats: WorkerStats
+
+    /// Creates a worker status.
+    public init(slot: Int, pid: Int32, ready: Bool, adopted: Bool, heartbeatAge: Double, stats: WorkerStats) {
+        self.slot = slot
+        self.pid = pid
+        self.ready = ready
+        self.adopted = adopted
+        self.heartbeatAge = heartbeatAge
+        self.stats = stats
+    }
+}
+
+/// A request on the admin socket.
+public struct AdminRequest: Codable, Sendable, Equatable {
+    /// The command, e.g. `status`.
+    public var command: String
+    /// Named arguments.
+    public var arguments: [String: String]
+
+    /// Creates a request.
+    public init(command: String, arguments: [String: String] = [:]) {
+        self.command = command
+        self.arguments = arguments
+    }
+}
+
+/// The answer on the admin socket: JSON of the command's result, or an error.
+public struct AdminResponse: Codable, Sendable, Equatable {
+    /// Whether the command succeeded.
+    public var ok: Bool
+    /// Why not, for a person.
+    public var error: String?
+    /// The result as JSON text.
+    public var result: String?
+
+    /// Creates a response.
+    public init(ok: Bool, error: String? = nil, result: String? = nil) {
+        self.ok = ok
+        self.error = error
+        self.result = result
+    }
+}

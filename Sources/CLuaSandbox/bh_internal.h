@@ -1,0 +1,53 @@
+#ifndef BULKHEAD_BH_INTERNAL_H
+#define BULKHEAD_BH_INTERNAL_H
+
+// clock_gettime and strdup are POSIX, not ISO C: ask for them before any system
+// header, whatever -std the compiler gets.
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+// Declarations shared by the C files of the sandbox; not part of the module's
+// public header, so Swift never sees them.
+
+#include "bh_sandbox.h"
+
+#include <lualib.h>
+
+/// `lua_error` and `luaL_error` never return (they longjmp) but are not declared
+/// so; functions that end in one are declared with this, and say so after the call.
+#define BH_NORETURN _Noreturn void
+#define BH_UNREACHABLE() __builtin_unreachable()
+
+/// The counting, capped allocator (bh_state.c).
+void *bh_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/// The instruction hook (bh_state.c).
+void bh_hook(lua_State *L, lua_Debug *ar);
+
+/// Marks a coroutine that died while the call was over its instruction or wall
+/// limit: such a thread may have died inside the hook, where Lua switched its
+/// hooks off for good (its `allowhook` stays 0), so nothing may ever run on it
+/// again — not a resume, not its `__close` handlers. Installed as its hook so the
+/// mark costs no allocation; it never fires while the thread's hooks are off, and
+/// raises the limit error if it ever does.
+void bh_dead_hook(lua_State *L, lua_Debug *ar);
+
+/// Puts the hook of thread `co` into the mode the context asks for: removed when
+/// the call runs without an instruction limit, count 1 (sticky) once a limit is
+/// hit, the normal count otherwise. A few loads when nothing changes.
+void bh_sync_thread_hook(lua_State *co, bh_context *ctx);
+
+/// Raises the error of the limit the call hit (the message recorded at the first
+/// hit). Only while `ctx->hit & BH_HIT_STOP`.
+BH_NORETURN bh_raise_limit(lua_State *L, bh_context *ctx);
+
+/// Pushes the `json` library table (bh_json.c).
+void bh_push_json(lua_State *L);
+
+/// Length of the valid UTF-8 sequence at `p` (at most `n` bytes available), or 0
+/// when it is not valid (overlong forms, surrogates and code points past U+10FFFF
+/// are refused).
+size_t bh_utf8_sequence(const unsigned char *p, size_t n);
+
+#endif

@@ -1,0 +1,294 @@
+#ifndef BULKHEAD_BH_SANDBOX_H
+#define BULKHEAD_BH_SANDBOX_H
+
+// The C half of the Lua sandbox.
+//
+// Why C at all: `lua_error`/`luaL_error` longjmp, and a longjmp must never cross a
+// Swift frame. So everything that can raise a Lua error — the instruction hook, the
+// sandbox's own library functions, building the request table, converting the
+// response, anything that allocates Lua objects — lives here and runs inside a
+// protected call started from C. Swift only calls the functions below, none of which
+// raises: each one either cannot fail or returns a status.
+//
+// Threading: a lua_State and its context belong to one thread at a time.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: - Byte views
+
+/// A (pointer, length) view of bytes owned by someone else: the server's receive
+/// buffer on the way in, a Lua string anchored on the Lua stack on the way out.
+/// Why not a Swift type: C must read and write it without any conversion.
+typedef struct bh_bytes {
+    const void *ptr;
+    size_t len;
+} bh_bytes;
+
+/// One HTTP header as two byte views.
+typedef struct bh_header {
+    bh_bytes name;
+    bh_bytes value;
+} bh_header;
+
+/// A request as the server received it, pushed into Lua with `lua_pushlstring`
+/// straight from these views: no Swift String on the data plane.
+typedef struct bh_request {
+    bh_bytes method;
+    bh_bytes path;
+    /// The raw query string without `?`; empty when there is none.
+    bh_bytes query;
+    bh_bytes body;
+    /// Points at `header_count` `bh_header`s (Swift's `LuaHeader` has the same
+    /// layout); `void` so Swift can hand over its own buffer without a cast.
+    const void *headers;
+    size_t header_count;
+} bh_request;
+
+/// The most response headers a script may return; more is a script error. The
+/// response is converted into a fixed array in the context, so this also bounds it.
+#define BH_MAX_RESPONSE_HEADERS 64
+
+/// A converted response. Every view points into a Lua string anchored on the Lua
+/// stack (or into static storage) until `bh_call_end` pops it.
+typedef struct bh_response {
+    int status;
+    int header_count;
+    bh_header headers[BH_MAX_RESPONSE_HEADERS];
+    bh_bytes body;
+} bh_response;
+
+// MARK: - Per-state context
+
+/// Why a call stopped (bits of `bh_context.hit`). CPU and WALL are sticky for the
+/// rest of the call: once set, the call fails with that limit whatever the script
+/// does afterwards.
+enum {
+    BH_HIT_CPU = 1u << 0,
+    BH_HIT_WALL = 1u << 1,
+    BH_HIT_MEMORY = 1u << 2,
+    /// Either of the limits that stop a call for good.
+    BH_HIT_STOP = BH_HIT_CPU | BH_HIT_WALL,
+};
+
+/// The outcome of a call into Lua, as the host reports it.
+typedef enum bh_outcome {
+    BH_OK = 0,
+    BH_SCRIPT_ERROR = 1,
+    BH_LIMIT_CPU = 2,
+    BH_LIMIT_MEMORY = 3,
+    BH_LIMIT_WALL = 4,
+    BH_SYNTAX = 5,
+} bh_outcome;
+
+/// Receives one `log(...)` line (not NUL-terminated, at most `BH_LOG_LINE_MAX`
+/// bytes). Why a C function pointer: C callbacks cannot capture, so Swift passes a
+/// `@convention(c)` thunk and its context through `ud`.
+typedef void (*bh_log_fn)(void *ud, const char *line, size_t len);
+
+/// The longest `log(...)` line; longer ones are cut and end with "...".
+#define BH_LOG_LINE_MAX 4096
+
+/// Longest error message handed to the host; longer ones are cut.
+#define BH_MESSAGE_MAX 4096
+
+/// Everything the allocator, the hook and the sandbox functions need, reached from
+/// any thread (coroutine) of the state through the allocator's `ud`
+/// (`lua_getallocf`), since C callbacks cannot capture. One per `lua_State`; Swift
+/// allocates it, `bh_context_init` fills it, and it must outlive `lua_close`.
+typedef struct bh_context {
+    // Memory, maintained by the allocator for the whole life of the state.
+    size_t mem_used;
+    /// 0 = no cap.
+    size_t mem_limit;
+
+    // Per call (reset by bh_begin: a few stores).
+    /// Instructions left for the whole call, shared by every coroutine of it.
+    int64_t budget;
+    /// CLOCK_MONOTONIC nanoseconds; 0 = no deadline.
+    uint64_t deadline_ns;
+    /// BH_HIT_* bits.
+    unsigned hit;
+    /// The count the hook runs with (0 = no hook at all): about 1000 instructions
+    /// between checks, fewer when the whole budget is smaller.
+    int hook_count;
+    /// Stack top when the current call began; bh_call_end returns to it.
+    int call_base;
+
+    // Results of the last call, valid until bh_call_end.
+    bh_response response;
+    /// The error message of a failed call (points into `message` or into a Lua
+    /// string on the stack).
+    bh_bytes error;
+
+    // Configuration.
+    /// The script's name as the host gave it (owned, NUL-terminated).
+    char *chunk_name;
+    bh_log_fn log_fn;
+    void *log_ud;
+
+    // Scratch.
+    /// The request the current protected call pushes (only during the call).
+    const bh_request *request;
+    /// The first limit message of a call ("name:line: instruction limit exceeded").
+    char limit_message[256];
+    /// Messages built without allocating Lua memory.
+    char message[BH_MESSAGE_MAX];
+    char log_line[BH_LOG_LINE_MAX + 4];
+} bh_context;
+
+/// Fills a new context: no limits, no log, no chunk name. Why C: the struct is C's.
+void bh_context_init(bh_context *ctx);
+
+/// Frees what the context owns (the chunk name). Call after `lua_close`: the
+/// allocator still counts into the context while the state is being closed.
+void bh_context_destroy(bh_context *ctx);
+
+/// Copies `name` as the chunk name used in messages and for loading. Returns 0 when
+/// out of memory.
+int bh_context_set_chunk_name(bh_context *ctx, const char *name);
+
+/// The context of any thread of a state created by `bh_state_new`.
+/// Why: hooks and library functions get only a `lua_State *`.
+static inline bh_context *bh_context_of(lua_State *L) {
+    void *ud = NULL;
+    (void)lua_getallocf(L, &ud);
+    return (bh_context *)ud;
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the one clock the hook, the host and the
+/// watchdog share (Swift's ContinuousClock is CLOCK_BOOTTIME on Linux). A vDSO read,
+/// not a system call.
+static inline uint64_t bh_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// MARK: - State
+
+/// Creates a state whose allocator is the counting, capped `bh_alloc` with `ctx` as
+/// its `ud`, and sets a panic handler. Returns NULL when out of memory (or over the
+/// cap already). Why C: `lua_newstate` needs the C allocator, and the context must
+/// be the `ud`.
+lua_State *bh_state_new(bh_context *ctx);
+
+/// Opens the sandbox in `L` inside a protected call: the allowed libraries, the
+/// replaced functions (setmetatable, xpcall, load, collectgarbage, coroutine.wrap,
+/// coroutine.close, coroutine.resume), `log`, `json`, and a fresh global table with
+/// only the allow-listed names. Installs the instruction hook from `ctx` on the main
+/// thread before any customer code exists. Returns a `bh_outcome` (a failure here
+/// is out of memory).
+bh_outcome bh_open_sandbox(lua_State *L);
+
+// MARK: - Limits
+
+/// The normal number of instructions between two hook calls.
+#define BH_HOOK_PERIOD 1000
+
+/// Puts the main thread's hook into the mode `hook_count` asks (installed, removed
+/// or back from the sticky count of 1). Why C: needs the C hook function.
+void bh_sync_hook(lua_State *L, bh_context *ctx);
+
+/// Starts a call under limits: `instructions` (0 = no hook at all), a CLOCK_MONOTONIC
+/// deadline in ns (0 = none). A few stores; touches the hook only when its mode
+/// changes. Why C: inline, and the hook is C.
+static inline void bh_begin(lua_State *L, bh_context *ctx, int64_t instructions, uint64_t deadline_ns) {
+    int count = 0;
+    if (instructions > 0) {
+        count = instructions < BH_HOOK_PERIOD ? (int)instructions : BH_HOOK_PERIOD;
+    }
+    ctx->budget = instructions;
+    ctx->deadline_ns = deadline_ns;
+    ctx->hit = 0;
+    ctx->limit_message[0] = '\0';
+    ctx->error.ptr = NULL;
+    ctx->error.len = 0;
+    if (count != ctx->hook_count || lua_gethookcount(L) != count) {
+        ctx->hook_count = count;
+        bh_sync_hook(L, ctx);
+    }
+}
+
+// MARK: - Loading and calling
+
+/// Loads `source` as a text-only chunk named after the context's chunk name and
+/// leaves it on the stack (or the error message). Returns a `bh_outcome`: BH_SYNTAX
+/// with "name:line: message", BH_LIMIT_MEMORY, or BH_OK. Binary chunks are refused.
+/// Why C: the chunk name needs the "=" prefix and the mode must always be "t".
+bh_outcome bh_load(lua_State *L, const char *source, size_t len);
+
+/// Runs the function on top of the stack (the loaded chunk) with no arguments in a
+/// protected call, then, unless `required` is NULL, checks that the global
+/// `required` is a function (raw lookup; the error says "script does not define
+/// function `signature`"). Returns a `bh_outcome`; on failure `ctx->error` holds
+/// the message. Pop with `bh_call_end`. Why C: `lua_pcall` is a macro and the
+/// check allocates the key string. (The platform runtime will pass "on_request".)
+bh_outcome bh_run_chunk(lua_State *L, const char *required, const char *signature);
+
+/// Calls the global `handle(req)` with `req` built from `request`, and converts the
+/// result into `ctx->response`, all inside one protected call, raw access only (no
+/// metamethod of the response runs). Returns a `bh_outcome`; after a CPU or wall
+/// limit hit the outcome is the limit even if the script returned normally. On
+/// success the response views stay valid until `bh_call_end`; on failure
+/// `ctx->error` holds the message. Why C: request pushing and response conversion
+/// allocate and raise.
+bh_outcome bh_call_handle(lua_State *L, const bh_request *request);
+
+/// Pops what the last `bh_run_chunk`/`bh_call_handle` left on the stack (the anchors
+/// of the response and error views). Why C: `lua_pop` is a macro; lua_settop here
+/// cannot raise (no to-be-closed variables live in the host's frame).
+static inline void bh_call_end(lua_State *L) {
+    lua_settop(L, bh_context_of(L)->call_base);
+}
+
+/// The converted response of the last successful `bh_call_handle`. Why: a stable
+/// pointer to a field, without Swift's inout-to-pointer rules.
+static inline const bh_response *bh_context_response(const bh_context *ctx) {
+    return &ctx->response;
+}
+
+/// Header `i` of `response`. Why: C arrays in structs import into Swift as tuples.
+static inline bh_header bh_response_header(const bh_response *response, int i) {
+    return response->headers[i];
+}
+
+// MARK: - Macros and variadic functions for Swift
+
+/// `LUA_REGISTRYINDEX` is a macro expression Swift does not import.
+static inline int bh_registry_index(void) { return LUA_REGISTRYINDEX; }
+
+/// `lua_pcall` is a macro. Why not `lua_pcallk` from Swift: no continuation ever
+/// applies from the host, and a name that reads like the manual.
+static inline int bh_pcall(lua_State *L, int nargs, int nresults, int msgh) {
+    return lua_pcall(L, nargs, nresults, msgh);
+}
+
+/// `lua_pop` is a macro.
+static inline void bh_pop(lua_State *L, int n) { lua_pop(L, n); }
+
+/// `lua_tostring` is a macro. Converts numbers in place, which allocates: only on
+/// values the caller owns, and only inside protected code.
+static inline const char *bh_tostring(lua_State *L, int idx) { return lua_tostring(L, idx); }
+
+/// Memory in use as the allocator counts it (bytes). Cheaper and more precise than
+/// `lua_gc(L, LUA_GCCOUNT)`, which is variadic and not callable from Swift.
+static inline size_t bh_memory_used(lua_State *L) { return bh_context_of(L)->mem_used; }
+
+/// Runs a full garbage collection cycle. Why: `lua_gc` is variadic. No finalizer
+/// can run (the sandbox refuses `__gc`), so this runs no customer code.
+static inline void bh_full_gc(lua_State *L) { (void)lua_gc(L, LUA_GCCOLLECT); }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,42 @@
+import CLuaSandbox
+
+/// The response a script returned, as views into Lua strings that stay anchored on
+/// the Lua stack only while the closure given to ``LuaScript/handle(_:_:)`` runs:
+/// copy what you keep (into the output buffer, typically) before it returns.
+///
+/// A string result is status 200 with `content-type: text/plain`; a table result has
+/// been checked (status 100...599, header names are tokens, no control characters in
+/// values, at most 64 headers, body a string).
+public struct LuaResponse {
+    @usableFromInline let raw: UnsafePointer<bh_response>
+
+    @usableFromInline init(_ raw: UnsafePointer<bh_response>) {
+        self.raw = raw
+    }
+
+    /// The status code, 100...599.
+    @inlinable
+    public var status: Int { Int(raw.pointee.status) }
+
+    /// How many headers the script set.
+    @inlinable
+    public var headerCount: Int { Int(raw.pointee.header_count) }
+
+    /// Header `index` (0..<headerCount) as the script wrote it (names are not
+    /// lower-cased; numbers given as values are already text).
+    @inlinable
+    public func header(at index: Int) -> (name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        precondition(index >= 0 && index < headerCount, "header index out of range")
+        let header = bh_response_header(raw, Int32(index))
+        return (
+            UnsafeRawBufferPointer(start: header.name.ptr, count: header.name.len),
+            UnsafeRawBufferPointer(start: header.value.ptr, count: header.value.len)
+        )
+    }
+
+    /// The body (empty when the script gave none).
+    @inlinable
+    public var body: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: raw.pointee.body.ptr, count: raw.pointee.body.len)
+    }
+}

@@ -1,0 +1,301 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Dispatch
+import Foundation
+
+extension WorkerHandle: @unchecked Sendable {}  // confined to the supervisor queue
+
+/// A live worker found on start, with the listening socket it gave back.
+struct AdoptedWorker {
+    let handle: WorkerHandle
+    let connection: FrameConnection
+    let listenFD: Int32
+}
+
+extension Supervisor {
+    // MARK: - Handshake
+
+    /// The supervisor's side of the handshake, blocking (call off the queue).
+    static func handshake(_ connection: FrameConnection, wantListener: Bool) throws -> (WorkerIdentity, Int32?) {
+        Sockets.setTimeouts(connection.fd, seconds: 5)
+        try connection.writeFrameNow(ControlCodec.encode(
+            SupervisorMessage.hello(protocolVersion: controlProtocolVersion, supervisorPID: getpid(), wantListener: wantListener)))
+        let frame = try connection.readFrameNow()
+        guard case .hello(let identity) = ControlCodec.decode(WorkerMessage.self, from: frame) else {
+            throw SystemError("worker handshake: unexpected answer", code: EPROTO)
+        }
+        guard identity.protocolVersion == controlProtocolVersion else {
+            throw SystemError("worker \(identity.pid) speaks control protocol \(identity.protocolVersion), not \(controlProtocolVersion)", code: EPROTO)
+        }
+        var listenFD: Int32?
+        if wantListener { listenFD = try Sockets.receiveDescriptor(over: connection.fd) }
+        Sockets.setTimeouts(connection.fd, seconds: 0)
+        return (identity, listenFD)
+    }
+
+    // MARK: - Takeover
+
+    /// Connects to every worker socket under `run/`, adopts the workers that answer
+    /// the handshake, and takes back their pools' listening sockets.
+    func adoptLiveWorkers() -> [String: [AdoptedWorker]] {
+        var adopted: [String: [AdoptedWorker]] = [:]
+        let run = configuration.data.run
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []
+        for entry in entries.sorted() where entry.hasPrefix("worker-") && entry.hasSuffix(".sock") {
+            let path = run + "/" + entry
+            guard let fd = try? Sockets.connectUnix(path: path) else {
+                // Nobody listens: the worker is gone.
+                unlink(path)
+                continue
+            }
+            let connection = FrameConnection(fd: fd)
+            do {
+                let (identity, listenFD) = try Self.handshake(connection, wantListener: true)
+                guard let listenFD else { continue }
+                let handle = WorkerHandle(
+                    pid: identity.pid, pool: identity.pool, slot: identity.slot, instance: identity.instance,
+                    isChild: false, now: Self.now())
+                handle.ready = true
+                handle.draining = identity.draining
+                adopted[identity.pool, default: []].append(AdoptedWorker(handle: handle, connection: connection, listenFD: listenFD))
+            } catch {
+                logger.warning("cannot adopt worker; it will not be used", metadata: ["socket": "\(path)", "error": "\(error)"])
+                connection.close()
+            }
+        }
+        return adopted
+    }
+
+    // MARK: - Spawning
+
+    func spawnWorker(pool: PoolState, slot: Int) {
+        pool.restartDue[slot] = nil
+        nextInstance += 1
+        let instance = nextInstance
+        let data = configuration.data
+        let path = data.workerSocket(pool: pool.cohort.name, slot: slot, instance: instance)
+        let pid: pid_t
+        do {
+            let controlFD = WorkerSpawner.highDescriptor(try Sockets.listenUnix(path: path))
+            defer { close(controlFD) }
+            pid = try WorkerSpawner.spawn(.init(
+                executable: configuration.workerExecutable, pool: pool.cohort.name, slot: slot, instance: instance,
+                data: data, listenFD: pool.listenFD, controlFD: controlFD, environment: configuration.workerEnvironment))
+        } catch {
+            unlink(path)
+            logger.error("cannot start worker", metadata: ["pool": "\(pool.cohort.name)", "slot": "\(slot)", "error": "\(error)"])
+            scheduleRestart(pool: pool, slot: slot)
+            return
+        }
+        let handle = WorkerHandle(pid: pid, pool: pool.cohort.name, slot: slot, instance: instance, isChild: true, now: Self.now())
+        pool.slots[slot] = handle
+        children[pid] = handle
+        logger.debug("worker started", metadata: ["pool": "\(pool.cohort.name)", "slot": "\(slot)", "pid": "\(pid)"])
+        // The control listener already exists, so this connect succeeds at once and
+        // the handshake completes as soon as the worker runs.
+        DispatchQueue.global().async { [self] in
+            do {
+                let connection = FrameConnection(fd: try Sockets.connectUnix(path: path))
+                _ = try Self.handshake(connection, wantListener: false)
+                queue.async {
+                    guard !handle.exited else { return connection.close() }
+                    self.attach(handle, connection: connection)
+                }
+            } catch {
+                queue.async {
+                    self.logger.warning("worker failed its handshake", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                    kill(pid, SIGKILL)
+                }
+            }
+        }
+    }
+
+    /// Starts listening to a worker and sends it everything its pool needs.
+    func attach(_ handle: WorkerHandle, connection: FrameConnection) {
+        handle.connection = connection
+        handle.lastHeartbeat = Self.now()
+        connection.start(
+            name: "worker-\(handle.pid)",
+            onFrame: { [weak self] bytes in
+                guard let self else { return }
+                guard let message = ControlCodec.decode(WorkerMessage.self, from: bytes) else {
+                    self.queue.async {
+                        self.logger.error("malformed control frame from worker; replacing it", metadata: ["pid": "\(handle.pid)"])
+                        handle.killReason = "malformed control frame"
+                        kill(handle.pid, SIGKILL)
+                    }
+                    return
+                }
+                self.queue.async { self.received(message, from: handle) }
+            },
+            onClose: { [weak self] in
+                guard let self else { return }
+                self.queue.async { self.workerGone(handle, reason: "control connection closed") }
+            })
+        guard let pool = pools[handle.pool] else { return }
+        handle.send(.configure(cohort: pool.cohort))
+        handle.send(.customers(assignments: catalog.assignments))
+        for spec in catalog.scripts(forCohort: pool.cohort.name) {
+            handle.send(.putScript(spec))
+            if quarantined.contains("\(spec.customer)/\(spec.name)") {
+                handle.send(.quarantine(customer: spec.customer, name: spec.name, quarantined: true))
+            }
+        }
+        if handle.draining {
+            handle.send(.drain)
+        } else {
+            handle.send(.start)
+        }
+    }
+
+    // MARK: - Messages
+
+    func received(_ message: WorkerMessage, from handle: WorkerHandle) {
+        switch message {
+        case .hello:
+            break
+        case .ready:
+            if !handle.ready {
+                handle.ready = true
+                let milliseconds = Int((Self.now() - handle.startedAt) * 1000)
+                logger.info("worker ready", metadata: [
+                    "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)", "startup_ms": "\(milliseconds)",
+                ])
+            }
+        case .heartbeat(let stats):
+            handle.lastHeartbeat = Self.now()
+            handle.stats = stats
+        case .log(let customer, let script, let line):
+            appendLog(customer: customer, script: script, line: line)
+        case .scriptLoaded(let customer, let name, let version):
+            logger.debug("script loaded", metadata: ["script": "\(customer)/\(name)", "version": "\(version)", "pid": "\(handle.pid)"])
+        case .scriptFailed(let customer, let name, let version, let kind, let message):
+            logger.warning("worker kept the previous version of a script it could not load", metadata: [
+                "script": "\(customer)/\(name)", "version": "\(version)", "kind": "\(kind)", "error": "\(message)",
+                "pid": "\(handle.pid)",
+            ])
+            appendLog(customer: customer, script: name, line: "version \(version) failed to load: \(kind): \(message)")
+        case .watchdog(let customer, let script, let elapsed):
+            strike(customer: customer, script: script, elapsedMilliseconds: elapsed, pid: handle.pid)
+        }
+    }
+
+    func appendLog(customer: String, script: String, line: String) {
+        let key = "\(customer)/\(script)"
+        var lines = scriptLogs[key] ?? []
+        lines.append(line)
+        if lines.count > Self.logLinesPerScript { lines.removeFirst(lines.count - Self.logLinesPerScript) }
+        scriptLogs[key] = lines
+    }
+
+    /// A script made the watchdog end a worker: count it, and quarantine the script
+    /// after repeated kills so it stops taking workers down.
+    func strike(customer: String, script: String, elapsedMilliseconds: Int, pid: pid_t) {
+        let key = "\(customer)/\(script)"
+        strikes[key, default: 0] += 1
+        let count = strikes[key] ?? 0
+        logger.warning("watchdog ended a worker: a request overran its wall deadline inside a C call", metadata: [
+            "script": "\(key)", "elapsed_ms": "\(elapsedMilliseconds)", "pid": "\(pid)", "strikes": "\(count)",
+        ])
+        appendLog(customer: customer, script: script, line: "request ran \(elapsedMilliseconds) ms past its deadline; the worker was ended (strike \(count) of \(strikesToQuarantine))")
+        guard count >= strikesToQuarantine, !quarantined.contains(key) else { return }
+        quarantined.insert(key)
+        logger.error("script quarantined after repeated worker kills", metadata: ["script": "\(key)", "strikes": "\(count)"])
+        appendLog(customer: customer, script: script, line: "quarantined after \(count) worker kills; upload a new version or unquarantine it")
+        if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
+            for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: true)) }
+        }
+    }
+
+    /// Releases a quarantined script. Returns false when it was not quarantined.
+    func unquarantine(customer: String, script: String) -> Bool {
+        let key = "\(customer)/\(script)"
+        strikes[key] = nil
+        guard quarantined.remove(key) != nil else { return false }
+        if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
+            for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: false)) }
+        }
+        logger.info("script released from quarantine", metadata: ["script": "\(key)"])
+        return true
+    }
+
+    // MARK: - Exits and restarts
+
+    /// A worker is gone (connection closed or process reaped): replace it.
+    func workerGone(_ handle: WorkerHandle, reason: String) {
+        guard !handle.exited else { return }
+        handle.exited = true
+        handle.connection?.close()
+        unlink(configuration.data.workerSocket(pool: handle.pool, slot: handle.slot, instance: handle.instance))
+        guard let pool = pools[handle.pool] else { return }
+        if let index = pool.leaving.firstIndex(where: { $0 === handle }) {
+            pool.leaving.remove(at: index)
+            return
+        }
+        guard pool.slots.indices.contains(handle.slot), pool.slots[handle.slot] === handle else { return }
+        pool.slots[handle.slot] = nil
+        if shuttingDown || handle.draining { return }
+        logger.warning("worker exited; replacing it", metadata: [
+            "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)",
+            "reason": "\(handle.killReason ?? reason)",
+        ])
+        scheduleRestart(pool: pool, slot: handle.slot)
+    }
+
+    func scheduleRestart(pool: PoolState, slot: Int) {
+        guard !shuttingDown else { return }
+        let now = Self.now()
+        let decision = pool.policy.workerExited(at: now)
+        if decision.becameDegraded {
+            logger.error("pool degraded: workers restart too often; backing off", metadata: [
+                "pool": "\(pool.cohort.name)", "max_restarts": "\(pool.cohort.restart.maxRestarts)",
+                "window_seconds": "\(pool.cohort.restart.windowSeconds)", "backoff_seconds": "\(decision.delay)",
+            ])
+        }
+        if decision.delay == 0 {
+            spawnWorker(pool: pool, slot: slot)
+        } else {
+            pool.restartDue[slot] = now + decision.delay
+        }
+    }
+
+    /// Every 20 ms: reap children, replace workers that missed heartbeats, start
+    /// due restarts, let degraded pools recover.
+    func tick(now: Double) {
+        reapChildren()
+        guard !shuttingDown else { return }
+        for pool in pools.values {
+            let timeout = Double(pool.cohort.limits.wallMilliseconds + configuration.watchdogMarginMilliseconds) / 1000 + 1.5
+            for case let worker? in pool.slots where !worker.exited && worker.connection != nil && worker.killReason == nil {
+                if now - worker.lastHeartbeat > timeout {
+                    worker.killReason = String(format: "no heartbeat for %.1f s (hung or stopped)", now - worker.lastHeartbeat)
+                    logger.warning("worker missed its heartbeats; killing it", metadata: [
+                        "pool": "\(pool.cohort.name)", "pid": "\(worker.pid)", "reason": "\(worker.killReason ?? "")",
+                    ])
+                    kill(worker.pid, SIGKILL)
+                }
+            }
+            for (slot, due) in pool.restartDue where due <= now && pool.slots[slot] == nil {
+                spawnWorker(pool: pool, slot: slot)
+            }
+            if pool.policy.tick(at: now) {
+                logger.info("pool recovered from degraded", metadata: ["pool": "\(pool.cohort.name)"])
+            }
+        }
+    }
+
+    /// Collects exited children without blocking.
+    func reapChildren() {
+        for (pid, handle) in children {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            guard result == pid || (result < 0 && errno == ECHILD) else { continue }
+            children[pid] = nil
+            let signalled = status & 0x7f
+            let reason = signalled != 0 ? "killed by signal \(signalled)" : "exited with status \((status >> 8) & 0xff)"
+            workerGone(handle, reason: reason)
+        }
+    }
+}

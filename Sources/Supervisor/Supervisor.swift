@@ -1,0 +1,360 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import CBulkheadPosix
+import Dispatch
+import Foundation
+import Logging
+
+/// Settings of `bulkhead serve`.
+public struct SupervisorConfiguration: Sendable {
+    /// Where the cohort files are.
+    public var cohortsDirectory: String
+    /// The data directory.
+    public var data: DataDirectory
+    /// A scripts directory (`CUSTOMER/NAME.lua` + `customers.toml`), polled for changes.
+    public var scriptsDirectory: String?
+    /// Seed the demo customers.
+    public var demo: Bool
+    /// The worker executable (normally this binary).
+    public var workerExecutable: String
+    /// Extra environment for workers, `KEY=VALUE` (fault injection in tests).
+    public var workerEnvironment: [String]
+    /// Margin past the wall deadline before a worker's watchdog ends it, in ms.
+    public var watchdogMarginMilliseconds: Int
+
+    /// Creates a configuration.
+    public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
+                workerExecutable: String, workerEnvironment: [String] = [], watchdogMarginMilliseconds: Int = 500) {
+        self.cohortsDirectory = cohortsDirectory
+        self.data = data
+        self.scriptsDirectory = scriptsDirectory
+        self.demo = demo
+        self.workerExecutable = workerExecutable
+        self.workerEnvironment = workerEnvironment
+        self.watchdogMarginMilliseconds = watchdogMarginMilliseconds
+    }
+}
+
+/// Why `bulkhead serve` could not start.
+public struct SupervisorStartError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong, for a person; one line per problem.
+    public var description: String
+}
+
+/// The supervisor: reads the cohorts, starts and watches the worker pools, takes
+/// over live workers left by a previous supervisor, serves the admin socket.
+///
+/// All state lives on one serial queue; socket threads and timers post to it.
+/// No customer code ever runs here.
+public final class Supervisor: @unchecked Sendable {
+    let configuration: SupervisorConfiguration
+    let queue = DispatchQueue(label: "bulkhead.supervisor")
+    var logger: Logger
+    var pools: [String: PoolState] = [:]
+    var catalog = ScriptCatalog()
+    /// Watchdog kills per script (`customer/name`) since its current version.
+    var strikes: [String: Int] = [:]
+    /// Scripts quarantined for killing workers (`customer/name`).
+    var quarantined: Set<String> = []
+    /// Kills after which a script is quarantined.
+    let strikesToQuarantine = 3
+    var nextInstance: UInt64
+    /// Workers this supervisor started, by pid, until reaped.
+    var children: [pid_t: WorkerHandle] = [:]
+    /// The last lines of each script's log (`customer/name`).
+    var scriptLogs: [String: [String]] = [:]
+    /// Lines kept per script.
+    static let logLinesPerScript = 500
+    var lockFD: Int32 = -1
+    var adminFD: Int32 = -1
+    var shuttingDown = false
+    var timer: DispatchSourceTimer?
+    var signalSources: [DispatchSourceSignal] = []
+    let stopped = DispatchSemaphore(value: 0)
+
+    /// Creates a supervisor; nothing starts until `start()`.
+    public init(configuration: SupervisorConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        // Unique across supervisor restarts, so socket paths never collide.
+        nextInstance = UInt64(Date().timeIntervalSince1970 * 1000) << 8
+    }
+
+    /// Monotonic seconds.
+    static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    // MARK: - Start
+
+    /// Takes the lock, reads the cohorts, adopts live workers, starts the pools.
+    /// Throws (and starts nothing) when a cohort file is bad and has no last known
+    /// good config, or when another supervisor holds the data directory.
+    public func start() throws {
+        signal(SIGPIPE, SIG_IGN)
+        _ = bh_set_child_subreaper()
+        let data = configuration.data
+        try data.create()
+        try takeLock()
+
+        let directory = CohortDirectory.load(configuration.cohortsDirectory)
+        var cohorts = directory.cohorts
+        var fallbacks: [String: String] = [:]
+        var fatal: [String] = []
+        for error in directory.errors {
+            let pool = CohortConfiguration.poolName(ofFile: error.file)
+            if let knownGood = loadKnownGood(pool: pool), !cohorts.contains(where: { $0.name == pool }) {
+                logger.error("cohort file refused; pool starts with its last known good config",
+                             metadata: ["pool": "\(pool)", "error": "\(error)"])
+                cohorts.append(knownGood)
+                fallbacks[pool] = error.description
+            } else {
+                fatal.append(error.description)
+            }
+        }
+        guard fatal.isEmpty else {
+            releaseLock()
+            throw SupervisorStartError(description: fatal.joined(separator: "\n"))
+        }
+        cohorts.sort { $0.order < $1.order }
+
+        if configuration.demo { catalog.seedDemo(cohorts: cohorts.map(\.name)) }
+        if let scripts = configuration.scriptsDirectory {
+            for problem in catalog.load(directory: scripts) { logger.warning("\(problem)") }
+        }
+
+        let adopted = adoptLiveWorkers()
+        try queue.sync {
+            for cohort in cohorts {
+                try startPool(cohort, adopted: adopted[cohort.name] ?? [],
+                              configSource: fallbacks[cohort.name] == nil ? "file" : "last-known-good",
+                              configError: fallbacks[cohort.name])
+                if fallbacks[cohort.name] == nil { saveKnownGood(cohort) }
+            }
+            // Workers of pools that no longer exist leave.
+            for (pool, workers) in adopted where pools[pool] == nil {
+                for worker in workers {
+                    logger.info("draining adopted worker of a removed pool", metadata: ["pool": "\(pool)", "pid": "\(worker.handle.pid)"])
+                    worker.handle.send(.drain)
+                    close(worker.listenFD)
+                }
+            }
+            startTimer()
+        }
+        try startAdminSocket()
+        installSignalHandlers()
+    }
+
+    /// Blocks until the supervisor has stopped (after SIGTERM/SIGINT or `stop()`).
+    public func wait() {
+        stopped.wait()
+    }
+
+    /// Drains every worker (in-flight requests finish) and stops.
+    public func stop() {
+        queue.async { self.beginShutdown() }
+    }
+
+    private func startPool(_ cohort: CohortConfiguration, adopted: [AdoptedWorker], configSource: String, configError: String?) throws {
+        let listenFD: Int32
+        let port: Int
+        if let first = adopted.first {
+            // The pool's socket lives on in its workers: take it back instead of
+            // binding again (a second bind would fail, and must).
+            listenFD = WorkerSpawner.highDescriptor(first.listenFD)
+            for other in adopted.dropFirst() { close(other.listenFD) }
+            port = (try? Sockets.localPort(of: listenFD)) ?? cohort.port
+            if cohort.port != 0 && port != cohort.port {
+                logger.warning("pool keeps the port of its adopted workers until they are replaced",
+                               metadata: ["pool": "\(cohort.name)", "port": "\(port)", "configured": "\(cohort.port)"])
+            }
+        } else {
+            do {
+                let bound = try Sockets.listenTCP(host: "127.0.0.1", port: cohort.port)
+                listenFD = WorkerSpawner.highDescriptor(bound.fd)
+                port = bound.port
+            } catch {
+                throw SupervisorStartError(description: "pool \(cohort.name): \(error)")
+            }
+        }
+        let pool = PoolState(cohort: cohort, listenFD: listenFD, port: port, configSource: configSource, configError: configError)
+        pools[cohort.name] = pool
+        logger.info("pool listening", metadata: [
+            "pool": "\(cohort.name)", "address": "127.0.0.1:\(port)", "workers": "\(cohort.workers)",
+            "config": "\(configSource)",
+        ])
+        for worker in adopted {
+            let handle = worker.handle
+            if handle.slot < pool.slots.count, pool.slots[handle.slot] == nil {
+                pool.slots[handle.slot] = handle
+                attach(handle, connection: worker.connection)
+                logger.info("adopted worker", metadata: ["pool": "\(cohort.name)", "slot": "\(handle.slot)", "pid": "\(handle.pid)"])
+            } else {
+                // A slot the pool no longer has, or a duplicate: let it finish and go.
+                pool.leaving.append(handle)
+                attach(handle, connection: worker.connection)
+                handle.draining = true
+                handle.send(.drain)
+            }
+        }
+        for slot in pool.slots.indices where pool.slots[slot] == nil {
+            spawnWorker(pool: pool, slot: slot)
+        }
+    }
+
+    // MARK: - Lock
+
+    private func takeLock() throws {
+        let path = configuration.data.lockFile
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SupervisorStartError(description: "\(SystemError("open \(path)"))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var holder = [UInt8](repeating: 0, count: 32)
+            let count = read(fd, &holder, holder.count)
+            close(fd)
+            let pid = count > 0 ? String(decoding: holder[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            throw SupervisorStartError(
+                description: "another supervisor (pid \(pid)) holds \(configuration.data.root); stop it or use another --data")
+        }
+        ftruncate(fd, 0)
+        let text = "\(getpid())\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        lockFD = fd
+    }
+
+    func releaseLock() {
+        if lockFD >= 0 {
+            close(lockFD)
+            lockFD = -1
+        }
+    }
+
+    // MARK: - Last known good
+
+    private func knownGoodPath(_ pool: String) -> String {
+        configuration.data.knownGood + "/\(pool).json"
+    }
+
+    private func loadKnownGood(pool: String) -> CohortConfiguration? {
+        guard ResourceName.isValid(pool), let data = FileManager.default.contents(atPath: knownGoodPath(pool)) else { return nil }
+        return try? JSONDecoder().decode(CohortConfiguration.self, from: data)
+    }
+
+    private func saveKnownGood(_ cohort: CohortConfiguration) {
+        guard let data = try? JSONEncoder().encode(cohort) else { return }
+        let path = knownGoodPath(cohort.name)
+        let temporary = path + ".tmp"
+        if FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) {
+            rename(temporary, path)
+        }
+    }
+
+    // MARK: - Timer and signals
+
+    private func startTimer() {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + .milliseconds(20), repeating: .milliseconds(20))
+        var lastScriptScan = Self.now()
+        timer.setEventHandler { [unowned self] in
+            let now = Self.now()
+            self.tick(now: now)
+            if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {
+                lastScriptScan = now
+                self.rescanScripts(directory)
+            }
+        }
+        timer.resume()
+        self.timer = timer
+    }
+
+    private func installSignalHandlers() {
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler { [unowned self] in
+                self.logger.info("signal received, draining workers", metadata: ["signal": "\(signalNumber)"])
+                self.beginShutdown()
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    func beginShutdown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        if adminFD >= 0 {
+            shutdown(adminFD, Int32(SHUT_RDWR))
+            close(adminFD)
+            adminFD = -1
+            unlink(configuration.data.adminSocket)
+        }
+        for pool in pools.values {
+            pool.restartDue.removeAll()
+            for worker in pool.allWorkers {
+                worker.draining = true
+                worker.send(.drain)
+            }
+        }
+        // Workers finish in-flight requests within their wall deadline; past this
+        // they are killed so a stop always ends.
+        let longestWall = pools.values.map(\.cohort.limits.wallMilliseconds).max() ?? 1000
+        let deadline = Self.now() + Double(longestWall) / 1000 + 5
+        checkShutdown(deadline: deadline)
+    }
+
+    private func checkShutdown(deadline: Double) {
+        let remaining = pools.values.flatMap(\.allWorkers)
+        if remaining.isEmpty || Self.now() > deadline {
+            for worker in remaining {
+                logger.warning("worker did not drain in time; killing it", metadata: ["pid": "\(worker.pid)"])
+                kill(worker.pid, SIGKILL)
+            }
+            reapChildren()
+            for pool in pools.values { close(pool.listenFD) }
+            timer?.cancel()
+            releaseLock()
+            logger.info("supervisor stopped")
+            stopped.signal()
+            return
+        }
+        queue.asyncAfter(deadline: .now() + .milliseconds(20)) { self.checkShutdown(deadline: deadline) }
+    }
+
+    // MARK: - Scripts
+
+    private func rescanScripts(_ directory: String) {
+        let before = catalog
+        _ = catalog.load(directory: directory)
+        guard catalog != before else { return }
+        publishCatalogChanges(from: before)
+    }
+
+    /// Sends workers what changed between `before` and the current catalog.
+    func publishCatalogChanges(from before: ScriptCatalog) {
+        if catalog.assignments != before.assignments {
+            for pool in pools.values {
+                for worker in pool.allWorkers { worker.send(.customers(assignments: catalog.assignments)) }
+            }
+        }
+        for (customer, scripts) in catalog.scripts {
+            guard let cohort = catalog.assignments[customer], let pool = pools[cohort] else { continue }
+            for (name, spec) in scripts where before.scripts[customer]?[name] != spec {
+                let key = "\(customer)/\(name)"
+                if strikes[key] != nil || quarantined.contains(key) {
+                    // A new version releases a quarantined script.
+                    strikes[key] = nil
+                    if quarantined.remove(key) != nil {
+                        for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: name, quarantined: false)) }
+                    }
+                }
+                logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])
+                for worker in pool.allWorkers { worker.send(.putScript(spec)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Accepts connections from the pool's listening socket, which every worker of the
+/// pool shares, and hands each to the event loop.
+///
+/// A blocking `accept` on a shared socket wakes exactly one waiting process; an
+/// event loop polling the socket wakes every worker of the pool for each
+/// connection, and all but one find nothing to accept (NIO even asserts on that).
+/// The thread hop happens once per connection, never per request.
+final class Acceptor: Sendable {
+    private let listenFD: Int32
+    private let stopped = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(listenFD: Int32) {
+        self.listenFD = listenFD
+        // A receive timeout on a listening socket bounds `accept`, so a stopping
+        // worker notices within it. The socket is shared: every worker sets the same.
+        Sockets.setReceiveTimeout(listenFD, seconds: 0.2)
+    }
+
+    /// Starts accepting; every connection goes to `bootstrap` on its event loop.
+    func start(_ bootstrap: NIOLoopBound<ClientBootstrap>, on loop: any EventLoop) {
+        let thread = Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                let fd = Glibc.accept(listenFD, nil, nil)
+                if fd < 0 {
+                    switch errno {
+                    case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
+                        continue
+                    default:
+                        // Out of descriptors or memory: back off instead of spinning.
+                        usleep(10_000)
+                        continue
+                    }
+                }
+                // Wait until the loop has taken the connection before accepting the
+                // next: a busy loop then leaves queued connections to the other
+                // workers of the pool, as an nginx worker accepts only when its
+                // loop runs.
+                let taken = DispatchSemaphore(value: 0)
+                loop.execute {
+                    // NIO owns the descriptor from here, failure included: closing
+                    // it again could close a descriptor reused meanwhile.
+                    _ = bootstrap.value.withConnectedSocket(fd)
+                    taken.signal()
+                }
+                taken.wait()
+            }
+            done.signal()
+        }
+        thread.name = "accept"
+        thread.start()
+    }
+
+    /// Stops accepting; returns once the thread has ended (within the timeout).
+    func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        done.wait()
+    }
+}

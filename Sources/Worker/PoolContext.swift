@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import CBulkheadPosix
+import Dispatch
+import HTTPWire
+import LuaSandbox
+import NIOCore
+import Synchronization
+
+/// Everything a worker's connections share: scripts, stats, the encoder. It lives
+/// on the worker's single event loop, so the hot path takes no lock at all.
+final class PoolContext {
+    let pool: String
+    let pid: Int32
+    let registry = ScriptRegistry()
+    var stats = WorkerStats()
+    let encoder: ResponseEncoder
+    var parserLimits = HTTPParserLimits()
+    var requestCounter: UInt64 = 0
+    var openConnections = 0
+    var draining = false
+    /// Connections to close once their current response is out (drain).
+    var idleClosers: [ObjectIdentifier: () -> Void] = [:]
+    /// Sends to the supervisor (thread-safe).
+    let control: ControlLink
+    let watchdog: Watchdog
+
+    init(pool: String, pid: Int32, control: ControlLink, watchdog: Watchdog) {
+        self.pool = pool
+        self.pid = pid
+        self.encoder = ResponseEncoder(pool: pool, pid: pid)
+        self.control = control
+        self.watchdog = watchdog
+    }
+
+    /// Applies the cohort's limits.
+    func configure(_ cohort: CohortConfiguration) {
+        registry.configure(cohort)
+        parserLimits.maxBodyBytes = cohort.limits.maxBodyBytes
+    }
+
+    /// Called when a connection closes (drain waits for the last).
+    var onConnectionClosed: (() -> Void)?
+
+    func connectionClosed() {
+        onConnectionClosed?()
+    }
+
+    /// Error lines forwarded to script logs per second, across scripts: a script
+    /// failing on every request must not turn into a flood on the control channel.
+    static let errorLogsPerSecond = 50
+    private var errorLogSecond: UInt64 = 0
+    private var errorLogsThisSecond = 0
+
+    /// A script failed a request: count it and put the error in the script's log.
+    func scriptFailed(_ script: LoadedScript, error: ScriptError) {
+        let second = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
+        if second != errorLogSecond {
+            errorLogSecond = second
+            errorLogsThisSecond = 0
+        }
+        guard errorLogsThisSecond < Self.errorLogsPerSecond else { return }
+        errorLogsThisSecond += 1
+        control.send(.log(customer: script.customer, script: script.name, line: "error: \(error.kind.rawValue): \(error.message)"),
+                     droppable: true)
+    }
+
+    /// The current request's id, for error bodies: `POOL-PID-N`.
+    func nextRequestID() -> UInt64 {
+        requestCounter &+= 1
+        return requestCounter
+    }
+
+    /// Counts one answered request.
+    @inline(__always)
+    func record(status: Int, startedAt: UInt64) {
+        stats.requests += 1
+        statusCounts[min(max(status, 0), 599)] += 1
+        stats.latency.record(nanoseconds: DispatchTime.now().uptimeNanoseconds &- startedAt)
+    }
+
+    /// Per-status counters kept as an array on the hot path, folded into
+    /// `stats.statuses` when a heartbeat is built.
+    var statusCounts = [Int](repeating: 0, count: 600)
+
+    /// Counts one failed request by kind, with its error signature.
+    func recordError(_ kind: RequestErrorKind, signature: String?) {
+        stats.errors[kind.rawValue, default: 0] += 1
+        if let signature { stats.countSignature(signature) }
+    }
+
+    /// The stats as a heartbeat carries them.
+    func heartbeatStats() -> WorkerStats {
+        var snapshot = stats
+        for (status, count) in statusCounts.enumerated() where count > 0 {
+            snapshot.statuses[String(status)] = count
+        }
+        snapshot.scripts = registry.count
+        snapshot.openConnections = openConnections
+        snapshot.residentBytes = Int(bh_resident_bytes())
+        return snapshot
+    }
+}
+
+/// A thread-safe handle on the current supervisor connection (it changes when a
+/// new supervisor takes over).
+final class ControlLink: Sendable {
+    private let current = Mutex<FrameConnection?>(nil)
+
+    /// Replaces the connection, closing the previous one.
+    func replace(with connection: FrameConnection) {
+        let previous = current.withLock { value -> FrameConnection? in
+            let old = value
+            value = connection
+            return old
+        }
+        previous?.close()
+    }
+
+    /// Forgets `connection` if it is still the current one.
+    func clear(_ connection: FrameConnection) {
+        current.withLock { value in
+            if value === connection { value = nil }
+        }
+    }
+
+    /// Sends a message to the supervisor, if one is connected.
+    @discardableResult
+    func send(_ message: WorkerMessage, droppable: Bool = false) -> Bool {
+        guard let connection = current.withLock({ $0 }) else { return false }
+        return connection.send(ControlCodec.encode(message), droppable: droppable)
+    }
+}

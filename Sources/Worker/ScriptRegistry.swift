@@ -1,0 +1,96 @@
+import BulkheadCore
+import LuaSandbox
+
+/// One loaded script in a worker.
+final class LoadedScript {
+    let customer: String
+    let name: String
+    let version: Int
+    let state: LuaScript
+    var quarantined = false
+
+    init(customer: String, name: String, version: Int, state: LuaScript) {
+        self.customer = customer
+        self.name = name
+        self.version = version
+        self.state = state
+    }
+}
+
+/// What a worker serves: customers, their scripts, the cohort. Lives on the
+/// worker's event loop; never touched from another thread.
+final class ScriptRegistry {
+    /// The cohort this worker's pool serves.
+    private(set) var cohort: CohortConfiguration?
+    /// Customer → pool, for every customer of the host (to answer `wrong-pool`).
+    private(set) var assignments: [String: String] = [:]
+    /// Customer → script name → script.
+    private var scripts: [String: [String: LoadedScript]] = [:]
+    /// Scripts quarantined before they were loaded (`customer/name`).
+    private var pendingQuarantine: Set<String> = []
+
+    /// How a request resolves.
+    enum Lookup {
+        case script(LoadedScript)
+        case noScript
+        case wrongPool(String)
+    }
+
+    var count: Int { scripts.values.reduce(0) { $0 + $1.count } }
+
+    func configure(_ cohort: CohortConfiguration) {
+        let limitsChanged = self.cohort?.limits != cohort.limits
+        self.cohort = cohort
+        if limitsChanged {
+            let limits = Self.sandboxLimits(cohort.limits)
+            for table in scripts.values {
+                for script in table.values { script.state.limits = limits }
+            }
+        }
+    }
+
+    func setAssignments(_ assignments: [String: String]) {
+        self.assignments = assignments
+    }
+
+    /// Finds the script for `customer`/`name` in pool `pool`.
+    func lookup(customer: String, name: String, pool: String) -> Lookup {
+        if let assigned = assignments[customer], assigned != pool { return .wrongPool(assigned) }
+        guard let script = scripts[customer]?[name] else { return .noScript }
+        return .script(script)
+    }
+
+    func get(customer: String, name: String) -> LoadedScript? {
+        scripts[customer]?[name]
+    }
+
+    /// Installs a loaded version; the previous one (if any) is released after.
+    func install(_ script: LoadedScript) {
+        let key = "\(script.customer)/\(script.name)"
+        if pendingQuarantine.remove(key) != nil { script.quarantined = true }
+        if let previous = scripts[script.customer]?[script.name] { script.quarantined = previous.quarantined }
+        scripts[script.customer, default: [:]][script.name] = script
+    }
+
+    /// Removes a script; returns it so the caller can release it under the watchdog.
+    func remove(customer: String, name: String) -> LoadedScript? {
+        let removed = scripts[customer]?.removeValue(forKey: name)
+        if scripts[customer]?.isEmpty == true { scripts[customer] = nil }
+        return removed
+    }
+
+    func setQuarantine(customer: String, name: String, quarantined: Bool) {
+        if let script = scripts[customer]?[name] {
+            script.quarantined = quarantined
+        } else if quarantined {
+            pendingQuarantine.insert("\(customer)/\(name)")
+        } else {
+            pendingQuarantine.remove("\(customer)/\(name)")
+        }
+    }
+
+    /// The sandbox limits of a cohort.
+    static func sandboxLimits(_ limits: CohortConfiguration.Limits) -> SandboxLimits {
+        SandboxLimits(instructions: limits.instructions, memoryBytes: limits.memoryBytes, wallMilliseconds: limits.wallMilliseconds)
+    }
+}

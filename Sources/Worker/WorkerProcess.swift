@@ -1,0 +1,290 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import CBulkheadPosix
+import Dispatch
+import Foundation
+import LuaSandbox
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The command line of a worker process (see `WorkerSpawner` for the contract).
+public struct WorkerOptions: Sendable {
+    /// The pool it serves.
+    public var pool: String
+    /// Its slot.
+    public var slot: Int
+    /// Unique instance number (part of its socket path).
+    public var instance: UInt64
+    /// The data directory.
+    public var data: DataDirectory
+    /// The inherited listening TCP socket.
+    public var listenFD: Int32 = 3
+    /// The inherited control listener.
+    public var controlFD: Int32 = 4
+    /// Margin past a request's wall deadline before the watchdog ends the process, ms.
+    public var watchdogMarginMilliseconds: Int = 500
+
+    /// Creates options.
+    public init(pool: String, slot: Int, instance: UInt64, data: DataDirectory) {
+        self.pool = pool
+        self.slot = slot
+        self.instance = instance
+        self.data = data
+    }
+}
+
+/// A worker: serves one pool from the inherited listening socket on one event
+/// loop thread, takes orders from whichever supervisor is connected, and keeps
+/// serving what it has when no supervisor is (fail static).
+public final class WorkerProcess: @unchecked Sendable {
+    /// Exit status when the watchdog ended the process.
+    public static let watchdogExitStatus: Int32 = 70
+
+    let options: WorkerOptions
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let loop: any EventLoop
+    let control = ControlLink()
+    let startedAt = Date().timeIntervalSince1970
+    /// The context, created on and confined to the loop.
+    private let context: NIOLoopBound<PoolContext>
+    private let identityState = Mutex((versions: ArtifactVersions(), draining: false))
+    private let exitCode = Mutex<Int32?>(nil)
+    private let finished = DispatchSemaphore(value: 0)
+    private var acceptor: Acceptor?
+    private var heartbeat: RepeatedTask?
+
+
+    /// Sets the worker up; nothing is served until the supervisor says `start`.
+    public init(options: WorkerOptions) throws {
+        self.options = options
+        self.loop = group.next()
+        let control = self.control
+        let pool = options.pool
+        let watchdog = Watchdog(margin: .milliseconds(options.watchdogMarginMilliseconds)) { chunkName, elapsed in
+            // Runs on the watchdog's thread while the loop is stuck in a C call:
+            // tell the supervisor which script did it, then end the process.
+            let (customer, script) = Self.split(chunkName: chunkName)
+            control.send(.watchdog(customer: customer, script: script,
+                                   elapsedMilliseconds: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+            usleep(50_000)
+            let line = "worker \(getpid()) of pool \(pool): watchdog: \(chunkName) overran its wall deadline; exiting\n"
+            FileHandle.standardError.write(Data(line.utf8))
+            _exit(WorkerProcess.watchdogExitStatus)
+        }
+        let loop = self.loop
+        self.context = try loop.submit {
+            NIOLoopBound(PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog), eventLoop: loop)
+        }.wait()
+    }
+
+    /// Serves until drained; returns the exit status.
+    public func run() -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        writePidFile()
+        startControlServer()
+        startHeartbeat()
+        let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        signal(SIGTERM, SIG_IGN)
+        term.setEventHandler { [self] in loop.execute { self.drain() } }
+        term.resume()
+        finished.wait()
+        removePidFile()
+        return exitCode.withLock { $0 } ?? 0
+    }
+
+    // MARK: - Control channel
+
+    private var pidFile: String {
+        options.data.run + "/worker-\(options.pool)-\(options.slot)-\(options.instance).pid"
+    }
+
+    private var socketPath: String {
+        options.data.workerSocket(pool: options.pool, slot: options.slot, instance: options.instance)
+    }
+
+    private func writePidFile() {
+        _ = FileManager.default.createFile(atPath: pidFile, contents: Data("\(getpid())\n".utf8), attributes: [.posixPermissions: 0o600])
+    }
+
+    private func removePidFile() {
+        unlink(pidFile)
+        unlink(socketPath)
+    }
+
+    /// Accepts supervisor connections one after the other: a new one (a supervisor
+    /// that took over) replaces the old.
+    private func startControlServer() {
+        let thread = Thread { [self] in
+            while true {
+                guard let fd = try? Sockets.accept(options.controlFD) else {
+                    usleep(10_000)
+                    continue
+                }
+                let connection = FrameConnection(fd: fd)
+                guard handshake(connection) else {
+                    connection.close()
+                    continue
+                }
+                control.replace(with: connection)
+                connection.start(
+                    name: "control",
+                    onFrame: { [self] bytes in
+                        guard let message = ControlCodec.decode(SupervisorMessage.self, from: bytes) else {
+                            FileHandle.standardError.write(Data("worker \(getpid()): malformed control frame dropped\n".utf8))
+                            return
+                        }
+                        loop.execute { self.apply(message) }
+                    },
+                    onClose: { [self] in control.clear(connection) })
+            }
+        }
+        thread.name = "control-accept"
+        thread.start()
+    }
+
+    /// The worker's side of the handshake: answer hello with who we are, and hand
+    /// over the pool's listening socket when asked.
+    private func handshake(_ connection: FrameConnection) -> Bool {
+        Sockets.setTimeouts(connection.fd, seconds: 5)
+        guard let frame = try? connection.readFrameNow(),
+              case .hello(_, _, let wantListener) = ControlCodec.decode(SupervisorMessage.self, from: frame)
+        else { return false }
+        let state = identityState.withLock { $0 }
+        let identity = WorkerIdentity(
+            pid: getpid(), pool: options.pool, slot: options.slot, instance: options.instance,
+            versions: state.versions, startedAt: startedAt, draining: state.draining)
+        do {
+            try connection.writeFrameNow(ControlCodec.encode(WorkerMessage.hello(identity)))
+            if wantListener { try Sockets.sendDescriptor(options.listenFD, over: connection.fd) }
+        } catch {
+            return false
+        }
+        Sockets.setTimeouts(connection.fd, seconds: 0)
+        return true
+    }
+
+    // MARK: - Orders (on the loop)
+
+    private func apply(_ message: SupervisorMessage) {
+        let pool = context.value
+        switch message {
+        case .hello:
+            break
+        case .configure(let cohort):
+            pool.configure(cohort)
+        case .customers(let assignments):
+            pool.registry.setAssignments(assignments)
+        case .putScript(let spec):
+            load(spec, into: pool)
+        case .removeScript(let customer, let name):
+            if let removed = pool.registry.remove(customer: customer, name: name) {
+                _ = removed  // released here; closing a state runs under the watchdog
+            }
+        case .quarantine(let customer, let name, let quarantined):
+            pool.registry.setQuarantine(customer: customer, name: name, quarantined: quarantined)
+        case .start:
+            startServing()
+        case .drain:
+            drain()
+        }
+    }
+
+    /// Loads a script version beside the current one; the current one keeps serving
+    /// until the new one is ready, and stays if the new one fails.
+    private func load(_ spec: ScriptSpec, into pool: PoolContext) {
+        if let current = pool.registry.get(customer: spec.customer, name: spec.name), current.version == spec.version {
+            control.send(.scriptLoaded(customer: spec.customer, name: spec.name, version: spec.version))
+            return
+        }
+        guard let cohort = pool.registry.cohort else { return }
+        let control = self.control
+        let customer = spec.customer
+        let name = spec.name
+        do {
+            let state = try LuaScript(
+                chunkName: "\(spec.customer)/\(spec.name).lua", source: Array(spec.source.utf8),
+                limits: ScriptRegistry.sandboxLimits(cohort.limits), watchdog: pool.watchdog,
+                log: { line in control.send(.log(customer: customer, script: name, line: line), droppable: true) })
+            pool.registry.install(LoadedScript(customer: spec.customer, name: spec.name, version: spec.version, state: state))
+            control.send(.scriptLoaded(customer: spec.customer, name: spec.name, version: spec.version))
+        } catch {
+            control.send(.scriptFailed(customer: spec.customer, name: spec.name, version: spec.version,
+                                       kind: error.kind.rawValue, message: error.message))
+        }
+    }
+
+    private func startServing() {
+        guard acceptor == nil else { return }
+        let context = self.context
+        let bootstrap = ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.maxMessagesPerRead, value: 16)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = HTTPConnectionHandler(pool: context.value, allocator: channel.allocator)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let acceptor = Acceptor(listenFD: options.listenFD)
+        self.acceptor = acceptor
+        acceptor.start(NIOLoopBound(bootstrap, eventLoop: loop), on: loop)
+        control.send(.ready)
+    }
+
+    private func startHeartbeat() {
+        let context = self.context
+        let control = self.control
+        heartbeat = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(200)) { _ in
+            control.send(.heartbeat(context.value.heartbeatStats()), droppable: true)
+        }
+    }
+
+    // MARK: - Drain and exit
+
+    /// Stops accepting, lets in-flight requests finish, closes idle keep-alive
+    /// connections, and exits when none is left.
+    private func drain() {
+        let pool = context.value
+        guard !pool.draining else { return }
+        pool.draining = true
+        identityState.withLock { $0.draining = true }
+        let acceptor = self.acceptor
+        let context = self.context
+        let finishIfIdle: @Sendable () -> Void = { [self] in
+            if context.value.openConnections == 0 { finish(status: 0) }
+        }
+        pool.onConnectionClosed = finishIfIdle
+        for closer in pool.idleClosers.values { closer() }
+        if let acceptor {
+            // Stopping takes up to the accept timeout: off the loop.
+            DispatchQueue.global().async { [loop] in
+                acceptor.stop()
+                loop.execute { finishIfIdle() }
+            }
+        } else {
+            finishIfIdle()
+        }
+        // Past the longest a request may run, stop regardless.
+        let limit = Int64(pool.registry.cohort?.limits.wallMilliseconds ?? 1000) + 2000
+        loop.scheduleTask(in: .milliseconds(limit)) { [self] in finish(status: 0) }
+    }
+
+    private func finish(status: Int32) {
+        let first = exitCode.withLock { code -> Bool in
+            guard code == nil else { return false }
+            code = status
+            return true
+        }
+        if first { finished.signal() }
+    }
+
+    private static func split(chunkName: String) -> (String, String) {
+        var name = chunkName
+        if name.hasSuffix(".lua") { name.removeLast(4) }
+        let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+        return parts.count == 2 ? (parts[0], parts[1]) : ("", name)
+    }
+}

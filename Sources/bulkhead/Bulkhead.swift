@@ -1,0 +1,22 @@
+import ArgumentParser
+
+/// The `bulkhead` command: the host, its workers, and the operator's tools.
+@main
+struct Bulkhead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulkhead",
+        abstract: "Runs customers' Lua 5.4 scripts on HTTP requests, in worker pools that fail small.",
+        discussion: """
+            A supervisor (`bulkhead serve`) runs one pool of worker processes per customer cohort \
+            (cohorts/*.toml). `bulkhead try` runs a script once through exactly the sandbox and limits \
+            of a cohort's workers.
+            """,
+        subcommands: [ServeCommand.self, TryCommand.self, StatusCommand.self, ScriptCommand.self, WorkerCommand.self]
+    )
+}
+
+/// Options every command that touches the data directory shares.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: "The data directory: store, run/ sockets, logs.")
+    var data: String = "./.bulkhead"
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import BulkheadCore
+import Foundation
+import Logging
+import Supervisor
+
+/// `bulkhead serve`: the supervisor.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Start the supervisor and one worker pool per cohort.",
+        discussion: """
+            Reads every cohorts/*.toml. A bad cohort file stops the first start with a message naming \
+            the file and key; later, that pool falls back to its last known good config. If another \
+            supervisor's workers are alive on the data directory, they are adopted, not restarted.
+            """
+    )
+
+    @Option(help: "The directory of cohort files.")
+    var cohorts: String = "cohorts"
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "A scripts directory: CUSTOMER/NAME.lua files and customers.toml (CUSTOMER = \"COHORT\"), polled for changes.")
+    var scripts: String?
+    @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
+    var demo = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "bulkhead.supervisor")
+        let configuration = SupervisorConfiguration(
+            cohortsDirectory: cohorts, data: DataDirectory(dataOptions.data), scriptsDirectory: scripts, demo: demo,
+            workerExecutable: Self.ownExecutable(),
+            workerEnvironment: ProcessInfo.processInfo.environment.compactMap { key, value in
+                key.hasPrefix("BULKHEAD_FAULT") ? "\(key)=\(value)" : nil
+            })
+        let supervisor = Supervisor(configuration: configuration, logger: logger)
+        do {
+            try supervisor.start()
+        } catch {
+            FileHandle.standardError.write(Data("bulkhead serve: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        supervisor.wait()
+    }
+
+    /// The path of this executable, so workers run the same build.
+    static func ownExecutable() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}

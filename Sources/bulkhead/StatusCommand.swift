@@ -1,0 +1,88 @@
+import ArgumentParser
+import BulkheadCore
+import Foundation
+import Supervisor
+
+/// `bulkhead status`: the pools at a glance, from the admin socket.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show each pool: workers, requests, errors, p99, restarts, quarantined scripts."
+    )
+
+    @OptionGroup var dataOptions: DataOptions
+    @Flag(help: "Print JSON (the admin API's shape).")
+    var json = false
+
+    func run() throws {
+        let response = try AdminCall.perform(AdminRequest(command: "status"), data: dataOptions.data)
+        if json {
+            print(response)
+            return
+        }
+        guard let status = try? JSONDecoder().decode(HostStatus.self, from: Data(response.utf8)) else {
+            throw ValidationError("the supervisor sent a status this CLI cannot read")
+        }
+        print(StatusTable.render(status))
+    }
+}
+
+/// Calls the admin socket and turns failures into a clean exit.
+enum AdminCall {
+    static func perform(_ request: AdminRequest, data: String) throws -> String {
+        let response: AdminResponse
+        do {
+            response = try AdminClient.call(request, data: DataDirectory(data))
+        } catch {
+            FileHandle.standardError.write(Data("bulkhead: cannot reach the supervisor at \(DataDirectory(data).adminSocket): \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        guard response.ok else {
+            FileHandle.standardError.write(Data("bulkhead: \(response.error ?? "failed")\n".utf8))
+            throw ExitCode.failure
+        }
+        return response.result ?? "null"
+    }
+}
+
+/// Renders `HostStatus` as an aligned table that fits 80 columns.
+enum StatusTable {
+    static func render(_ status: HostStatus) -> String {
+        var rows: [[String]] = [["POOL", "PORT", "WORKERS", "REQUESTS", "ERRORS", "P99 MS", "RESTARTS", "STATE"]]
+        var notes: [String] = []
+        for pool in status.pools {
+            let ready = pool.workers.filter(\.ready).count
+            var requests = 0
+            var errors = 0
+            var latency = LatencyHistogram()
+            for worker in pool.workers {
+                requests += worker.stats.requests
+                errors += worker.stats.errors.values.reduce(0, +)
+                latency.add(worker.stats.latency)
+            }
+            let p99 = latency.quantileMilliseconds(0.99).map { String(format: "%.2f", $0) } ?? "-"
+            let state = pool.degraded ? "degraded" : (pool.configSource == "file" ? "ok" : "fallback")
+            rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", String(requests), String(errors), p99,
+                         String(pool.restarts), state])
+            if let error = pool.configError { notes.append("\(pool.name): running last known good config: \(error)") }
+            if !pool.quarantined.isEmpty { notes.append("\(pool.name): quarantined: \(pool.quarantined.joined(separator: ", "))") }
+        }
+        return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.joined(separator: "\n"))
+    }
+}
+
+/// Aligned plain-text tables.
+enum Table {
+    static func render(_ rows: [[String]]) -> String {
+        guard let columns = rows.map(\.count).max() else { return "" }
+        var widths = Array(repeating: 0, count: columns)
+        for row in rows {
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+        }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,306 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import LoadClient
+import Supervisor
+
+/// A real bulkhead host for a test: its own temporary cohorts, scripts and data
+/// directories, the real `bulkhead` binary, pools on free ports of 127.0.0.1.
+/// `stop()` ends every process it started, by pid.
+final class HostHarness: @unchecked Sendable {
+    struct Pool {
+        var name: String
+        var order: Int
+        var workers: Int = 2
+        var canaryWorkers: Int = 1
+        var wallMilliseconds: Int = 400
+        var instructions: Int = 5_000_000
+        var memoryMB: Int = 16
+        var extra: String = ""
+    }
+
+    let root: String
+    let cohorts: String
+    let scripts: String
+    let data: DataDirectory
+    let binary: String
+    private(set) var supervisor: Process?
+    private var supervisorLog: FileHandle?
+    var environment: [String: String] = [:]
+
+    /// Three pools, two workers each, one customer per pool with an `echo` script.
+    static func standard() throws -> HostHarness {
+        let host = try HostHarness(pools: [
+            Pool(name: "free", order: 1), Pool(name: "pro", order: 2), Pool(name: "enterprise", order: 3),
+        ])
+        for pool in ["free", "pro", "enterprise"] {
+            try host.assign(customer: "c-\(pool)", to: pool)
+            try host.writeScript(customer: "c-\(pool)", name: "echo", source: HostHarness.echoScript)
+        }
+        return host
+    }
+
+    /// Answers with the pool's customer, path and a per-state counter.
+    static let echoScript = """
+        local n = 0
+        function handle(req)
+          n = n + 1
+          return { status = 200, headers = { ["content-type"] = "text/plain" }, body = "echo " .. req.path .. " #" .. n }
+        end
+        """
+
+    init(pools: [Pool]) throws {
+        root = FileManager.default.temporaryDirectory.path + "/bulkhead-test-\(getpid())-\(UUID().uuidString.prefix(8))"
+        cohorts = root + "/cohorts"
+        scripts = root + "/scripts"
+        data = DataDirectory(root + "/data")
+        binary = Self.locateBinary()
+        for directory in [cohorts, scripts] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        try "".write(toFile: scripts + "/customers.toml", atomically: true, encoding: .utf8)
+        for pool in pools { try writeCohort(pool) }
+    }
+
+    static func locateBinary() -> String {
+        if let path = ProcessInfo.processInfo.environment["BULKHEAD_BIN"] { return path }
+        // Beside the test bundle: .build/<triple>/debug/bulkhead.
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("bulkhead").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/bulkhead"
+    }
+
+    // MARK: Files
+
+    func writeCohort(_ pool: Pool) throws {
+        let text = """
+            name = "\(pool.name)"
+            order = \(pool.order)
+            port = 0
+            workers = \(pool.workers)
+            canary_workers = \(pool.canaryWorkers)
+
+            [limits]
+            instructions = \(pool.instructions)
+            memory_mb = \(pool.memoryMB)
+            wall_ms = \(pool.wallMilliseconds)
+            max_body_kb = 64
+
+            [gate]
+            bake_seconds = 1
+            max_bake_seconds = 10
+            min_requests = 20
+
+            [restart]
+            max_restarts = 5
+            window_seconds = 10
+            \(pool.extra)
+            """
+        try text.write(toFile: cohorts + "/\(pool.name).toml", atomically: true, encoding: .utf8)
+    }
+
+    func writeRawCohort(_ name: String, _ text: String) throws {
+        try text.write(toFile: cohorts + "/\(name).toml", atomically: true, encoding: .utf8)
+    }
+
+    func assign(customer: String, to pool: String) throws {
+        let path = scripts + "/customers.toml"
+        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        try (existing + "\(customer) = \"\(pool)\"\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: scripts + "/\(customer)", withIntermediateDirectories: true)
+    }
+
+    func writeScript(customer: String, name: String, source: String) throws {
+        try FileManager.default.createDirectory(atPath: scripts + "/\(customer)", withIntermediateDirectories: true)
+        try source.write(toFile: scripts + "/\(customer)/\(name).lua", atomically: true, encoding: .utf8)
+    }
+
+    // MARK: Processes
+
+    /// Starts `bulkhead serve`; returns once every pool has all its workers ready.
+    func start(waitForReady: Bool = true) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info"]
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in self.environment { environment[key] = value }
+        process.environment = environment
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let logPath = root + "/supervisor.log"
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        supervisor = process
+        supervisorLog = log
+        if waitForReady { try waitUntilReady() }
+    }
+
+    /// Runs `bulkhead serve` to completion (for starts that must fail); returns its
+    /// exit status and output.
+    func runServeExpectingExit(timeout: Double = 20) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw HarnessError("serve did not exit within \(timeout) s")
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationStatus, output)
+    }
+
+    /// Waits until every pool reports all its workers ready.
+    func waitUntilReady(timeout: Double = 30, excluding: Set<String> = []) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = "no status"
+        while Date() < deadline {
+            if let status = try? status() {
+                let pending = status.pools.filter { pool in
+                    !excluding.contains(pool.name) && pool.workers.filter(\.ready).count < pool.desiredWorkers
+                }
+                if pending.isEmpty { return }
+                last = pending.map { "\($0.name): \($0.workers.filter(\.ready).count)/\($0.desiredWorkers)" }.joined(separator: ", ")
+            }
+            if let supervisor, !supervisor.isRunning {
+                throw HarnessError("supervisor exited with \(supervisor.terminationStatus):\n\(supervisorOutput())")
+            }
+            usleep(20_000)
+        }
+        throw HarnessError("pools not ready within \(timeout) s (\(last))\n\(supervisorOutput())")
+    }
+
+    func status() throws -> HostStatus {
+        let response = try AdminClient.call(AdminRequest(command: "status"), data: data, timeout: 5)
+        guard response.ok, let text = response.result,
+              let status = try? JSONDecoder().decode(HostStatus.self, from: Data(text.utf8))
+        else { throw HarnessError("bad status answer: \(response)") }
+        return status
+    }
+
+    func pool(_ name: String) throws -> PoolStatus {
+        guard let pool = try status().pools.first(where: { $0.name == name }) else { throw HarnessError("no pool \(name)") }
+        return pool
+    }
+
+    func supervisorOutput() -> String {
+        (try? String(contentsOfFile: root + "/supervisor.log", encoding: .utf8)) ?? ""
+    }
+
+    /// Pids of every worker with a pid file, alive or not.
+    func workerPIDsFromFiles() -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: data.run)) ?? []
+        return entries.filter { $0.hasSuffix(".pid") }.compactMap { entry in
+            (try? String(contentsOfFile: data.run + "/" + entry, encoding: .utf8))
+                .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+
+    /// Kills the supervisor with `signal` and waits for it to exit.
+    func signalSupervisor(_ signal: Int32, wait: Bool = true) {
+        guard let supervisor else { return }
+        kill(supervisor.processIdentifier, signal)
+        if wait { supervisor.waitUntilExit() }
+    }
+
+    /// Stops everything: SIGTERM to the supervisor (it drains its workers), then
+    /// SIGKILL to any worker still alive, by pid; removes the temporary files.
+    func stop() {
+        if let supervisor, supervisor.isRunning {
+            kill(supervisor.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(10)
+            while supervisor.isRunning && Date() < deadline { usleep(20_000) }
+            if supervisor.isRunning {
+                kill(supervisor.processIdentifier, SIGKILL)
+                supervisor.waitUntilExit()
+            }
+        }
+        for pid in workerPIDsFromFiles() where pid > 1 {
+            kill(pid, SIGKILL)
+        }
+        try? supervisorLog?.close()
+        if ProcessInfo.processInfo.environment["BULKHEAD_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    // MARK: Traffic
+
+    /// A load target for a customer's script on a pool, addressed by Host.
+    func target(_ label: String, pool: String, customer: String, script: String = "echo", path: String = "/x",
+                expectBody: String? = "echo") throws -> LoadTarget {
+        var target = LoadTarget(label: label, host: "127.0.0.1", port: try self.pool(pool).port)
+        target.hostHeader = "\(script).\(customer).localhost"
+        target.path = path
+        target.expectedBodySubstring = expectBody
+        target.expectedPool = pool
+        return target
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Waits for `condition`, polling; returns the seconds it took, or nil on timeout.
+func waitFor(timeout: Double, interval: Double = 0.005, _ condition: () -> Bool) -> Double? {
+    let start = Date()
+    while Date().timeIntervalSince(start) < timeout {
+        if condition() { return Date().timeIntervalSince(start) }
+        usleep(useconds_t(interval * 1_000_000))
+    }
+    return nil
+}
+
+/// One HTTP request with curl-like simplicity over a fresh connection.
+func httpGet(port: Int, host: String, path: String = "/", timeout: Double = 5) -> (status: Int, headers: [String: String], body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    Sockets.setTimeouts(fd, seconds: timeout)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { return nil }
+    let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n"
+    _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    var data = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = recv(fd, &chunk, chunk.count, 0)
+        if count <= 0 { break }
+        data.append(contentsOf: chunk[0..<count])
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { return nil }
+    let lines = text[..<split.lowerBound].split(separator: "\r\n")
+    guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else { return nil }
+    var headers: [String: String] = [:]
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers, String(text[split.upperBound...]))
+}
