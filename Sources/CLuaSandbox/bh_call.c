@@ -57,7 +57,15 @@ static void bh_error_text(bh_context *ctx, const char *text) {
 /// The outcome of a protected call that returned `status`. The CPU and wall limits
 /// come first: once hit, the call fails with them whatever the script did next
 /// (caught the error, returned normally, raised something else).
-static bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status) {
+bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status) {
+    // The hook sees the deadline only while Lua code runs; a call that spent its
+    // time inside one C function (string.find with a pathological pattern) and then
+    // returned at once is caught here. One clock read per call.
+    if (!(ctx->hit & BH_HIT_STOP) && ctx->deadline_ns != 0 && bh_now_ns() >= ctx->deadline_ns) {
+        ctx->hit |= BH_HIT_WALL;
+        snprintf(ctx->limit_message, sizeof ctx->limit_message, "%s: wall-clock limit exceeded",
+                 bh_name(ctx));
+    }
     if (ctx->hit & BH_HIT_CPU) {
         bh_error_text(ctx, ctx->limit_message);
         return BH_LIMIT_CPU;
@@ -85,7 +93,7 @@ static bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status) {
 }
 
 /// Raises "name: message" (for errors that have no script line to point at).
-static BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...) {
+BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...) {
     va_list args;
     va_start(args, format);
     lua_pushfstring(L, "%s: ", bh_name(ctx));
@@ -98,8 +106,8 @@ static BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ..
 
 /// Pushes the global `name` read raw from the sandbox globals (a metatable the
 /// script set on _G is not consulted), and raises unless it is a function.
-static void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name,
-                                      const char *signature) {
+void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name,
+                               const char *signature) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);    // [G]
     lua_pushstring(L, name);                                 // [G, name]
     if (lua_rawget(L, -2) != LUA_TFUNCTION) {                // [G, value]
@@ -187,7 +195,7 @@ static void bh_push_lower(lua_State *L, bh_bytes b) {
 
 /// Pushes the `req` table: method, path, query, body, and headers with lower-case
 /// names, repeated names joined with ", " in arrival order.
-static void bh_push_request(lua_State *L, const bh_request *r) {
+void bh_push_request(lua_State *L, const bh_request *r) {
     luaL_checkstack(L, 8, "request");
     lua_createtable(L, 0, 5);                                // [req]
     bh_push_bytes(L, r->method);

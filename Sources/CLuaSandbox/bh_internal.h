@@ -50,4 +50,38 @@ void bh_push_json(lua_State *L);
 /// are refused).
 size_t bh_utf8_sequence(const unsigned char *p, size_t n);
 
+// MARK: - Call machinery (bh_call.c), shared with the kinds of state to come (the
+// platform runtime's `on_request(req, rules)` call pushes the same `req`).
+
+/// Pushes the `req` table built from `request` (inside a protected call).
+void bh_push_request(lua_State *L, const bh_request *request);
+
+/// Pushes the global function `name`, read raw from the sandbox globals; raises
+/// "name: script does not define function `signature`" when it is not a function.
+void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name, const char *signature);
+
+/// Raises "chunk: message" (for errors with no script line to point at).
+BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
+
+/// The host-facing outcome of a protected call that returned `status`, with
+/// ctx->error set on failure. Allocates nothing (runs outside protection).
+bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status);
+
+// MARK: - Call machinery (bh_call.c), shared with the kinds of state to come (the
+// platform runtime's `on_request(req, rules)` call pushes the same `req`).
+
+/// Pushes the `req` table built from `request` (inside a protected call).
+void bh_push_request(lua_State *L, const bh_request *request);
+
+/// Pushes the global function `name`, read raw from the sandbox globals; raises
+/// "name: script does not define function `signature`" when it is not a function.
+void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name, const char *signature);
+
+/// Raises "chunk: message" (for errors with no script line to point at).
+BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
+
+/// The host-facing outcome of a protected call that returned `status`, with
+/// ctx->error set on failure. Allocates nothing (runs outside protection).
+bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status);
+
 #endif

@@ -1,4 +1,3 @@
-import CLua
 import CLuaSandbox
 
 /// A customer's script, loaded in a sandboxed `lua_State` of its own (its own
@@ -21,7 +20,8 @@ public final class LuaScript {
     ///   - chunkName: the name in messages (`hello.lua` gives `hello.lua:3: ...`).
     ///   - source: the Lua source.
     ///   - limits: the limits of loading and of every call.
-    ///   - watchdog: armed around loading, every call and closing the state.
+    ///   - watchdog: armed around loading, every call and closing the state,
+    ///     whenever `limits` has a wall deadline (`wallMilliseconds > 0`).
     ///   - log: receives each `log(...)` line of the script (on the calling thread).
     /// - Throws: ``ScriptError`` with kind `.syntax` (with the line), `.limitCPU`,
     ///   `.limitMemory`, `.limitWall`, or `.scriptError` (the chunk raised, or it
@@ -47,8 +47,7 @@ public final class LuaScript {
         try result.get()
     }
 
-    /// Same as ``init(chunkName:source:limits:watchdog:log:)-(_,[UInt8],_,_,_)``
-    /// with the source as a string.
+    /// The same as the initializer above, with the source as a string.
     public convenience init(
         chunkName: String,
         source: String,
@@ -84,23 +83,48 @@ public final class LuaScript {
     ///   hit (`.limitCPU`, `.limitWall` — even if the script caught that error and
     ///   returned normally — or `.limitMemory`). A call made from inside `respond`
     ///   of the same script is refused with `.scriptError`.
+    @inlinable
     public func handle<R>(_ request: LuaRequest, _ respond: (LuaResponse) -> R) -> Result<R, ScriptError> {
+        // Inlinable so the caller's specialization avoids generic metadata per call;
+        // the work is in the two non-generic halves below.
+        switch startCall(request) {
+        case .success(let response):
+            let result = respond(LuaResponse(response))
+            finishCall()
+            return .success(result)
+        case .failure(let error):
+            return .failure(error)
+        }
+    }
+
+    /// First half of ``handle(_:_:)``: runs the call; on success the response stays
+    /// anchored on the Lua stack ([] -> [result, anchors...]) until ``finishCall()``,
+    /// on failure the stack is already back to empty.
+    @usableFromInline
+    func startCall(_ request: LuaRequest) -> Result<UnsafePointer<bh_response>, ScriptError> {
         let state = self.state
         guard !state.busy else {
-            return .failure(ScriptError(kind: .scriptError, message: "\(state.chunkName): handle called again from inside its own response"))
+            return .failure(ScriptError(kind: .scriptError, message: "\(state.chunkName): handle called again during a call of the same script"))
         }
+        // Busy from here until the response is popped: neither the log callback nor
+        // `respond` may start another call on this state meanwhile.
         state.busy = true
-        defer { state.busy = false }
         var raw = request.raw
         let section = state.beginCall()
         let outcome = bh_call_handle(state.handle, &raw)     // [] -> [result, anchors...] or [message]
         state.endCall(section)
         guard outcome == BH_OK else {
+            state.busy = false
             return .failure(state.takeError(outcome))        // -> []
         }
-        let result = respond(LuaResponse(bh_context_response(state.context)))
-        bh_call_end(state.handle)                            // -> []
-        return .success(result)
+        return .success(bh_context_response(state.context))
+    }
+
+    /// Second half of ``handle(_:_:)``: pops the response ([result, anchors...] -> []).
+    @usableFromInline
+    func finishCall() {
+        state.busy = false
+        bh_call_end(state.handle)
     }
 }
 

@@ -1,4 +1,5 @@
-import LuaSandbox
+@testable import LuaSandbox
+import CLuaSandbox
 import Testing
 
 /// Loading, errors, and the request/response contract.
@@ -175,6 +176,13 @@ import Testing
         #expect(error.message == "top.lua:1: nope")
     }
 
+    @Test func luaHeaderHasTheLayoutCReads() {
+        // C reads a buffer of LuaHeader as bh_header: one stored property of that type.
+        #expect(MemoryLayout<LuaHeader>.size == MemoryLayout<bh_header>.size)
+        #expect(MemoryLayout<LuaHeader>.stride == MemoryLayout<bh_header>.stride)
+        #expect(MemoryLayout<LuaHeader>.alignment == MemoryLayout<bh_header>.alignment)
+    }
+
     @Test func warmStateKeepsGlobals() throws {
         let counter = try Counter()
         for _ in 0..<5 {
@@ -195,8 +203,37 @@ import Testing
         #expect(body == "x")
         let error = try #require(failure(innerResult))
         #expect(error.kind == .scriptError)
-        #expect(error.message.contains("called again"))
+        #expect(error.message.contains("called again during a call"))
         #expect(script.body() == "x")
+    }
+
+    @Test func callFromTheLogCallbackIsRefused() throws {
+        // The log callback runs in the middle of a call; starting another call on the
+        // same state there would reset its budget. It is refused.
+        final class Holder { var script: LuaScript?; var inner: Result<CopiedResponse, ScriptError>? }
+        let holder = Holder()
+        let script = try load("function handle(req) log('x') return 'outer' end", log: { _ in
+            if let script = holder.script { holder.inner = script.call() }
+        })
+        holder.script = script
+        #expect(script.body() == "outer")
+        let inner = try #require(holder.inner)
+        #expect(try #require(failure(inner)).message.contains("called again during a call"))
+        holder.script = nil
+    }
+
+    @Test func tinyMemoryCaps() throws {
+        let none = try #require(loadFailure("function handle(req) return 'x' end",
+                                           limits: SandboxLimits(instructions: 0, memoryBytes: 1000, wallMilliseconds: 0)))
+        #expect(none.kind == .limitMemory)
+        // Enough for the sandbox, not for what the chunk wants.
+        let chunk = try #require(loadFailure("big = string.rep('x', 1 << 20) function handle(req) return 'x' end",
+                                            limits: SandboxLimits(instructions: 0, memoryBytes: 256 << 10, wallMilliseconds: 0)))
+        #expect(chunk.kind == .limitMemory)
+        let fits = try load("function handle(req) return 'x' end",
+                            limits: SandboxLimits(instructions: 0, memoryBytes: 256 << 10, wallMilliseconds: 0))
+        #expect(fits.body() == "x")
+        #expect(fits.memoryUsed < 256 << 10)
     }
 
     @Test func logLinesReachTheCallback() throws {

@@ -145,15 +145,18 @@ typedef struct bh_context {
     char log_line[BH_LOG_LINE_MAX + 4];
 } bh_context;
 
-/// Fills a new context: no limits, no log, no chunk name. Why C: the struct is C's.
+/// Fills a new context: no limits, no log, no chunk name. Why C: one memset, and
+/// the struct's invariants live next to the code that uses them.
 void bh_context_init(bh_context *ctx);
 
 /// Frees what the context owns (the chunk name). Call after `lua_close`: the
-/// allocator still counts into the context while the state is being closed.
+/// allocator still counts into the context while the state is being closed. Why C:
+/// the name was allocated by C (strdup).
 void bh_context_destroy(bh_context *ctx);
 
 /// Copies `name` as the chunk name used in messages and for loading. Returns 0 when
-/// out of memory.
+/// out of memory. Why C: the hook and the library functions format messages with
+/// it and must not touch Swift objects.
 int bh_context_set_chunk_name(bh_context *ctx, const char *name);
 
 /// The context of any thread of a state created by `bh_state_new`.
@@ -237,7 +240,9 @@ bh_outcome bh_run_chunk(lua_State *L, const char *required, const char *signatur
 /// Calls the global `handle(req)` with `req` built from `request`, and converts the
 /// result into `ctx->response`, all inside one protected call, raw access only (no
 /// metamethod of the response runs). Returns a `bh_outcome`; after a CPU or wall
-/// limit hit the outcome is the limit even if the script returned normally. On
+/// limit hit the outcome is the limit even if the script returned normally, and a
+/// call that ends past its deadline (stuck in one C function, where the hook never
+/// fires) is limit-wall too. On
 /// success the response views stay valid until `bh_call_end`; on failure
 /// `ctx->error` holds the message. Why C: request pushing and response conversion
 /// allocate and raise.
@@ -262,30 +267,14 @@ static inline bh_header bh_response_header(const bh_response *response, int i) {
 }
 
 // MARK: - Macros and variadic functions for Swift
-
-/// `LUA_REGISTRYINDEX` is a macro expression Swift does not import.
-static inline int bh_registry_index(void) { return LUA_REGISTRYINDEX; }
-
-/// `lua_pcall` is a macro. Why not `lua_pcallk` from Swift: no continuation ever
-/// applies from the host, and a name that reads like the manual.
-static inline int bh_pcall(lua_State *L, int nargs, int nresults, int msgh) {
-    return lua_pcall(L, nargs, nresults, msgh);
-}
-
-/// `lua_pop` is a macro.
-static inline void bh_pop(lua_State *L, int n) { lua_pop(L, n); }
-
-/// `lua_tostring` is a macro. Converts numbers in place, which allocates: only on
-/// values the caller owns, and only inside protected code.
-static inline const char *bh_tostring(lua_State *L, int idx) { return lua_tostring(L, idx); }
-
-/// Memory in use as the allocator counts it (bytes). Cheaper and more precise than
-/// `lua_gc(L, LUA_GCCOUNT)`, which is variadic and not callable from Swift.
-static inline size_t bh_memory_used(lua_State *L) { return bh_context_of(L)->mem_used; }
-
-/// Runs a full garbage collection cycle. Why: `lua_gc` is variadic. No finalizer
-/// can run (the sandbox refuses `__gc`), so this runs no customer code.
-static inline void bh_full_gc(lua_State *L) { (void)lua_gc(L, LUA_GCCOLLECT); }
+//
+// Swift needs none beyond the ones above: all stack work happens in C inside
+// protected calls (an allocating API call made from Swift outside one would reach
+// the panic handler on out-of-memory), so Swift never pushes, pops or reads Lua
+// values itself. `bh_call_end` stands for `lua_pop`; `bh_context_of` for
+// `lua_getallocf`'s out-parameter; `lua_close` is called directly (a plain
+// function). Wrappers for LUA_REGISTRYINDEX, lua_pcall, lua_tostring or lua_gc
+// belong here if a Swift caller ever needs one.
 
 #ifdef __cplusplus
 }

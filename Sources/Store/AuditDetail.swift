@@ -1,0 +1,51 @@
+import Foundation
+
+/// The JSON object the store writes as the detail of its own audit events.
+///
+/// Typed values rather than `[String: Any]` so that versions stay numbers and the
+/// encoding cannot meet a value it does not know.
+struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
+    /// One field's value.
+    enum Value: Encodable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+        case string(String)
+        case int(Int)
+        case bool(Bool)
+        case null
+
+        init(stringLiteral value: String) { self = .string(value) }
+        init(integerLiteral value: Int) { self = .int(value) }
+        init(booleanLiteral value: Bool) { self = .bool(value) }
+
+        /// `.int`, or `.null` for nil.
+        static func optional(_ value: Int?) -> Value { value.map(Value.int) ?? .null }
+        /// `.string`, or `.null` for nil.
+        static func optional(_ value: String?) -> Value { value.map(Value.string) ?? .null }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .string(let value): try container.encode(value)
+            case .int(let value): try container.encode(value)
+            case .bool(let value): try container.encode(value)
+            case .null: try container.encodeNil()
+            }
+        }
+    }
+
+    private var fields: [String: Value]
+
+    init(dictionaryLiteral elements: (String, Value)...) {
+        fields = Dictionary(elements, uniquingKeysWith: { _, last in last })
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try fields.encode(to: encoder)
+    }
+
+    /// The compact JSON text, keys sorted so equal details read the same.
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(fields), as: UTF8.self)
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import GRDB
+
+// MARK: - Opening, creating and checking the database file
+
+extension SQLiteStore {
+    /// Opens the pool on `path`: creates a missing store, refuses a damaged or foreign
+    /// one untouched, then applies the durability settings and pending migrations.
+    static func open(path: String, configuration: SQLiteStoreConfiguration) throws -> DatabasePool {
+        let operation = "open the store"
+        try createDirectory(containing: path)
+        if !FileManager.default.fileExists(atPath: path) {
+            try createStore(at: path, configuration: configuration)
+        }
+        try SQLiteFileHeader.check(path: path)
+        try checkContents(of: path, configuration: configuration)
+        do {
+            let pool = try DatabasePool(path: path, configuration: connectionConfiguration(configuration, label: "store"))
+            try pool.writeWithoutTransaction { db in
+                // GRDB sets synchronous = NORMAL when it turns WAL on, and NORMAL may lose
+                // the last commits on a power cut. FULL syncs the log at every commit: a
+                // call that returned (an upload answered 201) is on disk.
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                if let pages = configuration.maximumPageCount {
+                    // Per connection: only the writer grows the file.
+                    try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+                }
+            }
+            // Brings a store made by an older build up to date; a no-op otherwise.
+            try StoreSchema.migrator.migrate(pool)
+            return pool
+        } catch {
+            throw openError(error, path: path, operation: operation)
+        }
+    }
+
+    /// GRDB settings shared by every connection the store opens.
+    private static func connectionConfiguration(_ configuration: SQLiteStoreConfiguration, label: String) -> Configuration {
+        var grdb = Configuration()
+        grdb.label = "bulkhead.\(label)"
+        grdb.foreignKeysEnabled = true
+        grdb.busyMode = .timeout(configuration.busyTimeoutSeconds)
+        grdb.maximumReaderCount = configuration.maximumReaderCount
+        return grdb
+    }
+
+    private static func createDirectory(containing path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        do {
+            // 0700: the directory holds tokens and sockets besides the store.
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StoreError.cannotOpen(path: path, "cannot create its directory: \(error.localizedDescription)")
+        }
+    }
+
+    /// Creates a new store whole under a temporary name, then links it into place.
+    ///
+    /// Why not create it in place: a crash half-way would leave a file at `path` that
+    /// the next start could not tell from a damaged store. Linking (not renaming) never
+    /// replaces a store another process created meanwhile: then that one is used.
+    private static func createStore(at path: String, configuration: SQLiteStoreConfiguration) throws {
+        if SQLiteFileHeader.hasWALFrames(path + "-wal") {
+            // Starting empty here would let SQLite replay someone else's log into it.
+            throw StoreError.orphanedLog(path: path)
+        }
+        let temporary = path + ".creating-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        defer {
+            FileSystem.remove(temporary)
+            FileSystem.remove(temporary + "-journal")
+        }
+        do {
+            var grdb = connectionConfiguration(configuration, label: "store.create")
+            grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            let queue = try DatabaseQueue(path: temporary, configuration: grdb)
+            try StoreSchema.migrator.migrate(queue)
+            try queue.close()
+        } catch {
+            throw translate(error, path: path, operation: "create the store")
+        }
+        // false: another process created the store meanwhile; use that one.
+        if try FileSystem.linkWithoutReplacing(temporary, to: path) {
+            FileSystem.syncDirectory(containing: path)
+        }
+    }
+
+    /// Opens the file with a plain connection that does not switch it to WAL, and
+    /// refuses it unless it is a sound bulkhead store of a schema this build knows.
+    private static func checkContents(of path: String, configuration: SQLiteStoreConfiguration) throws {
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: connectionConfiguration(configuration, label: "store.check"))
+            defer { try? queue.close() }
+            try queue.read { db in
+                let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+                guard applicationID == StoreSchema.applicationID else {
+                    throw StoreError.notBulkhead(path: path, applicationID: applicationID)
+                }
+                // quick_check reads every page and checks the b-trees' structure, in time
+                // linear in the file: fine for a store of scripts and settings.
+                let findings = try String.fetchAll(db, sql: "PRAGMA quick_check(5)")
+                guard findings == ["ok"] else {
+                    throw StoreError.corrupt(path: path, "PRAGMA quick_check found: " + findings.joined(separator: "; "))
+                }
+                let known = Set(StoreSchema.knownMigrations)
+                let unknown = try StoreSchema.migrator.appliedIdentifiers(db).subtracting(known)
+                guard unknown.isEmpty else {
+                    throw StoreError.newerSchema(path: path, unknownMigrations: unknown.sorted())
+                }
+            }
+        } catch {
+            throw openError(error, path: path, operation: "check the store")
+        }
+    }
+
+    /// Errors while opening: SQLite's "corrupt" and "not a database" become
+    /// ``StoreError`` cases that name the file and say what to do.
+    private static func openError(_ error: any Error, path: String, operation: String) -> StoreError {
+        if let error = error as? DatabaseError {
+            switch error.resultCode {
+            case .SQLITE_CORRUPT:
+                return .corrupt(path: path, "SQLite reports: \(error.message ?? "database disk image is malformed")")
+            case .SQLITE_NOTADB:
+                return .corrupt(path: path, "SQLite reports: \(error.message ?? "file is not a database")")
+            default:
+                break
+            }
+        }
+        return translate(error, path: path, operation: operation)
+    }
+}

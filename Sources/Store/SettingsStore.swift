@@ -1,0 +1,110 @@
+import BulkheadCore
+
+/// A small key/value table of host-wide state: the freeze, break-glass pins, the
+/// artifact version each pool runs, scale changes.
+///
+/// Keys are `[a-z0-9][a-z0-9._-]*`, at most 128 characters; ``SettingKey`` names the
+/// ones bulkhead uses. The typed helpers below work on any backend.
+public protocol SettingsStore: Sendable {
+    /// The value of `key`, or nil when it is not set.
+    func setting(_ key: String) throws -> String?
+
+    /// Every setting.
+    func settings() throws -> [String: String]
+
+    /// Sets `key` to `value`, or removes it when `value` is nil. Audited either way.
+    func setSetting(_ key: String, to value: String?, actor: String) throws
+}
+
+/// The setting keys bulkhead uses.
+public enum SettingKey {
+    /// `true` while rollouts are frozen (break glass).
+    public static let frozen = "frozen"
+
+    /// The version of `kind` pinned by a break-glass rollback; no rollout of `kind` runs while set.
+    public static func pinnedVersion(_ kind: ArtifactKind) -> String {
+        "pinned.\(kind.rawValue)"
+    }
+
+    /// The version of `kind` the workers of `pool` run.
+    public static func activeVersion(_ kind: ArtifactKind, pool: String) -> String {
+        "active.\(kind.rawValue).\(pool)"
+    }
+
+    /// The worker count of `pool` set with `bulkhead cohort scale`, overriding its file.
+    public static func workers(pool: String) -> String {
+        "workers.\(pool)"
+    }
+}
+
+// MARK: - Typed helpers
+
+extension SettingsStore {
+    /// Whether rollouts are frozen (false when never set).
+    public func isFrozen() throws -> Bool {
+        guard let value = try setting(SettingKey.frozen) else { return false }
+        switch value {
+        case "true": return true
+        case "false": return false
+        default: throw StoreError.unreadableSetting(SettingKey.frozen, value: value, expected: "true or false")
+        }
+    }
+
+    /// Freezes or unfreezes rollouts.
+    public func setFrozen(_ frozen: Bool, actor: String) throws {
+        try setSetting(SettingKey.frozen, to: frozen ? "true" : "false", actor: actor)
+    }
+
+    /// The version of `kind` pinned by break glass, or nil.
+    public func pinnedVersion(of kind: ArtifactKind) throws -> Int? {
+        try intSetting(SettingKey.pinnedVersion(kind))
+    }
+
+    /// Pins `kind` to `version` (nil: unpins).
+    public func setPinnedVersion(_ version: Int?, of kind: ArtifactKind, actor: String) throws {
+        try setIntSetting(SettingKey.pinnedVersion(kind), to: version, actor: actor)
+    }
+
+    /// The version of `kind` that `pool` runs, or nil when never recorded.
+    public func activeVersion(of kind: ArtifactKind, inPool pool: String) throws -> Int? {
+        try checkPool(pool)
+        return try intSetting(SettingKey.activeVersion(kind, pool: pool))
+    }
+
+    /// Records the version of `kind` that `pool` runs (nil: forgets it).
+    public func setActiveVersion(_ version: Int?, of kind: ArtifactKind, inPool pool: String, actor: String) throws {
+        try checkPool(pool)
+        try setIntSetting(SettingKey.activeVersion(kind, pool: pool), to: version, actor: actor)
+    }
+
+    /// The worker count `pool` was scaled to, or nil when its file decides.
+    public func workerCount(ofPool pool: String) throws -> Int? {
+        try checkPool(pool)
+        return try intSetting(SettingKey.workers(pool: pool))
+    }
+
+    /// Records the worker count of `pool` (nil: back to its file's).
+    public func setWorkerCount(_ workers: Int?, ofPool pool: String, actor: String) throws {
+        try checkPool(pool)
+        try setIntSetting(SettingKey.workers(pool: pool), to: workers, actor: actor)
+    }
+
+    private func intSetting(_ key: String) throws -> Int? {
+        guard let value = try setting(key) else { return nil }
+        guard let number = Int(value), number >= 0 else {
+            throw StoreError.unreadableSetting(key, value: value, expected: "a whole number, 0 or more")
+        }
+        return number
+    }
+
+    private func setIntSetting(_ key: String, to value: Int?, actor: String) throws {
+        if let value, value < 0 {
+            throw StoreError.invalidArgument("setting \(key) must be 0 or more, got \(value)")
+        }
+        try setSetting(key, to: value.map(String.init), actor: actor)
+    }
+
+    private func checkPool(_ pool: String) throws {
+        guard ResourceName.isValid(pool) else { throw StoreError.invalidName("pool", pool) }
+    }
+}

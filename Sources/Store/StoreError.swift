@@ -1,0 +1,220 @@
+import BulkheadCore
+import Foundation
+
+/// Why the store refused or failed an operation, in words a person can act on.
+///
+/// A struct around a private enum (STYLE.md): the reasons will grow with new backends
+/// and features without breaking callers. Choose a reaction (an HTTP status, an exit
+/// code) from ``kind``; show ``description`` to the person.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    /// Broad classes of failure that callers react to differently.
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String, Hashable, Sendable {
+            case invalid, notFound, conflict, diskFull, damaged, incompatible, unavailable
+        }
+
+        private let value: Value
+
+        /// An argument broke a rule (a name, a hash, a JSON text, a limit): fix the input (HTTP 400).
+        public static let invalid = Kind(value: .invalid)
+        /// The customer, script, version, artifact or rollout does not exist (HTTP 404).
+        public static let notFound = Kind(value: .notFound)
+        /// The change clashes with what is stored: a duplicate, a rollout in progress (HTTP 409).
+        public static let conflict = Kind(value: .conflict)
+        /// The disk holding the store, or the store's size cap, is full; nothing was written (HTTP 507).
+        public static let diskFull = Kind(value: .diskFull)
+        /// The database file is not a bulkhead store, is truncated or corrupt: restore or move it.
+        public static let damaged = Kind(value: .damaged)
+        /// The database was written by a newer bulkhead whose schema this build does not know.
+        public static let incompatible = Kind(value: .incompatible)
+        /// The store cannot be used right now: locked by another process, an I/O or permission error (HTTP 503).
+        public static let unavailable = Kind(value: .unavailable)
+
+        /// The kind's name, e.g. `not-found`.
+        public var description: String {
+            switch value {
+            case .invalid: "invalid"
+            case .notFound: "not-found"
+            case .conflict: "conflict"
+            case .diskFull: "disk-full"
+            case .damaged: "damaged"
+            case .incompatible: "incompatible"
+            case .unavailable: "unavailable"
+            }
+        }
+    }
+
+    private enum Reason: Sendable {
+        case invalidName(what: String, value: String)
+        case invalidArgument(String)
+        case customerExists(String)
+        case tokenHashInUse
+        case customerNotFound(String)
+        case scriptNotFound(customer: String, name: String)
+        case scriptVersionNotFound(customer: String, name: String, version: Int, latest: Int)
+        case noEarlierVersion(customer: String, name: String, active: Int)
+        case artifactNotFound(kind: String, version: Int)
+        case rolloutNotFound(Int)
+        case rolloutInProgress(kind: String, id: Int)
+        case rolloutFinished(Int)
+        case orphanedLog(path: String)
+        case notSQLite(path: String)
+        case notBulkhead(path: String, applicationID: Int32)
+        case truncated(path: String, detail: String)
+        case corrupt(path: String, detail: String)
+        case newerSchema(path: String, unknownMigrations: [String])
+        case diskFull(path: String, operation: String)
+        case busy(path: String, operation: String, message: String)
+        case database(path: String, operation: String, code: Int32, message: String, damaged: Bool)
+        case unreadable(path: String, what: String, detail: String)
+        case cannotOpen(path: String, detail: String)
+        case unreadableSetting(key: String, value: String, expected: String)
+    }
+
+    private let reason: Reason
+
+    private init(_ reason: Reason) {
+        self.reason = reason
+    }
+
+    /// The class of failure, to choose a reaction.
+    public var kind: Kind {
+        switch reason {
+        case .invalidName, .invalidArgument: .invalid
+        case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound: .notFound
+        case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished: .conflict
+        case .diskFull: .diskFull
+        case .orphanedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting: .damaged
+        case .newerSchema: .incompatible
+        case .busy, .cannotOpen: .unavailable
+        case .database(_, _, _, _, let damaged): damaged ? .damaged : .unavailable
+        }
+    }
+
+    /// What failed, where, and what to do about it.
+    public var description: String {
+        switch reason {
+        case .invalidName(let what, let value):
+            return "invalid \(what) name \(quoted(value)): use \(ResourceName.rule)"
+        case .invalidArgument(let message):
+            return message
+        case .customerExists(let name):
+            return "customer \(quoted(name)) already exists; pick another name"
+        case .tokenHashInUse:
+            return "another customer already has this API token; generate a new token"
+        case .customerNotFound(let name):
+            return "no customer named \(quoted(name))"
+        case .scriptNotFound(let customer, let name):
+            return "customer \(quoted(customer)) has no script named \(quoted(name))"
+        case .scriptVersionNotFound(let customer, let name, let version, let latest):
+            return "script \(customer)/\(name) has no version \(version) (it has versions 1 to \(latest))"
+        case .noEarlierVersion(let customer, let name, let active):
+            return "script \(customer)/\(name) is at version \(active): there is no earlier version to roll back to"
+        case .artifactNotFound(let kind, let version):
+            return "there is no \(kind) artifact version \(version)"
+        case .rolloutNotFound(let id):
+            return "there is no rollout \(id)"
+        case .rolloutInProgress(let kind, let id):
+            return "rollout \(id) of the \(kind) artifact is still in progress; "
+                + "wait for it to finish, or abort it, before starting another"
+        case .rolloutFinished(let id):
+            return "rollout \(id) has finished and cannot be reopened; start a new rollout"
+        case .orphanedLog(let path):
+            return "\(path) is missing but its write-ahead log \(path)-wal is there: the database was moved or "
+                + "deleted while in use. Restore \(path), or remove \(path)-wal and \(path)-shm to start an empty store"
+        case .notSQLite(let path):
+            return "\(path) is not an SQLite database (its header is not \"SQLite format 3\"). "
+                + "Refusing to use it as the bulkhead store: move it away, or give another --data directory"
+        case .notBulkhead(let path, let applicationID):
+            return "\(path) is an SQLite database but not a bulkhead store (application_id \(hex(applicationID))). "
+                + "Refusing to use it: move it away, or give another --data directory"
+        case .truncated(let path, let detail):
+            return "\(path) is truncated: \(detail). Restore it from a backup, or move it away to start an "
+                + "empty store; bulkhead will not start empty over it"
+        case .corrupt(let path, let detail):
+            return "\(path) is corrupt: \(detail). Restore it from a backup, or move it away to start an "
+                + "empty store; bulkhead will not start empty over it"
+        case .newerSchema(let path, let unknownMigrations):
+            return "\(path) was written by a newer bulkhead (schema migrations this build does not know: "
+                + "\(unknownMigrations.joined(separator: ", "))). Run that newer build, or restore a backup made for this one"
+        case .diskFull(let path, let operation):
+            return "disk full: could not \(operation): the disk holding \(path) (or the store's size limit) "
+                + "is full (SQLITE_FULL). Nothing was written; free some space and retry"
+        case .busy(let path, let operation, let message):
+            return "could not \(operation): \(path) is locked by another process (\(message)); "
+                + "retry, or stop the other bulkhead process using it"
+        case .database(let path, let operation, let code, let message, _):
+            return "could not \(operation) in \(path): \(message) (SQLite error \(code))"
+        case .unreadable(let path, let what, let detail):
+            return "\(path) holds \(what) that cannot be read (\(detail)); the store may be damaged: "
+                + "check it with `sqlite3 \(path) 'PRAGMA integrity_check'`"
+        case .cannotOpen(let path, let detail):
+            return "could not open the store \(path): \(detail)"
+        case .unreadableSetting(let key, let value, let expected):
+            return "setting \(key) holds \(quoted(value)) where \(expected) was expected; set it again to repair it"
+        }
+    }
+
+    private func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    private func hex(_ value: Int32) -> String {
+        "0x" + String(UInt32(bitPattern: value), radix: 16)
+    }
+}
+
+// MARK: - Makers used by the backends of this module
+
+extension StoreError {
+    static func invalidName(_ what: String, _ value: String) -> StoreError { StoreError(.invalidName(what: what, value: value)) }
+    static func invalidArgument(_ message: String) -> StoreError { StoreError(.invalidArgument(message)) }
+    static func customerExists(_ name: String) -> StoreError { StoreError(.customerExists(name)) }
+    static let tokenHashInUse = StoreError(.tokenHashInUse)
+    static func customerNotFound(_ name: String) -> StoreError { StoreError(.customerNotFound(name)) }
+    static func scriptNotFound(customer: String, name: String) -> StoreError {
+        StoreError(.scriptNotFound(customer: customer, name: name))
+    }
+    static func scriptVersionNotFound(customer: String, name: String, version: Int, latest: Int) -> StoreError {
+        StoreError(.scriptVersionNotFound(customer: customer, name: name, version: version, latest: latest))
+    }
+    static func noEarlierVersion(customer: String, name: String, active: Int) -> StoreError {
+        StoreError(.noEarlierVersion(customer: customer, name: name, active: active))
+    }
+    static func artifactNotFound(_ kind: ArtifactKind, _ version: Int) -> StoreError {
+        StoreError(.artifactNotFound(kind: kind.rawValue, version: version))
+    }
+    static func rolloutNotFound(_ id: Int) -> StoreError { StoreError(.rolloutNotFound(id)) }
+    static func rolloutInProgress(_ kind: ArtifactKind, id: Int) -> StoreError {
+        StoreError(.rolloutInProgress(kind: kind.rawValue, id: id))
+    }
+    static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
+    static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
+    static func notSQLite(path: String) -> StoreError { StoreError(.notSQLite(path: path)) }
+    static func notBulkhead(path: String, applicationID: Int32) -> StoreError {
+        StoreError(.notBulkhead(path: path, applicationID: applicationID))
+    }
+    static func truncated(path: String, _ detail: String) -> StoreError { StoreError(.truncated(path: path, detail: detail)) }
+    static func corrupt(path: String, _ detail: String) -> StoreError { StoreError(.corrupt(path: path, detail: detail)) }
+    static func newerSchema(path: String, unknownMigrations: [String]) -> StoreError {
+        StoreError(.newerSchema(path: path, unknownMigrations: unknownMigrations))
+    }
+    static func diskFull(path: String, operation: String) -> StoreError {
+        StoreError(.diskFull(path: path, operation: operation))
+    }
+    static func busy(path: String, operation: String, message: String) -> StoreError {
+        StoreError(.busy(path: path, operation: operation, message: message))
+    }
+    static func database(path: String, operation: String, code: Int32, message: String, damaged: Bool) -> StoreError {
+        StoreError(.database(path: path, operation: operation, code: code, message: message, damaged: damaged))
+    }
+    static func unreadable(path: String, what: String, detail: String) -> StoreError {
+        StoreError(.unreadable(path: path, what: what, detail: detail))
+    }
+    static func cannotOpen(path: String, _ detail: String) -> StoreError {
+        StoreError(.cannotOpen(path: path, detail: detail))
+    }
+    static func unreadableSetting(_ key: String, value: String, expected: String) -> StoreError {
+        StoreError(.unreadableSetting(key: key, value: value, expected: expected))
+    }
+}

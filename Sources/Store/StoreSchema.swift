@@ -1,0 +1,127 @@
+import GRDB
+
+/// The SQLite schema, as named migrations from the first version on.
+///
+/// Never edit a registered migration: a store created by an earlier build has it
+/// applied already. Add a new one at the end; a store that knows migrations this
+/// build does not is refused on open (it came from a newer bulkhead).
+enum StoreSchema {
+    /// `PRAGMA application_id` of a bulkhead store ("BHST"), set by the first migration.
+    /// An SQLite file without it is someone else's database, not ours to touch.
+    static let applicationID: Int32 = 0x4248_5354
+
+    /// Every migration, in order.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-initial") { db in try createInitialSchema(db) }
+        return migrator
+    }()
+
+    /// The identifiers this build knows.
+    static var knownMigrations: [String] { migrator.migrations }
+
+    /// Version 1. Tables are STRICT, so a value of the wrong type is refused by SQLite
+    /// instead of being read back later as something else. Times are GRDB's text
+    /// format (UTC, `YYYY-MM-DD HH:MM:SS.SSS`), readable with the sqlite3 shell.
+    private static func createInitialSchema(_ db: Database) throws {
+        try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+        try db.execute(sql: """
+            CREATE TABLE customers (
+                name        TEXT NOT NULL PRIMARY KEY,
+                cohort      TEXT NOT NULL,
+                token_hash  TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+                created_at  TEXT NOT NULL
+            ) STRICT;
+
+            -- One row per script name of a customer, deleted or not: deleting hides the
+            -- row so that a later upload of the name continues its version numbers.
+            -- The active version must exist; the check is deferred to the commit because
+            -- a new script's row and its first version are inserted one after the other.
+            CREATE TABLE scripts (
+                id                 INTEGER PRIMARY KEY,
+                customer           TEXT NOT NULL REFERENCES customers(name),
+                name               TEXT NOT NULL,
+                active_version     INTEGER NOT NULL CHECK (active_version >= 1),
+                deleted            INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+                quarantined        INTEGER NOT NULL DEFAULT 0 CHECK (quarantined IN (0, 1)),
+                quarantine_reason  TEXT,
+                created_at         TEXT NOT NULL,
+                updated_at         TEXT NOT NULL,
+                UNIQUE (customer, name),
+                FOREIGN KEY (id, active_version) REFERENCES script_versions(script_id, version)
+                    DEFERRABLE INITIALLY DEFERRED
+            ) STRICT;
+
+            CREATE TABLE script_versions (
+                script_id   INTEGER NOT NULL REFERENCES scripts(id),
+                version     INTEGER NOT NULL CHECK (version >= 1),
+                source      TEXT NOT NULL,
+                sha256      TEXT NOT NULL CHECK (length(sha256) = 64),
+                size        INTEGER NOT NULL CHECK (size >= 0),
+                created_at  TEXT NOT NULL,
+                created_by  TEXT NOT NULL,
+                PRIMARY KEY (script_id, version)
+            ) STRICT;
+
+            -- No CHECK on kind: the Swift enum validates it, and a new kind should not
+            -- need SQLite's rebuild-the-table dance.
+            CREATE TABLE artifacts (
+                kind        TEXT NOT NULL,
+                version     INTEGER NOT NULL CHECK (version >= 1),
+                content     TEXT NOT NULL,
+                sha256      TEXT NOT NULL CHECK (length(sha256) = 64),
+                size        INTEGER NOT NULL CHECK (size >= 0),
+                created_at  TEXT NOT NULL,
+                created_by  TEXT NOT NULL,
+                PRIMARY KEY (kind, version)
+            ) STRICT;
+
+            -- AUTOINCREMENT: ids are shown to people and never reused.
+            CREATE TABLE rollouts (
+                id            INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind          TEXT NOT NULL,
+                version       INTEGER NOT NULL,
+                from_version  INTEGER NOT NULL CHECK (from_version >= 0),
+                status        TEXT NOT NULL,
+                finished      INTEGER NOT NULL DEFAULT 0 CHECK (finished IN (0, 1)),
+                state         BLOB NOT NULL,
+                created_at    TEXT NOT NULL,
+                updated_at    TEXT NOT NULL,
+                created_by    TEXT NOT NULL,
+                FOREIGN KEY (kind, version) REFERENCES artifacts(kind, version)
+            ) STRICT;
+
+            -- "One rollout per artifact kind runs at a time", kept by SQLite itself.
+            CREATE UNIQUE INDEX rollouts_one_unfinished_per_kind ON rollouts(kind) WHERE finished = 0;
+
+            CREATE TABLE settings (
+                key         TEXT NOT NULL PRIMARY KEY,
+                value       TEXT NOT NULL,
+                updated_at  TEXT NOT NULL
+            ) STRICT;
+
+            CREATE TABLE known_good_cohorts (
+                pool           TEXT NOT NULL PRIMARY KEY,
+                configuration  TEXT NOT NULL CHECK (json_valid(configuration)),
+                saved_at       TEXT NOT NULL
+            ) STRICT;
+
+            -- AUTOINCREMENT: `events --follow` reads "after id N", so an id must never
+            -- come back, even if the newest rows were somehow removed.
+            CREATE TABLE audit (
+                id       INTEGER PRIMARY KEY AUTOINCREMENT,
+                at       TEXT NOT NULL,
+                actor    TEXT NOT NULL,
+                action   TEXT NOT NULL,
+                subject  TEXT NOT NULL,
+                detail   TEXT NOT NULL CHECK (json_valid(detail))
+            ) STRICT;
+
+            CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+            CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+            """)
+    }
+}
