@@ -13,6 +13,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: Lua
@@ -53,6 +56,17 @@ let package = Package(
             ]
         ),
 
+        /// The durable store: SQLite through GRDB, behind a protocol.
+        .target(
+            name: "Store",
+            dependencies: [
+                "BulkheadCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        /// The rollout engine: stages, health gates, decisions. Pure, clock injected.
+        .target(name: "Rollout", dependencies: ["BulkheadCore"]),
+
         // MARK: Processes
 
         /// The data plane: one worker process serving one pool.
@@ -68,9 +82,20 @@ let package = Package(
         .target(
             name: "Supervisor",
             dependencies: [
-                "BulkheadCore",
+                "BulkheadCore", "Store", "Rollout",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        /// The control API (Hummingbird) customers and operators use.
+        .target(
+            name: "ControlAPI",
+            dependencies: [
+                "BulkheadCore", "Store", "Supervisor",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [.copy("openapi.yaml")]
         ),
         /// A small keep-alive HTTP load generator that counts every outcome; used by
         /// the integration tests and `scripts/load`.
@@ -78,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "bulkhead",
             dependencies: [
-                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor",
+                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -102,9 +127,11 @@ let package = Package(
         .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire"]),
         .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
         .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BulkheadCore", "Supervisor", "LoadClient"]
+            dependencies: ["BulkheadCore", "Supervisor", "Store", "LoadClient"]
         ),
     ]
 )

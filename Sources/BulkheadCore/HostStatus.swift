@@ -6,12 +6,15 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var takenAt: Double
     /// Every pool, in rollout order.
     public var pools: [PoolStatus]
+    /// The control API's address (`127.0.0.1:8080`), once it listens.
+    public var api: String?
 
     /// Creates a status.
-    public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus]) {
+    public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {
         self.supervisorPID = supervisorPID
         self.takenAt = takenAt
         self.pools = pools
+        self.api = api
     }
 }
 

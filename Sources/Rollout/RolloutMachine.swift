@@ -207,9 +207,10 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
 
     /// Starts the rollout: the first stage gets the new version.
     ///
+    /// - Parameter by: who started it, for the log.
     /// - Throws: `.invalidTransition` unless pending; `.frozen` during a freeze
     ///   (starting is advancing).
-    public mutating func start(now: Double) throws(RolloutError) -> [RolloutAction] {
+    public mutating func start(now: Double, by: String = "operator") throws(RolloutError) -> [RolloutAction] {
         guard case .pending = state else {
             throw .invalidTransition(operation: "start", state: state, reason: "it has already started")
         }
@@ -217,7 +218,7 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         let now = clock(now)
         state = .running(stage: 0)
         let entry = record(
-            now, .started, stage: 0, by: "operator",
+            now, .started, stage: 0, by: by,
             message: "rolling \(kind.rawValue) \(previousVersion) → \(targetVersion) through "
                 + stages.map(\.name).joined(separator: ", "))
         return [entry] + begin(stage: 0, now: now)
@@ -265,7 +266,7 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         } else {
             actions.append(record(now, .resumed, stage: index, by: by, message: "resumed \(stages[index].name)"))
         }
-        actions += advanceIfHeld(stage: index, now: now)
+        actions += advanceIfHeld(stage: index, now: now, by: by)
         return actions
     }
 
@@ -301,21 +302,22 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
     ///   resumed first); `.frozen` during a freeze.
     public mutating func promote(now: Double, by: String) throws(RolloutError) -> [RolloutAction] {
         guard case .running(let index) = state else {
-            throw .invalidTransition(
-                operation: "promote", state: state,
-                reason: {
-                    if case .paused = state { return "it is paused: resume it first" }
-                    return reasonNotRunning
-                }())
+            var reason = reasonNotRunning
+            if case .paused = state { reason = "it is paused: resume it first" }
+            throw .invalidTransition(operation: "promote", state: state, reason: reason)
         }
-        // A stage that already passed is only ever waiting because of a freeze.
-        guard !frozen, progress[index] == .baking else { throw .frozen(operation: "promote") }
+        guard !frozen else { throw .frozen(operation: "promote") }
+        // Unreachable today (a passed stage only waits for a freeze to end), kept so
+        // a stage can never be passed twice.
+        guard progress[index] == .baking else {
+            throw .invalidTransition(operation: "promote", state: state, reason: "its stage has already passed")
+        }
         let now = clock(now)
         progress[index] = .passed
         let entry = record(
             now, .promoted, stage: index, by: by, verdict: lastVerdict,
             message: "promoted \(stages[index].name) without the rest of its bake")
-        return [entry] + advance(from: index, now: now)
+        return [entry] + advance(from: index, now: now, by: by)
     }
 
     // MARK: - Observations and signals
@@ -370,7 +372,7 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
             let entry = record(
                 now, .passed, stage: index, by: "gate", verdict: verdict,
                 message: "\(stages[index].name) passed: \(verdict.reasons.joined(separator: "; "))")
-            return [entry] + advance(from: index, now: now)
+            return [entry] + advance(from: index, now: now, by: "gate")
         case .pass, .inconclusive, .keepBaking:
             // Paused, or passed and held by a freeze: only a failure changes anything.
             return []
@@ -392,7 +394,7 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
             return [record(now, .frozen, stage: index, by: "freeze", message: "frozen: no stage advances")]
         }
         var actions = [record(now, .unfrozen, stage: index, by: "freeze", message: "unfrozen")]
-        if case .running(let index) = state { actions += advanceIfHeld(stage: index, now: now) }
+        if case .running(let index) = state { actions += advanceIfHeld(stage: index, now: now, by: "freeze") }
         return actions
     }
 
@@ -429,8 +431,9 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         return [.apply(stage: index, version: targetVersion)]
     }
 
-    /// After stage `index` passed: the next stage begins, or the rollout completes.
-    private mutating func advance(from index: Int, now: Double) -> [RolloutAction] {
+    /// After stage `index` passed: the next stage begins, or the rollout completes
+    /// (`by` decided the last step, for the log).
+    private mutating func advance(from index: Int, now: Double, by: String) -> [RolloutAction] {
         let next = index + 1
         if next < stages.count {
             state = .running(stage: next)
@@ -439,15 +442,16 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         state = .completed
         endStage()
         let entry = record(
-            now, .completed, stage: nil, by: "gate",
+            now, .completed, stage: nil, by: by,
             message: "\(kind.rawValue) \(targetVersion) is on every stage")
         return [entry, .completed]
     }
 
-    /// Advances a stage that passed while frozen, once nothing holds it any more.
-    private mutating func advanceIfHeld(stage index: Int, now: Double) -> [RolloutAction] {
+    /// Advances a stage that passed while frozen, once nothing holds it any more
+    /// (`by`: whoever lifted the last hold, the freeze or an operator's resume).
+    private mutating func advanceIfHeld(stage index: Int, now: Double, by: String) -> [RolloutAction] {
         guard !frozen, case .running(index) = state, progress[index] == .passed else { return [] }
-        return advance(from: index, now: now)
+        return advance(from: index, now: now, by: by)
     }
 
     /// Stage `index` failed: every stage with the new version goes back.

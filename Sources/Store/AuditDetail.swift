@@ -42,6 +42,13 @@ struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
         try fields.encode(to: encoder)
     }
 
+    /// These fields and `other`'s; `other` wins on a shared key.
+    func merging(_ other: AuditDetail) -> AuditDetail {
+        var merged = self
+        merged.fields.merge(other.fields, uniquingKeysWith: { _, new in new })
+        return merged
+    }
+
     /// The compact JSON text, keys sorted so equal details read the same.
     func json() throws -> String {
         let encoder = JSONEncoder()

@@ -17,10 +17,18 @@ enum FileSystem {
     /// Returns false when `destination` exists; throws for any other failure.
     static func linkWithoutReplacing(_ source: String, to destination: String) throws -> Bool {
         if link(source, destination) == 0 { return true }
-        let code = errno
+        var code = errno
         if code == EEXIST { return false }
+        if code == EPERM || code == EOPNOTSUPP || code == ENOSYS {
+            // A file system without hard links: rename, which could replace a store
+            // created in the instant since the caller looked. Look once more first.
+            var info = stat()
+            if stat(destination, &info) == 0 { return false }
+            if rename(source, destination) == 0 { return true }
+            code = errno
+        }
         throw StoreError.cannotOpen(
-            path: destination, "cannot link the new store into place: \(String(cString: strerror(code)))")
+            path: destination, "cannot move the new store into place: \(String(cString: strerror(code)))")
     }
 
     /// Removes `path`, ignoring a missing file.

@@ -61,7 +61,7 @@ extension SQLiteStore {
     /// the next start could not tell from a damaged store. Linking (not renaming) never
     /// replaces a store another process created meanwhile: then that one is used.
     private static func createStore(at path: String, configuration: SQLiteStoreConfiguration) throws {
-        if SQLiteFileHeader.hasWALFrames(path + "-wal") {
+        if FileSystem.hasWALFrames(path + "-wal") {
             // Starting empty here would let SQLite replay someone else's log into it.
             throw StoreError.orphanedLog(path: path)
         }
@@ -98,9 +98,15 @@ extension SQLiteStore {
                 }
                 // quick_check reads every page and checks the b-trees' structure, in time
                 // linear in the file: fine for a store of scripts and settings.
-                let findings = try String.fetchAll(db, sql: "PRAGMA quick_check(5)")
+                let findings = try String.fetchAll(db, sql: "PRAGMA quick_check(6)")
                 guard findings == ["ok"] else {
-                    throw StoreError.corrupt(path: path, "PRAGMA quick_check found: " + findings.joined(separator: "; "))
+                    // The first finding starts with a heading line ("*** in database main
+                    // ***") that says nothing; keep the lines that name pages and rows.
+                    let problems = findings.flatMap { $0.split(separator: "\n") }
+                        .map { $0.trimmingCharacters(in: .whitespaces) }
+                        .filter { !$0.isEmpty && !$0.hasPrefix("***") }
+                        .prefix(5)
+                    throw StoreError.corrupt(path: path, "PRAGMA quick_check found: " + problems.joined(separator: "; "))
                 }
                 let known = Set(StoreSchema.knownMigrations)
                 let unknown = try StoreSchema.migrator.appliedIdentifiers(db).subtracting(known)

@@ -23,6 +23,9 @@ public final class SQLiteStore: BulkheadStore {
     /// The time stamped on rows and audit events.
     let clock: @Sendable () -> Date
 
+    /// The largest script source or artifact content accepted.
+    let maximumContentBytes: Int
+
     /// Opens (or creates) the store of a data directory: `DATA/bulkhead.sqlite`.
     public convenience init(dataDirectory: DataDirectory, configuration: SQLiteStoreConfiguration = .init()) throws {
         try self.init(path: dataDirectory.storeFile, configuration: configuration)
@@ -37,12 +40,16 @@ public final class SQLiteStore: BulkheadStore {
             throw StoreError.invalidArgument(
                 "store configuration: busyTimeoutSeconds must be 0 or more and maximumReaderCount 1 or more")
         }
+        guard configuration.maximumContentBytes >= 1 else {
+            throw StoreError.invalidArgument("store configuration: maximumContentBytes must be 1 or more")
+        }
         if let pages = configuration.maximumPageCount, pages < 1 {
             throw StoreError.invalidArgument("store configuration: maximumPageCount must be 1 or more, got \(pages)")
         }
         let path = Self.absolute(path)
         self.path = path
         self.clock = configuration.clock
+        self.maximumContentBytes = configuration.maximumContentBytes
         self.pool = try Self.open(path: path, configuration: configuration)
     }
 
@@ -126,6 +133,8 @@ public final class SQLiteStore: BulkheadStore {
             }
         case let error as RowDecodingError:
             return .unreadable(path: path, what: "a row", detail: "\(error)")
+        case let error as UnreadableValue:
+            return .unreadable(path: path, what: error.what, detail: error.detail)
         default:
             return .database(path: path, operation: operation, code: -1, message: "\(error)", damaged: false)
         }
@@ -166,6 +175,15 @@ public final class SQLiteStore: BulkheadStore {
         guard !actor.isEmpty, actor.utf8.count <= 200, !actor.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw StoreError.invalidArgument(
                 "the actor of a change must be 1 to 200 characters without control characters, got \(actor.debugDescription)")
+        }
+    }
+
+    /// Refuses a script or artifact larger than the store takes, before any hashing.
+    func checkContentSize(_ what: String, _ content: String) throws {
+        let size = content.utf8.count
+        guard size <= maximumContentBytes else {
+            throw StoreError.invalidArgument(
+                "\(what) is \(size) bytes, more than the \(maximumContentBytes) bytes the store accepts")
         }
     }
 

@@ -11,6 +11,10 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// SQLite never lowers the cap below the pages already in use.
     public var maximumPageCount: Int? = nil
 
+    /// The largest script source or artifact content accepted, in bytes. The cohorts'
+    /// `max_script_kb` go up to 16 MiB; the API enforces each cohort's own limit first.
+    public var maximumContentBytes: Int = 16 * 1024 * 1024
+
     /// Concurrent reader connections.
     public var maximumReaderCount: Int = 4
 

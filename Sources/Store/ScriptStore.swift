@@ -10,7 +10,7 @@ public protocol ScriptStore: Sendable {
     /// The version and its audit event are one transaction.
     func putScriptVersion(customer: String, name: String, source: String, actor: String) throws -> ScriptVersion
 
-    /// The customer's scripts, by name.
+    /// The customer's scripts, by name (none for an unknown customer).
     func scripts(ofCustomer customer: String) throws -> [ScriptSummary]
 
     /// One script of the customer, or nil.

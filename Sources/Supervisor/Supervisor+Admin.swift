@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BulkheadCore
 import Foundation
+import Store
 
 extension Supervisor {
     // MARK: - Admin socket
@@ -34,29 +35,56 @@ extension Supervisor {
         guard let frame = try? connection.readFrameNow() else { return }
         let response: AdminResponse
         if let request = ControlCodec.decode(AdminRequest.self, from: frame) {
-            response = queue.sync { self.perform(request) }
+            response = perform(request)
         } else {
             response = AdminResponse(ok: false, error: "malformed admin request")
         }
         try? connection.writeFrameNow(ControlCodec.encode(response))
     }
 
-    /// Runs one admin command on the supervisor queue.
+    /// Runs one admin command (off the supervisor queue: commands take it themselves).
     func perform(_ request: AdminRequest) -> AdminResponse {
+        let arguments = request.arguments
+        func answer<T: Encodable>(_ result: Result<T, ControlError>) -> AdminResponse {
+            switch result {
+            case .success(let value): AdminResponse(ok: true, result: jsonText(value))
+            case .failure(let error): AdminResponse(ok: false, error: error.description)
+            }
+        }
+        func customer() -> Result<Customer, ControlError> {
+            let name = arguments["customer"] ?? ""
+            guard let found = try? store.customer(named: name) else {
+                return .failure(ControlError(status: 404, kind: "not-found", message: "no customer '\(name)'"))
+            }
+            return .success(found)
+        }
         switch request.command {
         case "status":
-            return AdminResponse(ok: true, result: jsonText(status()))
+            return AdminResponse(ok: true, result: jsonText(currentStatus()))
         case "logs":
-            let key = "\(request.arguments["customer"] ?? "")/\(request.arguments["script"] ?? "")"
-            return AdminResponse(ok: true, result: jsonText(scriptLogs[key] ?? []))
+            return answer(scriptLogLines(customer: arguments["customer"] ?? "", name: arguments["script"] ?? ""))
         case "unquarantine":
-            guard let customer = request.arguments["customer"], let script = request.arguments["script"] else {
-                return AdminResponse(ok: false, error: "unquarantine needs customer and script")
+            return answer(releaseQuarantine(customer: arguments["customer"] ?? "", name: arguments["script"] ?? "")
+                .map { ["released": "\(arguments["customer"] ?? "")/\(arguments["script"] ?? "")"] })
+        case "customer-add":
+            return answer(addCustomer(name: arguments["name"] ?? "", cohort: arguments["cohort"] ?? "", actor: "operator")
+                .map { ["name": $0.0.name, "cohort": $0.0.cohort, "token": $0.1] })
+        case "customer-list":
+            return answer(listCustomers().map { $0.map { ["name": $0.name, "cohort": $0.cohort] } })
+        case "script-put":
+            return answer(customer().flatMap { found in
+                putScript(customer: found, name: arguments["script"] ?? "", source: Data((arguments["source"] ?? "").utf8),
+                          actor: "operator")
+            })
+        case "script-list":
+            if let name = arguments["customer"] {
+                return answer(listScripts(customer: name))
             }
-            guard unquarantine(customer: customer, script: script) else {
-                return AdminResponse(ok: false, error: "\(customer)/\(script) is not quarantined")
-            }
-            return AdminResponse(ok: true, result: jsonText(["released": "\(customer)/\(script)"]))
+            return answer(Result { try store.allScripts() }.mapError(Self.storeFailure))
+        case "script-rollback":
+            let version = arguments["version"].flatMap { Int($0) }
+            return answer(rollbackScript(customer: arguments["customer"] ?? "", name: arguments["script"] ?? "", to: version,
+                                         actor: "operator"))
         default:
             return AdminResponse(ok: false, error: "unknown admin command '\(request.command)'")
         }
@@ -78,7 +106,7 @@ extension Supervisor {
                                  heartbeatAge: now - worker.lastHeartbeat, stats: worker.stats)
                 })
         }
-        return HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list)
+        return HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
     }
 
     func jsonText<Value: Encodable>(_ value: Value) -> String {

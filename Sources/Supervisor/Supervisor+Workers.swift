@@ -166,6 +166,7 @@ extension Supervisor {
             }
         case .heartbeat(let stats):
             handle.lastHeartbeat = Self.now()
+            totals[handle.pool, default: PoolTotals()].add(from: handle.stats, to: stats)
             handle.stats = stats
         case .log(let customer, let script, let line):
             appendLog(customer: customer, script: script, line: line)
@@ -202,6 +203,13 @@ extension Supervisor {
         appendLog(customer: customer, script: script, line: "request ran \(elapsedMilliseconds) ms past its deadline; the worker was ended (strike \(count) of \(strikesToQuarantine))")
         guard count >= strikesToQuarantine, !quarantined.contains(key) else { return }
         quarantined.insert(key)
+        do {
+            _ = try store.setScriptQuarantined(
+                customer: customer, name: script, quarantined: true,
+                reason: "ended \(count) workers by overrunning its wall deadline", actor: "watchdog")
+        } catch {
+            logger.error("cannot record the quarantine in the store", metadata: ["script": "\(key)", "error": "\(error)"])
+        }
         logger.error("script quarantined after repeated worker kills", metadata: ["script": "\(key)", "strikes": "\(count)"])
         appendLog(customer: customer, script: script, line: "quarantined after \(count) worker kills; upload a new version or unquarantine it")
         if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
@@ -214,6 +222,7 @@ extension Supervisor {
         let key = "\(customer)/\(script)"
         strikes[key] = nil
         guard quarantined.remove(key) != nil else { return false }
+        _ = try? store.setScriptQuarantined(customer: customer, name: script, quarantined: false, reason: nil, actor: "operator")
         if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
             for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: false)) }
         }
@@ -247,6 +256,7 @@ extension Supervisor {
     func scheduleRestart(pool: PoolState, slot: Int) {
         guard !shuttingDown else { return }
         let now = Self.now()
+        totals[pool.cohort.name, default: PoolTotals()].restarts += 1
         let decision = pool.policy.workerExited(at: now)
         if decision.becameDegraded {
             logger.error("pool degraded: workers restart too often; backing off", metadata: [

@@ -6,6 +6,8 @@ import CBulkheadPosix
 import Dispatch
 import Foundation
 import Logging
+import Store
+import Synchronization
 
 /// Settings of `bulkhead serve`.
 public struct SupervisorConfiguration: Sendable {
@@ -54,6 +56,14 @@ public final class Supervisor: @unchecked Sendable {
     var logger: Logger
     var pools: [String: PoolState] = [:]
     var catalog = ScriptCatalog()
+    /// The durable store; opened by `start()`.
+    var store: SQLiteStore!
+    /// Checks uploads in a separate process.
+    var checker: ScriptChecker { ScriptChecker(executable: configuration.workerExecutable) }
+    /// The admin token (`DATA/admin.token`).
+    public private(set) var adminToken = ""
+    /// Upload rate per customer: a token bucket each.
+    var uploadBuckets: [String: (tokens: Double, at: Double)] = [:]
     /// Watchdog kills per script (`customer/name`) since its current version.
     var strikes: [String: Int] = [:]
     /// Scripts quarantined for killing workers (`customer/name`).
@@ -70,6 +80,19 @@ public final class Supervisor: @unchecked Sendable {
     var lockFD: Int32 = -1
     var adminFD: Int32 = -1
     var shuttingDown = false
+    var scanning = false
+    /// The control API's address once it listens.
+    var apiAddress: String?
+
+    /// Records where the control API listens (shown by `status`).
+    public func apiListening(on address: String) {
+        queue.async { self.apiAddress = address }
+    }
+
+    /// What each pool served since start (for `/metrics`).
+    var totals: [String: PoolTotals] = [:]
+    /// Scripts-directory problems already logged (logged once each).
+    let reportedProblems = Mutex<Set<String>>([])
     var timer: DispatchSourceTimer?
     var signalSources: [DispatchSourceSignal] = []
     let stopped = DispatchSemaphore(value: 0)
@@ -100,6 +123,13 @@ public final class Supervisor: @unchecked Sendable {
         let data = configuration.data
         try data.create()
         try takeLock()
+        do {
+            store = try SQLiteStore(dataDirectory: data)
+        } catch {
+            releaseLock()
+            throw SupervisorStartError(description: "\(error)")
+        }
+        adminToken = try loadOrCreateAdminToken()
 
         let directory = CohortDirectory.load(configuration.cohortsDirectory)
         var cohorts = directory.cohorts
@@ -122,10 +152,9 @@ public final class Supervisor: @unchecked Sendable {
         }
         cohorts.sort { $0.order < $1.order }
 
-        if configuration.demo { catalog.seedDemo(cohorts: cohorts.map(\.name)) }
-        if let scripts = configuration.scriptsDirectory {
-            for problem in catalog.load(directory: scripts) { logger.warning("\(problem)") }
-        }
+        if configuration.demo { seedDemo(cohorts: cohorts.map(\.name)) }
+        if let scripts = configuration.scriptsDirectory { syncScriptsDirectory(scripts) }
+        catalog = loadCatalog()
 
         let adopted = adoptLiveWorkers()
         try queue.sync {
@@ -235,21 +264,17 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: - Last known good
 
-    private func knownGoodPath(_ pool: String) -> String {
-        configuration.data.knownGood + "/\(pool).json"
-    }
-
     private func loadKnownGood(pool: String) -> CohortConfiguration? {
-        guard ResourceName.isValid(pool), let data = FileManager.default.contents(atPath: knownGoodPath(pool)) else { return nil }
-        return try? JSONDecoder().decode(CohortConfiguration.self, from: data)
+        guard ResourceName.isValid(pool) else { return nil }
+        return (try? store.knownGood(pool: pool))??.configuration
     }
 
     private func saveKnownGood(_ cohort: CohortConfiguration) {
-        guard let data = try? JSONEncoder().encode(cohort) else { return }
-        let path = knownGoodPath(cohort.name)
-        let temporary = path + ".tmp"
-        if FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) {
-            rename(temporary, path)
+        if (try? store.knownGood(pool: cohort.name))??.configuration == cohort { return }
+        do {
+            try store.saveKnownGood(cohort, actor: "supervisor")
+        } catch {
+            logger.warning("cannot keep the cohort as last known good", metadata: ["pool": "\(cohort.name)", "error": "\(error)"])
         }
     }
 
@@ -328,10 +353,31 @@ public final class Supervisor: @unchecked Sendable {
     // MARK: - Scripts
 
     private func rescanScripts(_ directory: String) {
+        // Reading and storing happen off the queue; the catalog is swapped on it.
+        guard !scanning else { return }
+        scanning = true
+        DispatchQueue.global().async { [self] in
+            let changed = syncScriptsDirectory(directory)
+            queue.async {
+                self.scanning = false
+                if changed { self.refreshCatalog() }
+            }
+        }
+    }
+
+    /// Rebuilds the catalog from the store and sends workers what changed.
+    func refreshCatalog() {
         let before = catalog
-        _ = catalog.load(directory: directory)
-        guard catalog != before else { return }
-        publishCatalogChanges(from: before)
+        let quarantinedBefore = quarantined
+        catalog = loadCatalog()
+        if catalog != before { publishCatalogChanges(from: before) }
+        for key in quarantined.symmetricDifference(quarantinedBefore) {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let cohort = catalog.assignments[parts[0]], let pool = pools[cohort] else { continue }
+            let now = quarantined.contains(key)
+            if !now { strikes[key] = nil }
+            for worker in pool.allWorkers { worker.send(.quarantine(customer: parts[0], name: parts[1], quarantined: now)) }
+        }
     }
 
     /// Sends workers what changed between `before` and the current catalog.
@@ -345,15 +391,19 @@ public final class Supervisor: @unchecked Sendable {
             guard let cohort = catalog.assignments[customer], let pool = pools[cohort] else { continue }
             for (name, spec) in scripts where before.scripts[customer]?[name] != spec {
                 let key = "\(customer)/\(name)"
-                if strikes[key] != nil || quarantined.contains(key) {
-                    // A new version releases a quarantined script.
-                    strikes[key] = nil
-                    if quarantined.remove(key) != nil {
-                        for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: name, quarantined: false)) }
-                    }
-                }
+                strikes[key] = nil
                 logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])
                 for worker in pool.allWorkers { worker.send(.putScript(spec)) }
+            }
+        }
+        // Scripts deleted, or customers moved away: their old pool unloads them.
+        for (customer, scripts) in before.scripts {
+            guard let cohort = before.assignments[customer], let pool = pools[cohort] else { continue }
+            for name in scripts.keys {
+                let stillHere = catalog.scripts[customer]?[name] != nil && catalog.assignments[customer] == cohort
+                if !stillHere {
+                    for worker in pool.allWorkers { worker.send(.removeScript(customer: customer, name: name)) }
+                }
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BulkheadCore
 import Foundation
 import Logging
+import ControlAPI
 import Supervisor
 
 /// `bulkhead serve`: the supervisor.
@@ -23,6 +24,8 @@ struct ServeCommand: ParsableCommand {
     var scripts: String?
     @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
     var demo = false
+    @Option(help: "Address of the control API; port 0 picks a free one.")
+    var api: String = "127.0.0.1:8080"
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -47,7 +50,28 @@ struct ServeCommand: ParsableCommand {
             FileHandle.standardError.write(Data("bulkhead serve: \(error)\n".utf8))
             throw ExitCode.failure
         }
+        let (host, port) = try Self.split(address: api, option: "--api")
+        let apiLogger = Logger(label: "bulkhead.api")
+        let application = ControlAPI.application(supervisor: supervisor, host: host, port: port, logger: apiLogger) { port in
+            supervisor.apiListening(on: "\(host):\(port)")
+            apiLogger.info("control API listening", metadata: ["address": "\(host):\(port)"])
+        }
+        Task {
+            do {
+                try await application.run()
+            } catch {
+                apiLogger.error("control API stopped", metadata: ["error": "\(error)"])
+            }
+        }
         supervisor.wait()
+    }
+
+    /// Splits `HOST:PORT`.
+    static func split(address: String, option: String) throws -> (String, Int) {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+              (0...65_535).contains(port), colon != address.startIndex
+        else { throw ValidationError("\(option) takes HOST:PORT, got '\(address)'") }
+        return (String(address[..<colon]), port)
     }
 
     /// The path of this executable, so workers run the same build.

@@ -132,7 +132,8 @@ struct HealthGateTests {
         #expect(try #require(verdict.platformErrors.increase) > 0.0005)
         #expect(!verdict.platformErrors.significant)
         #expect(verdict.platformErrors.test?.method == .fisherExact)
-        #expect(abs((verdict.platformErrors.test?.pValue ?? 0) - 0.5) < 1e-12)
+        // Exactly 1/2 by symmetry; log-gamma of ~2000 carries ~1e-12 of rounding.
+        #expect(abs((verdict.platformErrors.test?.pValue ?? 0) - 0.5) < 1e-9)
     }
 
     @Test("a significant increase within max_error_rate_increase passes")

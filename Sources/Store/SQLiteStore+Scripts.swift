@@ -1,0 +1,320 @@
+import BulkheadCore
+import Foundation
+import GRDB
+
+// MARK: - ScriptStore
+
+extension SQLiteStore {
+    /// Stores the script's next version, makes it active, undeletes and releases it.
+    public func putScriptVersion(customer: String, name: String, source: String, actor: String) throws -> ScriptVersion {
+        try checkScript(customer, name)
+        try checkActor(actor)
+        try checkContentSize("script \(customer)/\(name)", source)
+        // Hash outside the transaction: the write lock is held only for the SQL.
+        let sha256 = SHA256Hasher.hex(source)
+        let size = source.utf8.count
+        return try write("save script \(customer)/\(name)") { db in
+            try Self.requireCustomer(db, customer)
+            let at = now()
+            let existing = try Row.fetchOne(
+                db, sql: "SELECT id, active_version, deleted, quarantined FROM scripts WHERE customer = ? AND name = ?",
+                arguments: [customer, name])
+            let scriptID: Int64
+            let version: Int
+            var detail: AuditDetail
+            if let existing {
+                scriptID = try existing.decode(Int64.self, forColumn: "id")
+                // Under the write lock no other upload can take the same number; the
+                // primary key (script_id, version) would refuse it anyway.
+                let latest = try Int.fetchOne(
+                    db, sql: "SELECT MAX(version) FROM script_versions WHERE script_id = ?", arguments: [scriptID]) ?? 0
+                version = latest + 1
+                detail = [
+                    "previous_version": .int(try existing.decode(Int.self, forColumn: "active_version")),
+                    "undeleted": .bool(try existing.decode(Bool.self, forColumn: "deleted")),
+                    "released_quarantine": .bool(try existing.decode(Bool.self, forColumn: "quarantined")),
+                ]
+                try db.execute(
+                    sql: """
+                        UPDATE scripts SET active_version = ?, deleted = 0, quarantined = 0, quarantine_reason = NULL,
+                            updated_at = ?
+                        WHERE id = ?
+                        """,
+                    arguments: [version, at, scriptID])
+            } else {
+                // The active version's foreign key is checked at commit, after the
+                // version row below exists.
+                try db.execute(
+                    sql: "INSERT INTO scripts (customer, name, active_version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
+                    arguments: [customer, name, at, at])
+                scriptID = db.lastInsertedRowID
+                version = 1
+                detail = ["previous_version": .null, "undeleted": false, "released_quarantine": false]
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO script_versions (script_id, version, source, sha256, size, created_at, created_by)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [scriptID, version, source, sha256, size, at, actor])
+            detail = detail.merging(["version": .int(version), "sha256": .string(sha256), "size": .int(size)])
+            try insertAudit(
+                db, at: at, actor: actor, action: .scriptPut, subject: "script/\(customer)/\(name)", detail: detail)
+            return ScriptVersion(
+                customer: customer, name: name, version: version, sha256: sha256, size: size, createdAt: at,
+                createdBy: actor)
+        }
+    }
+
+    /// The customer's scripts (not deleted), by name.
+    public func scripts(ofCustomer customer: String) throws -> [ScriptSummary] {
+        try checkName("customer", customer)
+        return try read("list the scripts of \(customer)") { db in
+            try Row.fetchAll(db, sql: Self.summarySelect + " AND s.customer = ? ORDER BY s.name", arguments: [customer])
+                .map(ScriptSummary.init(row:))
+        }
+    }
+
+    /// One script of the customer, or nil when it does not exist or is deleted.
+    public func script(customer: String, name: String) throws -> ScriptSummary? {
+        try checkScript(customer, name)
+        return try read("read script \(customer)/\(name)") { db in
+            try Self.fetchSummary(db, customer: customer, name: name)
+        }
+    }
+
+    /// Every version of the script, oldest first.
+    public func scriptVersions(customer: String, name: String) throws -> [ScriptVersion] {
+        try checkScript(customer, name)
+        return try read("list the versions of script \(customer)/\(name)") { db in
+            let script = try Self.fetchLiveScript(db, customer: customer, name: name)
+            return try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT version, sha256, size, created_at, created_by FROM script_versions
+                    WHERE script_id = ? ORDER BY version
+                    """,
+                arguments: [script.id]
+            ).map { row in try ScriptVersion(row: row, customer: customer, name: name) }
+        }
+    }
+
+    /// The source of `version`, or of the active version when nil.
+    public func scriptSource(customer: String, name: String, version: Int?) throws -> ScriptSource {
+        try checkScript(customer, name)
+        return try read("read the source of script \(customer)/\(name)") { db in
+            let script = try Self.fetchLiveScript(db, customer: customer, name: name)
+            let wanted = version ?? script.activeVersion
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT version, source, sha256, size, created_at, created_by FROM script_versions
+                        WHERE script_id = ? AND version = ?
+                        """,
+                    arguments: [script.id, wanted])
+            else {
+                throw StoreError.scriptVersionNotFound(
+                    customer: customer, name: name, version: wanted, latest: try Self.latestVersion(db, script.id))
+            }
+            return ScriptSource(
+                version: try ScriptVersion(row: row, customer: customer, name: name),
+                source: try row.decode(String.self, forColumn: "source"))
+        }
+    }
+
+    /// Makes an earlier (or the given) version active again.
+    public func rollbackScript(customer: String, name: String, to version: Int?, actor: String) throws -> ScriptSummary {
+        try checkScript(customer, name)
+        try checkActor(actor)
+        return try write("roll back script \(customer)/\(name)") { db in
+            let script = try Self.fetchLiveScript(db, customer: customer, name: name)
+            let latest = try Self.latestVersion(db, script.id)
+            let target: Int
+            if let version {
+                guard version >= 1, version <= latest else {
+                    throw StoreError.scriptVersionNotFound(customer: customer, name: name, version: version, latest: latest)
+                }
+                target = version
+            } else {
+                // "Previous" is the version numbered just below the active one: every
+                // version is kept, so it exists whenever the active one is above 1.
+                guard script.activeVersion > 1 else {
+                    throw StoreError.noEarlierVersion(customer: customer, name: name, active: script.activeVersion)
+                }
+                target = script.activeVersion - 1
+            }
+            // Other code is active now: like an upload, that deserves a fresh chance.
+            let releases = script.quarantined && target != script.activeVersion
+            let at = now()
+            try db.execute(
+                sql: """
+                    UPDATE scripts SET active_version = ?, updated_at = ?,
+                        quarantined = CASE WHEN ? THEN 0 ELSE quarantined END,
+                        quarantine_reason = CASE WHEN ? THEN NULL ELSE quarantine_reason END
+                    WHERE id = ?
+                    """,
+                arguments: [target, at, releases, releases, script.id])
+            try insertAudit(
+                db, at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)",
+                detail: ["from": .int(script.activeVersion), "to": .int(target), "released_quarantine": .bool(releases)])
+            return try Self.requireSummary(db, customer: customer, name: name)
+        }
+    }
+
+    /// Hides the script; its versions stay for a later upload to continue.
+    public func deleteScript(customer: String, name: String, actor: String) throws {
+        try checkScript(customer, name)
+        try checkActor(actor)
+        try write("delete script \(customer)/\(name)") { db in
+            let script = try Self.fetchLiveScript(db, customer: customer, name: name)
+            let at = now()
+            try db.execute(sql: "UPDATE scripts SET deleted = 1, updated_at = ? WHERE id = ?", arguments: [at, script.id])
+            try insertAudit(
+                db, at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)",
+                detail: ["active_version": .int(script.activeVersion)])
+        }
+    }
+
+    /// Quarantines or releases the script.
+    public func setScriptQuarantined(
+        customer: String, name: String, quarantined: Bool, reason: String?, actor: String
+    ) throws -> ScriptSummary {
+        try checkScript(customer, name)
+        try checkActor(actor)
+        if let reason, reason.utf8.count > 2000 {
+            throw StoreError.invalidArgument("a quarantine reason is at most 2000 bytes, got \(reason.utf8.count)")
+        }
+        return try write("\(quarantined ? "quarantine" : "release") script \(customer)/\(name)") { db in
+            let script = try Self.fetchLiveScript(db, customer: customer, name: name)
+            let at = now()
+            try db.execute(
+                sql: "UPDATE scripts SET quarantined = ?, quarantine_reason = ?, updated_at = ? WHERE id = ?",
+                arguments: [quarantined, quarantined ? reason : nil, at, script.id])
+            try insertAudit(
+                db, at: at, actor: actor, action: quarantined ? .scriptQuarantined : .scriptReleased,
+                subject: "script/\(customer)/\(name)",
+                detail: ["version": .int(script.activeVersion), "reason": .optional(reason)])
+            return try Self.requireSummary(db, customer: customer, name: name)
+        }
+    }
+
+    /// Every customer's scripts (not deleted), by customer then name.
+    public func allScripts() throws -> [ScriptSummary] {
+        try read("list all scripts") { db in
+            try Row.fetchAll(db, sql: Self.summarySelect + " ORDER BY s.customer, s.name").map(ScriptSummary.init(row:))
+        }
+    }
+
+    /// The active version of every script not deleted, with its owner's cohort.
+    public func activeScripts() throws -> [ActiveScript] {
+        try read("list the active scripts") { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.customer, s.name, s.active_version, s.quarantined, v.source, v.sha256, c.cohort
+                    FROM scripts s
+                    JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
+                    JOIN customers c ON c.name = s.customer
+                    WHERE s.deleted = 0
+                    ORDER BY s.customer, s.name
+                    """
+            ).map { row in
+                ActiveScript(
+                    spec: ScriptSpec(
+                        customer: try row.decode(String.self, forColumn: "customer"),
+                        name: try row.decode(String.self, forColumn: "name"),
+                        version: try row.decode(Int.self, forColumn: "active_version"),
+                        source: try row.decode(String.self, forColumn: "source")),
+                    cohort: try row.decode(String.self, forColumn: "cohort"),
+                    sha256: try row.decode(String.self, forColumn: "sha256"),
+                    quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
+            }
+        }
+    }
+
+    // MARK: Internals
+
+    /// The columns of a ``ScriptSummary``; callers add `AND …` and `ORDER BY`.
+    private static let summarySelect = """
+        SELECT s.customer, s.name, s.active_version, s.quarantined, s.quarantine_reason, s.created_at, s.updated_at,
+            v.sha256, v.size,
+            (SELECT MAX(version) FROM script_versions WHERE script_id = s.id) AS latest_version
+        FROM scripts s
+        JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
+        WHERE s.deleted = 0
+        """
+
+    private struct LiveScript {
+        var id: Int64
+        var activeVersion: Int
+        var quarantined: Bool
+    }
+
+    /// The script's row, or ``StoreError`` not-found when the customer or script is
+    /// unknown or the script is deleted.
+    private static func fetchLiveScript(_ db: Database, customer: String, name: String) throws -> LiveScript {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: "SELECT id, active_version, quarantined FROM scripts WHERE customer = ? AND name = ? AND deleted = 0",
+                arguments: [customer, name])
+        else {
+            try requireCustomer(db, customer)
+            throw StoreError.scriptNotFound(customer: customer, name: name)
+        }
+        return LiveScript(
+            id: try row.decode(Int64.self, forColumn: "id"),
+            activeVersion: try row.decode(Int.self, forColumn: "active_version"),
+            quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
+    }
+
+    private static func fetchSummary(_ db: Database, customer: String, name: String) throws -> ScriptSummary? {
+        try Row.fetchOne(db, sql: summarySelect + " AND s.customer = ? AND s.name = ?", arguments: [customer, name])
+            .map(ScriptSummary.init(row:))
+    }
+
+    private static func requireSummary(_ db: Database, customer: String, name: String) throws -> ScriptSummary {
+        guard let summary = try fetchSummary(db, customer: customer, name: name) else {
+            throw StoreError.scriptNotFound(customer: customer, name: name)
+        }
+        return summary
+    }
+
+    private static func latestVersion(_ db: Database, _ scriptID: Int64) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT MAX(version) FROM script_versions WHERE script_id = ?", arguments: [scriptID]) ?? 0
+    }
+
+    private func checkScript(_ customer: String, _ name: String) throws {
+        try checkName("customer", customer)
+        try checkName("script", name)
+    }
+}
+
+extension ScriptVersion {
+    init(row: Row, customer: String, name: String) throws {
+        self.init(
+            customer: customer, name: name,
+            version: try row.decode(Int.self, forColumn: "version"),
+            sha256: try row.decode(String.self, forColumn: "sha256"),
+            size: try row.decode(Int.self, forColumn: "size"),
+            createdAt: try row.decode(Date.self, forColumn: "created_at"),
+            createdBy: try row.decode(String.self, forColumn: "created_by"))
+    }
+}
+
+extension ScriptSummary {
+    init(row: Row) throws {
+        self.init(
+            customer: try row.decode(String.self, forColumn: "customer"),
+            name: try row.decode(String.self, forColumn: "name"),
+            activeVersion: try row.decode(Int.self, forColumn: "active_version"),
+            latestVersion: try row.decode(Int.self, forColumn: "latest_version"),
+            sha256: try row.decode(String.self, forColumn: "sha256"),
+            size: try row.decode(Int.self, forColumn: "size"),
+            quarantined: try row.decode(Bool.self, forColumn: "quarantined"),
+            quarantineReason: try row.decode(String?.self, forColumn: "quarantine_reason"),
+            createdAt: try row.decode(Date.self, forColumn: "created_at"),
+            updatedAt: try row.decode(Date.self, forColumn: "updated_at"))
+    }
+}

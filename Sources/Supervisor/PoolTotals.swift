@@ -1,0 +1,37 @@
+import BulkheadCore
+
+/// Everything a pool has served since this supervisor started, summed over its
+/// workers from the deltas of their heartbeats, so it only grows: a worker that
+/// dies takes none of its counts with it.
+public struct PoolTotals: Sendable, Equatable {
+    /// Requests answered.
+    public var requests = 0
+    /// Responses by status code.
+    public var statuses: [String: Int] = [:]
+    /// Failures by error kind.
+    public var errors: [String: Int] = [:]
+    /// Platform errors.
+    public var platformErrors = 0
+    /// Latency of every answer.
+    public var latency = LatencyHistogram()
+    /// Worker restarts.
+    public var restarts = 0
+
+    /// Adds what a worker served between two heartbeats.
+    mutating func add(from previous: WorkerStats, to current: WorkerStats) {
+        // A counter that went down means a new worker behind the same handle:
+        // count its stats from zero.
+        let base = current.requests >= previous.requests ? previous : WorkerStats()
+        requests += current.requests - base.requests
+        for (status, count) in current.statuses { statuses[status, default: 0] += max(0, count - (base.statuses[status] ?? 0)) }
+        for (kind, count) in current.errors { errors[kind, default: 0] += max(0, count - (base.errors[kind] ?? 0)) }
+        platformErrors += max(0, current.platformErrors - base.platformErrors)
+        latency.add(current.latency.since(base.latency))
+    }
+}
+
+/// What `/metrics` renders.
+public struct MetricsSnapshot: Sendable {
+    /// Per pool: totals, workers up and desired, degraded.
+    public var pools: [(name: String, totals: PoolTotals, workersUp: Int, workersDesired: Int, degraded: Bool)]
+}

@@ -1,0 +1,59 @@
+import BulkheadCore
+import Foundation
+
+/// A scripts directory given to `serve --scripts DIR`: `DIR/customers.toml` maps each
+/// customer to its cohort (`acme = "pro"`), `DIR/CUSTOMER/NAME.lua` are the scripts.
+/// The supervisor reads it on start and polls it; what changed goes into the store
+/// as the scripts' next versions, exactly like an upload.
+struct ScriptsDirectory {
+    /// Customer → cohort.
+    var assignments: [String: String] = [:]
+    /// Customer → script name → source.
+    var sources: [String: [String: String]] = [:]
+    /// What could not be read, for the log.
+    var problems: [String] = []
+
+    static func read(_ directory: String) -> ScriptsDirectory {
+        var result = ScriptsDirectory()
+        let fileManager = FileManager.default
+        let mapPath = directory + "/customers.toml"
+        if let text = try? String(contentsOfFile: mapPath, encoding: .utf8) {
+            for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                let cohort = parts.count == 2 ? parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : ""
+                guard parts.count == 2, ResourceName.isValid(parts[0]), ResourceName.isValid(cohort) else {
+                    result.problems.append("\(mapPath):\(number + 1): expected CUSTOMER = \"COHORT\"")
+                    continue
+                }
+                result.assignments[parts[0]] = cohort
+            }
+        }
+        let customers = (try? fileManager.contentsOfDirectory(atPath: directory)) ?? []
+        for customer in customers.sorted() {
+            var isDirectory: ObjCBool = false
+            let folder = directory + "/" + customer
+            guard fileManager.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            guard ResourceName.isValid(customer) else {
+                result.problems.append("\(folder): '\(customer)' is not a valid customer name (\(ResourceName.rule))")
+                continue
+            }
+            for file in ((try? fileManager.contentsOfDirectory(atPath: folder)) ?? []).sorted() where file.hasSuffix(".lua") {
+                let name = String(file.dropLast(4))
+                guard ResourceName.isValid(name) else {
+                    result.problems.append("\(folder)/\(file): '\(name)' is not a valid script name (\(ResourceName.rule))")
+                    continue
+                }
+                guard let data = fileManager.contents(atPath: folder + "/" + file),
+                      let source = String(data: data, encoding: .utf8)
+                else {
+                    result.problems.append("\(folder)/\(file): cannot be read as UTF-8 text")
+                    continue
+                }
+                result.sources[customer, default: [:]][name] = source
+            }
+        }
+        return result
+    }
+}

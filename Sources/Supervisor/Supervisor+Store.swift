@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import Store
+
+extension Supervisor {
+    // MARK: - Catalog
+
+    /// Customers and active scripts as the store has them; also refreshes the
+    /// quarantine set, which the store keeps across restarts.
+    func loadCatalog() -> ScriptCatalog {
+        do {
+            let customers = try store.customers().map { (name: $0.name, cohort: $0.cohort) }
+            let active = try store.activeScripts()
+            quarantined = Set(active.filter(\.quarantined).map { "\($0.spec.customer)/\($0.spec.name)" })
+            return ScriptCatalog.from(customers: customers, active: active.map(\.spec))
+        } catch {
+            logger.error("cannot read the store; workers keep what they have", metadata: ["error": "\(error)"])
+            return catalog
+        }
+    }
+
+    // MARK: - Tokens
+
+    /// A new random token: `PREFIX_` and 40 hex digits (160 bits).
+    static func newToken(prefix: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        var hex = ""
+        for _ in 0..<5 { hex += String(format: "%016llx", generator.next() as UInt64).suffix(8) }
+        return "\(prefix)_\(hex)"
+    }
+
+    /// Reads `DATA/admin.token`, creating it (0600) on first start.
+    func loadOrCreateAdminToken() throws -> String {
+        let path = configuration.data.root + "/admin.token"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !token.isEmpty { return token }
+        }
+        let token = Self.newToken(prefix: "bha")
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw SupervisorStartError(description: "cannot write \(path)")
+        }
+        chmod(path, 0o600)
+        return token
+    }
+
+    // MARK: - Demo and scripts directory
+
+    /// `--demo`: `demo-COHORT` customers with a `hello` script; their tokens go to
+    /// `DATA/demo-tokens` (0600). Existing demo customers are kept as they are.
+    func seedDemo(cohorts: [String]) {
+        var lines: [String] = []
+        for cohort in cohorts {
+            let customer = "demo-\(cohort)"
+            do {
+                if try store.customer(named: customer) == nil {
+                    let token = Self.newToken(prefix: "bht")
+                    _ = try store.addCustomer(name: customer, cohort: cohort, tokenHash: TokenHash.of(token: token), actor: "demo")
+                    lines.append("\(customer) \(token)")
+                }
+                if try store.script(customer: customer, name: "hello") == nil {
+                    let source = "COHORT = \"\(cohort)\"\n" + ScriptCatalog.demoHello
+                    _ = try store.putScriptVersion(customer: customer, name: "hello", source: source, actor: "demo")
+                }
+            } catch {
+                logger.error("cannot seed the demo customer", metadata: ["customer": "\(customer)", "error": "\(error)"])
+            }
+        }
+        guard !lines.isEmpty else { return }
+        let path = configuration.data.demoTokens
+        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let text = existing + lines.joined(separator: "\n") + "\n"
+        if FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) {
+            chmod(path, 0o600)
+            logger.info("demo customers' tokens written", metadata: ["file": "\(path)"])
+        }
+    }
+
+    /// Puts what changed in a scripts directory into the store. Returns whether
+    /// anything changed. Safe to call off the queue (the store is thread-safe).
+    @discardableResult
+    func syncScriptsDirectory(_ directory: String) -> Bool {
+        let contents = ScriptsDirectory.read(directory)
+        var changed = false
+        for problem in contents.problems where !reportedProblems.withLock({ $0.contains(problem) }) {
+            reportedProblems.withLock { _ = $0.insert(problem) }
+            logger.warning("\(problem)")
+        }
+        for (customer, cohort) in contents.assignments.sorted(by: { $0.key < $1.key }) {
+            do {
+                if let existing = try store.customer(named: customer) {
+                    if existing.cohort != cohort {
+                        _ = try store.moveCustomer(customer, toCohort: cohort, actor: "scripts-dir")
+                        changed = true
+                    }
+                } else {
+                    _ = try store.addCustomer(
+                        name: customer, cohort: cohort, tokenHash: TokenHash.of(token: Self.newToken(prefix: "bht")),
+                        actor: "scripts-dir")
+                    changed = true
+                }
+            } catch {
+                logger.warning("scripts directory: cannot add customer", metadata: ["customer": "\(customer)", "error": "\(error)"])
+            }
+        }
+        for (customer, scripts) in contents.sources.sorted(by: { $0.key < $1.key }) {
+            guard (try? store.customer(named: customer)) != nil else { continue }
+            for (name, source) in scripts.sorted(by: { $0.key < $1.key }) {
+                let current = try? store.scriptSource(customer: customer, name: name, version: nil)
+                guard current?.source != source else { continue }
+                do {
+                    _ = try store.putScriptVersion(customer: customer, name: name, source: source, actor: "scripts-dir")
+                    if (try? store.script(customer: customer, name: name))??.quarantined == true {
+                        _ = try store.setScriptQuarantined(
+                            customer: customer, name: name, quarantined: false, reason: nil, actor: "scripts-dir")
+                    }
+                    changed = true
+                } catch {
+                    logger.warning("scripts directory: cannot store script", metadata: [
+                        "script": "\(customer)/\(name)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+        return changed
+    }
+}
