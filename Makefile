@@ -5,7 +5,7 @@ CONFIG     ?= debug
 BUILD_LOG  := .build/last-build.log
 APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev
 
-.PHONY: all deps build test unit integration run bench e2e clean
+.PHONY: all deps build test unit integration api-check run bench e2e clean
 
 all: build
 
@@ -27,8 +27,9 @@ build: deps
 	@if grep -E "^$(CURDIR)/(Sources|Tests)/.*: warning:" $(BUILD_LOG); then \
 	  echo "error: the build has warnings (above)"; exit 1; fi
 
-## test: unit tests in parallel, then the integration suites one at a time.
-test: build unit integration
+## test: unit tests in parallel, the integration suites one at a time, then
+## schemathesis against the live API.
+test: build unit integration api-check
 
 unit:
 	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
@@ -36,6 +37,9 @@ unit:
 integration:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \
 	  $(SWIFT) test -c $(CONFIG) --skip-build --no-parallel --filter IntegrationTests
+
+api-check:
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/api-check
 
 ## run: the host with the default cohorts and a demo customer per cohort.
 run: deps

@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // MARK: Lua
@@ -62,6 +63,7 @@ let package = Package(
             dependencies: [
                 "BulkheadCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         /// The rollout engine: stages, health gates, decisions. Pure, clock injected.
@@ -127,7 +129,10 @@ let package = Package(
         .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire"]),
         .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
         .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(
+            name: "StoreTests",
+            dependencies: ["Store", "BulkheadCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
         .testTarget(
             name: "IntegrationTests",

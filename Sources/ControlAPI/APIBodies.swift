@@ -103,6 +103,15 @@ struct LogLines: Codable {
 
 struct RollbackRequest: Codable {
     var version: Int?
+
+    /// Strict: an object with at most `version`, a positive integer; anything else is nil.
+    static func parse(_ data: Data) -> RollbackRequest? {
+        guard let object = try? JSONDecoder().decode([String: Int].self, from: data),
+              Set(object.keys).isSubset(of: ["version"])
+        else { return nil }
+        guard let version = object["version"] else { return RollbackRequest(version: nil) }
+        return version >= 1 ? RollbackRequest(version: version) : nil
+    }
 }
 
 struct CreateCustomer: Codable {

@@ -16,6 +16,7 @@ public enum ControlAPI {
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
+        router.add(middleware: MethodNotAllowedMiddleware())
         let handlers = Handlers(supervisor: supervisor)
         handlers.register(on: router)
         return Application(
@@ -99,8 +100,8 @@ struct Handlers: Sendable {
                 let body = (try? await request.body.collect(upTo: 4096)) ?? ByteBuffer()
                 var requested: Int?
                 if body.readableBytes > 0 {
-                    guard let decoded = try? JSONDecoder().decode(RollbackRequest.self, from: Data(buffer: body)) else {
-                        return failure(ControlError(status: 400, kind: "invalid", message: "the body must be empty or {\"version\": N}"))
+                    guard let decoded = RollbackRequest.parse(Data(buffer: body)) else {
+                        return failure(ControlError(status: 400, kind: "invalid", message: "the body must be empty, {} or {\"version\": N} with N ≥ 1"))
                     }
                     requested = decoded.version
                 }
@@ -211,5 +212,36 @@ func respond<T, U: Encodable>(_ result: Result<T, ControlError>, _ transform: (T
     switch result {
     case .success(let value): json(transform(value))
     case .failure(let error): failure(error)
+    }
+}
+
+/// Answers 405 with `Allow` for a known path asked with a method it does not take
+/// (the router alone would say 404, as if the path did not exist).
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Path patterns (one segment per `*`) and the methods they take.
+    static var routes: [(pattern: [String], methods: String)] {
+        [
+            (["healthz"], "GET"), (["metrics"], "GET"), (["openapi.yaml"], "GET"),
+            (["v1", "scripts"], "GET"), (["v1", "scripts", "*"], "GET, PUT, DELETE"),
+            (["v1", "scripts", "*", "versions"], "GET"), (["v1", "scripts", "*", "logs"], "GET"),
+            (["v1", "scripts", "*", "rollback"], "POST"), (["v1", "admin", "status"], "GET"),
+            (["v1", "admin", "customers"], "GET, POST"), (["v1", "admin", "scripts", "*", "*", "unquarantine"], "POST"),
+        ]
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let segments = request.uri.path.split(separator: "/").map(String.init)
+            guard let route = Self.routes.first(where: { route in
+                route.pattern.count == segments.count
+                    && zip(route.pattern, segments).allSatisfy { $0 == "*" || $0 == $1 }
+            }) else { throw error }
+            var response = failure(ControlError(
+                status: 405, kind: "method-not-allowed", message: "\(request.method) is not allowed here; use \(route.methods)"))
+            response.headers[.allow] = route.methods
+            return response
+        }
     }
 }

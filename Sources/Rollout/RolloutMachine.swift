@@ -1,3 +1,4 @@
+import BulkheadCore
 /// The decisions of one rollout: which stage has the new version, when the next one
 /// gets it, and when everything goes back. A plain value with no I/O and no clock of
 /// its own: every input carries `now` and returns the `RolloutAction`s the

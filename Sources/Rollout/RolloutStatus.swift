@@ -1,3 +1,4 @@
+import BulkheadCore
 /// A rollout as `bulkhead rollout status` shows it.
 public struct RolloutStatus: Codable, Sendable, Equatable {
     /// One stage.

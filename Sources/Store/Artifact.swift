@@ -1,3 +1,4 @@
+import BulkheadCore
 import Foundation
 
 /// One version of a platform artifact, without its content.

@@ -1,3 +1,4 @@
+import BulkheadCore
 /// Platform artifacts (runtime, rules, binary), versioned from 1 per kind.
 ///
 /// The store keeps what it is given: validating an artifact (syntax, schema, limits)

@@ -1,3 +1,4 @@
+import BulkheadCore
 import Foundation
 
 /// A rollout as stored: what it moves, where it stands, and the engine's own state.

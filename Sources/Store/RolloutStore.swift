@@ -1,3 +1,4 @@
+import BulkheadCore
 import Foundation
 
 /// Rollouts of platform artifacts, so they survive a supervisor restart.

@@ -1,136 +1,26 @@
-// MARK: - SHA-256
+import Crypto
 
-/// SHA-256 (FIPS 180-4) of scripts, artifacts and API tokens.
-///
-/// Written here because Foundation on Linux has no CryptoKit and the store needs no
-/// other cryptography. It hashes whole values already in memory (a script is at most
-/// a few MiB), so there is no streaming interface.
+/// SHA-256 of scripts, artifacts and API tokens, as lower-case hex (swift-crypto).
 public enum SHA256Hasher {
     /// The 32-byte digest of `bytes`.
     public static func digest<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [UInt8] {
-        var state = initialState
-        var schedule = [UInt32](repeating: 0, count: 64)
-        let padded = pad(bytes)
-        padded.withUnsafeBufferPointer { buffer in
-            for blockStart in stride(from: 0, to: buffer.count, by: 64) {
-                compress(buffer, blockStart, &state, &schedule)
-            }
-        }
-        var digest = [UInt8]()
-        digest.reserveCapacity(32)
-        for word in state {
-            digest.append(UInt8(truncatingIfNeeded: word >> 24))
-            digest.append(UInt8(truncatingIfNeeded: word >> 16))
-            digest.append(UInt8(truncatingIfNeeded: word >> 8))
-            digest.append(UInt8(truncatingIfNeeded: word))
-        }
-        return digest
+        Array(SHA256.hash(data: Array(bytes)))
     }
 
     /// The digest of `bytes` as 64 lower-case hex digits.
     public static func hex<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+        let table = Array("0123456789abcdef".utf8)
         var text = [UInt8]()
         text.reserveCapacity(64)
         for byte in digest(bytes) {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
+            text.append(table[Int(byte >> 4)])
+            text.append(table[Int(byte & 0x0f)])
         }
         return String(decoding: text, as: UTF8.self)
     }
 
-    /// The digest of the UTF-8 bytes of `text` as 64 lower-case hex digits.
+    /// The digest of a string's UTF-8 bytes as hex.
     public static func hex(_ text: String) -> String {
-        hex(text.utf8)
+        hex(Array(text.utf8))
     }
-
-    // MARK: Internals
-
-    /// The message, then 0x80, zeros up to 56 mod 64, and the bit length (big-endian).
-    private static func pad<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [UInt8] {
-        var message = [UInt8]()
-        message.reserveCapacity(bytes.count + 72)
-        message.append(contentsOf: bytes)
-        let bitLength = UInt64(message.count) &* 8
-        message.append(0x80)
-        while message.count % 64 != 56 { message.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) {
-            message.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
-        }
-        return message
-    }
-
-    /// One 64-byte block into `state`; `schedule` is scratch space reused across blocks.
-    private static func compress(
-        _ buffer: UnsafeBufferPointer<UInt8>, _ start: Int, _ state: inout [UInt32], _ schedule: inout [UInt32]
-    ) {
-        for index in 0..<16 {
-            let offset = start + index * 4
-            schedule[index] = UInt32(buffer[offset]) << 24 | UInt32(buffer[offset + 1]) << 16
-                | UInt32(buffer[offset + 2]) << 8 | UInt32(buffer[offset + 3])
-        }
-        for index in 16..<64 {
-            let w15 = schedule[index - 15]
-            let w2 = schedule[index - 2]
-            let s0 = rotate(w15, 7) ^ rotate(w15, 18) ^ (w15 >> 3)
-            let s1 = rotate(w2, 17) ^ rotate(w2, 19) ^ (w2 >> 10)
-            schedule[index] = schedule[index - 16] &+ s0 &+ schedule[index - 7] &+ s1
-        }
-        var a = state[0], b = state[1], c = state[2], d = state[3]
-        var e = state[4], f = state[5], g = state[6], h = state[7]
-        for index in 0..<64 {
-            let sum1 = rotate(e, 6) ^ rotate(e, 11) ^ rotate(e, 25)
-            let choice = (e & f) ^ (~e & g)
-            let temp1 = h &+ sum1 &+ choice &+ roundConstants[index] &+ schedule[index]
-            let sum0 = rotate(a, 2) ^ rotate(a, 13) ^ rotate(a, 22)
-            let majority = (a & b) ^ (a & c) ^ (b & c)
-            let temp2 = sum0 &+ majority
-            h = g
-            g = f
-            f = e
-            e = d &+ temp1
-            d = c
-            c = b
-            b = a
-            a = temp1 &+ temp2
-        }
-        state[0] &+= a
-        state[1] &+= b
-        state[2] &+= c
-        state[3] &+= d
-        state[4] &+= e
-        state[5] &+= f
-        state[6] &+= g
-        state[7] &+= h
-    }
-
-    private static func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 {
-        (value >> count) | (value << (32 - count))
-    }
-
-    /// First 32 bits of the fractional parts of the square roots of the first 8 primes.
-    private static let initialState: [UInt32] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-    ]
-
-    /// First 32 bits of the fractional parts of the cube roots of the first 64 primes.
-    private static let roundConstants: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5,
-        0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-        0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-        0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
-        0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5,
-        0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-        0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
 }

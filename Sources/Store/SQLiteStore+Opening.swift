@@ -76,6 +76,9 @@ extension SQLiteStore {
             let queue = try DatabaseQueue(path: temporary, configuration: grdb)
             try StoreSchema.migrator.migrate(queue)
             try queue.close()
+            // 0600: the store holds token hashes. SQLite gives its -wal and -shm files
+            // the mode of the database file.
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: temporary)
         } catch {
             throw translate(error, path: path, operation: "create the store")
         }

@@ -144,7 +144,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             return "could not \(operation): \(path) is locked by another process (\(message)); "
                 + "retry, or stop the other bulkhead process using it"
         case .database(let path, let operation, let code, let message, _):
-            return "could not \(operation) in \(path): \(message) (SQLite error \(code))"
+            // A negative code marks an error that did not come from SQLite.
+            let origin = code >= 0 ? " (SQLite error \(code))" : ""
+            return "could not \(operation) in \(path): \(message)\(origin)"
         case .unreadable(let path, let what, let detail):
             return "\(path) holds \(what) that cannot be read (\(detail)); the store may be damaged: "
                 + "check it with `sqlite3 \(path) 'PRAGMA integrity_check'`"

@@ -208,16 +208,6 @@ extension Supervisor {
     }
 }
 
-/// Compares two strings in time that depends only on their lengths.
-public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let left = Array(a.utf8)
-    let right = Array(b.utf8)
-    guard left.count == right.count else { return false }
-    var difference: UInt8 = 0
-    for index in left.indices { difference |= left[index] ^ right[index] }
-    return difference == 0
-}
-
 extension String {
     /// Decodes UTF-8, or nil when the bytes are not valid UTF-8.
     init?(validatingUTF8Data data: Data) {

@@ -127,7 +127,8 @@ final class HostHarness: @unchecked Sendable {
     func start(waitForReady: Bool = true) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info"]
+        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
+                             "--api", "127.0.0.1:0"]
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in self.environment { environment[key] = value }
         process.environment = environment
@@ -151,7 +152,7 @@ final class HostHarness: @unchecked Sendable {
     func runServeExpectingExit(timeout: Double = 20) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts]
+        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--api", "127.0.0.1:0"]
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = pipe
@@ -241,6 +242,54 @@ final class HostHarness: @unchecked Sendable {
         }
     }
 
+    // MARK: API
+
+    /// The control API's port.
+    func apiPort() throws -> Int {
+        guard let api = try status().api, let port = Int(api.split(separator: ":").last ?? "") else {
+            throw HarnessError("the API is not listening")
+        }
+        return port
+    }
+
+    /// The admin token the supervisor wrote.
+    func adminToken() throws -> String {
+        try String(contentsOfFile: data.root + "/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs the bulkhead CLI against this host's data directory.
+    func cli(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments + ["--data", data.root]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// Adds a customer with the CLI; returns its token (the last line).
+    func addCustomer(_ name: String, cohort: String) throws -> String {
+        let result = try cli(["customer", "add", name, "--cohort", cohort])
+        guard result.status == 0, let token = result.output.split(separator: "\n").last.map(String.init) else {
+            throw HarnessError("customer add failed: \(result.output)")
+        }
+        return token
+    }
+
+    /// A call to the control API.
+    func api(_ method: String, _ path: String, token: String?, body: [UInt8] = []) throws -> (status: Int, headers: [String: String], body: String) {
+        var headers: [String: String] = [:]
+        if let token { headers["Authorization"] = "Bearer \(token)" }
+        guard let answer = httpRequest(port: try apiPort(), method: method, path: path, headers: headers, body: body) else {
+            throw HarnessError("no answer from the API for \(method) \(path)")
+        }
+        return answer
+    }
+
     // MARK: Traffic
 
     /// A load target for a customer's script on a pool, addressed by Host.
@@ -270,8 +319,11 @@ func waitFor(timeout: Double, interval: Double = 0.005, _ condition: () -> Bool)
     return nil
 }
 
-/// One HTTP request with curl-like simplicity over a fresh connection.
-func httpGet(port: Int, host: String, path: String = "/", timeout: Double = 5) -> (status: Int, headers: [String: String], body: String)? {
+/// One HTTP request over a fresh connection, the way curl sends it.
+func httpRequest(
+    port: Int, method: String = "GET", host: String = "127.0.0.1", path: String = "/", headers: [String: String] = [:],
+    body: [UInt8] = [], timeout: Double = 10
+) -> (status: Int, headers: [String: String], body: String)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -284,8 +336,16 @@ func httpGet(port: Int, host: String, path: String = "/", timeout: Double = 5) -
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else { return nil }
-    let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n"
-    _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
+    for (name, value) in headers { head += "\(name): \(value)\r\n" }
+    if !body.isEmpty || method == "PUT" || method == "POST" { head += "Content-Length: \(body.count)\r\n" }
+    let request = Array((head + "\r\n").utf8) + body
+    var offset = 0
+    while offset < request.count {
+        let sent = request[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent <= 0 { return nil }
+        offset += sent
+    }
     var data = [UInt8]()
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -302,5 +362,25 @@ func httpGet(port: Int, host: String, path: String = "/", timeout: Double = 5) -
         guard let colon = line.firstIndex(of: ":") else { continue }
         headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }
-    return (status, headers, String(text[split.upperBound...]))
+    var bodyText = String(text[split.upperBound...])
+    if headers["transfer-encoding"] == "chunked" { bodyText = dechunk(bodyText) }
+    return (status, headers, bodyText)
+}
+
+/// Decodes a chunked body (tests only: well-formed input).
+private func dechunk(_ text: String) -> String {
+    var rest = Substring(text)
+    var output = ""
+    while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
+        let start = lineEnd.upperBound
+        let bytes = Array(rest[start...].utf8)
+        output += String(decoding: bytes.prefix(size), as: UTF8.self)
+        rest = Substring(String(decoding: bytes.dropFirst(size + 2), as: UTF8.self))
+    }
+    return output
+}
+
+/// A GET to a pool, addressed by Host.
+func httpGet(port: Int, host: String, path: String = "/", timeout: Double = 5) -> (status: Int, headers: [String: String], body: String)? {
+    httpRequest(port: port, host: host, path: path, timeout: timeout)
 }

@@ -40,6 +40,8 @@ import Testing
         #expect(diagnostics.synchronous == 2)  // FULL
         #expect(diagnostics.foreignKeys)
         #expect(diagnostics.migrations == ["v1-initial"])
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
         // Created under a temporary name and linked into place: nothing else is left.
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/nested/data")
         #expect(!names.contains { $0.contains(".creating-") })

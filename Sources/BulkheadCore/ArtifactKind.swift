@@ -1,5 +1,5 @@
 /// The three kinds of platform artifact; each has its own version sequence from 1.
-public enum ArtifactKind: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+public enum ArtifactKind: String, Codable, Sendable, CaseIterable, Hashable, CustomStringConvertible {
     /// One Lua file run before every customer script; its content is the Lua source.
     case runtime
     /// The rules JSON the runtime evaluates; its content is the JSON text.
