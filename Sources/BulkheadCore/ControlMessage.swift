@@ -71,6 +71,10 @@ public enum SupervisorMessage: Codable, Sendable, Equatable {
     case removeScript(customer: String, name: String)
     /// Quarantine or release a script.
     case quarantine(customer: String, name: String, quarantined: Bool)
+    /// Load a platform artifact version: the runtime's Lua source or the rules JSON
+    /// (binaries are rolled out by replacing workers). A version that fails to load
+    /// leaves the worker on its last known good one.
+    case setArtifact(kind: ArtifactKind, version: Int, content: String)
     /// Everything the worker needs has been sent: start accepting (no-op when it
     /// already does). A new worker never accepts before its scripts are loaded.
     case start
@@ -92,6 +96,10 @@ public enum WorkerMessage: Codable, Sendable, Equatable {
     case scriptLoaded(customer: String, name: String, version: Int)
     /// A script version failed to load; the worker keeps the old one.
     case scriptFailed(customer: String, name: String, version: Int, kind: String, message: String)
+    /// A platform artifact version is live on this worker.
+    case artifactLoaded(kind: ArtifactKind, version: Int)
+    /// A platform artifact version was refused; the worker keeps its last known good one.
+    case artifactFailed(kind: ArtifactKind, version: Int, message: String)
     /// The watchdog is about to end this worker: the script overran its wall deadline in C.
     case watchdog(customer: String, script: String, elapsedMilliseconds: Int)
 }

@@ -29,8 +29,11 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     /// Platform errors: throws or limits inside the runtime or a rule, artifacts
     /// that failed to load.
     public var platformErrors: Int = 0
-    /// Error signatures with counts, platform and script alike, bounded in number.
+    /// Error signatures of customer scripts with counts, bounded in number.
     public var signatures: [String: Int] = [:]
+    /// Error signatures of the platform (runtime, rules, artifacts) with counts: what
+    /// a rollout's health gate compares against its baseline.
+    public var platformSignatures: [String: Int] = [:]
     /// Latency of every answered request.
     public var latency = LatencyHistogram()
     /// The artifacts the worker runs.
@@ -48,12 +51,39 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     /// Creates empty stats.
     public init() {}
 
-    /// Counts one signature, keeping the table bounded.
+    // Every field is optional on the wire: a worker of an older or newer build (a
+    // binary rollout runs both at once) still reports what it has.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        requests = try container.decodeIfPresent(Int.self, forKey: .requests) ?? 0
+        statuses = try container.decodeIfPresent([String: Int].self, forKey: .statuses) ?? [:]
+        errors = try container.decodeIfPresent([String: Int].self, forKey: .errors) ?? [:]
+        platformErrors = try container.decodeIfPresent(Int.self, forKey: .platformErrors) ?? 0
+        signatures = try container.decodeIfPresent([String: Int].self, forKey: .signatures) ?? [:]
+        platformSignatures = try container.decodeIfPresent([String: Int].self, forKey: .platformSignatures) ?? [:]
+        latency = try container.decodeIfPresent(LatencyHistogram.self, forKey: .latency) ?? LatencyHistogram()
+        versions = try container.decodeIfPresent(ArtifactVersions.self, forKey: .versions) ?? ArtifactVersions()
+        scripts = try container.decodeIfPresent(Int.self, forKey: .scripts) ?? 0
+        residentBytes = try container.decodeIfPresent(Int.self, forKey: .residentBytes) ?? 0
+        openConnections = try container.decodeIfPresent(Int.self, forKey: .openConnections) ?? 0
+    }
+
+    /// Counts one script error signature, keeping the table bounded.
     public mutating func countSignature(_ signature: String) {
-        if signatures[signature] != nil || signatures.count < Self.maxSignatures {
-            signatures[signature, default: 0] += 1
+        Self.count(signature, in: &signatures)
+    }
+
+    /// Counts one platform error with its signature.
+    public mutating func countPlatformError(_ signature: String) {
+        platformErrors += 1
+        Self.count(signature, in: &platformSignatures)
+    }
+
+    private static func count(_ signature: String, in table: inout [String: Int]) {
+        if table[signature] != nil || table.count < maxSignatures {
+            table[signature, default: 0] += 1
         } else {
-            signatures["(other signatures)", default: 0] += 1
+            table["(other signatures)", default: 0] += 1
         }
     }
 }

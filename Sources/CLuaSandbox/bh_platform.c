@@ -2,7 +2,6 @@
 // and `on_request(req, rules)` with its verdict converted in the same protected call.
 
 #include "bh_internal.h"
-#include "bh_platform.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +27,17 @@ static BH_NORETURN bh_rules_fail(lua_State *L, const char *format, const char *d
     BH_UNREACHABLE();
 }
 
+/// What JSON gave at `idx`, for messages ("a string", "null").
+static const char *bh_json_kind(lua_State *L, int idx) {
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: return "a string";
+    case LUA_TNUMBER: return "a number";
+    case LUA_TBOOLEAN: return "a boolean";
+    case LUA_TLIGHTUSERDATA: return "null";  // json.null
+    default: return luaL_typename(L, idx);
+    }
+}
+
 static int bh_rules_body(lua_State *L) {
     const bh_rules_args *args = (const bh_rules_args *)lua_touserdata(L, 1);
     lua_settop(L, 0);
@@ -39,7 +49,7 @@ static int bh_rules_body(lua_State *L) {
     lua_pushlstring(L, args->len != 0 ? args->json : "", args->len); // [json, decode, text]
     lua_call(L, 1, 1);                                       // [json, rules]
     if (lua_type(L, -1) != LUA_TTABLE) {
-        bh_rules_fail(L, "the top level must be a JSON object, got %s", luaL_typename(L, -1));
+        bh_rules_fail(L, "the top level must be a JSON object, got %s", bh_json_kind(L, -1));
     }
     // The decoder makes `[]` and `{}` the same empty table; an array at the top is
     // told apart by its first element.

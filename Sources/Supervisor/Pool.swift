@@ -55,6 +55,8 @@ final class PoolState {
     var configError: String?
     /// Workers leaving the pool (drained), kept until they exit.
     var leaving: [WorkerHandle] = []
+    /// Per slot, a worker that keeps serving until its replacement is ready.
+    var awaitingReplacement: [Int: WorkerHandle] = [:]
 
     init(cohort: CohortConfiguration, listenFD: Int32, port: Int, configSource: String, configError: String?) {
         self.cohort = cohort

@@ -85,6 +85,20 @@ extension Supervisor {
             let version = arguments["version"].flatMap { Int($0) }
             return answer(rollbackScript(customer: arguments["customer"] ?? "", name: arguments["script"] ?? "", to: version,
                                          actor: "operator"))
+        case "rollout-start":
+            guard let kind = ArtifactKind(rawValue: arguments["kind"] ?? "") else {
+                return AdminResponse(ok: false, error: "--kind is one of runtime, rules, binary")
+            }
+            return answer(startRollout(kind: kind, content: arguments["content"] ?? "", actor: "operator").map { ["id": $0] })
+        case "rollout-list":
+            return answer(Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure).map { records in
+                records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
+            })
+        case "rollout-status":
+            return answer(rolloutStatus(id: Int(arguments["id"] ?? "") ?? -1))
+        case "rollout-pause", "rollout-resume", "rollout-abort", "rollout-promote":
+            let command = String(request.command.dropFirst("rollout-".count))
+            return answer(operate(rollout: Int(arguments["id"] ?? "") ?? -1, command: command, actor: "operator"))
         default:
             return AdminResponse(ok: false, error: "unknown admin command '\(request.command)'")
         }
@@ -130,4 +144,18 @@ public enum AdminClient {
         }
         return response
     }
+}
+
+/// One line of `rollout list`.
+public struct RolloutSummary: Codable, Sendable {
+    /// Rollout id.
+    public var id: Int
+    /// Artifact kind.
+    public var kind: String
+    /// The version it ships.
+    public var version: Int
+    /// The version it replaces.
+    public var from: Int
+    /// Its state.
+    public var status: String
 }

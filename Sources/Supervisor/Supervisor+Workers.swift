@@ -80,9 +80,13 @@ extension Supervisor {
         do {
             let controlFD = WorkerSpawner.highDescriptor(try Sockets.listenUnix(path: path))
             defer { close(controlFD) }
+            // The slot's binary: a binary rollout runs another build in some slots.
+            let binaryVersion = desiredVersion(.binary, pool: pool.cohort.name, slot: slot)
+            let executable = artifactContent(.binary, version: binaryVersion) ?? configuration.workerExecutable
             pid = try WorkerSpawner.spawn(.init(
-                executable: configuration.workerExecutable, pool: pool.cohort.name, slot: slot, instance: instance,
-                data: data, listenFD: pool.listenFD, controlFD: controlFD, environment: configuration.workerEnvironment))
+                executable: executable, pool: pool.cohort.name, slot: slot, instance: instance,
+                data: data, listenFD: pool.listenFD, controlFD: controlFD,
+                environment: configuration.workerEnvironment + ["BULKHEAD_WORKER_BINARY_VERSION=\(binaryVersion)"]))
         } catch {
             unlink(path)
             logger.error("cannot start worker", metadata: ["pool": "\(pool.cohort.name)", "slot": "\(slot)", "error": "\(error)"])
@@ -136,6 +140,7 @@ extension Supervisor {
             })
         guard let pool = pools[handle.pool] else { return }
         handle.send(.configure(cohort: pool.cohort))
+        sendArtifacts(to: handle)
         handle.send(.customers(assignments: catalog.assignments))
         for spec in catalog.scripts(forCohort: pool.cohort.name) {
             handle.send(.putScript(spec))
@@ -157,6 +162,11 @@ extension Supervisor {
         case .hello:
             break
         case .ready:
+            if let pool = pools[handle.pool], let old = pool.awaitingReplacement[handle.slot], old !== handle {
+                // The replacement serves: the worker it replaces may drain now.
+                pool.awaitingReplacement[handle.slot] = nil
+                old.send(.drain)
+            }
             if !handle.ready {
                 handle.ready = true
                 let milliseconds = Int((Self.now() - handle.startedAt) * 1000)
@@ -178,6 +188,12 @@ extension Supervisor {
                 "pid": "\(handle.pid)",
             ])
             appendLog(customer: customer, script: name, line: "version \(version) failed to load: \(kind): \(message)")
+        case .artifactLoaded(let kind, let version):
+            logger.debug("artifact loaded", metadata: ["kind": "\(kind)", "version": "\(version)", "pid": "\(handle.pid)"])
+        case .artifactFailed(let kind, let version, let message):
+            logger.error("worker refused an artifact and keeps its last known good one", metadata: [
+                "kind": "\(kind)", "version": "\(version)", "pid": "\(handle.pid)", "error": "\(message)",
+            ])
         case .watchdog(let customer, let script, let elapsed):
             strike(customer: customer, script: script, elapsedMilliseconds: elapsed, pid: handle.pid)
         }
@@ -246,6 +262,12 @@ extension Supervisor {
         guard pool.slots.indices.contains(handle.slot), pool.slots[handle.slot] === handle else { return }
         pool.slots[handle.slot] = nil
         if shuttingDown || handle.draining { return }
+        // A crash inside a rollout stage counts against that stage's gate.
+        for rollout in rollouts.values {
+            guard let index = rollout.machine.currentStage else { continue }
+            let stage = rollout.machine.stages[index]
+            if stage.pool == handle.pool && stage.slots.contains(handle.slot) { rollout.windowCrashes += 1 }
+        }
         logger.warning("worker exited; replacing it", metadata: [
             "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)",
             "reason": "\(handle.killReason ?? reason)",

@@ -81,6 +81,15 @@ public final class Supervisor: @unchecked Sendable {
     var adminFD: Int32 = -1
     var shuttingDown = false
     var scanning = false
+    /// Rollouts in progress, one per artifact kind.
+    var rollouts: [ArtifactKind: ActiveRollout] = [:]
+    /// Pool totals once a second (baselines of last stages).
+    var poolSnapshots: [String: [PoolSnapshot]] = [:]
+    /// Decisions already saved per rollout.
+    var savedDecisions: [Int: Int] = [:]
+    /// Ticks since start (rollouts are driven every tenth).
+    var ticks = 0
+
     /// The control API's address once it listens.
     var apiAddress: String?
 
@@ -158,6 +167,7 @@ public final class Supervisor: @unchecked Sendable {
 
         let adopted = adoptLiveWorkers()
         try queue.sync {
+            loadRollouts()
             for cohort in cohorts {
                 try startPool(cohort, adopted: adopted[cohort.name] ?? [],
                               configSource: fallbacks[cohort.name] == nil ? "file" : "last-known-good",
@@ -172,6 +182,7 @@ public final class Supervisor: @unchecked Sendable {
                     close(worker.listenFD)
                 }
             }
+            resumeRollouts()
             startTimer()
         }
         try startAdminSocket()
@@ -287,6 +298,8 @@ public final class Supervisor: @unchecked Sendable {
         timer.setEventHandler { [unowned self] in
             let now = Self.now()
             self.tick(now: now)
+            self.ticks += 1
+            if self.ticks % 10 == 0 { self.driveRollouts() }
             if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {
                 lastScriptScan = now
                 self.rescanScripts(directory)

@@ -187,13 +187,25 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 name: UnsafeRawBufferPointer(rebasing: bytes[field.name]),
                 value: UnsafeRawBufferPointer(rebasing: bytes[field.value]))
         }
-        let result = parser.withBody(of: head, in: bytes) { body in
+        let result = parser.withBody(of: head, in: bytes) { body -> Result<Int, ScriptError>? in
             let request = LuaRequest(
                 method: UnsafeRawBufferPointer(rebasing: bytes[head.method]),
                 path: UnsafeRawBufferPointer(rebasing: bytes[route.scriptPath]),
                 query: UnsafeRawBufferPointer(rebasing: bytes[head.query]),
                 headers: UnsafeBufferPointer(rebasing: headerScratch[0..<count]),
                 body: body)
+            // The platform first: the runtime with the current rules. It fails open.
+            if let platform = pool.platform {
+                switch platform.evaluate(request) {
+                case .pass:
+                    break
+                case .block(let status, let blockBody):
+                    writeBlocked(status: status, body: blockBody, connection: connectionHeader, omitBody: omitBody, startedAt: startedAt)
+                    return nil
+                case .failed(let error):
+                    pool.platformFailed(error)
+                }
+            }
             return script.state.handle(request) { response -> Int in
                 pool.encoder.writeStatus(response.status, into: &output)
                 for index in 0..<response.headerCount {
@@ -205,6 +217,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 return response.status
             }
         }
+        guard let result else { return }
         switch result {
         case .success(let status):
             pool.record(status: status, startedAt: startedAt)
@@ -246,6 +259,17 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
         pool.recordError(kind, signature: signature)
         pool.record(status: kind.status, startedAt: startedAt)
+    }
+
+    /// A rule blocked the request: the runtime's status and body, marked `blocked`.
+    private func writeBlocked(status: Int, body: [UInt8], connection: ResponseEncoder.ConnectionHeader, omitBody: Bool, startedAt: UInt64) {
+        pool.encoder.writeStatus(status, into: &output)
+        output.writeStaticString("content-type: text/plain\r\nx-bulkhead-error: blocked\r\n")
+        body.withUnsafeBytes { bytes in
+            pool.encoder.writeTail(body: bytes, omitBody: omitBody, connection: connection, into: &output)
+        }
+        pool.recordError(.blocked, signature: nil)
+        pool.record(status: status, startedAt: startedAt)
     }
 
     private func writeParseError(_ error: HTTPParseError) {

@@ -8,6 +8,7 @@ import HTTPWire
 import LuaSandbox
 import NIOCore
 import Synchronization
+import Foundation
 
 /// Everything a worker's connections share: scripts, stats, the encoder. It lives
 /// on the worker's single event loop, so the hot path takes no lock at all.
@@ -41,6 +42,23 @@ final class PoolContext {
         parserLimits.maxBodyBytes = cohort.limits.maxBodyBytes
     }
 
+    /// The platform runtime run before every script, with the current rules.
+    var platform: PlatformRuntime?
+    /// The rules JSON the platform runtime has (to load it into a new runtime).
+    var rulesJSON: [UInt8] = Array(#"{"rules":[],"rulesets":{}}"#.utf8)
+
+    /// A throw or limit inside the runtime or a rule: the request goes on (fail
+    /// open), the error is counted with its signature.
+    func platformFailed(_ error: ScriptError) {
+        stats.countPlatformError(ErrorSignature.normalize(error.message))
+        let second = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
+        if second != platformLogSecond {
+            platformLogSecond = second
+            FileHandle.standardError.write(Data("worker \(pid) of pool \(pool): platform error (request passed to the script): \(error.kind.rawValue): \(error.message.debugDescription)\n".utf8))
+        }
+    }
+    private var platformLogSecond: UInt64 = 0
+
     /// Called when a connection closes (drain waits for the last).
     var onConnectionClosed: (() -> Void)?
 
@@ -73,10 +91,15 @@ final class PoolContext {
         return requestCounter
     }
 
+    /// Fault injection for tests of binary rollouts: crash after this many requests
+    /// (`BULKHEAD_FAULT_CRASH_AFTER`), as a build with a bug under traffic would.
+    let crashAfter = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_CRASH_AFTER"].flatMap { Int($0) } ?? 0
+
     /// Counts one answered request.
     @inline(__always)
     func record(status: Int, startedAt: UInt64) {
         stats.requests += 1
+        if crashAfter > 0 && stats.requests >= crashAfter { abort() }
         statusCounts[min(max(status, 0), 599)] += 1
         stats.latency.record(nanoseconds: DispatchTime.now().uptimeNanoseconds &- startedAt)
     }

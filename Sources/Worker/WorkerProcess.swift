@@ -24,6 +24,8 @@ public struct WorkerOptions: Sendable {
     public var listenFD: Int32 = 3
     /// The inherited control listener.
     public var controlFD: Int32 = 4
+    /// The binary version this worker runs as (0: the supervisor's own build).
+    public var binaryVersion: Int = 0
     /// Margin past a request's wall deadline before the watchdog ends the process, ms.
     public var watchdogMarginMilliseconds: Int = 500
 
@@ -75,9 +77,13 @@ public final class WorkerProcess: @unchecked Sendable {
             _exit(WorkerProcess.watchdogExitStatus)
         }
         let loop = self.loop
+        let binaryVersion = options.binaryVersion
         self.context = try loop.submit {
-            NIOLoopBound(PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog), eventLoop: loop)
+            let context = PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog)
+            context.stats.versions.binary = binaryVersion
+            return NIOLoopBound(context, eventLoop: loop)
         }.wait()
+        identityState.withLock { $0.versions.binary = binaryVersion }
     }
 
     /// Serves until drained; returns the exit status.
@@ -185,6 +191,8 @@ public final class WorkerProcess: @unchecked Sendable {
             }
         case .quarantine(let customer, let name, let quarantined):
             pool.registry.setQuarantine(customer: customer, name: name, quarantined: quarantined)
+        case .setArtifact(let kind, let version, let content):
+            setArtifact(kind, version: version, content: content, pool: pool)
         case .start:
             startServing()
         case .drain:
@@ -216,8 +224,68 @@ public final class WorkerProcess: @unchecked Sendable {
         }
     }
 
+    /// Loads a runtime or rules version beside the current one; on any failure the
+    /// worker keeps its last known good version, counts a platform error and says so.
+    private func setArtifact(_ kind: ArtifactKind, version: Int, content: String, pool: PoolContext) {
+        installDefaultPlatform()
+        let current = kind == .runtime ? pool.stats.versions.runtime : pool.stats.versions.rules
+        if current == version && pool.platform != nil {
+            control.send(.artifactLoaded(kind: kind, version: version))
+            return
+        }
+        do {
+            switch kind {
+            case .runtime:
+                let runtime = try PlatformRuntime(
+                    source: Array(content.utf8), watchdog: pool.watchdog,
+                    log: { [control] line in control.send(.log(customer: "_platform", script: "runtime", line: line), droppable: true) })
+                try runtime.loadRules(pool.rulesJSON, validatedBy: Self.validateRules)
+                pool.platform = runtime
+                pool.stats.versions.runtime = version
+            case .rules:
+                let rules = Array(content.utf8)
+                guard let platform = pool.platform else { return }
+                try platform.loadRules(rules, validatedBy: Self.validateRules)
+                pool.rulesJSON = rules
+                pool.stats.versions.rules = version
+            case .binary:
+                return
+            }
+            identityState.withLock { $0.versions = pool.stats.versions }
+            control.send(.artifactLoaded(kind: kind, version: version))
+        } catch {
+            let message = "\(kind) version \(version) refused, keeping version \(current): \(error)"
+            pool.stats.countPlatformError(ErrorSignature.normalize("artifact \(kind): \(error)"))
+            FileHandle.standardError.write(Data("worker \(getpid()) of pool \(options.pool): \(message)\n".utf8))
+            control.send(.artifactFailed(kind: kind, version: version, message: message))
+        }
+    }
+
+    /// The consumer's own check of a rules artifact (the producer checked it too).
+    static func validateRules(_ bytes: [UInt8]) -> String? {
+        switch RulesValidator.validate(bytes) {
+        case .success: nil
+        case .failure(let error): "\(error)"
+        }
+    }
+
+    /// Installs the built-in runtime (version 0) with no rules, so the platform
+    /// layer is in the path from the first request.
+    func installDefaultPlatform() {
+        let pool = context.value
+        guard pool.platform == nil else { return }
+        do {
+            let runtime = try PlatformRuntime(source: DefaultRuntime.source, watchdog: pool.watchdog)
+            try runtime.loadRules(pool.rulesJSON)
+            pool.platform = runtime
+        } catch {
+            pool.stats.countPlatformError(ErrorSignature.normalize("built-in runtime: \(error)"))
+        }
+    }
+
     private func startServing() {
         guard acceptor == nil else { return }
+        installDefaultPlatform()
         let context = self.context
         let bootstrap = ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)

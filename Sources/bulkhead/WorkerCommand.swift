@@ -38,7 +38,8 @@ struct WorkerCommand: ParsableCommand {
         if let pool = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_EXIT_POOL"], pool == self.pool {
             throw ExitCode(3)
         }
-        let options = WorkerOptions(pool: pool, slot: slot, instance: instance, data: DataDirectory(dataOptions.data))
+        var options = WorkerOptions(pool: pool, slot: slot, instance: instance, data: DataDirectory(dataOptions.data))
+        options.binaryVersion = ProcessInfo.processInfo.environment["BULKHEAD_WORKER_BINARY_VERSION"].flatMap { Int($0) } ?? 0
         let status = try WorkerProcess(options: options).run()
         throw ExitCode(status)
     }

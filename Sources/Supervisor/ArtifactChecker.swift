@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+
+/// Checks platform artifacts that need a process: a runtime's Lua syntax (compiled,
+/// never run, by `bulkhead check-artifact` — the supervisor does not link Lua), and a
+/// worker binary, which must start and answer a health probe.
+struct ArtifactChecker {
+    let executable: String
+
+    /// Largest runtime accepted.
+    static let maxRuntimeBytes = 256 * 1024
+
+    func checkRuntime(_ source: String) -> ControlError? {
+        guard source.utf8.count <= Self.maxRuntimeBytes else {
+            return ControlError(status: 413, kind: "too-large",
+                                message: "the runtime is \(source.utf8.count) bytes, over the \(Self.maxRuntimeBytes)-byte limit")
+        }
+        let result = run(executable, ["check-artifact", "--kind", "runtime"], input: source, timeout: 10)
+        guard let output = result else {
+            return ControlError(status: 400, kind: "invalid-runtime", message: "the runtime check did not finish")
+        }
+        if output.status == 0 { return nil }
+        return ControlError(status: 400, kind: "invalid-runtime",
+                            message: output.text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Starts `path probe`: it must answer with this build's control protocol version.
+    func probeBinary(_ path: String) -> ControlError? {
+        guard path.hasPrefix("/") else {
+            return ControlError(status: 400, kind: "invalid-binary", message: "give the binary's absolute path, got '\(path)'")
+        }
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            return ControlError(status: 400, kind: "invalid-binary", message: "\(path) is not an executable file")
+        }
+        guard let output = run(path, ["probe"], input: "", timeout: 10) else {
+            return ControlError(status: 400, kind: "invalid-binary", message: "\(path) probe did not answer within 10 s")
+        }
+        let expected = "{\"protocol\":\(controlProtocolVersion)}"
+        guard output.status == 0, output.text.contains(expected) else {
+            return ControlError(status: 400, kind: "invalid-binary",
+                                message: "\(path) probe answered \(output.status): \(output.text.prefix(200)); expected \(expected)")
+        }
+        return nil
+    }
+
+    private func run(_ path: String, _ arguments: [String], input: String, timeout: Double) -> (status: Int32, text: String)? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = environment
+        let stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stdout
+        do {
+            try process.run()
+        } catch {
+            return nil
+        }
+        DispatchQueue.global().async {
+            try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(2_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return (process.terminationStatus, String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+}

@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import BulkheadCore
+import Foundation
+import Rollout
+import Supervisor
+
+/// `bulkhead rollout`: ship a platform artifact through the pools under the health gate.
+struct RolloutCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollout",
+        abstract: "Roll a runtime, rules or worker binary out to the pools, free first, under the health gate.",
+        subcommands: [Start.self, List.self, Status.self, Watch.self, Operate.self]
+    )
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate an artifact and start its rollout; prints the id last.")
+        @Option(help: "runtime, rules or binary.") var kind: String
+        @Argument(help: "The runtime .lua, the rules .json, or the worker binary.") var file: String
+        @OptionGroup var dataOptions: DataOptions
+
+        func run() throws {
+            guard ArtifactKind(rawValue: kind) != nil else { throw ValidationError("--kind is one of runtime, rules, binary") }
+            let content: String
+            if kind == "binary" {
+                content = URL(fileURLWithPath: file).standardizedFileURL.path
+            } else {
+                guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+                content = String(decoding: data, as: UTF8.self)
+            }
+            let result = try AdminCall.perform(
+                AdminRequest(command: "rollout-start", arguments: ["kind": kind, "content": content]), data: dataOptions.data)
+            let id = (try? JSONDecoder().decode([String: Int].self, from: Data(result.utf8)))?["id"] ?? 0
+            print("rollout \(id) of the \(kind) started; follow it with: bulkhead rollout watch \(id)")
+            print(id)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List rollouts, newest first.")
+        @OptionGroup var dataOptions: DataOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let result = try AdminCall.perform(AdminRequest(command: "rollout-list"), data: dataOptions.data)
+            if json {
+                print(result)
+                return
+            }
+            let rows = try JSONDecoder().decode([RolloutSummary].self, from: Data(result.utf8))
+            print(Table.render([["ID", "KIND", "VERSION", "FROM", "STATE"]]
+                + rows.map { [String($0.id), $0.kind, String($0.version), String($0.from), $0.status] }))
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A rollout's stages, gate numbers and decision log.")
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let result = try AdminCall.perform(AdminRequest(command: "rollout-status", arguments: ["id": String(id)]), data: dataOptions.data)
+            if json {
+                print(result)
+                return
+            }
+            let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+            print(RolloutView.render(status, id: id, live: false))
+        }
+    }
+
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Follow a rollout live until it ends.")
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+        @Flag(help: "Print one JSON object per line.") var json = false
+
+        func run() throws {
+            let terminal = isatty(STDOUT_FILENO) == 1
+            var lastLines = 0
+            while true {
+                let result = try AdminCall.perform(AdminRequest(command: "rollout-status", arguments: ["id": String(id)]), data: dataOptions.data)
+                let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+                if json {
+                    print(result)
+                } else {
+                    let text = RolloutView.render(status, id: id, live: true)
+                    if terminal && lastLines > 0 { print("\u{1B}[\(lastLines)A\u{1B}[J", terminator: "") }
+                    print(text)
+                    lastLines = text.split(separator: "\n", omittingEmptySubsequences: false).count
+                }
+                fflush(nil)
+                if status.state.isFinished { return }
+                usleep(terminal ? 250_000 : 1_000_000)
+            }
+        }
+    }
+
+    struct Operate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "do", abstract: "pause, resume, abort or promote a rollout: rollout do pause ID")
+        @Argument(help: "pause, resume, abort or promote.") var command: String
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+
+        func run() throws {
+            guard ["pause", "resume", "abort", "promote"].contains(command) else {
+                throw ValidationError("the command is pause, resume, abort or promote")
+            }
+            let result = try AdminCall.perform(AdminRequest(command: "rollout-\(command)", arguments: ["id": String(id)]), data: dataOptions.data)
+            let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+            print("rollout \(id): \(status.state)")
+        }
+    }
+}
+
+/// Renders a rollout for people: a bar per stage, the gate's numbers, the decisions.
+enum RolloutView {
+    static func render(_ status: RolloutStatus, id: Int, live: Bool) -> String {
+        var lines = ["rollout \(id): \(status.kind) v\(status.previousVersion) → v\(status.targetVersion)  [\(status.state)]"
+            + (status.frozen ? "  FROZEN" : "")]
+        let now = Date().timeIntervalSince1970
+        for stage in status.stages {
+            let width = 20
+            var filled = 0
+            switch stage.progress {
+            case .passed: filled = width
+            case .baking:
+                if let started = status.bakeStartedAt {
+                    let bake = max(0.001, status.lastVerdict?.gate.bakeSeconds ?? 1)
+                    filled = min(width - 1, Int((now - started) / bake * Double(width)))
+                }
+            default: filled = 0
+            }
+            let bar = String(repeating: "#", count: max(0, filled)) + String(repeating: ".", count: max(0, width - filled))
+            lines.append(String(format: "  %-18@ [%@] %@", stage.name as NSString, bar as NSString, stage.progress.rawValue as NSString))
+        }
+        if let verdict = status.lastVerdict {
+            lines.append("  gate: \(verdict.outcome) — \(verdict.requests) requests, \(verdict.platformErrors.stageCount) platform errors"
+                + ", baseline \(verdict.baselineRequests.map(String.init) ?? "none")"
+                + (verdict.p99Milliseconds.map { String(format: ", p99 %.2f ms", $0) } ?? "")
+                + ", crashes \(verdict.crashes)")
+            for (signature, count) in verdict.newSignatures.sorted(by: { $0.key < $1.key }) {
+                lines.append("  new signature (\(count)×): \(signature)")
+            }
+            for reason in verdict.reasons.prefix(3) { lines.append("  · \(reason)") }
+        }
+        let decisions = live ? Array(status.decisions.suffix(4)) : status.decisions
+        if !decisions.isEmpty { lines.append("  decisions:") }
+        for decision in decisions { lines.append("    \(decision)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,1 @@
+../../Sources/BulkheadCore/DefaultRuntime.swift
