@@ -125,7 +125,7 @@ let package = Package(
 
         // MARK: Tests
 
-        .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox"]),
+        .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox", "BulkheadCore"]),
         .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire"]),
         .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
         .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),

@@ -20,6 +20,10 @@
 /// ``maximumDepth`` raise an error — counted as a platform error, the request
 /// passes — and malformed matchers never match. It never writes to `req` and checks
 /// every optional value for nil before indexing it.
+///
+/// Cost: each rules table is compiled once, on the first request that sees it, into
+/// records holding what every request reads (lower-cased header names, method
+/// sets, ready verdicts); a request then costs a few field reads per rule.
 public enum DefaultRuntime {
     /// The deepest `execute` nesting the engine follows (`RulesValidator` refuses
     /// deeper files).
@@ -77,7 +81,7 @@ public enum DefaultRuntime {
         --   through validation, but the engine does not lean on it: an outage came from
         --   reading `rule_result.execute` after its rule had been skipped.
 
-        local type, tostring, tonumber, error = type, tostring, tonumber, error
+        local type, tostring, tonumber, error, pairs, setmetatable = type, tostring, tonumber, error, pairs, setmetatable
         local find, sub, lower, gsub, gmatch, char, format =
           string.find, string.sub, string.lower, string.gsub, string.gmatch, string.char, string.format
         local log = log
@@ -85,21 +89,130 @@ public enum DefaultRuntime {
         -- How deep `execute` may nest; validation refuses deeper files.
         local MAX_DEPTH = 8
 
-        -- MARK: Matchers
+        -- MARK: Compiling the rules
 
-        local function method_matches(want, method)
-          if type(want) == "string" then
-            return want == method
+        -- The rules table stays the same between rules changes, so each one is compiled
+        -- once, on the first request that sees it, into lists of records holding just what
+        -- every request reads, checked and normalised (header names in lower case,
+        -- methods as a set, verdicts built). A compiled rule:
+        --   { id, action, killswitch (true/false), message, ruleset, verdict,
+        --     methods = { GET = true, ... }, prefix, header (lower case), header_present,
+        --     header_equals, header_contains, query_contains, query_param, query_equals }
+        -- A rule whose `when` is malformed could never match, so it is left out.
+
+        -- Fills the matcher fields of `compiled` from `when`; false when it is malformed.
+        local function compile_when(compiled, when)
+          if when == nil then
+            return true
           end
-          if type(want) == "table" then
-            for index = 1, #want do
-              if want[index] == method then
-                return true
+          if type(when) ~= "table" then
+            return false
+          end
+          local method = when.method
+          if method ~= nil then
+            local methods = {}
+            if type(method) == "string" then
+              methods[method] = true
+            elseif type(method) == "table" then
+              for index = 1, #method do
+                if type(method[index]) == "string" then
+                  methods[method[index]] = true
+                end
+              end
+            else
+              return false
+            end
+            compiled.methods = methods
+          end
+          local prefix = when.path_prefix
+          if prefix ~= nil then
+            if type(prefix) ~= "string" then
+              return false
+            end
+            compiled.prefix = prefix
+          end
+          local header = when.header
+          if header ~= nil then
+            if type(header) ~= "table" or type(header.name) ~= "string" then
+              return false
+            end
+            compiled.header = lower(header.name)
+            local present, equals, contains = header.present, header.equals, header.contains
+            if present ~= nil then
+              compiled.header_present = present == true
+            elseif type(equals) == "string" then
+              compiled.header_equals = equals
+            elseif type(contains) == "string" then
+              compiled.header_contains = contains
+            else
+              return false
+            end
+          end
+          local query = when.query
+          if query ~= nil then
+            if type(query) ~= "table" then
+              return false
+            end
+            local contains, param, equals = query.contains, query.param, query.equals
+            if contains ~= nil then
+              if type(contains) ~= "string" then
+                return false
+              end
+              compiled.query_contains = contains
+            elseif type(param) == "string" and type(equals) == "string" then
+              compiled.query_param, compiled.query_equals = param, equals
+            else
+              return false
+            end
+          end
+          return true
+        end
+
+        local function compile_list(list)
+          local out = {}
+          for index = 1, #list do
+            local rule = list[index]
+            if type(rule) == "table" then
+              local compiled = {
+                id = rule.id, action = rule.action, killswitch = rule.killswitch == true,
+                message = rule.message, ruleset = rule.ruleset,
+              }
+              if rule.action == "block" then
+                compiled.verdict = { action = "block", status = rule.status, body = rule.body }
+              end
+              if compile_when(compiled, rule.when) then
+                out[#out + 1] = compiled
               end
             end
           end
-          return false
+          return out
         end
+
+        -- { rules = compiled list, rulesets = { NAME = compiled list } }
+        local function compile(rules)
+          local lists = { rules = {}, rulesets = {} }
+          if type(rules.rules) == "table" then
+            lists.rules = compile_list(rules.rules)
+          end
+          local rulesets = rules.rulesets
+          if type(rulesets) == "table" then
+            for name, list in pairs(rulesets) do
+              if type(list) == "table" then
+                lists.rulesets[name] = compile_list(list)
+              end
+            end
+          end
+          return lists
+        end
+
+        -- Compiled lists by rules table; weak keys, so replaced rules go with their lists.
+        local compiled_rules = setmetatable({}, { __mode = "k" })
+
+        -- MARK: Matching
+
+        -- The request being evaluated, set by on_request: the engine reads these and never
+        -- writes to req.
+        local req_method, req_path, req_query, req_headers, req_params = nil, "", "", nil, nil
 
         local function hex_byte(hex)
           return char(tonumber(hex, 16))
@@ -112,88 +225,70 @@ public enum DefaultRuntime {
           return text
         end
 
-        local function query_has_param(query, name, value)
-          for pair in gmatch(query, "[^&]+") do
-            local key, found = pair, ""
-            local equals = find(pair, "=", 1, true)
-            if equals ~= nil then
-              key, found = sub(pair, 1, equals - 1), sub(pair, equals + 1)
+        -- The decoded query parameters, { name = { value = true, ... } }, parsed on the
+        -- first rule of a request that asks for them.
+        local function query_params()
+          if req_params == nil then
+            req_params = {}
+            for pair in gmatch(req_query, "[^&]+") do
+              local key, value = pair, ""
+              local equals = find(pair, "=", 1, true)
+              if equals ~= nil then
+                key, value = sub(pair, 1, equals - 1), sub(pair, equals + 1)
+              end
+              key, value = unescape(key), unescape(value)
+              local values = req_params[key]
+              if values == nil then
+                values = {}
+                req_params[key] = values
+              end
+              values[value] = true
             end
-            if unescape(key) == name and unescape(found) == value then
-              return true
+          end
+          return req_params
+        end
+
+        -- Whether every matcher of a compiled rule holds for the current request.
+        local function matches(rule)
+          local methods = rule.methods
+          if methods ~= nil and (req_method == nil or methods[req_method] == nil) then
+            return false
+          end
+          local prefix = rule.prefix
+          if prefix ~= nil and find(req_path, prefix, 1, true) ~= 1 then
+            return false
+          end
+          local header = rule.header
+          if header ~= nil then
+            local value = nil
+            if req_headers ~= nil then
+              value = req_headers[header]
             end
-          end
-          return false
-        end
-
-        local function query_matches(matcher, query)
-          if type(query) ~= "string" then
-            query = ""
-          end
-          local contains = matcher.contains
-          if contains ~= nil then
-            return type(contains) == "string" and find(query, contains, 1, true) ~= nil
-          end
-          local param, equals = matcher.param, matcher.equals
-          if type(param) == "string" and type(equals) == "string" then
-            return query_has_param(query, param, equals)
-          end
-          return false
-        end
-
-        local function header_matches(matcher, headers)
-          local name = matcher.name
-          if type(name) ~= "string" then
-            return false
-          end
-          local value = nil
-          if type(headers) == "table" then
-            value = headers[lower(name)]
-          end
-          local present = matcher.present
-          if present ~= nil then
-            return (value ~= nil) == (present == true)
-          end
-          if type(value) ~= "string" then
-            return false
-          end
-          local equals = matcher.equals
-          if equals ~= nil then
-            return value == equals
-          end
-          local contains = matcher.contains
-          if type(contains) == "string" then
-            return find(value, contains, 1, true) ~= nil
-          end
-          return false
-        end
-
-        -- Whether every matcher of `when` holds for req (no `when`: always).
-        local function matches(when, req)
-          if when == nil then
-            return true
-          end
-          if type(when) ~= "table" then
-            return false
-          end
-          local method = when.method
-          if method ~= nil and not method_matches(method, req.method) then
-            return false
-          end
-          local prefix = when.path_prefix
-          if prefix ~= nil then
-            local path = req.path
-            if type(prefix) ~= "string" or type(path) ~= "string" or sub(path, 1, #prefix) ~= prefix then
+            local present = rule.header_present
+            if present ~= nil then
+              if (value ~= nil) ~= present then
+                return false
+              end
+            elseif value == nil then
+              return false
+            elseif rule.header_equals ~= nil then
+              if value ~= rule.header_equals then
+                return false
+              end
+            elseif find(value, rule.header_contains, 1, true) == nil then
               return false
             end
           end
-          local header = when.header
-          if header ~= nil and not (type(header) == "table" and header_matches(header, req.headers)) then
+          local contains = rule.query_contains
+          if contains ~= nil and find(req_query, contains, 1, true) == nil then
             return false
           end
-          local query = when.query
-          if query ~= nil and not (type(query) == "table" and query_matches(query, req.query)) then
-            return false
+          local param = rule.query_param
+          if param ~= nil then
+            local values = query_params()[param]
+            if values == nil or values[rule.query_equals] == nil then
+              return false
+            end
           end
           return true
         end
@@ -209,47 +304,47 @@ public enum DefaultRuntime {
         --   { id, action }                          log
         --   { id, action, execute = { results } }   execute (results: the ruleset's
         --                                           verdict, or nil)
-        local function run_rule(rule, rules, req, depth)
+        local function run_rule(rule, lists, depth)
           local action = rule.action
           local rule_result = { id = rule.id, action = action }
-          if rule.killswitch == true then
+          if rule.killswitch then
             rule_result.skipped = true
             return rule_result
           end
           if action == "block" then
-            rule_result.verdict = { action = "block", status = rule.status, body = rule.body }
+            rule_result.verdict = rule.verdict
           elseif action == "log" then
             local message = rule.message
             if type(message) ~= "string" then
               message = "matched"
             end
-            log(format("rule %s: %s (%s %s)", tostring(rule.id), message, tostring(req.method), tostring(req.path)))
+            log(format("rule %s: %s (%s %s)", tostring(rule.id), message, tostring(req_method), tostring(req_path)))
           elseif action == "skip" then
             rule_result.stop = true
           elseif action == "execute" then
-            local name, rulesets, list = rule.ruleset, rules.rulesets, nil
-            if name ~= nil and type(rulesets) == "table" then
-              list = rulesets[name]
+            local name, list = rule.ruleset, nil
+            if name ~= nil then
+              list = lists.rulesets[name]
             end
-            if type(list) ~= "table" then
+            if list == nil then
               error(format("rule %s executes ruleset %s, which does not exist", tostring(rule.id), tostring(name)))
             end
             if depth >= MAX_DEPTH then
               error(format("rule %s: rulesets nest deeper than %d", tostring(rule.id), MAX_DEPTH))
             end
-            rule_result.execute = { results = evaluate_list(list, rules, req, depth + 1) }
+            rule_result.execute = { results = evaluate_list(list, lists, depth + 1) }
           else
             error(format("rule %s: unknown action %s", tostring(rule.id), tostring(action)))
           end
           return rule_result
         end
 
-        -- Evaluates one list of rules in order; returns a verdict, or nil to pass on.
-        evaluate_list = function(list, rules, req, depth)
+        -- Evaluates one compiled list in order; returns a verdict, or nil to pass on.
+        evaluate_list = function(list, lists, depth)
           for index = 1, #list do
             local rule = list[index]
-            if type(rule) == "table" and matches(rule.when, req) then
-              local rule_result = run_rule(rule, rules, req, depth)
+            if matches(rule) then
+              local rule_result = run_rule(rule, lists, depth)
         --@EXECUTE_CHECK@
                 local verdict = rule_result.execute.results
                 if verdict ~= nil then
@@ -269,11 +364,21 @@ public enum DefaultRuntime {
           if type(req) ~= "table" or type(rules) ~= "table" then
             return nil
           end
-          local list = rules.rules
-          if type(list) ~= "table" then
-            return nil
+          local lists = compiled_rules[rules]
+          if lists == nil then
+            lists = compile(rules)
+            compiled_rules[rules] = lists
           end
-          return evaluate_list(list, rules, req, 0)
+          req_method, req_path, req_query, req_headers, req_params = req.method, req.path, req.query, req.headers, nil
+          if req_path == nil then
+            req_path = ""
+          end
+          if req_query == nil then
+            req_query = ""
+          end
+          local verdict = evaluate_list(lists.rules, lists, 0)
+          req_headers, req_params = nil, nil
+          return verdict
         end
         """#
 }

@@ -19,8 +19,8 @@ typedef struct bh_rules_args {
     size_t len;
 } bh_rules_args;
 
-/// Raises `message` as it is: rules errors are not the runtime's, so they carry no
-/// chunk name.
+/// Raises the formatted message as it is: rules errors are not the runtime's, so
+/// they carry no chunk name (bh_platform_set_rules adds "rules: ").
 static BH_NORETURN bh_rules_fail(lua_State *L, const char *format, const char *detail) {
     lua_pushfstring(L, format, detail);
     lua_error(L);
@@ -56,7 +56,15 @@ static int bh_rules_body(lua_State *L) {
     if (lua_rawlen(L, -1) > 0) {
         bh_rules_fail(L, "the top level must be a JSON object, got %s", "an array");
     }
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &bh_rules_key);        // [json]
+    return 1;                                                // [rules]
+}
+
+/// Makes the table on top the current rules. A protected call of its own, made only
+/// once decoding has succeeded with no limit hit, so that a failure of any kind
+/// leaves the previous rules in place (the first store adds the registry key, which
+/// may allocate).
+static int bh_rules_store(lua_State *L) {
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &bh_rules_key);        // [rules] -> []
     return 0;
 }
 
@@ -66,8 +74,18 @@ bh_outcome bh_platform_set_rules(lua_State *L, const char *json, size_t len) {
     ctx->call_base = lua_gettop(L);
     lua_pushcfunction(L, bh_rules_body);
     lua_pushlightuserdata(L, &args);
-    int status = lua_pcall(L, 1, 0, 0);                      // [] or [message]
+    int status = lua_pcall(L, 1, 1, 0);                      // [rules] or [message]
     bh_outcome outcome = bh_finish(L, ctx, status);
+    if (outcome == BH_OK) {
+        lua_pushcfunction(L, bh_rules_store);                // [rules, store]
+        lua_insert(L, -2);                                   // [store, rules]
+        status = lua_pcall(L, 1, 0, 0);                      // [] or [message]
+        if (status != LUA_OK) {
+            outcome = bh_finish(L, ctx, status);
+        }
+    }
+    // Otherwise nothing was stored (an error, or decoded past the deadline): the old
+    // rules stay, and bh_call_end pops what is left ([message] or [rules]).
     if (outcome == BH_SCRIPT_ERROR && lua_type(L, -1) == LUA_TSTRING) {
         // bh_finish named the runtime's chunk; the error is the rules' own.
         int n = snprintf(ctx->message, sizeof ctx->message, "rules: %s", lua_tostring(L, -1));

@@ -1,6 +1,7 @@
 import BulkheadCore
 import Foundation
 import Store
+import Supervisor
 
 // The JSON bodies of the control API. Every one has a schema in openapi.yaml.
 
@@ -148,4 +149,17 @@ struct CustomerList: Codable {
 
 struct Released: Codable {
     var released: String
+}
+
+struct StartRollout: Codable {
+    var kind: String
+    var content: String
+}
+
+struct RolloutCreated: Codable {
+    var id: Int
+}
+
+struct RolloutList: Codable {
+    var rollouts: [RolloutSummary]
 }

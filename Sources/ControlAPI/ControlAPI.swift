@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Store
+import Rollout
 import Supervisor
 
 /// The control API: customers upload and manage their scripts; operators use
@@ -144,6 +145,43 @@ struct Handlers: Sendable {
                 }
             }
         }
+        router.get("/v1/admin/rollouts") { request, _ in
+            try await adminRoute(request) {
+                let records = await offQueue { supervisor.rolloutSummaries() }
+                return respond(records) { RolloutList(rollouts: $0) }
+            }
+        }
+        router.post("/v1/admin/rollouts") { request, _ in
+            try await adminRoute(request) {
+                let body = (try? await request.body.collect(upTo: Self.maxBodyBytes)) ?? ByteBuffer()
+                guard let start = try? JSONDecoder().decode(StartRollout.self, from: Data(buffer: body)),
+                      let kind = ArtifactKind(rawValue: start.kind)
+                else {
+                    return failure(ControlError(status: 400, kind: "invalid",
+                                                message: "the body must be {\"kind\": \"runtime|rules|binary\", \"content\": …}"))
+                }
+                switch await offQueue({ supervisor.startRollout(kind: kind, content: start.content, actor: "admin-api") }) {
+                case .success(let id): return json(RolloutCreated(id: id), status: .created)
+                case .failure(let error): return failure(error)
+                }
+            }
+        }
+        router.get("/v1/admin/rollouts/:id") { request, context in
+            try await adminRoute(request) {
+                let id = context.parameters.get("id").flatMap { Int($0) } ?? -1
+                return respond(await offQueue { supervisor.rolloutStatus(id: id) }) { $0 }
+            }
+        }
+        router.post("/v1/admin/rollouts/:id/:command") { request, context in
+            try await adminRoute(request) {
+                let id = context.parameters.get("id").flatMap { Int($0) } ?? -1
+                let command = context.parameters.get("command") ?? ""
+                guard ["pause", "resume", "abort", "promote"].contains(command) else {
+                    return failure(ControlError(status: 404, kind: "not-found", message: "no rollout command '\(command)'"))
+                }
+                return respond(await offQueue { supervisor.operate(rollout: id, command: command, actor: "admin-api") }) { $0 }
+            }
+        }
         router.post("/v1/admin/scripts/:customer/:name/unquarantine") { request, context in
             try await adminRoute(request) {
                 let customer = context.parameters.get("customer") ?? ""
@@ -225,7 +263,8 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             (["v1", "scripts"], "GET"), (["v1", "scripts", "*"], "GET, PUT, DELETE"),
             (["v1", "scripts", "*", "versions"], "GET"), (["v1", "scripts", "*", "logs"], "GET"),
             (["v1", "scripts", "*", "rollback"], "POST"), (["v1", "admin", "status"], "GET"),
-            (["v1", "admin", "customers"], "GET, POST"), (["v1", "admin", "scripts", "*", "*", "unquarantine"], "POST"),
+            (["v1", "admin", "customers"], "GET, POST"), (["v1", "admin", "rollouts"], "GET, POST"),
+            (["v1", "admin", "rollouts", "*"], "GET"), (["v1", "admin", "rollouts", "*", "*"], "POST"), (["v1", "admin", "scripts", "*", "*", "unquarantine"], "POST"),
         ]
     }
 

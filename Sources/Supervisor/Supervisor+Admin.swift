@@ -91,9 +91,7 @@ extension Supervisor {
             }
             return answer(startRollout(kind: kind, content: arguments["content"] ?? "", actor: "operator").map { ["id": $0] })
         case "rollout-list":
-            return answer(Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure).map { records in
-                records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
-            })
+            return answer(rolloutSummaries())
         case "rollout-status":
             return answer(rolloutStatus(id: Int(arguments["id"] ?? "") ?? -1))
         case "rollout-pause", "rollout-resume", "rollout-abort", "rollout-promote":
@@ -101,6 +99,13 @@ extension Supervisor {
             return answer(operate(rollout: Int(arguments["id"] ?? "") ?? -1, command: command, actor: "operator"))
         default:
             return AdminResponse(ok: false, error: "unknown admin command '\(request.command)'")
+        }
+    }
+
+    /// The last 50 rollouts, newest first.
+    public func rolloutSummaries() -> Result<[RolloutSummary], ControlError> {
+        Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure).map { records in
+            records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
         }
     }
 

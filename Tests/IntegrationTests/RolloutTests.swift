@@ -64,7 +64,7 @@ import Testing
         try host.start()
         let run = try LoadRun.start(LoadConfiguration(
             targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 3, stop: .duration(.seconds(120)), ratePerConnection: 80))
+            connectionsPerTarget: 6, stop: .duration(.seconds(120)), ratePerConnection: 40))
         defer { _ = run.stop() }
 
         // Runtime v1 carries the latent bug; no current rule triggers it, so it ships everywhere.
@@ -128,7 +128,7 @@ import Testing
         try host.start()
         let run = try LoadRun.start(LoadConfiguration(
             targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 3, stop: .duration(.seconds(60)), ratePerConnection: 80))
+            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
         defer { _ = run.stop() }
         let id = try startRollout(host, kind: "runtime", file: try writeFile(host, "good.lua", DefaultRuntime.source))
         let watch = try host.cli(["rollout", "watch", String(id)])
@@ -185,7 +185,7 @@ import Testing
         try host.start()
         let run = try LoadRun.start(LoadConfiguration(
             targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 2, stop: .duration(.seconds(60)), ratePerConnection: 80))
+            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
         defer { _ = run.stop() }
         let good = try startRollout(host, kind: "rules", file: try writeFile(host, "ok.json", Self.rules(killswitch: false)))
         #expect(try waitForEnd(host, good) == "completed")
@@ -213,7 +213,7 @@ import Testing
         try host.start()
         let run = try LoadRun.start(LoadConfiguration(
             targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 2, stop: .duration(.seconds(90)), ratePerConnection: 80))
+            connectionsPerTarget: 6, stop: .duration(.seconds(90)), ratePerConnection: 40))
         defer { _ = run.stop() }
         let id = try startRollout(host, kind: "rules", file: try writeFile(host, "r.json", Self.rules(killswitch: false)))
         usleep(1_500_000)

@@ -1,3 +1,4 @@
+import BulkheadCore
 import LuaSandbox
 import Testing
 
@@ -574,6 +575,16 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
         #expect(body == "1")
         try runtime.load(rules: #"{"version": 2}"#)
         #expect(runtime.check() == .block(status + 1, "2"))
+    }
+
+    @Test func rulesDoNotDependOnTheRuntimesGlobals() throws {
+        // The decoder is the sandbox's own, not the runtime's `json` global.
+        let runtime = try PlatformRuntime(source: """
+            json = nil
+            function on_request(req, rules) return { action = "block", body = rules.name } end
+            """)
+        try runtime.load(rules: #"{"name": "kept"}"#)
+        #expect(runtime.check() == .block(403, "kept"))
     }
 
     @Test func badRulesAreRefusedAndTheLastGoodOnesStay() throws {

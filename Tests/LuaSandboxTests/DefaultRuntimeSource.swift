@@ -1,1 +1,0 @@
-../../Sources/BulkheadCore/DefaultRuntime.swift
