@@ -85,6 +85,29 @@ extension Supervisor {
             let version = arguments["version"].flatMap { Int($0) }
             return answer(rollbackScript(customer: arguments["customer"] ?? "", name: arguments["script"] ?? "", to: version,
                                          actor: "operator"))
+        case "break-glass-freeze", "break-glass-unfreeze":
+            let frozen = request.command == "break-glass-freeze"
+            return answer(Result { () throws -> BreakGlass.Status in
+                try BreakGlass.setFrozen(frozen, store: store, actor: arguments["actor"] ?? "break-glass")
+                queue.sync { driveRollouts() }
+                return try BreakGlass.status(store: store)
+            }.mapError(Self.controlFailure))
+        case "break-glass-rollback":
+            guard let kind = ArtifactKind(rawValue: arguments["kind"] ?? "") else {
+                return AdminResponse(ok: false, error: "--kind is one of runtime, rules, binary")
+            }
+            return answer(Result { () throws -> BreakGlass.Status in
+                let poolNames = queue.sync { Array(pools.keys) }
+                let version = try BreakGlass.rollback(
+                    kind: kind, to: arguments["version"].flatMap { Int($0) }, store: store, pools: poolNames,
+                    actor: arguments["actor"] ?? "break-glass")
+                queue.sync { applyPin(kind, version: version) }
+                return try BreakGlass.status(store: store)
+            }.mapError(Self.controlFailure))
+        case "break-glass-status":
+            return answer(Result { try BreakGlass.status(store: store) }.mapError(Self.controlFailure))
+        case "cohort-scale":
+            return answer(scale(pool: arguments["pool"] ?? "", workers: Int(arguments["workers"] ?? "") ?? -1))
         case "rollout-start":
             guard let kind = ArtifactKind(rawValue: arguments["kind"] ?? "") else {
                 return AdminResponse(ok: false, error: "--kind is one of runtime, rules, binary")
@@ -100,6 +123,10 @@ extension Supervisor {
         default:
             return AdminResponse(ok: false, error: "unknown admin command '\(request.command)'")
         }
+    }
+
+    static func controlFailure(_ error: any Error) -> ControlError {
+        (error as? ControlError) ?? storeFailure(error)
     }
 
     /// The last 50 rollouts, newest first.

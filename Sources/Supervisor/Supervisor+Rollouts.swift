@@ -32,6 +32,9 @@ struct PoolSnapshot {
 }
 
 extension Supervisor {
+    /// Whether rollouts are frozen (break glass).
+    func frozen() -> Bool { (try? store.isFrozen()) ?? false }
+
     /// Wall-clock seconds: rollouts are stored and resumed after a restart.
     static func wallClock() -> Double { Date().timeIntervalSince1970 }
 
@@ -85,7 +88,16 @@ extension Supervisor {
                 let cohorts = pools.values.map(\.cohort)
                 let first = cohorts.min { $0.order < $1.order }?.name ?? ""
                 let previous = desiredVersion(kind, pool: first, slot: 0)
-                let frozen = (try? store.isFrozen()) ?? false
+                if frozen() {
+                    return .failure(ControlError(status: 409, kind: "frozen", message: "rollouts are frozen (break-glass freeze); unfreeze first"))
+                }
+                // A new rollout moves on from a break-glass pin: the pinned version
+                // becomes every pool's current one, and the pin goes.
+                if (try store.pinnedVersion(of: kind)) != nil {
+                    for pool in pools.keys { try store.setActiveVersion(previous, of: kind, inPool: pool, actor: actor) }
+                    try store.setPinnedVersion(nil, of: kind, actor: actor)
+                }
+                let frozen = false
                 var machine = try RolloutMachine(
                     kind: kind, targetVersion: artifact.version, previousVersion: previous,
                     stages: RolloutPlan.stages(cohorts: cohorts), now: Self.wallClock(), frozen: frozen)
@@ -148,6 +160,22 @@ extension Supervisor {
             ])
             perform(actions, for: rollout)
             save(rollout, force: true)
+        }
+    }
+
+    /// A break-glass rollback was written to the store: drop any rollout of the kind
+    /// and put the pinned version on every worker now.
+    func applyPin(_ kind: ArtifactKind, version: Int) {
+        rollouts[kind] = nil
+        logger.warning("break-glass rollback: every pool pinned", metadata: ["kind": "\(kind)", "version": "\(version)"])
+        for pool in pools.values {
+            for slot in pool.slots.indices {
+                if kind == .binary {
+                    replaceWorker(pool: pool, slot: slot)
+                } else if let worker = pool.slots[slot], let content = artifactContent(kind, version: version) {
+                    worker.send(.setArtifact(kind: kind, version: version, content: content))
+                }
+            }
         }
     }
 

@@ -168,11 +168,17 @@ public final class Supervisor: @unchecked Sendable {
         let adopted = adoptLiveWorkers()
         try queue.sync {
             loadRollouts()
-            for cohort in cohorts {
+            for original in cohorts {
+                var cohort = original
+                // A scale made with the CLI outlives the cohort file's `workers`.
+                if let workers = (try? store.workerCount(ofPool: cohort.name)) ?? nil {
+                    cohort.workers = workers
+                    cohort.canaryWorkers = min(cohort.canaryWorkers, workers)
+                }
                 try startPool(cohort, adopted: adopted[cohort.name] ?? [],
                               configSource: fallbacks[cohort.name] == nil ? "file" : "last-known-good",
                               configError: fallbacks[cohort.name])
-                if fallbacks[cohort.name] == nil { saveKnownGood(cohort) }
+                if fallbacks[cohort.name] == nil { saveKnownGood(original) }
             }
             // Workers of pools that no longer exist leave.
             for (pool, workers) in adopted where pools[pool] == nil {

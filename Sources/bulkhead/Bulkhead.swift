@@ -11,7 +11,11 @@ struct Bulkhead: ParsableCommand {
             (cohorts/*.toml). `bulkhead try` runs a script once through exactly the sandbox and limits \
             of a cohort's workers.
             """,
-        subcommands: [ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self, WorkerCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self, RolloutCommand.self]
+        subcommands: [
+            ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
+            CohortCommand.self, RolloutCommand.self, BreakGlassCommand.self, EventsCommand.self,
+            WorkerCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self,
+        ]
     )
 }
 

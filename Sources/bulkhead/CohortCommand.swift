@@ -1,0 +1,82 @@
+import ArgumentParser
+import BulkheadCore
+import Foundation
+import Supervisor
+
+/// `bulkhead cohort`: the pools as cohorts.
+struct CohortCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cohort", abstract: "List, show, scale and drain cohorts' pools.",
+        subcommands: [List.self, Show.self, Scale.self, Drain.self])
+
+    static func status(_ data: String) throws -> HostStatus {
+        let result = try AdminCall.perform(AdminRequest(command: "status"), data: data)
+        return try JSONDecoder().decode(HostStatus.self, from: Data(result.utf8))
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every cohort with its pool.")
+        @OptionGroup var dataOptions: DataOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            let status = try CohortCommand.status(dataOptions.data)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(status.pools), as: UTF8.self))
+                return
+            }
+            print(Table.render([["COHORT", "ORDER", "PORT", "WORKERS", "CONFIG"]] + status.pools.map {
+                [$0.name, String($0.order), String($0.port), "\($0.workers.filter(\.ready).count)/\($0.desiredWorkers)", $0.configSource]
+            }))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One cohort's pool and workers.")
+        @Argument(help: "The cohort.") var name: String
+        @OptionGroup var dataOptions: DataOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            guard let pool = try CohortCommand.status(dataOptions.data).pools.first(where: { $0.name == name }) else {
+                throw ValidationError("no cohort '\(name)'")
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(pool), as: UTF8.self))
+                return
+            }
+            print("\(pool.name): port \(pool.port), order \(pool.order), \(pool.desiredWorkers) workers, config \(pool.configSource)"
+                + (pool.degraded ? ", DEGRADED" : ""))
+            print(Table.render([["SLOT", "PID", "READY", "REQUESTS", "RUNTIME", "RULES", "BINARY", "RSS MB"]] + pool.workers.map { worker in
+                [String(worker.slot), String(worker.pid), worker.ready ? "yes" : "no", String(worker.stats.requests),
+                 String(worker.stats.versions.runtime), String(worker.stats.versions.rules), String(worker.stats.versions.binary),
+                 String(worker.stats.residentBytes / 1_048_576)]
+            }))
+        }
+    }
+
+    struct Scale: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a pool's worker count, live (kept in the store).")
+        @Argument(help: "The cohort.") var name: String
+        @Option(help: "Workers, 0 to 64.") var workers: Int
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws {
+            _ = try AdminCall.perform(
+                AdminRequest(command: "cohort-scale", arguments: ["pool": name, "workers": String(workers)]), data: dataOptions.data)
+            print("\(name) scaled to \(workers) workers")
+        }
+    }
+
+    struct Drain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a pool taking new connections and let in-flight requests finish (scale to 0).")
+        @Argument(help: "The cohort.") var name: String
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws {
+            _ = try AdminCall.perform(AdminRequest(command: "cohort-scale", arguments: ["pool": name, "workers": "0"]), data: dataOptions.data)
+            print("\(name) drained; bring it back with: bulkhead cohort scale \(name) --workers N")
+        }
+    }
+}

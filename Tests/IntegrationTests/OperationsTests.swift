@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import LoadClient
+import Testing
+
+/// Operating the host: break glass without a supervisor, scaling and draining live.
+@Suite(.serialized) struct OperationsTests {
+    @Test func breakGlassWorksWithTheSupervisorDown() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let rolloutTests = RolloutIntegrationTests()
+        let run = try LoadRun.start(LoadConfiguration(
+            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
+            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        defer { _ = run.stop() }
+        for version in 1...2 {
+            let file = try rolloutTests.writeFile(host, "rules\(version).json", RolloutIntegrationTests.rules(killswitch: false)
+                .replacingOccurrences(of: "no-trace", with: "no-trace-\(version)"))
+            let id = try rolloutTests.startRollout(host, kind: "rules", file: file)
+            #expect(try rolloutTests.waitForEnd(host, id) == "completed")
+        }
+        #expect(try rolloutTests.versions(host).values.allSatisfy { $0.allSatisfy { $0.rules == 2 } })
+
+        host.signalSupervisor(SIGKILL)
+        let freeze = try host.cli(["break-glass", "freeze"])
+        print(freeze.output)
+        #expect(freeze.status == 0)
+        #expect(freeze.output.contains("frozen: yes"))
+        let rollback = try host.cli(["break-glass", "rollback", "--kind", "rules", "--to", "1"])
+        print(rollback.output)
+        #expect(rollback.status == 0)
+        #expect(rollback.output.contains("rules v1"))
+
+        try host.start()
+        let pinned = waitFor(timeout: 10, interval: 0.05) {
+            (try? rolloutTests.versions(host).values.allSatisfy { $0.allSatisfy { $0.rules == 1 } }) == true
+        }
+        #expect(pinned != nil, "every pool runs rules v1 after the restart")
+        let status = try host.cli(["break-glass", "status"])
+        #expect(status.output.contains("frozen: yes"))
+        // Frozen: a new rollout does not start.
+        let refused = try host.cli(["rollout", "start", "--kind", "rules", try rolloutTests.writeFile(host, "r3.json", RolloutIntegrationTests.rules(killswitch: false))])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("frozen"))
+        let events = try host.cli(["events", "--json", "--last", "10000"])
+        let lines = events.output.split(separator: "\n")
+        #expect(lines.contains { $0.contains("break-glass:") && $0.contains("\"frozen\"") })
+        #expect(lines.contains { $0.contains("break-glass.rollback") })
+        let report = run.stop()
+        print(report.summary)
+    }
+
+    @Test func scaleAndDrainUnderLoad() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let run = try LoadRun.start(LoadConfiguration(
+            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
+            connectionsPerTarget: 4, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        defer { _ = run.stop() }
+        usleep(300_000)
+        #expect(try host.cli(["cohort", "scale", "pro", "--workers", "4"]).status == 0)
+        let grown = waitFor(timeout: 10, interval: 0.05) { (try? host.pool("pro").workers.filter(\.ready).count) == 4 }
+        #expect(grown != nil)
+        #expect(try host.cli(["cohort", "scale", "pro", "--workers", "1"]).status == 0)
+        let shrunk = waitFor(timeout: 10, interval: 0.05) { (try? host.pool("pro").workers.count) == 1 }
+        #expect(shrunk != nil)
+        #expect(try host.cli(["cohort", "drain", "enterprise"]).status == 0)
+        let drained = waitFor(timeout: 10, interval: 0.05) { (try? host.pool("enterprise").workers.count) == 0 }
+        #expect(drained != nil)
+        usleep(500_000)
+        let report = run.stop()
+        print(report.summary)
+        #expect(report["free"]?.failed == 0, "other pools are untouched")
+        // Draining closes idle keep-alive connections between requests; no response
+        // is cut off half-way (that would be a bad-response or an eof mid-body).
+        #expect(report["pro"]?.failures.badResponse == 0)
+        #expect(report["enterprise"]?.failures.badResponse == 0)
+        let listing = try host.cli(["cohort", "list"])
+        print(listing.output)
+        #expect(listing.output.contains("pro"))
+    }
+}
