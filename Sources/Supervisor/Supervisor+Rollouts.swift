@@ -35,6 +35,21 @@ extension Supervisor {
     /// Whether rollouts are frozen (break glass).
     func frozen() -> Bool { (try? store.isFrozen()) ?? false }
 
+    /// What the status page shows: the host, each pool's request and error totals
+    /// once a second over the last five minutes, and the recent rollouts.
+    public func pageData() -> (HostStatus, [String: [(at: Double, requests: Int, errors: Int)]], [(id: Int, status: RolloutStatus)]) {
+        let (status, history, live) = queue.sync {
+            (self.status(), pageHistory, rollouts.values.map { (id: $0.id, status: $0.machine.status) })
+        }
+        var list = live
+        for record in (try? store.rollouts(limit: 5)) ?? [] where !list.contains(where: { $0.id == record.id }) {
+            if let machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) {
+                list.append((id: record.id, status: machine.status))
+            }
+        }
+        return (status, history, list.sorted { $0.id > $1.id })
+    }
+
     /// Wall-clock seconds: rollouts are stored and resumed after a restart.
     static func wallClock() -> Double { Date().timeIntervalSince1970 }
 
@@ -292,6 +307,12 @@ extension Supervisor {
             list.append(PoolSnapshot(at: now, sample: sample))
             if list.count > 300 { list.removeFirst(list.count - 300) }
             poolSnapshots[name] = list
+            // The status page's chart: the pool's monotonic totals once a second.
+            let total = totals[name] ?? PoolTotals()
+            var points = pageHistory[name] ?? []
+            points.append((at: now, requests: total.requests, errors: total.errors.values.reduce(0, +)))
+            if points.count > 300 { points.removeFirst(points.count - 300) }
+            pageHistory[name] = points
         }
     }
 

@@ -85,6 +85,8 @@ public final class Supervisor: @unchecked Sendable {
     var rollouts: [ArtifactKind: ActiveRollout] = [:]
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
+    /// Per pool, (time, requests, errors) totals once a second, for the status page.
+    var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
     /// Decisions already saved per rollout.
     var savedDecisions: [Int: Int] = [:]
     /// Ticks since start (rollouts are driven every tenth).
