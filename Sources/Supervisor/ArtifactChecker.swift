@@ -18,7 +18,7 @@ struct ArtifactChecker {
             return ControlError(status: 413, kind: "too-large",
                                 message: "the runtime is \(source.utf8.count) bytes, over the \(Self.maxRuntimeBytes)-byte limit")
         }
-        let result = run(executable, ["check-artifact", "--kind", "runtime"], input: source, timeout: 10)
+        let result = ChildProcess.run(executable, ["check-artifact", "--kind", "runtime"], input: source, timeout: 10)
         guard let output = result else {
             return ControlError(status: 400, kind: "invalid-runtime", message: "the runtime check did not finish")
         }
@@ -35,7 +35,7 @@ struct ArtifactChecker {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             return ControlError(status: 400, kind: "invalid-binary", message: "\(path) is not an executable file")
         }
-        guard let output = run(path, ["probe"], input: "", timeout: 10) else {
+        guard let output = ChildProcess.run(path, ["probe"], input: "", timeout: 10) else {
             return ControlError(status: 400, kind: "invalid-binary", message: "\(path) probe did not answer within 10 s")
         }
         let expected = "{\"protocol\":\(controlProtocolVersion)}"
@@ -45,8 +45,16 @@ struct ArtifactChecker {
         }
         return nil
     }
+}
 
-    private func run(_ path: String, _ arguments: [String], input: String, timeout: Double) -> (status: Int32, text: String)? {
+/// Runs a short-lived helper process to completion, with stdin fed and stdout read,
+/// killing it past `timeout`. Used for the checks the supervisor must not run itself.
+enum ChildProcess {
+    /// The exit status and everything it printed, or nil when it could not start or
+    /// ran out of time.
+    static func run(_ path: String, _ arguments: [String], input: String, timeout: Double, mergeStderr: Bool = true)
+        -> (status: Int32, text: String)?
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -57,7 +65,7 @@ struct ArtifactChecker {
         let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
-        process.standardError = stdout
+        process.standardError = mergeStderr ? stdout : FileHandle.nullDevice
         do {
             try process.run()
         } catch {

@@ -19,42 +19,19 @@ struct ScriptChecker: Sendable {
 
     /// Blocks until the check is done (at most the wall limit plus a margin).
     func check(name: String, source: String, limits: CohortConfiguration.Limits) -> ControlError? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
+        let arguments = [
             "check-script", "--name", name, "--instructions", String(limits.instructions),
             "--memory-mb", String(limits.memoryMB), "--wall-ms", String(limits.wallMilliseconds),
         ]
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFT_BACKTRACE"] = "enable=no"
-        process.environment = environment
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return ControlError(status: 500, kind: "check-failed", message: "cannot start the script check: \(error)")
-        }
-        let writer = DispatchQueue.global()
-        writer.async {
-            try? input.fileHandleForWriting.write(contentsOf: Data(source.utf8))
-            try? input.fileHandleForWriting.close()
-        }
-        let deadline = Date().addingTimeInterval(Double(limits.wallMilliseconds) / 1000 + 3)
-        while process.isRunning && Date() < deadline { usleep(2_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        let timeout = Double(limits.wallMilliseconds) / 1000 + 3
+        guard let output = ChildProcess.run(executable, arguments, input: source, timeout: timeout, mergeStderr: false) else {
             return ControlError(status: 400, kind: "limit-wall",
                                 message: "\(name).lua: loading the script ran past the \(limits.wallMilliseconds) ms deadline")
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let data = Data(output.text.utf8)
         guard let verdict = try? JSONDecoder().decode(Verdict.self, from: data) else {
             return ControlError(status: 400, kind: "check-failed",
-                                message: "\(name).lua: the script check ended without a verdict (status \(process.terminationStatus)); the script may crash the sandbox")
+                                message: "\(name).lua: the script check ended without a verdict (status \(output.status)); the script may crash the sandbox")
         }
         if verdict.ok { return nil }
         let kind = verdict.kind ?? "script-error"

@@ -125,7 +125,9 @@ struct LoadRunTests {
                 LoadTarget(label: "body", port: server.port, expectedBodySubstring: "goodbye"),
                 LoadTarget(label: "both-ok", port: server.port, expectedBodySubstring: "from free", expectedPool: "free"),
             ],
-            stop: .requests(30)
+            // A duration, not a request count: with a shared count one target can
+            // finish the budget before another's first request on a busy machine.
+            stop: .duration(.milliseconds(400))
         )).finished()
 
         for label in ["pool", "body", "both-ok"] {
@@ -138,7 +140,7 @@ struct LoadRunTests {
         #expect(body.failures.mismatch == body.attempts)
         let both = try #require(report["both-ok"])
         #expect(both.ok == both.attempts)
-        #expect(report.attempts == 30)
+        #expect(report.targets.allSatisfy { $0.attempts > 0 }, "every target ran")
     }
 
     @Test("chunked responses are read whole; garbage is a bad-response")

@@ -1,0 +1,129 @@
+import Foundation
+import HTTPWire
+
+/// Which pool serves each customer: the contents of `DATA/run/routes.json`, which the
+/// supervisor writes (temp file + rename) whenever a customer or a pool moves.
+///
+/// ```json
+/// {"version": 7, "pools": {"free": 8101, "pro": 8102}, "customers": {"acme": "pro"}}
+/// ```
+///
+/// Immutable once built, so the watcher hands the same instance to every event loop.
+public final class RoutingTable: Sendable {
+    /// Where a customer's requests go.
+    public enum Destination: Hashable, Sendable {
+        /// The customer's pool listens on `127.0.0.1:port`.
+        case pool(name: String, port: Int)
+        /// The customer is assigned to a pool the table gives no port for.
+        case poolWithoutPort(name: String)
+        /// The table does not know the customer.
+        case unknownCustomer
+    }
+
+    /// The supervisor's version of the table.
+    public let version: Int
+    /// Port of each pool, by pool name.
+    public let pools: [String: Int]
+    /// Pool of each customer, by customer name.
+    public let customers: [String: String]
+    /// Each customer's destination, resolved once so a request costs one lookup.
+    private let destinations: [String: Destination]
+
+    /// A table from its parts. Ports must be in 1...65535 (`parse` checks this).
+    public init(version: Int, pools: [String: Int], customers: [String: String]) {
+        self.version = version
+        self.pools = pools
+        self.customers = customers
+        var destinations: [String: Destination] = [:]
+        destinations.reserveCapacity(customers.count)
+        for (customer, pool) in customers {
+            if let port = pools[pool] {
+                destinations[customer] = .pool(name: pool, port: port)
+            } else {
+                destinations[customer] = .poolWithoutPort(name: pool)
+            }
+        }
+        self.destinations = destinations
+    }
+
+    /// Where `customer`'s requests go.
+    public func destination(of customer: String) -> Destination {
+        destinations[customer] ?? .unknownCustomer
+    }
+
+    // MARK: - Parsing
+
+    /// The largest routes file accepted: a file over it is refused (and the last good
+    /// table kept) rather than read whole. A million customers fit in about 40 MB.
+    public static let defaultMaxFileBytes = 64 * 1024 * 1024
+
+    private struct Wire: Decodable {
+        var version: Int
+        var pools: [String: Int]
+        var customers: [String: String]
+    }
+
+    /// Parses and checks the file's bytes.
+    public static func parse(_ data: Data) throws(RoutesFileError) -> RoutingTable {
+        let wire: Wire
+        do {
+            wire = try JSONDecoder().decode(Wire.self, from: data)
+        } catch let error as DecodingError {
+            throw .malformed(Self.describe(error))
+        } catch {
+            throw .malformed("\(error)")
+        }
+        for (pool, port) in wire.pools.sorted(by: { $0.key < $1.key }) where !(1...65535).contains(port) {
+            throw .malformed("pool '\(pool)' has port \(port); ports are 1 to 65535")
+        }
+        return RoutingTable(version: wire.version, pools: wire.pools, customers: wire.customers)
+    }
+
+    /// A decoding error in a person's words: what was wrong and where.
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "the top level" : "'" + keys.joined(separator: ".") + "'"
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not valid JSON" : "bad value at \(path(context))"
+        case .keyNotFound(let key, let context):
+            return "missing '\(key.stringValue)' in \(path(context))"
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            return "\(path(context)) is not \(Self.typeName(type))"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: "an integer"
+        case is String.Type: "a string"
+        default: "of the expected type (\(type))"
+        }
+    }
+}
+
+/// Why a routes file was not taken. The ingress keeps its last good table and says so.
+public enum RoutesFileError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The file does not exist (yet, or any more).
+    case missing
+    /// The file could not be read.
+    case unreadable(String)
+    /// The file is larger than the limit, in bytes.
+    case tooLarge(size: Int, limit: Int)
+    /// The contents are not a routing table: what is wrong.
+    case malformed(String)
+
+    /// What went wrong, for the log.
+    public var description: String {
+        switch self {
+        case .missing: "missing"
+        case .unreadable(let reason): "unreadable: \(reason)"
+        case .tooLarge(let size, let limit): "\(size) bytes, over the \(limit)-byte limit"
+        case .malformed(let reason): "malformed: \(reason)"
+        }
+    }
+}
