@@ -44,6 +44,9 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var residentBytes: Int = 0
     /// Connections open now.
     public var openConnections: Int = 0
+    /// Per script (`customer/name`): requests answered and failures by kind, for the
+    /// scripts that have served at least one request on this worker.
+    public var scriptCounters: [String: ScriptCounters] = [:]
 
     /// Most distinct signatures a worker keeps; more are folded into one entry.
     public static let maxSignatures = 200
@@ -66,6 +69,7 @@ public struct WorkerStats: Codable, Sendable, Equatable {
         scripts = try container.decodeIfPresent(Int.self, forKey: .scripts) ?? 0
         residentBytes = try container.decodeIfPresent(Int.self, forKey: .residentBytes) ?? 0
         openConnections = try container.decodeIfPresent(Int.self, forKey: .openConnections) ?? 0
+        scriptCounters = try container.decodeIfPresent([String: ScriptCounters].self, forKey: .scriptCounters) ?? [:]
     }
 
     /// Counts one script error signature, keeping the table bounded.
@@ -85,5 +89,19 @@ public struct WorkerStats: Codable, Sendable, Equatable {
         } else {
             table["(other signatures)", default: 0] += 1
         }
+    }
+}
+
+/// One script's cumulative counters on one worker.
+public struct ScriptCounters: Codable, Sendable, Equatable {
+    /// Requests answered by the script (errors included).
+    public var requests: Int = 0
+    /// Failures by error kind.
+    public var errors: [String: Int] = [:]
+
+    /// Creates counters.
+    public init(requests: Int = 0, errors: [String: Int] = [:]) {
+        self.requests = requests
+        self.errors = errors
     }
 }

@@ -22,6 +22,17 @@ enum MetricsText {
                 .increment(by: Int64(pool.totals.platformErrors))
             registry.makeCounter(descriptor: Self.name("bulkhead_worker_restarts_total", "Worker restarts"), labels: labels)
                 .increment(by: Int64(pool.totals.restarts))
+            for (key, counters) in pool.totals.scripts.sorted(by: { $0.key < $1.key }) {
+                let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { continue }
+                let scriptLabels = labels + [("customer", parts[0]), ("script", parts[1])]
+                registry.makeCounter(descriptor: Self.name("bulkhead_script_requests_total", "Requests answered by a script"), labels: scriptLabels)
+                    .increment(by: Int64(counters.requests))
+                for (kind, count) in counters.errors.sorted(by: { $0.key < $1.key }) {
+                    registry.makeCounter(descriptor: Self.name("bulkhead_script_errors_total", "A script's failed requests by kind"),
+                                         labels: scriptLabels + [("kind", kind)]).increment(by: Int64(count))
+                }
+            }
             registry.makeGauge(descriptor: Self.name("bulkhead_workers_up", "Workers ready"), labels: labels).set(to: Double(pool.workersUp))
             registry.makeGauge(descriptor: Self.name("bulkhead_workers_desired", "Workers the pool should have"), labels: labels)
                 .set(to: Double(pool.workersDesired))

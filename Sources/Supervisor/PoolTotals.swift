@@ -16,6 +16,8 @@ public struct PoolTotals: Sendable, Equatable {
     public var latency = LatencyHistogram()
     /// Worker restarts.
     public var restarts = 0
+    /// Per script (`customer/name`): requests and failures by kind.
+    public var scripts: [String: ScriptCounters] = [:]
 
     /// Adds what a worker served between two heartbeats.
     mutating func add(from previous: WorkerStats, to current: WorkerStats) {
@@ -27,6 +29,14 @@ public struct PoolTotals: Sendable, Equatable {
         for (kind, count) in current.errors { errors[kind, default: 0] += max(0, count - (base.errors[kind] ?? 0)) }
         platformErrors += max(0, current.platformErrors - base.platformErrors)
         latency.add(current.latency.since(base.latency))
+        for (key, counters) in current.scriptCounters {
+            let earlier = base.scriptCounters[key] ?? ScriptCounters()
+            let start = counters.requests >= earlier.requests ? earlier : ScriptCounters()
+            var total = scripts[key] ?? ScriptCounters()
+            total.requests += counters.requests - start.requests
+            for (kind, count) in counters.errors { total.errors[kind, default: 0] += max(0, count - (start.errors[kind] ?? 0)) }
+            scripts[key] = total
+        }
     }
 }
 

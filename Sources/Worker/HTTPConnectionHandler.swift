@@ -218,11 +218,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             }
         }
         guard let result else { return }
+        script.requests += 1
         switch result {
         case .success(let status):
             pool.record(status: status, startedAt: startedAt)
         case .failure(let error):
             let kind = Self.requestErrorKind(error.kind)
+            script.errors[kind.rawValue, default: 0] += 1
             pool.scriptFailed(script, error: error)
             writeError(kind, error.message, connection: connectionHeader, omitBody: omitBody, startedAt: startedAt,
                        signature: ErrorSignature.normalize(error.message))

@@ -121,6 +121,7 @@ final class PoolContext {
             snapshot.statuses[String(status)] = count
         }
         snapshot.scripts = registry.count
+        snapshot.scriptCounters = registry.counters()
         snapshot.openConnections = openConnections
         snapshot.residentBytes = Int(bh_resident_bytes())
         return snapshot

@@ -8,6 +8,9 @@ final class LoadedScript {
     let version: Int
     let state: LuaScript
     var quarantined = false
+    /// Requests this script answered on this worker, and its failures by kind.
+    var requests = 0
+    var errors: [String: Int] = [:]
 
     init(customer: String, name: String, version: Int, state: LuaScript) {
         self.customer = customer
@@ -37,6 +40,18 @@ final class ScriptRegistry {
     }
 
     var count: Int { scripts.values.reduce(0) { $0 + $1.count } }
+
+    /// Counters of every script that served a request, keyed `customer/name`. A new
+    /// version starts from the old one's counts, so they never go backwards.
+    func counters() -> [String: ScriptCounters] {
+        var result: [String: ScriptCounters] = [:]
+        for table in scripts.values {
+            for script in table.values where script.requests > 0 {
+                result["\(script.customer)/\(script.name)"] = ScriptCounters(requests: script.requests, errors: script.errors)
+            }
+        }
+        return result
+    }
 
     func configure(_ cohort: CohortConfiguration) {
         let limitsChanged = self.cohort?.limits != cohort.limits
@@ -68,7 +83,11 @@ final class ScriptRegistry {
     func install(_ script: LoadedScript) {
         let key = "\(script.customer)/\(script.name)"
         if pendingQuarantine.remove(key) != nil { script.quarantined = true }
-        if let previous = scripts[script.customer]?[script.name] { script.quarantined = previous.quarantined }
+        if let previous = scripts[script.customer]?[script.name] {
+            script.quarantined = previous.quarantined
+            script.requests = previous.requests
+            script.errors = previous.errors
+        }
         scripts[script.customer, default: [:]][script.name] = script
     }
 

@@ -176,6 +176,9 @@ import Testing
         print("bulkhead_requests_total{pool=\"free\"}: \(start) → \(end)")
         #expect(end >= start + 200)
         #expect(after.body.contains("bulkhead_request_duration_seconds_bucket{pool=\"free\",le=\"+Inf\"}"))
+        let scriptLine = after.body.split(separator: "\n").first { $0.hasPrefix("bulkhead_script_requests_total{") && $0.contains("customer=\"c-free\"") }
+        print("per script: \(scriptLine ?? "missing")")
+        #expect((scriptLine?.split(separator: " ").last).flatMap { Double($0) } ?? 0 >= 200)
     }
 }
 
