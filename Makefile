@@ -46,6 +46,11 @@ run: deps
 	$(SWIFT) build -c release --product bulkhead
 	$$($(SWIFT) build -c release --show-bin-path)/bulkhead serve --demo
 
+## e2e: what needs a browser or a terminal multiplexer (installs chromium and tmux):
+## the status page in headless Chromium, live views redrawing under tmux.
+e2e: build
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/e2e
+
 ## bench: benchmarks (release build).
 bench: deps
 	scripts/bench

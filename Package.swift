@@ -88,6 +88,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// The ingress: routes each request by customer to its pool's port. No Lua.
+        .target(
+            name: "Ingress",
+            dependencies: [
+                "BulkheadCore", "HTTPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         /// The control API (Hummingbird) customers and operators use.
         .target(
             name: "ControlAPI",
@@ -105,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "bulkhead",
             dependencies: [
-                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "Store",
+                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "Store", "Ingress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -134,6 +143,15 @@ let package = Package(
             dependencies: ["Store", "BulkheadCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
+        .testTarget(
+            name: "IngressTests",
+            dependencies: [
+                "Ingress", "HTTPWire", "BulkheadCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "BulkheadCore", "Rollout"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["BulkheadCore", "Supervisor", "Store", "LoadClient"]

@@ -68,6 +68,12 @@ public struct CohortConfiguration: Codable, Sendable, Equatable {
         public var maxRestarts: Int
         /// The sliding window, in seconds.
         public var windowSeconds: Double
+
+        /// Creates a restart policy.
+        public init(maxRestarts: Int, windowSeconds: Double) {
+            self.maxRestarts = maxRestarts
+            self.windowSeconds = windowSeconds
+        }
     }
 }
 

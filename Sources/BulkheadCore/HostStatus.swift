@@ -8,6 +8,10 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var pools: [PoolStatus]
     /// The control API's address (`127.0.0.1:8080`), once it listens.
     public var api: String?
+    /// The ingress's address and pid, when it runs.
+    public var ingress: String?
+    /// The ingress process.
+    public var ingressPID: Int32?
 
     /// Creates a status.
     public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {

@@ -103,3 +103,19 @@ void bh_close_from(int lowest) {
 int bh_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
+
+int bh_take_fd(int pid, int target_fd) {
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) return -1;
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, target_fd, 0);
+    int saved = errno;
+    close(pidfd);
+    errno = saved;
+    return fd;
+#else
+    (void)pid; (void)target_fd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}

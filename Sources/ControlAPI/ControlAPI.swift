@@ -36,6 +36,12 @@ struct Handlers: Sendable {
     static let maxBodyBytes = 17 * 1024 * 1024
 
     func register(on router: Router<BasicRequestContext>) {
+        router.get("/") { _, _ in
+            let (status, history, rollouts) = await offQueue { supervisor.pageData() }
+            let html = StatusPage.render(status: status, history: history, rollouts: rollouts, now: Date().timeIntervalSince1970)
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: html)))
+        }
         router.get("/healthz") { _, _ in
             json(Health(status: "ok", pools: supervisor.currentStatus().pools.count))
         }
@@ -259,7 +265,7 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Path patterns (one segment per `*`) and the methods they take.
     static var routes: [(pattern: [String], methods: String)] {
         [
-            (["healthz"], "GET"), (["metrics"], "GET"), (["openapi.yaml"], "GET"),
+            ([], "GET"), (["healthz"], "GET"), (["metrics"], "GET"), (["openapi.yaml"], "GET"),
             (["v1", "scripts"], "GET"), (["v1", "scripts", "*"], "GET, PUT, DELETE"),
             (["v1", "scripts", "*", "versions"], "GET"), (["v1", "scripts", "*", "logs"], "GET"),
             (["v1", "scripts", "*", "rollback"], "POST"), (["v1", "admin", "status"], "GET"),

@@ -106,6 +106,8 @@ extension Supervisor {
             }.mapError(Self.controlFailure))
         case "break-glass-status":
             return answer(Result { try BreakGlass.status(store: store) }.mapError(Self.controlFailure))
+        case "cohort-move":
+            return answer(moveCustomer(arguments["customer"] ?? "", to: arguments["cohort"] ?? "", actor: "operator"))
         case "cohort-scale":
             return answer(scale(pool: arguments["pool"] ?? "", workers: Int(arguments["workers"] ?? "") ?? -1))
         case "rollout-start":
@@ -152,7 +154,12 @@ extension Supervisor {
                                  heartbeatAge: now - worker.lastHeartbeat, stats: worker.stats)
                 })
         }
-        return HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        if let state = ingress {
+            host.ingress = "\(state.host):\(state.port)"
+            host.ingressPID = state.pid > 0 ? state.pid : nil
+        }
+        return host
     }
 
     func jsonText<Value: Encodable>(_ value: Value) -> String {

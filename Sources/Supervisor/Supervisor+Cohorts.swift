@@ -49,3 +49,56 @@ extension Supervisor {
         logger.info("pool scaled", metadata: ["pool": "\(pool.cohort.name)", "from": "\(before)", "to": "\(workers)"])
     }
 }
+
+extension Supervisor {
+    /// Moves a customer to another cohort without a failed request through the
+    /// ingress: its scripts are loaded and warm on the target pool first, then the
+    /// ingress switches, then the old pool lets go (and answers `wrong-pool`).
+    public func moveCustomer(_ customer: String, to cohort: String, actor: String) -> Result<[String: String], ControlError> {
+        let prepared: Result<(from: String, specs: [ScriptSpec], workers: [WorkerHandle]), ControlError> = queue.sync {
+            guard let from = catalog.assignments[customer] else {
+                return .failure(ControlError(status: 404, kind: "not-found", message: "no customer '\(customer)'"))
+            }
+            guard let target = pools[cohort] else {
+                return .failure(ControlError(status: 404, kind: "not-found", message: "no cohort '\(cohort)'"))
+            }
+            guard from != cohort else {
+                return .failure(ControlError(status: 409, kind: "same-cohort", message: "\(customer) is already in \(cohort)"))
+            }
+            var assignments = catalog.assignments
+            assignments[customer] = cohort
+            let specs = (catalog.scripts[customer] ?? [:]).values.sorted { $0.name < $1.name }
+            let workers = target.allWorkers.filter { !$0.draining }
+            for worker in workers {
+                worker.send(.customers(assignments: assignments))
+                for spec in specs { worker.send(.putScript(spec)) }
+            }
+            return .success((from, specs, workers))
+        }
+        guard case .success(let plan) = prepared else {
+            if case .failure(let error) = prepared { return .failure(error) }
+            return .failure(ControlError(status: 500, kind: "internal", message: "move failed"))
+        }
+        // 1. Warm: every target worker confirmed every script.
+        let wanted = Set(plan.specs.map { "\($0.customer)/\($0.name)@\($0.version)" })
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let ready = queue.sync { plan.workers.allSatisfy { worker in worker.exited || (loadedScripts[worker.pid] ?? []).isSuperset(of: wanted) } }
+            if ready { break }
+            usleep(5_000)
+        }
+        // 2. The ingress switches; requests already at the old pool finish there.
+        queue.sync { writeRoutes(overrides: [customer: cohort]) }
+        usleep(500_000)
+        // 3. The store moves the customer; the old pool unloads and answers wrong-pool.
+        do {
+            _ = try store.moveCustomer(customer, toCohort: cohort, actor: actor)
+        } catch {
+            queue.sync { writeRoutes() }
+            return .failure(Self.storeFailure(error))
+        }
+        queue.sync { refreshCatalog() }
+        logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(plan.from)", "to": "\(cohort)"])
+        return .success(["customer": customer, "from": plan.from, "to": cohort])
+    }
+}

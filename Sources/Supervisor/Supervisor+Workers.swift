@@ -181,6 +181,7 @@ extension Supervisor {
         case .log(let customer, let script, let line):
             appendLog(customer: customer, script: script, line: line)
         case .scriptLoaded(let customer, let name, let version):
+            loadedScripts[handle.pid, default: []].insert("\(customer)/\(name)@\(version)")
             logger.debug("script loaded", metadata: ["script": "\(customer)/\(name)", "version": "\(version)", "pid": "\(handle.pid)"])
         case .scriptFailed(let customer, let name, let version, let kind, let message):
             logger.warning("worker kept the previous version of a script it could not load", metadata: [
@@ -298,6 +299,7 @@ extension Supervisor {
     func tick(now: Double) {
         reapChildren()
         guard !shuttingDown else { return }
+        watchIngress(now: now)
         for pool in pools.values {
             let timeout = Double(pool.cohort.limits.wallMilliseconds + configuration.watchdogMarginMilliseconds) / 1000 + 1.5
             for case let worker? in pool.slots where !worker.exited && worker.connection != nil && worker.killReason == nil {

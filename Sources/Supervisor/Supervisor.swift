@@ -25,6 +25,8 @@ public struct SupervisorConfiguration: Sendable {
     public var workerEnvironment: [String]
     /// Margin past the wall deadline before a worker's watchdog ends it, in ms.
     public var watchdogMarginMilliseconds: Int
+    /// Where the ingress listens (nil: no ingress).
+    public var ingress: (host: String, port: Int)?
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
@@ -91,6 +93,12 @@ public final class Supervisor: @unchecked Sendable {
     var savedDecisions: [Int: Int] = [:]
     /// Ticks since start (rollouts are driven every tenth).
     var ticks = 0
+
+    /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
+    var loadedScripts: [pid_t: Set<String>] = [:]
+
+    /// The ingress, when configured.
+    var ingress: IngressState?
 
     /// The control API's address once it listens.
     var apiAddress: String?
@@ -191,6 +199,7 @@ public final class Supervisor: @unchecked Sendable {
                 }
             }
             resumeRollouts()
+            if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
         try startAdminSocket()
@@ -339,6 +348,7 @@ public final class Supervisor: @unchecked Sendable {
             adminFD = -1
             unlink(configuration.data.adminSocket)
         }
+        stopIngress()
         for pool in pools.values {
             pool.restartDue.removeAll()
             for worker in pool.allWorkers {
@@ -355,7 +365,13 @@ public final class Supervisor: @unchecked Sendable {
 
     private func checkShutdown(deadline: Double) {
         let remaining = pools.values.flatMap(\.allWorkers)
-        if remaining.isEmpty || Self.now() > deadline {
+        if let state = ingress, state.pid > 0, state.isChild {
+            var status: Int32 = 0
+            if waitpid(state.pid, &status, WNOHANG) == state.pid { state.pid = 0 }
+        }
+        let ingressRunning = (ingress?.pid ?? 0) > 0 && (ingress?.isChild ?? false)
+        if (remaining.isEmpty && !ingressRunning) || Self.now() > deadline {
+            if let state = ingress, state.pid > 0, state.isChild { kill(state.pid, SIGKILL) }
             for worker in remaining {
                 logger.warning("worker did not drain in time; killing it", metadata: ["pid": "\(worker.pid)"])
                 kill(worker.pid, SIGKILL)
@@ -391,7 +407,10 @@ public final class Supervisor: @unchecked Sendable {
         let before = catalog
         let quarantinedBefore = quarantined
         catalog = loadCatalog()
-        if catalog != before { publishCatalogChanges(from: before) }
+        if catalog != before {
+            publishCatalogChanges(from: before)
+            writeRoutes()
+        }
         for key in quarantined.symmetricDifference(quarantinedBefore) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2, let cohort = catalog.assignments[parts[0]], let pool = pools[cohort] else { continue }
@@ -410,7 +429,8 @@ public final class Supervisor: @unchecked Sendable {
         }
         for (customer, scripts) in catalog.scripts {
             guard let cohort = catalog.assignments[customer], let pool = pools[cohort] else { continue }
-            for (name, spec) in scripts where before.scripts[customer]?[name] != spec {
+            let moved = before.assignments[customer] != cohort
+            for (name, spec) in scripts where moved || before.scripts[customer]?[name] != spec {
                 let key = "\(customer)/\(name)"
                 strikes[key] = nil
                 logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])

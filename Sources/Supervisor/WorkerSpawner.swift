@@ -49,15 +49,23 @@ public enum WorkerSpawner {
             "--instance", String(request.instance),
             "--data", request.data.root,
         ]
+        return try spawnProcess(
+            arguments: arguments, descriptors: [request.listenFD, request.controlFD],
+            log: request.data.logs + "/\(request.pool).log", environment: request.environment)
+    }
+
+    /// Spawns `arguments[0]` with `descriptors` as 3, 4, …, stdin /dev/null and
+    /// stdout/stderr appended to `log`, in its own process group, default signals.
+    public static func spawnProcess(arguments: [String], descriptors: [Int32], log: String, environment extra: [String]) throws(SystemError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 onto 3 and 4 clears close-on-exec on the copies; sources are high
-        // numbers (see `highDescriptor`), so neither dup2 can clobber the other.
-        posix_spawn_file_actions_adddup2(&actions, request.listenFD, listenDescriptor)
-        posix_spawn_file_actions_adddup2(&actions, request.controlFD, controlDescriptor)
+        // dup2 onto 3, 4, … clears close-on-exec on the copies; sources are high
+        // numbers (see `highDescriptor`), so no dup2 can clobber another's source.
+        for (index, descriptor) in descriptors.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, descriptor, listenDescriptor + Int32(index))
+        }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let log = request.data.logs + "/\(request.pool).log"
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
 
@@ -88,8 +96,8 @@ public enum WorkerSpawner {
             if !value.hasPrefix("BULKHEAD_WORKER_") { environment.append(value) }
             index += 1
         }
-        environment.append(contentsOf: request.environment)
-        // A crashing worker must be gone at once so its replacement starts; the
+        environment.append(contentsOf: extra)
+        // A crashing process must be gone at once so its replacement starts; the
         // backtracer would keep it alive for seconds. Operators can opt back in.
         if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) {
             environment.append("SWIFT_BACKTRACE=enable=no")
@@ -98,10 +106,10 @@ public enum WorkerSpawner {
         var pid: pid_t = 0
         let result = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in
-                posix_spawn(&pid, request.executable, &actions, &attributes, argv, envp)
+                posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
             }
         }
-        guard result == 0 else { throw SystemError("spawn \(request.executable)", code: result) }
+        guard result == 0 else { throw SystemError("spawn \(arguments[0])", code: result) }
         return pid
     }
 

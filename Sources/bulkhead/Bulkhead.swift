@@ -14,7 +14,7 @@ struct Bulkhead: ParsableCommand {
         subcommands: [
             ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
             CohortCommand.self, RolloutCommand.self, BreakGlassCommand.self, EventsCommand.self,
-            WorkerCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self,
+            WorkerCommand.self, IngressCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self,
         ]
     )
 }

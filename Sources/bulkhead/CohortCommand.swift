@@ -7,7 +7,7 @@ import Supervisor
 struct CohortCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cohort", abstract: "List, show, scale and drain cohorts' pools.",
-        subcommands: [List.self, Show.self, Scale.self, Drain.self])
+        subcommands: [List.self, Show.self, Move.self, Scale.self, Drain.self])
 
     static func status(_ data: String) throws -> HostStatus {
         let result = try AdminCall.perform(AdminRequest(command: "status"), data: data)
@@ -54,6 +54,19 @@ struct CohortCommand: ParsableCommand {
                  String(worker.stats.versions.runtime), String(worker.stats.versions.rules), String(worker.stats.versions.binary),
                  String(worker.stats.residentBytes / 1_048_576)]
             }))
+        }
+    }
+
+    struct Move: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a customer to another cohort: warm on the target pool first, then the ingress switches.")
+        @Argument(help: "The customer.") var customer: String
+        @Option(help: "The cohort to move to.") var to: String
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws {
+            _ = try AdminCall.perform(
+                AdminRequest(command: "cohort-move", arguments: ["customer": customer, "cohort": to]), data: dataOptions.data)
+            print("\(customer) moved to \(to)")
         }
     }
 

@@ -87,7 +87,7 @@ struct RolloutCommand: ParsableCommand {
                 if json {
                     print(result)
                 } else {
-                    let text = RolloutView.render(status, id: id, live: true)
+                    let text = terminal ? Terminal.fit(RolloutView.render(status, id: id, live: true)) : RolloutView.render(status, id: id, live: true)
                     if terminal && lastLines > 0 { print("\u{1B}[\(lastLines)A\u{1B}[J", terminator: "") }
                     print(text)
                     lastLines = text.split(separator: "\n", omittingEmptySubsequences: false).count
@@ -139,7 +139,7 @@ enum RolloutView {
             lines.append(String(format: "  %-18@ [%@] %@", stage.name as NSString, bar as NSString, stage.progress.rawValue as NSString))
         }
         if let verdict = status.lastVerdict {
-            lines.append("  gate: \(verdict.outcome) — \(verdict.requests) requests, \(verdict.platformErrors.stageCount) platform errors"
+            lines.append("  gate: \(verdict.outcome.rawValue) — \(verdict.requests) requests, \(verdict.platformErrors.stageCount) platform errors"
                 + ", baseline \(verdict.baselineRequests.map(String.init) ?? "none")"
                 + (verdict.p99Milliseconds.map { String(format: ", p99 %.2f ms", $0) } ?? "")
                 + ", crashes \(verdict.crashes)")
@@ -152,5 +152,24 @@ enum RolloutView {
         if !decisions.isEmpty { lines.append("  decisions:") }
         for decision in decisions { lines.append("    \(decision)") }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The terminal a live view redraws in.
+enum Terminal {
+    /// Columns of the terminal on stdout (80 when unknown).
+    static var columns: Int {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+        return Int(size.ws_col)
+    }
+
+    /// Cuts every line to the terminal's width, so a redraw that moves the cursor up
+    /// by the number of lines printed lands exactly on the previous frame.
+    static func fit(_ text: String) -> String {
+        let width = max(20, columns - 1)
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            line.count > width ? String(line.prefix(width - 1)) + "…" : String(line)
+        }.joined(separator: "\n")
     }
 }

@@ -26,6 +26,8 @@ struct ServeCommand: ParsableCommand {
     var demo = false
     @Option(help: "Address of the control API; port 0 picks a free one.")
     var api: String = "127.0.0.1:8080"
+    @Option(help: "Address of the ingress (routes by customer to its pool); 'off' runs none.")
+    var ingress: String = "127.0.0.1:8100"
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -43,7 +45,12 @@ struct ServeCommand: ParsableCommand {
             workerEnvironment: ProcessInfo.processInfo.environment.compactMap { key, value in
                 key.hasPrefix("BULKHEAD_FAULT") ? "\(key)=\(value)" : nil
             })
-        let supervisor = Supervisor(configuration: configuration, logger: logger)
+        var settings = configuration
+        if ingress != "off" {
+            let (host, port) = try Self.split(address: ingress, option: "--ingress")
+            settings.ingress = (host, port)
+        }
+        let supervisor = Supervisor(configuration: settings, logger: logger)
         do {
             try supervisor.start()
         } catch {

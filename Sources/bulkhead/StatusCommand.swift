@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import BulkheadCore
 import Foundation
@@ -13,17 +16,33 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @Flag(help: "Print JSON (the admin API's shape).")
     var json = false
+    @Flag(help: "Redraw every second until interrupted (requests/s between frames).")
+    var watch = false
 
     func run() throws {
-        let response = try AdminCall.perform(AdminRequest(command: "status"), data: dataOptions.data)
-        if json {
-            print(response)
-            return
-        }
-        guard let status = try? JSONDecoder().decode(HostStatus.self, from: Data(response.utf8)) else {
-            throw ValidationError("the supervisor sent a status this CLI cannot read")
-        }
-        print(StatusTable.render(status))
+        var previous: HostStatus?
+        var lastLines = 0
+        let terminal = isatty(STDOUT_FILENO) == 1
+        repeat {
+            let response = try AdminCall.perform(AdminRequest(command: "status"), data: dataOptions.data)
+            if json {
+                print(response)
+            } else {
+                guard let status = try? JSONDecoder().decode(HostStatus.self, from: Data(response.utf8)) else {
+                    throw ValidationError("the supervisor sent a status this CLI cannot read")
+                }
+                var text = StatusTable.render(status, previous: previous)
+                if watch && terminal {
+                    text = Terminal.fit(text)
+                    if lastLines > 0 { print("\u{1B}[\(lastLines)A\u{1B}[J", terminator: "") }
+                }
+                print(text)
+                lastLines = text.split(separator: "\n", omittingEmptySubsequences: false).count
+                previous = status
+            }
+            fflush(nil)
+            if watch { usleep(1_000_000) }
+        } while watch
     }
 }
 
@@ -47,8 +66,8 @@ enum AdminCall {
 
 /// Renders `HostStatus` as an aligned table that fits 80 columns.
 enum StatusTable {
-    static func render(_ status: HostStatus) -> String {
-        var rows: [[String]] = [["POOL", "PORT", "WORKERS", "REQUESTS", "ERRORS", "P99 MS", "RESTARTS", "STATE"]]
+    static func render(_ status: HostStatus, previous: HostStatus? = nil) -> String {
+        var rows: [[String]] = [["POOL", "PORT", "WORKERS", previous == nil ? "REQUESTS" : "REQ/S", "ERRORS", "P99 MS", "RESTARTS", "STATE"]]
         var notes: [String] = []
         for pool in status.pools {
             let ready = pool.workers.filter(\.ready).count
@@ -62,7 +81,13 @@ enum StatusTable {
             }
             let p99 = latency.quantileMilliseconds(0.99).map { String(format: "%.2f", $0) } ?? "-"
             let state = pool.degraded ? "degraded" : (pool.configSource == "file" ? "ok" : "fallback")
-            rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", String(requests), String(errors), p99,
+            var requestsCell = String(requests)
+            if let previous, let before = previous.pools.first(where: { $0.name == pool.name }) {
+                let earlier = before.workers.reduce(0) { $0 + $1.stats.requests }
+                let seconds = max(0.001, status.takenAt - previous.takenAt)
+                requestsCell = String(format: "%.0f", Double(max(0, requests - earlier)) / seconds)
+            }
+            rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", requestsCell, String(errors), p99,
                          String(pool.restarts), state])
             if let error = pool.configError { notes.append("\(pool.name): running last known good config: \(error)") }
             if !pool.quarantined.isEmpty { notes.append("\(pool.name): quarantined: \(pool.quarantined.joined(separator: ", "))") }

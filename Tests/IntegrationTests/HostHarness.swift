@@ -128,7 +128,7 @@ final class HostHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                             "--api", "127.0.0.1:0"]
+                             "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"]
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in self.environment { environment[key] = value }
         process.environment = environment
@@ -152,7 +152,8 @@ final class HostHarness: @unchecked Sendable {
     func runServeExpectingExit(timeout: Double = 20) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--api", "127.0.0.1:0"]
+        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--api", "127.0.0.1:0",
+                             "--ingress", "127.0.0.1:0"]
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = pipe

@@ -85,3 +85,67 @@ import Testing
         #expect(listing.output.contains("pro"))
     }
 }
+
+/// The ingress in front of the pools.
+@Suite(.serialized) struct IngressTests {
+    func ingressPort(_ host: HostHarness) throws -> Int {
+        guard let address = try host.status().ingress, let port = Int(address.split(separator: ":").last ?? "") else {
+            throw HarnessError("no ingress in status")
+        }
+        return port
+    }
+
+    @Test func cohortMoveUnderTrafficThroughTheIngress() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let port = try ingressPort(host)
+        let routed = waitFor(timeout: 10, interval: 0.05) {
+            httpGet(port: port, host: "echo.c-free.localhost")?.headers["x-bulkhead-pool"] == "free"
+        }
+        #expect(routed != nil, "the ingress routes to the customer's pool")
+        var target = LoadTarget(label: "moving", port: port, hostHeader: "echo.c-free.localhost", path: "/x")
+        target.expectedBodySubstring = "echo"
+        let run = try LoadRun.start(LoadConfiguration(
+            targets: [target], connectionsPerTarget: 4, stop: .duration(.seconds(60)), ratePerConnection: 60))
+        defer { _ = run.stop() }
+        usleep(500_000)
+        let move = try host.cli(["cohort", "move", "c-free", "--to", "pro"])
+        print(move.output)
+        #expect(move.status == 0)
+        usleep(700_000)
+        let report = run.stop()
+        print(report.summary)
+        #expect(report["moving"]?.failed == 0, "no failed request through the ingress: \(report["moving"]?.failureDetails ?? [:])")
+        #expect((report["moving"]?.pools["pro"] ?? 0) > 0, "answers came from pro after the move")
+        let after = httpGet(port: port, host: "echo.c-free.localhost")
+        #expect(after?.headers["x-bulkhead-pool"] == "pro")
+        let direct = httpGet(port: try host.pool("free").port, host: "echo.c-free.localhost")
+        #expect(direct?.status == 421, "direct requests to the old pool get wrong-pool")
+    }
+
+    @Test func killedIngressComesBackAndPoolsAreUntouched() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let run = try LoadRun.start(LoadConfiguration(
+            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
+            connectionsPerTarget: 3, stop: .duration(.seconds(60)), ratePerConnection: 50))
+        defer { _ = run.stop() }
+        let port = try ingressPort(host)
+        _ = waitFor(timeout: 10, interval: 0.05) { httpGet(port: port, host: "echo.c-pro.localhost")?.status == 200 }
+        let pid = try #require(try host.status().ingressPID)
+        let killedAt = Date()
+        kill(pid, SIGKILL)
+        let back = waitFor(timeout: 10, interval: 0.01) {
+            httpGet(port: port, host: "echo.c-pro.localhost", timeout: 1)?.status == 200
+                && (try? host.status().ingressPID).flatMap { $0 } != pid
+        }
+        print("ingress back after \(back.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") (goal ≤ 1 s)")
+        #expect(back != nil)
+        _ = killedAt
+        let report = run.stop()
+        print(report.summary)
+        #expect(report.failed == 0, "no pool's direct traffic failed")
+    }
+}

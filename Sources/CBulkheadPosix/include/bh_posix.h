@@ -25,4 +25,10 @@ void bh_close_from(int lowest);
 /// so workers stay the supervisor's to wait for. Returns 0 or -1.
 int bh_set_child_subreaper(void);
 
+/// Duplicates descriptor `target_fd` of process `pid` into this process
+/// (pidfd_open + pidfd_getfd, Linux 5.6+; needs ptrace rights, which the same user
+/// has). A new supervisor uses it to take back the ingress's listening socket.
+/// Returns the new descriptor (close-on-exec) or -1 with errno set.
+int bh_take_fd(int pid, int target_fd);
+
 #endif
