@@ -45,15 +45,21 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     /// How long a response body is.
     enum BodyLength: Equatable {
+        /// This many bytes (0: none).
         case length(Int)
+        /// Until the pool closes the connection.
         case untilClose
     }
 
+    /// What became of the bytes at the start of `inbound`.
     private enum Step {
+        /// Not a whole request yet (answer `100 Continue` when asked, once).
         case incomplete(sendContinue: Bool)
         /// Answered by the ingress itself; close afterwards when asked.
         case answered(consumed: Int, close: Bool)
+        /// A request for a pool, ready in `forward`.
         case forward(consumed: Int, Exchange)
+        /// Malformed: answered, and the connection closes.
         case close
     }
 

@@ -19,9 +19,13 @@ import Synchronization
 /// Tests call `start()` and `stop()` instead of `run()`.
 public final class IngressServer: Sendable {
     private enum Phase {
+        /// Set up, not accepting.
         case created
+        /// Accepting and serving.
         case running
+        /// Not accepting; finishing what is in flight.
         case draining
+        /// Done (or never started).
         case stopped
     }
 

@@ -66,6 +66,7 @@ final class UpstreamConnection: ChannelInboundHandler {
         state = .awaitingHead
         received = false
         upstreamCloses = false
+        partialHead = nil
         sentAt = .now()
         lastActivity = sentAt
         client.attach(self)
@@ -237,6 +238,9 @@ final class UpstreamConnection: ChannelInboundHandler {
         self.client = nil
         state = .idle
         lastActivity = .now()
+        // The last bytes may have filled the client's buffer: reading was paused for
+        // a response that is over now. The next one must be read.
+        resumeReading()
         // Bytes past the response were never asked for: out of step, do not reuse.
         if upstreamCloses || leftover > 0 || !open {
             // A closed channel gets no channelReadComplete: flush the client now.

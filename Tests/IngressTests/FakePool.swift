@@ -15,7 +15,7 @@ final class FakePoolShared: Sendable {
 /// answers every request with `x-bulkhead-pool: NAME` and, as its body, the request
 /// exactly as it arrived (head and body), so a test sees what the ingress forwarded.
 ///
-/// Paths ending in `/slow-body` get a 200 whose body comes in two parts 300 ms apart;
+/// Paths ending in `/slow-body` get a 200 whose body comes in two parts 1 s apart;
 /// paths ending in `/close` get `connection: close`; `/no-length` gets a body ended
 /// by closing the connection; `/hang` gets nothing; `/big/N` gets N bytes
 /// (`index % 251`).
@@ -201,7 +201,7 @@ private final class FakePoolHandler: ChannelInboundHandler, @unchecked Sendable 
             out.writeBytes(first)
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.scheduleTask(in: .milliseconds(300)) {
+            context.eventLoop.scheduleTask(in: .milliseconds(1000)) {
                 let context = bound.value
                 context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: second)), promise: nil)
             }

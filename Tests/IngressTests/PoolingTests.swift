@@ -1,5 +1,6 @@
 import Foundation
 import Ingress
+import Synchronization
 import Testing
 
 /// Upstream connection reuse, retries and the ingress's own error answers.
@@ -30,32 +31,39 @@ struct PoolingTests {
     }
 
     @Test("concurrent clients open more upstream connections, fewer than requests")
-    func concurrency() async throws {
+    func concurrency() throws {
         let setup = try Setup()
         defer { setup.stop() }
         let port = setup.ingress.port
-        let statuses = try await withThrowingTaskGroup(of: [Int].self) { group in
-            for worker in 0..<8 {
-                group.addTask {
+        // Threads of their own, so the eight clients really are concurrent.
+        let results = Mutex<[Int]>([])
+        let done = DispatchGroup()
+        for worker in 0..<8 {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                var statuses: [Int] = []
+                do {
                     let client = try TestClient(port: port)
-                    var statuses: [Int] = []
                     for index in 0..<25 {
                         try client.send("GET /\(worker)/\(index) HTTP/1.1\r\nHost: a.demo-free.localhost\r\n\r\n")
                         let response = try client.readResponse()
-                        statuses.append(response.status)
-                        #expect(response.text.hasPrefix("GET /\(worker)/\(index) "))
+                        let echoed = response.text.hasPrefix("GET /\(worker)/\(index) ")
+                        statuses.append(echoed ? response.status : -1)
                     }
-                    return statuses
+                } catch {
+                    statuses.append(-2)
                 }
-            }
-            var all: [Int] = []
-            for try await part in group { all += part }
-            return all
+                results.withLock { $0 += statuses }
+            }.start()
         }
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        let statuses = results.withLock { $0 }
         #expect(statuses.count == 200)
         #expect(statuses.allSatisfy { $0 == 200 })
         #expect(setup.free.connectionsAccepted >= 1)
         #expect(setup.free.connectionsAccepted <= 8)
+        #expect(setup.ingress.server.stats().upstreamConnectionsOpened == setup.free.connectionsAccepted)
     }
 
     @Test("an unknown customer, or none, gets 404 no-script from the ingress")
@@ -135,7 +143,8 @@ struct PoolingTests {
     @Test("a reused connection the pool closes as the request arrives is retried on a fresh one",
           arguments: [FakePool.Behaviour.closeReused, .resetReused])
     func retryOnReusedConnection(_ behaviour: FakePool.Behaviour) throws {
-        let setup = try Setup()
+        // A wide window: this is about the retry, not its timing on a loaded machine.
+        let setup = try Setup { $0.retryWindow = .seconds(5) }
         defer { setup.stop() }
         let client = try TestClient(port: setup.ingress.port)
         try client.send("GET /first HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n")
@@ -173,7 +182,7 @@ struct PoolingTests {
 
     @Test("a connection that closes unanswered is retried once at most, then answered 502")
     func retryOnce() throws {
-        let setup = try Setup()
+        let setup = try Setup { $0.retryWindow = .seconds(5) }
         defer { setup.stop() }
         let client = try TestClient(port: setup.ingress.port)
         try client.send("GET /a HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n")

@@ -54,7 +54,8 @@ struct RoutesFileTests {
         defer { setup.stop() }
         let port = setup.ingress.port
         try setup.ingress.writeRaw(Data(contents.utf8))
-        // Several polls go by.
+        #expect(eventually(within: 2) { setup.ingress.logs.contains { $0.contains("routes file") } })
+        // Several more polls go by.
         usleep(200_000)
         #expect(try pool(of: "acme", via: port) == "pro")
         #expect(try pool(of: "demo-free", via: port) == "free")
@@ -74,6 +75,7 @@ struct RoutesFileTests {
         let setup = try Setup()
         defer { setup.stop() }
         unlink(setup.ingress.routesFile)
+        #expect(eventually(within: 2) { setup.ingress.logs.contains { $0.contains("missing") } })
         usleep(150_000)
         #expect(try pool(of: "acme", via: setup.ingress.port) == "pro")
         #expect(setup.ingress.logs.filter { $0.contains("missing") }.count == 1)
@@ -104,8 +106,7 @@ struct RoutesFileTests {
         var customers: [String: String] = [:]
         for index in 0..<20 { customers["customer-\(index)"] = "free" }
         try setup.ingress.write(Routes(version: 2, pools: ["free": setup.free.port], customers: customers))
-        usleep(150_000)
+        #expect(eventually(within: 2) { setup.ingress.logs.contains { $0.contains("over the 120-byte limit") } })
         #expect(setup.ingress.server.routesVersion == 1)
-        #expect(setup.ingress.logs.contains { $0.contains("over the 120-byte limit") })
     }
 }

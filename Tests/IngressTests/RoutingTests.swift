@@ -161,8 +161,8 @@ struct RoutingTests {
         defer { setup.stop() }
         let client = try TestClient(port: setup.ingress.port)
         try client.send("GET /slow-body HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n")
-        // The pool sends 1000 bytes, then 1000 more 300 ms later.
-        let (head, early) = try client.readHeadAndSome(milliseconds: 150)
+        // The pool sends 1000 bytes, then 1000 more a second later.
+        let (head, early) = try client.readHeadAndSome(milliseconds: 300)
         #expect(head.status == 200)
         #expect(early == 1000)
     }
