@@ -12,6 +12,8 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var ingress: String?
     /// The ingress process.
     public var ingressPID: Int32?
+    /// Rollouts in progress, one line each (`rules v2: running stage 1`).
+    public var rollouts: [String]?
 
     /// Creates a status.
     public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {

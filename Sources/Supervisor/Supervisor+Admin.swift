@@ -155,6 +155,9 @@ extension Supervisor {
                 })
         }
         var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        host.rollouts = rollouts.values.sorted { $0.id < $1.id }.map {
+            "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
+        }
         if let state = ingress {
             host.ingress = "\(state.host):\(state.port)"
             host.ingressPID = state.pid > 0 ? state.pid : nil

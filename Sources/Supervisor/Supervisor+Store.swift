@@ -91,12 +91,9 @@ extension Supervisor {
         }
         for (customer, cohort) in contents.assignments.sorted(by: { $0.key < $1.key }) {
             do {
-                if let existing = try store.customer(named: customer) {
-                    if existing.cohort != cohort {
-                        _ = try store.moveCustomer(customer, toCohort: cohort, actor: "scripts-dir")
-                        changed = true
-                    }
-                } else {
+                // The directory adds customers; moving one between cohorts is an
+                // operator's `cohort move`, which warms the target pool first.
+                if try store.customer(named: customer) == nil {
                     _ = try store.addCustomer(
                         name: customer, cohort: cohort, tokenHash: TokenHash.of(token: Self.newToken(prefix: "bht")),
                         actor: "scripts-dir")

@@ -138,7 +138,10 @@ struct EventsCommand: ParsableCommand {
                 if json {
                     print(String(decoding: try encoder.encode(event), as: UTF8.self))
                 } else {
-                    print("\(formatter.string(from: event.at))  \(event.actor.padding(toLength: 22, withPad: " ", startingAt: 0)) \(event.action.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(event.subject)")
+                    let time = String(formatter.string(from: event.at).dropFirst(5).prefix(14)).replacingOccurrences(of: "T", with: " ")
+                    let line = "\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "
+                        + "\(event.action.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0)) \(event.subject)"
+                    print(line.count > 80 ? String(line.prefix(79)) + "…" : line)
                 }
             }
             fflush(nil)

@@ -164,6 +164,22 @@ enum Terminal {
         return Int(size.ws_col)
     }
 
+    /// Breaks a long note into lines of at most `width` characters.
+    static func wrap(_ text: String, width: Int) -> String {
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            if !current.isEmpty && current.count + 1 + word.count > width {
+                lines.append(current)
+                current = "  " + word
+            } else {
+                current += current.isEmpty ? String(word) : " " + word
+            }
+        }
+        lines.append(current)
+        return lines.map { $0.count > width ? String($0.prefix(width)) : $0 }.joined(separator: "\n")
+    }
+
     /// Cuts every line to the terminal's width, so a redraw that moves the cursor up
     /// by the number of lines printed lands exactly on the previous frame.
     static func fit(_ text: String) -> String {

@@ -67,7 +67,9 @@ enum AdminCall {
 /// Renders `HostStatus` as an aligned table that fits 80 columns.
 enum StatusTable {
     static func render(_ status: HostStatus, previous: HostStatus? = nil) -> String {
-        var rows: [[String]] = [["POOL", "PORT", "WORKERS", previous == nil ? "REQUESTS" : "REQ/S", "ERRORS", "P99 MS", "RESTARTS", "STATE"]]
+        var rows: [[String]] = [[
+            "POOL", "PORT", "UP", previous == nil ? "REQUESTS" : "REQ/S", "ERR%", "P99MS", "RT/RU/BIN", "RESTART", "STATE",
+        ]]
         var notes: [String] = []
         for pool in status.pools {
             let ready = pool.workers.filter(\.ready).count
@@ -82,17 +84,27 @@ enum StatusTable {
             let p99 = latency.quantileMilliseconds(0.99).map { String(format: "%.2f", $0) } ?? "-"
             let state = pool.degraded ? "degraded" : (pool.configSource == "file" ? "ok" : "fallback")
             var requestsCell = String(requests)
+            var errorRate = requests > 0 ? String(format: "%.2f", Double(errors) * 100 / Double(requests)) : "-"
             if let previous, let before = previous.pools.first(where: { $0.name == pool.name }) {
                 let earlier = before.workers.reduce(0) { $0 + $1.stats.requests }
+                let earlierErrors = before.workers.reduce(0) { $0 + $1.stats.errors.values.reduce(0, +) }
                 let seconds = max(0.001, status.takenAt - previous.takenAt)
-                requestsCell = String(format: "%.0f", Double(max(0, requests - earlier)) / seconds)
+                let delta = max(0, requests - earlier)
+                requestsCell = String(format: "%.0f", Double(delta) / seconds)
+                errorRate = delta > 0 ? String(format: "%.2f", Double(max(0, errors - earlierErrors)) * 100 / Double(delta)) : "-"
             }
-            rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", requestsCell, String(errors), p99,
-                         String(pool.restarts), state])
+            // Versions: one set when every worker agrees, else the spread.
+            let versions = Set(pool.workers.map { "\($0.stats.versions.runtime)/\($0.stats.versions.rules)/\($0.stats.versions.binary)" })
+            let versionCell = versions.count == 1 ? versions.first ?? "-" : (versions.isEmpty ? "-" : "mixed")
+            rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", requestsCell, errorRate, p99,
+                         versionCell, String(pool.restarts), state])
+            if versions.count > 1 { notes.append("\(pool.name): versions (runtime/rules/binary) \(versions.sorted().joined(separator: ", "))") }
             if let error = pool.configError { notes.append("\(pool.name): running last known good config: \(error)") }
             if !pool.quarantined.isEmpty { notes.append("\(pool.name): quarantined: \(pool.quarantined.joined(separator: ", "))") }
         }
-        return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.joined(separator: "\n"))
+        for rollout in status.rollouts ?? [] { notes.append(rollout) }
+        if let ingress = status.ingress { notes.append("ingress \(ingress)" + (status.ingressPID == nil ? " (restarting)" : "")) }
+        return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.map { Terminal.wrap($0, width: 80) }.joined(separator: "\n"))
     }
 }
 

@@ -83,6 +83,25 @@ import Testing
         let listing = try host.cli(["cohort", "list"])
         print(listing.output)
         #expect(listing.output.contains("pro"))
+
+        // What an operator reads: aligned tables within 80 columns, no colour codes
+        // when stdout is not a terminal, and the timeline of what was done.
+        for command in [["status"], ["cohort", "list"], ["cohort", "show", "pro"], ["customer", "list"], ["script", "list"],
+                        ["rollout", "list"], ["break-glass", "status"], ["events"]] {
+            let result = try host.cli(command)
+            #expect(result.status == 0, "\(command): \(result.output)")
+            for line in result.output.split(separator: "\n") {
+                #expect(line.count <= 80, "\(command) line over 80 columns: \(line)")
+                #expect(!line.contains("\u{1B}"), "\(command) printed an escape code")
+            }
+        }
+        let status = try host.cli(["status"])
+        print(status.output)
+        #expect(status.output.contains("enterprise") && status.output.contains("0/0"))
+        let events = try host.cli(["events", "--json"])
+        let decoded = events.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(!decoded.isEmpty && decoded.count == events.output.split(separator: "\n").count, "one JSON object per line")
+        #expect(decoded.contains { ($0["subject"] as? String)?.contains("workers") == true }, "the scale is in the timeline")
     }
 }
 
