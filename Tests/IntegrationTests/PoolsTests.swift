@@ -145,14 +145,21 @@ import Testing
         defer { host.stop() }
         try host.start()
         let before = try host.status()
+        let ingressPID = try #require(before.ingressPID)
+        let ingressPort = try #require(before.ingress.flatMap { Int($0.split(separator: ":").last ?? "") })
         let run = try load(host)
         usleep(500_000)
         host.signalSupervisor(SIGKILL)
-        usleep(1_000_000)
+        usleep(500_000)
+        // Fail static: with the supervisor gone the ingress still routes on its last table.
+        #expect(httpGet(port: ingressPort, host: "echo.c-pro.localhost")?.headers["x-bulkhead-pool"] == "pro")
+        usleep(500_000)
         let startedAt = Date()
         try host.start()
         print("takeover: new supervisor ready after \(String(format: "%.0f ms", Date().timeIntervalSince(startedAt) * 1000))")
         let after = try host.status()
+        #expect(after.ingressPID == ingressPID, "the new supervisor adopted the running ingress")
+        #expect(after.ingress == before.ingress)
         for pool in before.pools {
             let adopted = try #require(after.pools.first { $0.name == pool.name })
             #expect(Set(adopted.workers.map(\.pid)) == Set(pool.workers.map(\.pid)), "the same workers serve \(pool.name)")
