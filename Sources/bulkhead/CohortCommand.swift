@@ -6,7 +6,7 @@ import Supervisor
 /// `bulkhead cohort`: the pools as cohorts.
 struct CohortCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cohort", abstract: "List, show, scale and drain cohorts' pools.",
+        commandName: "cohort", abstract: "List, show, move customers between, scale and drain cohorts' pools.",
         subcommands: [List.self, Show.self, Move.self, Scale.self, Drain.self])
 
     static func status(_ data: String) throws -> HostStatus {

@@ -12,7 +12,7 @@ struct RolloutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollout",
         abstract: "Roll a runtime, rules or worker binary out to the pools, free first, under the health gate.",
-        subcommands: [Start.self, List.self, Status.self, Watch.self, Operate.self]
+        subcommands: [Start.self, List.self, Status.self, Watch.self, Pause.self, Resume.self, Abort.self, Promote.self]
     )
 
     struct Start: ParsableCommand {
@@ -99,21 +99,39 @@ struct RolloutCommand: ParsableCommand {
         }
     }
 
-    struct Operate: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "do", abstract: "pause, resume, abort or promote a rollout: rollout do pause ID")
-        @Argument(help: "pause, resume, abort or promote.") var command: String
+    /// Runs pause, resume, abort or promote.
+    static func operate(_ command: String, id: Int, data: String) throws {
+        let result = try AdminCall.perform(AdminRequest(command: "rollout-\(command)", arguments: ["id": String(id)]), data: data)
+        let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+        print("rollout \(id): \(status.state)")
+    }
+
+    struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hold a rollout at its stage (a failing gate still rolls back).")
         @Argument(help: "The rollout id.") var id: Int
         @OptionGroup var dataOptions: DataOptions
+        func run() throws { try RolloutCommand.operate("pause", id: id, data: dataOptions.data) }
+    }
 
-        func run() throws {
-            guard ["pause", "resume", "abort", "promote"].contains(command) else {
-                throw ValidationError("the command is pause, resume, abort or promote")
-            }
-            let result = try AdminCall.perform(AdminRequest(command: "rollout-\(command)", arguments: ["id": String(id)]), data: dataOptions.data)
-            let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
-            print("rollout \(id): \(status.state)")
-        }
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a paused rollout (its stage bakes again).")
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws { try RolloutCommand.operate("resume", id: id, data: dataOptions.data) }
+    }
+
+    struct Abort: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Abort a rollout: every worker that got it goes back.")
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws { try RolloutCommand.operate("abort", id: id, data: dataOptions.data) }
+    }
+
+    struct Promote: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pass the current stage now, skipping the rest of its bake.")
+        @Argument(help: "The rollout id.") var id: Int
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws { try RolloutCommand.operate("promote", id: id, data: dataOptions.data) }
     }
 }
 

@@ -10,7 +10,7 @@ import Supervisor
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show each pool: workers, requests, errors, p99, restarts, quarantined scripts."
+        abstract: "Show each pool: workers, requests, errors, p99, versions, restarts, state; quarantines, rollouts."
     )
 
     @OptionGroup var dataOptions: DataOptions

@@ -141,6 +141,36 @@ import Testing
         #expect(report.failed == 0)
     }
 
+    @Test func operatorCommandsPauseResumePromoteAbort() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let run = try LoadRun.start(LoadConfiguration(
+            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
+            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        defer { _ = run.stop() }
+        let id = try startRollout(host, kind: "runtime", file: try writeFile(host, "rt.lua", DefaultRuntime.source))
+        func state() throws -> String { ((try rolloutState(host, id)["state"] as? [String: Any])?.keys.first) ?? "" }
+        #expect(try host.cli(["rollout", "pause", String(id)]).status == 0)
+        #expect(try state() == "paused")
+        #expect(try host.cli(["rollout", "resume", String(id)]).status == 0)
+        #expect(try state() == "running")
+        #expect(try host.cli(["rollout", "promote", String(id)]).status == 0, "promote passes the current stage now")
+        let stages = try rolloutState(host, id)["stages"] as? [[String: Any]] ?? []
+        #expect(stages.first?["progress"] as? String == "passed")
+        let abort = try host.cli(["rollout", "abort", String(id)])
+        print(abort.output)
+        #expect(abort.status == 0)
+        #expect(try state() == "aborted")
+        let back = waitFor(timeout: 10, interval: 0.05) {
+            (try? versions(host).values.allSatisfy { $0.allSatisfy { $0.runtime == 0 } }) == true
+        }
+        #expect(back != nil, "abort rolls every worker that got it back")
+        let again = try host.cli(["rollout", "resume", String(id)])
+        #expect(again.status != 0, "an ended rollout cannot be resumed: \(again.output)")
+        #expect(run.stop().failed == 0)
+    }
+
     @Test func crashingBinaryFailsTheCanary() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }
