@@ -1,3 +1,4 @@
+import BulkheadCore
 import HTTPWire
 import NIOCore
 

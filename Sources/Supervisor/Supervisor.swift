@@ -372,6 +372,7 @@ public final class Supervisor: @unchecked Sendable {
         let ingressRunning = (ingress?.pid ?? 0) > 0 && (ingress?.isChild ?? false)
         if (remaining.isEmpty && !ingressRunning) || Self.now() > deadline {
             if let state = ingress, state.pid > 0, state.isChild { kill(state.pid, SIGKILL) }
+            if ingress != nil { unlink(ingressPidFile) }
             for worker in remaining {
                 logger.warning("worker did not drain in time; killing it", metadata: ["pid": "\(worker.pid)"])
                 kill(worker.pid, SIGKILL)

@@ -362,33 +362,3 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
 @available(*, unavailable)
 extension HTTPConnectionHandler: Sendable {}
-
-/// Minimal JSON string quoting for error bodies.
-enum JSONText {
-    /// Appends `text` as a JSON string literal.
-    static func appendQuoted(_ text: String, to output: inout String) {
-        output += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    output += "\\u00" + String(scalar.value, radix: 16).leftPadded(to: 2)
-                } else {
-                    output.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        output += "\""
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}

@@ -300,6 +300,11 @@ public final class WorkerProcess: @unchecked Sendable {
         self.acceptor = acceptor
         acceptor.start(NIOLoopBound(bootstrap, eventLoop: loop), on: loop)
         control.send(.ready)
+        // Fault injection for tests of binary rollouts: a build that dies a while
+        // after it started serving, whatever share of the traffic it got.
+        if let milliseconds = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_CRASH_AFTER_MS"].flatMap({ Int64($0) }) {
+            loop.scheduleTask(in: .milliseconds(milliseconds)) { abort() }
+        }
     }
 
     private func startHeartbeat() {

@@ -178,7 +178,7 @@ import Testing
         let wrapper = try writeFile(host, "crashy-bulkhead", """
             #!/bin/sh
             # A new build that starts and answers its probe, then crashes under traffic.
-            if [ "$1" = "worker" ]; then export BULKHEAD_FAULT_CRASH_AFTER=25; fi
+            if [ "$1" = "worker" ]; then export BULKHEAD_FAULT_CRASH_AFTER=25 BULKHEAD_FAULT_CRASH_AFTER_MS=1500; fi
             exec \(host.binary) "$@"
             """)
         chmod(wrapper, 0o755)
