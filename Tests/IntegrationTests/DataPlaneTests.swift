@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import Testing
+
+/// HTTP correctness of a pool's port, on raw sockets: nothing given up for speed.
+@Suite(.serialized) struct DataPlaneTests {
+    /// Sends `bytes` on a fresh connection and reads until the server closes it (or
+    /// the timeout passes); returns everything read and whether the server closed.
+    func exchange(port: Int, _ bytes: [UInt8], timeout: Double = 3) -> (text: String, closed: Bool) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return ("", false) }
+        defer { close(fd) }
+        Sockets.setTimeouts(fd, seconds: timeout)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return ("", false) }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var data = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var closed = false
+        while true {
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count == 0 { closed = true; break }
+            if count < 0 { break }
+            data.append(contentsOf: chunk[0..<count])
+        }
+        return (String(decoding: data, as: UTF8.self), closed)
+    }
+
+    static let echo = """
+        function handle(req)
+          return { status = 200, headers = { ["content-type"] = "text/plain" },
+                   body = req.method .. " " .. req.path .. " q=" .. req.query .. " len=" .. #req.body .. " body=" .. req.body }
+        end
+        """
+
+    @Test func httpSemanticsHold() throws {
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 1)])
+        try host.assign(customer: "acme", to: "free")
+        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+        defer { host.stop() }
+        try host.start()
+        let port = try host.pool("free").port
+        let hostHeader = "Host: echo.acme.localhost\r\n"
+
+        // Keep-alive and pipelining: three requests in one write, three answers in order.
+        let pipelined = exchange(port: port, Array((
+            "GET /one HTTP/1.1\r\n\(hostHeader)\r\n"
+                + "GET /two?x=1 HTTP/1.1\r\n\(hostHeader)\r\n"
+                + "GET /three HTTP/1.1\r\n\(hostHeader)Connection: close\r\n\r\n").utf8))
+        let bodies = pipelined.text.components(separatedBy: "HTTP/1.1 200 OK").dropFirst()
+        #expect(bodies.count == 3, "three responses: \(pipelined.text)")
+        #expect(bodies.map { $0.contains("GET /one ") } == [true, false, false])
+        #expect(bodies.dropFirst().first?.contains("GET /two q=x=1") == true)
+        #expect(bodies.last?.contains("connection: close") == true)
+        #expect(pipelined.closed, "Connection: close ends the connection after the answer")
+
+        // A Content-Length body reaches the script.
+        let post = exchange(port: port, Array(("POST /p HTTP/1.1\r\n\(hostHeader)Content-Length: 5\r\nConnection: close\r\n\r\nhello").utf8))
+        #expect(post.text.contains("POST /p q= len=5 body=hello"), "\(post.text)")
+
+        // A chunked body is decoded.
+        let chunked = exchange(port: port, Array((
+            "POST /c HTTP/1.1\r\n\(hostHeader)Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").utf8))
+        #expect(chunked.text.contains("len=5 body=abcde"), "\(chunked.text)")
+
+        // HTTP/1.0: closes by default; keeps alive when asked, and says so.
+        let old = exchange(port: port, Array("GET /old HTTP/1.0\r\n\(hostHeader)\r\n".utf8))
+        #expect(old.text.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(old.closed)
+        let oldKeepAlive = exchange(port: port, Array("GET /ka HTTP/1.0\r\n\(hostHeader)Connection: keep-alive\r\n\r\n".utf8), timeout: 1)
+        #expect(oldKeepAlive.text.contains("connection: keep-alive"))
+        #expect(!oldKeepAlive.closed, "an HTTP/1.0 client that asked for keep-alive keeps its connection")
+
+        // Malformed requests get a clean 400 with the JSON error, and the connection closes.
+        for garbage in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                        "GET / HTTP/1.1\r\n\(hostHeader)Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"] {
+            let answer = exchange(port: port, Array(garbage.utf8))
+            #expect(answer.text.hasPrefix("HTTP/1.1 400"), "\(garbage.debugDescription) → \(answer.text)")
+            #expect(answer.text.contains("x-bulkhead-error: bad-request"))
+            #expect(answer.text.contains("\"error\":\"bad-request\""))
+            #expect(answer.closed)
+        }
+
+        // A body over the cohort's max_body_kb (64 in the test cohorts) is refused at once.
+        let large = exchange(port: port, Array(("POST /big HTTP/1.1\r\n\(hostHeader)Content-Length: \(65 * 1024)\r\n\r\n").utf8))
+        #expect(large.text.hasPrefix("HTTP/1.1 413"), "\(large.text)")
+        #expect(large.text.contains("x-bulkhead-error: too-large"))
+
+        // HEAD gets the headers, with the length of the body it does not send.
+        let head = exchange(port: port, Array("HEAD /h HTTP/1.1\r\n\(hostHeader)Connection: close\r\n\r\n".utf8))
+        #expect(head.text.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(head.text.hasSuffix("\r\n\r\n"), "no body after a HEAD answer: \(head.text)")
+    }
+}
