@@ -23,8 +23,6 @@ public struct DataDirectory: Sendable, Equatable {
     public var lockFile: String { run + "/supervisor.lock" }
     /// The operators' admin socket.
     public var adminSocket: String { run + "/admin.sock" }
-    /// Last known good cohort configurations, one JSON file per pool.
-    public var knownGood: String { root + "/known-good" }
     /// The demo customers' tokens, written by `serve --demo` (0600).
     public var demoTokens: String { root + "/demo-tokens" }
 
@@ -35,7 +33,7 @@ public struct DataDirectory: Sendable, Equatable {
 
     /// Creates the directory tree (0700: it holds tokens and sockets).
     public func create() throws {
-        for path in [root, run, logs, knownGood] {
+        for path in [root, run, logs] {
             try FileManager.default.createDirectory(
                 atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }

@@ -51,9 +51,7 @@ struct BreakGlassCommand: ParsableCommand {
 
     static func show(_ status: BreakGlass.Status, json: Bool) {
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self))
+            print((try? JSONOutput.line(status)) ?? "{}")
             return
         }
         print("frozen: \(status.frozen ? "yes" : "no")")
@@ -127,16 +125,13 @@ struct EventsCommand: ParsableCommand {
             throw ExitCode.failure
         }
         var after = max(0, try store.latestAuditEventID() - last)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .iso8601
         let formatter = ISO8601DateFormatter()
         while true {
             let events = try store.auditEvents(after: after, limit: 500)
             for event in events {
                 after = max(after, event.id)
                 if json {
-                    print(String(decoding: try encoder.encode(event), as: UTF8.self))
+                    print(try JSONOutput.line(event))
                 } else {
                     let time = String(formatter.string(from: event.at).dropFirst(5).prefix(14)).replacingOccurrences(of: "T", with: " ")
                     let line = "\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "

@@ -21,9 +21,7 @@ struct CohortCommand: ParsableCommand {
         func run() throws {
             let status = try CohortCommand.status(dataOptions.data)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(status.pools), as: UTF8.self))
+                print(try JSONOutput.line(status.pools))
                 return
             }
             print(Table.render([["COHORT", "ORDER", "PORT", "WORKERS", "CONFIG"]] + status.pools.map {
@@ -42,9 +40,7 @@ struct CohortCommand: ParsableCommand {
                 throw ValidationError("no cohort '\(name)'")
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(pool), as: UTF8.self))
+                print(try JSONOutput.line(pool))
                 return
             }
             print("\(pool.name): port \(pool.port), order \(pool.order), \(pool.desiredWorkers) workers, config \(pool.configSource)"

@@ -108,6 +108,21 @@ enum StatusTable {
     }
 }
 
+/// JSON for `--json`: sorted keys, ISO 8601 dates, the admin API's shapes.
+enum JSONOutput {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+
+    /// One value as one line of JSON.
+    static func line<Value: Encodable>(_ value: Value) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
 /// Aligned plain-text tables.
 enum Table {
     static func render(_ rows: [[String]]) -> String {

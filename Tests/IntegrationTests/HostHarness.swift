@@ -293,6 +293,15 @@ final class HostHarness: @unchecked Sendable {
 
     // MARK: Traffic
 
+    /// Steady traffic at every named pool's `echo` script (customer `c-POOL`): enough
+    /// connections that a canary slot gets its share, a bounded rate per connection.
+    func steadyLoad(pools: [String] = ["free", "pro", "enterprise"], connections: Int = 6, rate: Double = 40,
+                    seconds: Int = 60) throws -> LoadRun {
+        try LoadRun.start(LoadConfiguration(
+            targets: try pools.map { try target($0, pool: $0, customer: "c-\($0)") },
+            connectionsPerTarget: connections, stop: .duration(.seconds(seconds)), ratePerConnection: rate))
+    }
+
     /// A load target for a customer's script on a pool, addressed by Host.
     func target(_ label: String, pool: String, customer: String, script: String = "echo", path: String = "/x",
                 expectBody: String? = "echo") throws -> LoadTarget {

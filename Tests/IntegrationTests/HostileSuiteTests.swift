@@ -377,35 +377,12 @@ import Testing
     // MARK: bulkhead try
 
     func runTry(_ source: String) throws -> Outcome {
-        let directory = FileManager.default.temporaryDirectory.path + "/bulkhead-hostile-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let script = directory + "/script.lua"
-        try source.write(toFile: script, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: HostHarness.locateBinary())
-        process.arguments = ["try", script, "--cohorts", TryCommandTests.cohorts]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let started = Date()
-        try process.run()
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        let run = try TryCommandTests().run(source)
+        let (stdout, stderr, seconds) = (run.stdout, run.stderr, run.seconds)
+        if run.signalled {
+            return Outcome(status: nil, kind: "signal \(run.status)", body: stderr, seconds: seconds)
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        let seconds = Date().timeIntervalSince(started)
-        let stdout = String(decoding: outData, as: UTF8.self)
-        let stderr = String(decoding: errData, as: UTF8.self)
-        if process.terminationReason == .uncaughtSignal {
-            return Outcome(status: nil, kind: "signal \(process.terminationStatus)", body: stderr, seconds: seconds)
-        }
-        if process.terminationStatus == 0 {
+        if run.status == 0 {
             // curl -i style: "HTTP/1.1 200 OK\r\n…\r\n\r\nbody"
             let head = stdout.components(separatedBy: "\r\n\r\n").first ?? ""
             let body = stdout.range(of: "\r\n\r\n").map { String(stdout[$0.upperBound...]) } ?? ""
@@ -419,7 +396,7 @@ import Testing
         }
         // Exit 1: "kind: message" on stderr.
         let kind = stderr.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "?"
-        return Outcome(status: process.terminationStatus == 1 ? Self.statusOf(kind: kind) : -Int(process.terminationStatus),
+        return Outcome(status: run.status == 1 ? Self.statusOf(kind: kind) : -Int(run.status),
                        kind: kind, body: stderr, seconds: seconds)
     }
 

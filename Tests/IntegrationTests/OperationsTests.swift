@@ -13,9 +13,7 @@ import Testing
         defer { host.stop() }
         try host.start()
         let rolloutTests = RolloutIntegrationTests()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        let run = try host.steadyLoad()
         defer { _ = run.stop() }
         for version in 1...2 {
             let file = try rolloutTests.writeFile(host, "rules\(version).json", RolloutIntegrationTests.rules(killswitch: false)
@@ -58,9 +56,7 @@ import Testing
         let host = try HostHarness.standard()
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 4, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        let run = try host.steadyLoad(connections: 4)
         defer { _ = run.stop() }
         usleep(300_000)
         #expect(try host.cli(["cohort", "scale", "pro", "--workers", "4"]).status == 0)
@@ -147,14 +143,11 @@ import Testing
         let host = try HostHarness.standard()
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 3, stop: .duration(.seconds(60)), ratePerConnection: 50))
+        let run = try host.steadyLoad(connections: 3, rate: 50)
         defer { _ = run.stop() }
         let port = try ingressPort(host)
         _ = waitFor(timeout: 10, interval: 0.05) { httpGet(port: port, host: "echo.c-pro.localhost")?.status == 200 }
         let pid = try #require(try host.status().ingressPID)
-        let killedAt = Date()
         kill(pid, SIGKILL)
         let back = waitFor(timeout: 10, interval: 0.01) {
             httpGet(port: port, host: "echo.c-pro.localhost", timeout: 1)?.status == 200
@@ -162,7 +155,6 @@ import Testing
         }
         print("ingress back after \(back.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") (goal ≤ 1 s)")
         #expect(back != nil)
-        _ = killedAt
         let report = run.stop()
         print(report.summary)
         #expect(report.failed == 0, "no pool's direct traffic failed")

@@ -204,7 +204,6 @@ import Testing
 
         try host.writeRawCohort("pro", good)
         try host.start()
-        let proPort = try host.pool("pro").port
         host.signalSupervisor(SIGTERM)
         #expect(host.workerPIDsFromFiles().isEmpty, "SIGTERM drained every worker")
 
@@ -215,7 +214,6 @@ import Testing
         #expect(pro.configSource == "last-known-good")
         #expect(pro.configError?.contains("unknown_key") == true)
         #expect(status.pools.filter { $0.name != "pro" }.map(\.configSource) == ["file", "file"])
-        _ = proPort
         let answer = httpGet(port: pro.port, host: "echo.c-pro.localhost")
         #expect(answer?.status == 200)
     }

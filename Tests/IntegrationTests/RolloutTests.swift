@@ -62,9 +62,7 @@ import Testing
         let host = try HostHarness.standard()
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(120)), ratePerConnection: 40))
+        let run = try host.steadyLoad(seconds: 120)
         defer { _ = run.stop() }
 
         // Runtime v1 carries the latent bug; no current rule triggers it, so it ships everywhere.
@@ -98,11 +96,11 @@ import Testing
         let decisions = (state["decisions"] as? [[String: Any]]) ?? []
         let applied = decisions.first { ($0["event"] as? String) == "started" }?["time"] as? Double
         let failed = decisions.last { ($0["event"] as? String) == "failed" }?["time"] as? Double
-        if let applied, let failed {
-            // The canary starts failing on its first request with rules v2, moments after `started`.
-            print(String(format: "December replay: rules v2 shipped to the canary → gate failed and rolled back in %.0f ms (goal ≤ 1 s; allowed 10 s)", (failed - applied) * 1000))
-            #expect(failed - applied < 10)
-        }
+        // The canary starts failing on its first request with rules v2, moments after `started`.
+        let shipped = try #require(applied, "the decision log records when rules v2 started")
+        let rolledBack = try #require(failed, "the decision log records the failed gate")
+        print(String(format: "December replay: rules v2 shipped to the canary → gate failed and rolled back in %.0f ms (goal ≤ 1 s; allowed 10 s)", (rolledBack - shipped) * 1000))
+        #expect(rolledBack - shipped < 10)
         let after = try versions(host)
         #expect(after.values.allSatisfy { $0.allSatisfy { $0.rules == 1 } }, "every worker is back on rules v1: \(after)")
     }
@@ -126,9 +124,7 @@ import Testing
         let host = try HostHarness.standard()
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        let run = try host.steadyLoad()
         defer { _ = run.stop() }
         let id = try startRollout(host, kind: "runtime", file: try writeFile(host, "good.lua", DefaultRuntime.source))
         let watch = try host.cli(["rollout", "watch", String(id)])
@@ -145,9 +141,7 @@ import Testing
         let host = try HostHarness.standard()
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        let run = try host.steadyLoad()
         defer { _ = run.stop() }
         let id = try startRollout(host, kind: "runtime", file: try writeFile(host, "rt.lua", DefaultRuntime.source))
         func state() throws -> String { ((try rolloutState(host, id)["state"] as? [String: Any])?.keys.first) ?? "" }
@@ -183,9 +177,7 @@ import Testing
             """)
         chmod(wrapper, 0o755)
         // Enough connections that the reconnects after the old canary drains reach the new one.
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 30))
+        let run = try host.steadyLoad(rate: 30)
         defer { _ = run.stop() }
         var othersSawIt = false
         let id = try startRollout(host, kind: "binary", file: wrapper)
@@ -213,9 +205,7 @@ import Testing
         host.environment["BULKHEAD_FAULT_SKIP_PRODUCER_VALIDATION"] = "1"
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(60)), ratePerConnection: 40))
+        let run = try host.steadyLoad()
         defer { _ = run.stop() }
         let good = try startRollout(host, kind: "rules", file: try writeFile(host, "ok.json", Self.rules(killswitch: false)))
         #expect(try waitForEnd(host, good) == "completed")
@@ -241,15 +231,11 @@ import Testing
         }
         defer { host.stop() }
         try host.start()
-        let run = try LoadRun.start(LoadConfiguration(
-            targets: try ["free", "pro", "enterprise"].map { try host.target($0, pool: $0, customer: "c-\($0)") },
-            connectionsPerTarget: 6, stop: .duration(.seconds(90)), ratePerConnection: 40))
+        let run = try host.steadyLoad(seconds: 90)
         defer { _ = run.stop() }
         let id = try startRollout(host, kind: "rules", file: try writeFile(host, "r.json", Self.rules(killswitch: false)))
         usleep(1_500_000)
         host.signalSupervisor(SIGKILL)
-        let during = try? versions(host)
-        _ = during
         try host.start()
         let recorded = Set([0, 1])
         #expect(try versions(host).values.allSatisfy { $0.allSatisfy { recorded.contains($0.rules) } })

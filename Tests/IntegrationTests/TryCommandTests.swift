@@ -11,6 +11,8 @@ import Testing
         var stdout: String
         var stderr: String
         var seconds: Double
+        /// Ended by a signal (a crash), not an exit.
+        var signalled: Bool
     }
 
     func run(_ source: String, _ arguments: [String] = []) throws -> Outcome {
@@ -39,7 +41,8 @@ import Testing
             status: process.terminationStatus,
             stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
             stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-            seconds: Date().timeIntervalSince(started))
+            seconds: Date().timeIntervalSince(started),
+            signalled: process.terminationReason == .uncaughtSignal)
     }
 
     /// The repository's cohorts folder (tests run from the package root).
