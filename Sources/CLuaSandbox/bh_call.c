@@ -58,6 +58,7 @@ static void bh_error_text(bh_context *ctx, const char *text) {
 /// come first: once hit, the call fails with them whatever the script did next
 /// (caught the error, returned normally, raised something else).
 bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status) {
+    bh_call_leave(ctx);
     // The hook sees the deadline only while Lua code runs; a call that spent its
     // time inside one C function (string.find with a pathological pattern) and then
     // returned at once is caught here. One clock read per call.
@@ -156,6 +157,7 @@ bh_outcome bh_run_chunk(lua_State *L, const char *required, const char *signatur
     lua_pushcfunction(L, bh_chunk_body);
     lua_pushlightuserdata(L, &args);
     lua_rotate(L, -3, 2);                                    // [body, args, chunk]
+    bh_call_enter(L, ctx);
     int status = lua_pcall(L, 2, 0, 0);
     return bh_finish(L, ctx, status);
 }
@@ -365,6 +367,7 @@ bh_outcome bh_call_handle(lua_State *L, const bh_request *request) {
     ctx->call_base = lua_gettop(L);
     ctx->request = request;
     lua_pushcfunction(L, bh_handle_body);
+    bh_call_enter(L, ctx);
     int status = lua_pcall(L, 0, LUA_MULTRET, 0);
     ctx->request = NULL;
     return bh_finish(L, ctx, status);

@@ -38,6 +38,15 @@ void bh_dead_hook(lua_State *L, lua_Debug *ar);
 /// hit, the normal count otherwise. A few loads when nothing changes.
 void bh_sync_thread_hook(lua_State *co, bh_context *ctx);
 
+/// A protected call into the state's Lua code starts on this thread (bh_tick.c):
+/// `L` runs it, and a lazy call's tick may now hook it. Falls back to counting from
+/// the first instruction when the thread cannot have a timer.
+void bh_call_enter(lua_State *L, bh_context *ctx);
+
+/// The protected call has returned: no tick hooks anything on this thread until the
+/// next bh_call_enter. (bh_finish calls it.)
+void bh_call_leave(bh_context *ctx);
+
 /// Raises the error of the limit the call hit (the message recorded at the first
 /// hit). Only while `ctx->hit & BH_HIT_STOP`.
 BH_NORETURN bh_raise_limit(lua_State *L, bh_context *ctx);

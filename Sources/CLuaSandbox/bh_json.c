@@ -554,7 +554,7 @@ static void bh_decode_literal(bh_jdec *d, const char *word, size_t len) {
     d->pos += len;
 }
 
-static void bh_enter(bh_jdec *d) {
+static void bh_json_enter(bh_jdec *d) {
     if (++d->depth > BH_JSON_MAX_DEPTH) {
         bh_decode_error(d, "nesting too deep");
     }
@@ -563,7 +563,7 @@ static void bh_enter(bh_jdec *d) {
 
 static void bh_decode_array(bh_jdec *d) {
     lua_State *L = d->L;
-    bh_enter(d);
+    bh_json_enter(d);
     d->pos++;
     lua_newtable(L);                                     // [array]
     bh_skip_space(d);
@@ -593,7 +593,7 @@ static void bh_decode_array(bh_jdec *d) {
 
 static void bh_decode_object(bh_jdec *d) {
     lua_State *L = d->L;
-    bh_enter(d);
+    bh_json_enter(d);
     d->pos++;
     lua_newtable(L);                                     // [object]
     bh_skip_space(d);

@@ -225,12 +225,18 @@ static int bh_resume(lua_State *L, lua_State *co, int narg) {
         lua_pushliteral(L, "too many arguments to resume");
         return -1;
     }
+    // `running` first: a tick from here on hooks `co`, and the sync below then
+    // keeps that hook.
+    ctx->running = co;
     if (co != L) {
         bh_sync_thread_hook(co, ctx);
     }
     lua_xmove(L, co, narg);
     int nres = 0;
     int status = lua_resume(co, L, narg, &nres);
+    // Back on `L`, which a tick that landed in `co` did not hook.
+    ctx->running = L;
+    bh_sync_thread_hook(L, ctx);
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
             lua_pop(co, nres);
@@ -246,6 +252,17 @@ static int bh_resume(lua_State *L, lua_State *co, int narg) {
     }
     lua_xmove(co, L, 1);
     return -1;
+}
+
+/// Closes `co` from `L` (lua_resetthread), running its pending `__close` handlers
+/// with `co` hooked like any resumed coroutine. Returns lua_resetthread's status.
+static int bh_close_thread(lua_State *L, lua_State *co, bh_context *ctx) {
+    ctx->running = co;
+    bh_sync_thread_hook(co, ctx);
+    int status = lua_resetthread(co);
+    ctx->running = L;
+    bh_sync_thread_hook(L, ctx);
+    return status;
 }
 
 /// `coroutine.create(f)`. The new thread inherits the creating thread's hook.
@@ -292,8 +309,7 @@ static int bh_co_wrapped(lua_State *L) {
             bh_raise_limit(L, ctx);
         }
         if (lua_gethook(co) != bh_dead_hook) {
-            bh_sync_thread_hook(co, ctx);
-            (void)lua_resetthread(co);   // runs __close handlers; leaves the error on co
+            (void)bh_close_thread(L, co, ctx); // runs __close handlers; leaves the error on co
             lua_xmove(co, L, 1);         // [..., error, close error]
         }
         if (lua_type(L, -1) == LUA_TSTRING) {
@@ -332,8 +348,7 @@ static int bh_co_close(lua_State *L) {
         lua_pushliteral(L, "coroutine was stopped by a limit; its to-be-closed variables stay open");
         return 2;
     }
-    bh_sync_thread_hook(co, ctx);
-    if (lua_resetthread(co) == LUA_OK) {
+    if (bh_close_thread(L, co, ctx) == LUA_OK) {
         lua_pushboolean(L, 1);
         return 1;
     }

@@ -183,6 +183,7 @@ bh_outcome bh_platform_call(lua_State *L, const bh_request *request, bh_verdict 
     ctx->call_base = lua_gettop(L);
     lua_pushcfunction(L, bh_platform_body);
     lua_pushlightuserdata(L, &args);
+    bh_call_enter(L, ctx);
     int status = lua_pcall(L, 1, LUA_MULTRET, 0);            // [result, body?] or [message]
     return bh_finish(L, ctx, status);
 }

@@ -60,17 +60,28 @@ void *bh_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 // MARK: - Hook
 
-void bh_sync_thread_hook(lua_State *co, bh_context *ctx) {
-    if (ctx->hook_count == 0) {
+static void bh_apply_thread_hook(lua_State *co, bh_context *ctx, int hook_count) {
+    if (hook_count == 0) {
         if (lua_gethook(co) != NULL) {
             lua_sethook(co, NULL, 0, 0);
         }
         return;
     }
-    int want = (ctx->hit & BH_HIT_STOP) ? 1 : ctx->hook_count;
+    int want = (ctx->hit & BH_HIT_STOP) ? 1 : hook_count;
     if (lua_gethook(co) != bh_hook || lua_gethookcount(co) != want) {
         lua_sethook(co, bh_hook, LUA_MASKCOUNT, want);
     }
+}
+
+void bh_sync_thread_hook(lua_State *co, bh_context *ctx) {
+    // The tick (bh_tick.c) may arm a lazy call's hook while this runs, and set a
+    // hook on `co` that a stale count here would take off again: apply until the
+    // count read before is still the count after. It changes at most once a call.
+    int hook_count;
+    do {
+        hook_count = ctx->hook_count;
+        bh_apply_thread_hook(co, ctx, hook_count);
+    } while (hook_count != ctx->hook_count);
 }
 
 void bh_sync_hook(lua_State *L, bh_context *ctx) {

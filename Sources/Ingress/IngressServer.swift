@@ -63,7 +63,7 @@ public final class IngressServer: Sendable {
                 let context = LoopContext(eventLoop: loop, options: options, statusLines: statusLines, ownPort: ownPort)
                 let bound = NIOLoopBound(context, eventLoop: loop)
                 let bootstrap = ClientBootstrap(group: loop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.maxMessagesPerRead, value: 16)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {

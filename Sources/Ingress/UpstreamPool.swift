@@ -69,7 +69,7 @@ final class UpstreamPool {
         let port = self.port
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(context.options.upstreamConnectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(bound.value)

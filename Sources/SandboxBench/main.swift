@@ -1,6 +1,7 @@
-// Calls per second through LuaScript.handle, with the free cohort's limits (the
-// instruction hook on) and without any (no hook), for a trivial and a heavier
-// handler. Run it in release: `swift run -c release SandboxBench`.
+// Calls per second through LuaScript.handle, with the free cohort's limits (its
+// budget counted lazily, as workers run it), with the same limits counted by the
+// hook from the first instruction ("free,hook"), and without any limit (no hook),
+// for a trivial and a heavier handler. Run it in release: `swift run -c release SandboxBench`.
 //
 // Noise between runs on a shared 2-core machine is about ±15%, so the cases are
 // compared within one run: each round measures every case once, alternating, and
@@ -32,6 +33,9 @@ let freeLimits = SandboxLimits(instructions: 10_000_000, memoryBytes: 32 << 20, 
 struct BenchCase {
     let handler: String
     let limitsName: String
+    /// Counts every instruction with the hook, as budgets below the lazy
+    /// threshold are (the cost lazy counting saves).
+    let counted: Bool
     let script: LuaScript
     let iterations: Int
     var roundsNanosecondsPerCall: [Double] = []
@@ -62,7 +66,10 @@ let request = LuaRequest(
 
 /// Runs `iterations` calls and returns nanoseconds per call; counts the body bytes so
 /// the response is really read.
-func run(_ script: LuaScript, _ request: LuaRequest, iterations: Int) -> (nanosecondsPerCall: Double, failures: Int) {
+func run(_ benchCase: BenchCase, _ request: LuaRequest, iterations: Int) -> (nanosecondsPerCall: Double, failures: Int) {
+    SandboxLimits.lazyInstructionCounting = !benchCase.counted
+    defer { SandboxLimits.lazyInstructionCounting = true }
+    let script = benchCase.script
     var failures = 0
     var bytes = 0
     let clock = ContinuousClock()
@@ -119,9 +126,11 @@ if let index = CommandLine.arguments.firstIndex(of: "--rounds"), index + 1 < Com
 var cases: [BenchCase] = []
 do {
     for (handler, source, iterations) in [("trivial", trivialSource, 1_000_000), ("heavy", heavySource, 100_000)] {
-        for (limitsName, limits) in [("free", freeLimits), ("unlimited", SandboxLimits.unlimited)] {
+        for (limitsName, limits, counted) in [("free", freeLimits, false), ("free,hook", freeLimits, true),
+                                              ("unlimited", SandboxLimits.unlimited, false)] {
             let script = try LuaScript(chunkName: "\(handler).lua", source: source, limits: limits)
-            cases.append(BenchCase(handler: handler, limitsName: limitsName, script: script, iterations: iterations))
+            cases.append(BenchCase(handler: handler, limitsName: limitsName, counted: counted, script: script,
+                                   iterations: iterations))
         }
     }
 } catch {
@@ -130,11 +139,11 @@ do {
 }
 
 for index in cases.indices {
-    _ = run(cases[index].script, request, iterations: cases[index].iterations / 10)  // Warm-up.
+    _ = run(cases[index], request, iterations: cases[index].iterations / 10)  // Warm-up.
 }
 for _ in 0..<rounds {
     for index in cases.indices {
-        let result = run(cases[index].script, request, iterations: cases[index].iterations)
+        let result = run(cases[index], request, iterations: cases[index].iterations)
         if result.failures > 0 {
             print("SandboxBench: \(result.failures) calls of \(cases[index].handler)/\(cases[index].limitsName) failed")
             exit(1)

@@ -23,7 +23,7 @@ import Glibc
         let label = watchdog.register(label: "spin.lua")
         let now = bh_now_ns()
         let section = watchdog.arm(label: label, now: now, deadline: now + 30_000_000)
-        usleep(300_000)  // A "C call" that runs well past deadline + margin.
+        sleepFully(microseconds: 300_000)  // A "C call" that runs well past deadline + margin.
         watchdog.disarm(section)
         #expect(expiries.values == ["spin.lua"])
         #expect((elapsed.values.first ?? .zero) >= .milliseconds(50))
@@ -39,7 +39,7 @@ import Glibc
             let section = watchdog.arm(label: label, now: now, deadline: now + 50_000_000)
             watchdog.disarm(section)
         }
-        usleep(100_000)
+        sleepFully(microseconds: 100_000)
         #expect(expiries.values.isEmpty)
     }
 
@@ -52,7 +52,7 @@ import Glibc
         let outerSection = watchdog.arm(label: outer, now: now, deadline: now + 20_000_000)
         let innerSection = watchdog.arm(label: inner, now: now, deadline: now + 10_000_000_000)
         watchdog.disarm(innerSection)
-        usleep(200_000)
+        sleepFully(microseconds: 200_000)
         watchdog.disarm(outerSection)
         #expect(expiries.values == ["outer.lua"])
     }
@@ -75,7 +75,7 @@ import Glibc
             let error = try #require(failure(script.call(path: "/spin")))
             #expect(error.kind == .limitWall)
         }
-        usleep(100_000)
+        sleepFully(microseconds: 100_000)
         #expect(expiries.values.isEmpty)
     }
 
@@ -98,5 +98,18 @@ import Glibc
         let error = try #require(failure(result))
         #expect(error.kind == .limitWall)
         #expect(expiries.values.first == "find.lua")
+    }
+}
+
+/// Sleeps the whole time even when a signal cuts `usleep` short: a test thread that
+/// ran a lazily counted call before gets timer ticks for a few milliseconds after
+/// it (see bh_tick.c), and `usleep` returns early on each.
+func sleepFully(microseconds: UInt32) {
+    let clock = ContinuousClock()
+    let end = clock.now.advanced(by: .microseconds(Int(microseconds)))
+    while clock.now < end {
+        let left = clock.now.duration(to: end)
+        let (seconds, attoseconds) = left.components
+        usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
     }
 }
