@@ -33,7 +33,7 @@
 int bh_lazy_hook_enabled = 1;
 
 /// Ticks in a row without a call before a thread's timer stops (10 ms).
-#define BH_IDLE_TICKS 40
+#define BH_IDLE_TICKS 20
 
 /// The context whose call runs on this thread now, or NULL between calls. Read by
 /// the signal handler on the same thread.

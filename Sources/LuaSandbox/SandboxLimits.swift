@@ -34,7 +34,7 @@ public struct SandboxLimits: Sendable, Equatable {
     public static let lazyCountingTolerance = Int(BH_LAZY_CHARGE)
 
     /// Whether large budgets are counted lazily: such a call runs with no hook
-    /// until a 250 µs timer tick lands in it, is charged
+    /// until a 500 µs timer tick lands in it, is charged
     /// ``lazyCountingTolerance`` instructions for that time (more than it can have
     /// run), and is counted exactly from there on. Nearly every call ends before a
     /// tick and pays nothing per instruction; the count hook costs about 12% of a

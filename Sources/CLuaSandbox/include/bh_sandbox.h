@@ -204,20 +204,22 @@ bh_outcome bh_open_sandbox(lua_State *L);
 /// The normal number of instructions between two hook calls.
 #define BH_HOOK_PERIOD 1000
 
-/// Budgets from this size up run lazily: no hook until the call has run for one
-/// tick of the thread's timer (BH_TICK_NS), then counted with the instructions that
-/// tick may have covered charged up front (BH_LAZY_CHARGE, at most 5% of such a
-/// budget). A call that ends within a tick, which is nearly every call, pays nothing
-/// per instruction; the count hook costs about 12% of a busy handler (NOTES.md).
-#define BH_LAZY_MIN_BUDGET 7500000
+/// Budgets from this size up run lazily: no hook until a tick of the thread's
+/// timer (BH_TICK_NS) lands in the call, then counted with the instructions the
+/// time before that tick may have covered charged up front (BH_LAZY_CHARGE, at most
+/// 5% of such a budget). A call that ends within a tick, which is nearly every
+/// call, pays nothing per instruction; the count hook costs about 12% of a busy
+/// handler (NOTES.md). Each tick is a signal: 2,000 a second on a busy thread.
+#define BH_LAZY_MIN_BUDGET 10000000
 
-/// The tick: 250 µs of the thread's run time, a periodic POSIX timer.
-#define BH_TICK_NS 250000
+/// The tick: a periodic CLOCK_MONOTONIC timer of 500 µs.
+#define BH_TICK_NS 500000
 
-/// What one tick is charged, in instructions: 1.5 per ns, four times the fastest
-/// loop measured here (a bare numeric `for`, 0.37 per ns), so a script is never
-/// counted below what it ran; it may be stopped up to this many instructions early.
-#define BH_LAZY_CHARGE 375000
+/// What one tick is charged, in instructions: 1 per ns over the tick, more than
+/// twice the fastest loop measured here (a bare numeric `for`, 0.37 per ns), so a
+/// script is not counted below what it ran; it may be stopped up to this many
+/// instructions early.
+#define BH_LAZY_CHARGE 500000
 
 /// Whether budgets of BH_LAZY_MIN_BUDGET and more run lazily; 0 counts every call
 /// from its first instruction. Set once by `bh_set_lazy_hook` (and to 0 when the
