@@ -15,6 +15,10 @@
 //   both refuse (they raise the limit error) while the call is over its limit, and
 //   a coroutine that died over a limit is marked (bh_dead_hook) so it is never
 //   closed or resumed later either.
+//
+// And one bug of Lua 5.4.4 that a script could otherwise reach (lua.org bug
+// 5.4.4-9, not patched in Debian 12): closes nested inside `__close` handlers are
+// not counted in Lua's C-stack limit. See BH_MAX_NESTED_CLOSES.
 
 #include "bh_internal.h"
 
@@ -181,6 +185,28 @@ static int bh_log(lua_State *L) {
 enum { BH_CO_RUNNING, BH_CO_SUSPENDED, BH_CO_NORMAL, BH_CO_DEAD };
 static const char *const bh_co_status_names[] = {"running", "suspended", "normal", "dead"};
 
+/// How many closes of coroutines may run inside one another (a `__close` handler
+/// that closes another coroutine, whose handler closes another...).
+///
+/// Lua 5.4.4's `lua_resetthread` runs the handlers on the closed coroutine with
+/// the C-call count that coroutine had when it last yielded, so the C-stack limit
+/// (LUAI_MAXCCALLS, 200 levels) starts afresh at every nested close: a chain of
+/// 20 000 coroutines, each closing the next from a `__close` handler, fits the free
+/// cohort's limits and overflows an 8 MiB C stack (SIGSEGV, the whole worker).
+/// Upstream fixed it in 5.4.6 (`lua_closethread(co, from)`); Debian 12's
+/// 5.4.4-3+deb12u1 does not carry that fix, so the sandbox counts nested closes
+/// itself. Each nested level may still hold Lua's own 200 C levels, so the worst
+/// case is (this + 1) times Lua's normal deepest C recursion: with 8, a script
+/// doing both at every level ran in a 1.5 MiB C stack (debug build, measured);
+/// worker threads have 8 MiB.
+#define BH_MAX_NESTED_CLOSES 8
+
+/// Pushes the message of a close refused by bh_close_thread.
+static void bh_push_close_overflow(lua_State *L) {
+    lua_pushfstring(L, "C stack overflow (more than %d coroutine closes inside one another)",
+                    BH_MAX_NESTED_CLOSES);
+}
+
 /// The status `coroutine.status` would report for `co`, seen from `L`.
 static int bh_co_status(lua_State *L, lua_State *co) {
     if (L == co) {
@@ -254,14 +280,21 @@ static int bh_resume(lua_State *L, lua_State *co, int narg) {
     return -1;
 }
 
-/// Closes `co` from `L` (lua_resetthread), running its pending `__close` handlers
-/// with `co` hooked like any resumed coroutine. Returns lua_resetthread's status.
+/// Closes `co` from `L` with lua_resetthread, which runs its pending `__close`
+/// handlers on `co`, hooked like any resumed coroutine, and leaves the error object
+/// there (it never raises). Unless BH_MAX_NESTED_CLOSES closes already run inside
+/// one another: then nothing runs, `co` is left as it was, and -1 is returned.
 static int bh_close_thread(lua_State *L, lua_State *co, bh_context *ctx) {
+    if (ctx->close_depth >= BH_MAX_NESTED_CLOSES) {
+        return -1;
+    }
+    ctx->close_depth++;
     ctx->running = co;
     bh_sync_thread_hook(co, ctx);
     int status = lua_resetthread(co);
     ctx->running = L;
     bh_sync_thread_hook(L, ctx);
+    ctx->close_depth--;
     return status;
 }
 
@@ -293,8 +326,10 @@ static int bh_co_resume(lua_State *L) {
 /// The function `coroutine.wrap` returns (its upvalue is the coroutine). When the
 /// coroutine dies with an error it is closed before the error propagates, as in
 /// the stock library — except while over a limit (the limit error is raised and the
-/// dead coroutine's `__close` handlers, which would run with hooks off, never run)
-/// and for a coroutine marked dead by a limit earlier.
+/// dead coroutine's `__close` handlers, which would run with hooks off, never run),
+/// for a coroutine marked dead by a limit earlier, and when BH_MAX_NESTED_CLOSES
+/// closes already run inside one another (the error raised is then "C stack
+/// overflow ...").
 static int bh_co_wrapped(lua_State *L) {
     lua_State *co = lua_tothread(L, lua_upvalueindex(1));
     int r = bh_resume(L, co, lua_gettop(L));
@@ -309,8 +344,12 @@ static int bh_co_wrapped(lua_State *L) {
             bh_raise_limit(L, ctx);
         }
         if (lua_gethook(co) != bh_dead_hook) {
-            (void)bh_close_thread(L, co, ctx); // runs __close handlers; leaves the error on co
-            lua_xmove(co, L, 1);         // [..., error, close error]
+            // Runs __close handlers; leaves the error on co.
+            if (bh_close_thread(L, co, ctx) < 0) {
+                bh_push_close_overflow(L);   // [..., error, overflow message]
+            } else {
+                lua_xmove(co, L, 1);         // [..., error, close error]
+            }
         }
         if (lua_type(L, -1) == LUA_TSTRING) {
             // Add where the wrap function was called, as the stock library does.
@@ -331,8 +370,10 @@ static int bh_co_wrap(lua_State *L) {
 
 /// `coroutine.close(co)`: closes a suspended or dead coroutine, running its pending
 /// `__close` handlers (counted by the hook, which is synced first). Refuses while
-/// the call is over a limit (raises the limit error) and for a coroutine marked
-/// dead by a limit (returns false and a message, its handlers never run).
+/// the call is over a limit (raises the limit error), for a coroutine marked
+/// dead by a limit (returns false and a message, its handlers never run), and
+/// when BH_MAX_NESTED_CLOSES closes already run inside one another (returns false
+/// and "C stack overflow ...", the coroutine is left as it was).
 static int bh_co_close(lua_State *L) {
     lua_State *co = bh_check_coroutine(L, 1);
     int status = bh_co_status(L, co);
@@ -348,12 +389,17 @@ static int bh_co_close(lua_State *L) {
         lua_pushliteral(L, "coroutine was stopped by a limit; its to-be-closed variables stay open");
         return 2;
     }
-    if (bh_close_thread(L, co, ctx) == LUA_OK) {
+    int closed = bh_close_thread(L, co, ctx);
+    if (closed == LUA_OK) {
         lua_pushboolean(L, 1);
         return 1;
     }
     lua_pushboolean(L, 0);
-    lua_xmove(co, L, 1);
+    if (closed < 0) {
+        bh_push_close_overflow(L);
+    } else {
+        lua_xmove(co, L, 1);
+    }
     return 2;
 }
 

@@ -129,6 +129,10 @@ typedef struct bh_context {
     lua_State *volatile running;
     /// Stack top when the current call began; bh_call_end returns to it.
     int call_base;
+    /// `coroutine.close` (and the closing done by `coroutine.wrap`) running inside
+    /// one another now: Lua 5.4.4 does not count these in its C-stack limit, so
+    /// the sandbox does (see BH_MAX_NESTED_CLOSES).
+    int close_depth;
 
     // Results of the last call, valid until bh_call_end.
     bh_response response;
@@ -248,6 +252,7 @@ static inline void bh_begin(lua_State *L, bh_context *ctx, int64_t instructions,
     }
     ctx->budget = instructions;
     ctx->deadline_ns = deadline_ns;
+    ctx->close_depth = 0;
     ctx->hit = 0;
     ctx->limit_message[0] = '\0';
     ctx->error.ptr = NULL;
