@@ -51,9 +51,11 @@ run: deps
 e2e: build
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/e2e
 
-## bench: benchmarks (release build).
+## bench: bulkhead against nginx + Lua and lighttpd + Lua, then what only bulkhead has
+## (release build; installs wrk, nginx, lighttpd and their Lua modules when missing).
+## Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--write"; see scripts/bench --help.
 bench: deps
-	scripts/bench
+	scripts/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .build
