@@ -26,6 +26,12 @@ public struct DataDirectory: Sendable, Equatable {
     /// The demo customers' tokens, written by `serve --demo` (0600).
     public var demoTokens: String { root + "/demo-tokens" }
 
+    /// The note a worker leaves when it crashes inside a script: that script's
+    /// "customer/name" (see `bh_crash_notes_install`).
+    public func crashNote(pid: Int32) -> String {
+        run + "/crash-\(pid).note"
+    }
+
     /// The control socket of one worker. `instance` makes it unique across restarts.
     public func workerSocket(pool: String, slot: Int, instance: UInt64) -> String {
         run + "/worker-\(pool)-\(slot)-\(instance).sock"

@@ -119,3 +119,80 @@ int bh_take_fd(int pid, int target_fd) {
     return -1;
 #endif
 }
+
+// MARK: - Crash notes
+
+#include <fcntl.h>
+#include <signal.h>
+
+const char *volatile bh_crash_note_text;
+volatile size_t bh_crash_note_length;
+
+/// The note file's path, copied at install: the handler cannot allocate.
+static char bh_crash_note_path[4096];
+
+static const int bh_crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+/// Async-signal-safe: open, write and close only. SA_RESETHAND put the default
+/// action back, so the signal ends the process once this returns (a fault repeats
+/// its instruction; abort raises again).
+static void bh_crash_write_note(int sig) {
+    (void)sig;
+    const char *text = bh_crash_note_text;
+    size_t len = bh_crash_note_length;
+    if (text == NULL || bh_crash_note_path[0] == '\0') {
+        return;
+    }
+    int fd = open(bh_crash_note_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return;
+    }
+    while (len > 0) {
+        ssize_t n = write(fd, text, len);
+        if (n <= 0) {
+            break;
+        }
+        text += n;
+        len -= (size_t)n;
+    }
+    close(fd);
+}
+
+int bh_crash_notes_install(const char *path) {
+    size_t n = strlen(path);
+    if (n >= sizeof bh_crash_note_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(bh_crash_note_path, path, n + 1);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = bh_crash_write_note;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    for (size_t i = 0; i < sizeof bh_crash_signals / sizeof bh_crash_signals[0]; i++) {
+        if (sigaction(bh_crash_signals[i], &action, NULL) != 0) {
+            return -1;
+        }
+    }
+    return bh_crash_notes_thread();
+}
+
+int bh_crash_notes_thread(void) {
+    // 64 KiB: the handler needs a few hundred bytes; never freed (the thread's life).
+    size_t size = 64 * 1024;
+    void *stack = malloc(size);
+    if (stack == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    stack_t alternate;
+    memset(&alternate, 0, sizeof alternate);
+    alternate.ss_sp = stack;
+    alternate.ss_size = size;
+    if (sigaltstack(&alternate, NULL) != 0) {
+        free(stack);
+        return -1;
+    }
+    return 0;
+}

@@ -201,6 +201,14 @@ static const char *const bh_co_status_names[] = {"running", "suspended", "normal
 /// worker threads have 8 MiB.
 #define BH_MAX_NESTED_CLOSES 8
 
+int bh_nested_close_limit = BH_MAX_NESTED_CLOSES;
+
+int bh_set_nested_close_limit(int limit) {
+    int previous = bh_nested_close_limit;
+    bh_nested_close_limit = limit;
+    return previous;
+}
+
 /// Pushes the message of a close refused by bh_close_thread.
 static void bh_push_close_overflow(lua_State *L) {
     lua_pushfstring(L, "C stack overflow (more than %d coroutine closes inside one another)",
@@ -285,7 +293,7 @@ static int bh_resume(lua_State *L, lua_State *co, int narg) {
 /// there (it never raises). Unless BH_MAX_NESTED_CLOSES closes already run inside
 /// one another: then nothing runs, `co` is left as it was, and -1 is returned.
 static int bh_close_thread(lua_State *L, lua_State *co, bh_context *ctx) {
-    if (ctx->close_depth >= BH_MAX_NESTED_CLOSES) {
+    if (bh_nested_close_limit > 0 && ctx->close_depth >= bh_nested_close_limit) {
         return -1;
     }
     ctx->close_depth++;

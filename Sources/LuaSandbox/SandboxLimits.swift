@@ -33,6 +33,14 @@ public struct SandboxLimits: Sendable, Equatable {
     /// The most a lazily counted call can be stopped early by, in instructions.
     public static let lazyCountingTolerance = Int(BH_LAZY_CHARGE)
 
+    /// Turns off (0) or sets the sandbox's guard on nested `coroutine.close`,
+    /// which keeps Lua 5.4.4's bug from overflowing the C stack. Only fault
+    /// injection turns it off (`BULKHEAD_FAULT_NESTED_CLOSES`), to test how a
+    /// worker crash is blamed on the script that caused it.
+    public static func setNestedCloseLimit(_ limit: Int) {
+        _ = bh_set_nested_close_limit(Int32(clamping: limit))
+    }
+
     /// Whether large budgets are counted lazily: such a call runs with no hook
     /// until a 500 µs timer tick lands in it, is charged
     /// ``lazyCountingTolerance`` instructions for that time (more than it can have

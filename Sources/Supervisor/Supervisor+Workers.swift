@@ -196,7 +196,9 @@ extension Supervisor {
                 "kind": "\(kind)", "version": "\(version)", "pid": "\(handle.pid)", "error": "\(message)",
             ])
         case .watchdog(let customer, let script, let elapsed):
-            strike(customer: customer, script: script, elapsedMilliseconds: elapsed, pid: handle.pid)
+            strike(customer: customer, script: script, pid: handle.pid,
+                   event: "request ran \(elapsed) ms past its deadline; the worker was ended",
+                   reason: "overrunning its wall deadline")
         }
     }
 
@@ -208,22 +210,24 @@ extension Supervisor {
         scriptLogs[key] = lines
     }
 
-    /// A script made the watchdog end a worker: count it, and quarantine the script
-    /// after repeated kills so it stops taking workers down.
-    func strike(customer: String, script: String, elapsedMilliseconds: Int, pid: pid_t) {
+    /// A script ended a worker (the watchdog ended it, or it crashed inside one of
+    /// the script's calls): count it, and quarantine the script after repeated
+    /// kills so it stops taking workers down. `event` says what happened, `reason`
+    /// how the script ended workers (for the quarantine).
+    func strike(customer: String, script: String, pid: pid_t, event: String, reason: String) {
         let key = "\(customer)/\(script)"
         strikes[key, default: 0] += 1
         let count = strikes[key] ?? 0
-        logger.warning("watchdog ended a worker: a request overran its wall deadline inside a C call", metadata: [
-            "script": "\(key)", "elapsed_ms": "\(elapsedMilliseconds)", "pid": "\(pid)", "strikes": "\(count)",
+        logger.warning("a script ended a worker", metadata: [
+            "script": "\(key)", "event": "\(event)", "pid": "\(pid)", "strikes": "\(count)",
         ])
-        appendLog(customer: customer, script: script, line: "request ran \(elapsedMilliseconds) ms past its deadline; the worker was ended (strike \(count) of \(strikesToQuarantine))")
+        appendLog(customer: customer, script: script, line: "\(event) (strike \(count) of \(strikesToQuarantine))")
         guard count >= strikesToQuarantine, !quarantined.contains(key) else { return }
         quarantined.insert(key)
         do {
             _ = try store.setScriptQuarantined(
                 customer: customer, name: script, quarantined: true,
-                reason: "ended \(count) workers by overrunning its wall deadline", actor: "watchdog")
+                reason: "ended \(count) workers by \(reason)", actor: "watchdog")
         } catch {
             logger.error("cannot record the quarantine in the store", metadata: ["script": "\(key)", "error": "\(error)"])
         }
@@ -255,6 +259,7 @@ extension Supervisor {
         handle.exited = true
         handle.connection?.close()
         unlink(configuration.data.workerSocket(pool: handle.pool, slot: handle.slot, instance: handle.instance))
+        blameCrash(of: handle, reason: reason)
         guard let pool = pools[handle.pool] else { return }
         if let index = pool.leaving.firstIndex(where: { $0 === handle }) {
             pool.leaving.remove(at: index)
@@ -274,6 +279,21 @@ extension Supervisor {
             "reason": "\(handle.killReason ?? reason)",
         ])
         scheduleRestart(pool: pool, slot: handle.slot)
+    }
+
+    /// A worker that crashed inside a script's call left a note naming the script
+    /// (see `bh_crash_notes_install`): that counts as a strike against the script.
+    func blameCrash(of handle: WorkerHandle, reason: String) {
+        let path = configuration.data.crashNote(pid: handle.pid)
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        unlink(path)
+        let note = String(decoding: data.prefix(512), as: UTF8.self)
+        guard let slash = note.firstIndex(of: "/") else { return }
+        let customer = String(note[..<slash]), script = String(note[note.index(after: slash)...])
+        guard !customer.isEmpty, !script.isEmpty else { return }
+        strike(customer: customer, script: script, pid: handle.pid,
+               event: "a request crashed the worker (\(handle.killReason ?? reason))",
+               reason: "crashing them")
     }
 
     func scheduleRestart(pool: PoolState, slot: Int) {

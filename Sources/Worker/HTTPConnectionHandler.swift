@@ -1,4 +1,5 @@
 import BulkheadCore
+import CBulkheadPosix
 import Dispatch
 import HTTPWire
 import LuaSandbox
@@ -206,6 +207,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                     pool.platformFailed(error)
                 }
             }
+            // A crash from here to the clear leaves a note naming the script.
+            bh_crash_note_set(script.crashNote.baseAddress, script.crashNote.count)
+            defer { bh_crash_note_clear() }
             return script.state.handle(request) { response -> Int in
                 pool.encoder.writeStatus(response.status, into: &output)
                 for index in 0..<response.headerCount {

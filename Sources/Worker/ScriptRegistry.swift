@@ -12,11 +12,22 @@ final class LoadedScript {
     var requests = 0
     var errors: [String: Int] = [:]
 
+    /// "customer/name", the note a crash during this script's calls leaves for the
+    /// supervisor (see `bh_crash_note_set`). C memory: the signal handler reads it.
+    let crashNote: UnsafeMutableBufferPointer<CChar>
+
     init(customer: String, name: String, version: Int, state: LuaScript) {
         self.customer = customer
         self.name = name
         self.version = version
         self.state = state
+        let note = Array("\(customer)/\(name)".utf8CString.dropLast())
+        crashNote = .allocate(capacity: max(note.count, 1))
+        _ = crashNote.initialize(from: note)
+    }
+
+    deinit {
+        crashNote.deallocate()
     }
 }
 

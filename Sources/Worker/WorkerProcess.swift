@@ -78,7 +78,16 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         let loop = self.loop
         let binaryVersion = options.binaryVersion
+        if let limit = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_NESTED_CLOSES"].flatMap({ Int($0) }) {
+            SandboxLimits.setNestedCloseLimit(limit)
+        }
+        if bh_crash_notes_install(options.data.crashNote(pid: getpid())) != 0 {
+            FileHandle.standardError.write(Data("worker \(getpid()): cannot install crash notes (errno \(errno)); crashes will not be blamed on scripts\n".utf8))
+        }
         self.context = try loop.submit {
+            // The loop runs the scripts: a crash there by stack overflow needs a
+            // stack of its own to write its note.
+            _ = bh_crash_notes_thread()
             let context = PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog)
             context.stats.versions.binary = binaryVersion
             return NIOLoopBound(context, eventLoop: loop)

@@ -111,6 +111,74 @@ import Testing
         #expect(try host.pool("free").quarantined == ["c-free/poison"])
     }
 
+    /// A script that crashes its worker (here through Lua 5.4.4's nested
+    /// `coroutine.close` bug, with the sandbox's guard against it turned off by
+    /// fault injection) is blamed by the note the crashing worker leaves, and
+    /// quarantined after three crashes like one that overruns its deadline; the
+    /// other pools never notice.
+    @Test func scriptThatCrashesItsWorkerIsQuarantined() throws {
+        // 20,000 nested closes need about 26 MB of Lua state: the free pool gets 64.
+        var free = HostHarness.Pool(name: "free", order: 1)
+        free.memoryMB = 64
+        let host = try HostHarness(pools: [free, .init(name: "pro", order: 2), .init(name: "enterprise", order: 3)])
+        for pool in ["free", "pro", "enterprise"] {
+            try host.assign(customer: "c-\(pool)", to: pool)
+            try host.writeScript(customer: "c-\(pool)", name: "echo", source: HostHarness.echoScript)
+        }
+        host.environment["BULKHEAD_FAULT_NESTED_CLOSES"] = "0"
+        try host.writeScript(customer: "c-free", name: "crasher", source: """
+            function handle(req)
+              local previous = nil
+              for i = 1, 20000 do
+                local inner = previous
+                local co = coroutine.create(function()
+                  local guard <close> = setmetatable({}, { __close = function()
+                    if inner then coroutine.close(inner) end
+                  end })
+                  coroutine.yield()
+                end)
+                coroutine.resume(co)
+                previous = co
+              end
+              coroutine.close(previous)
+              return "survived"
+            end
+            """)
+        defer { host.stop() }
+        try host.start()
+        let port = try host.pool("free").port
+        let run = try load(host, pools: ["free", "pro"], connections: 2, rate: 100)
+        var crashes = 0
+        func readyPIDs() -> Set<Int32> {
+            Set(((try? host.pool("free").workers) ?? []).filter(\.ready).map(\.pid))
+        }
+        for attempt in 1...6 {
+            let before = readyPIDs()
+            let answer = httpGet(port: port, host: "crasher.c-free.localhost", timeout: 10)
+            print("crasher request \(attempt): \(answer.map { "\($0.status) \($0.headers["x-bulkhead-error"] ?? "")" } ?? "connection dropped")")
+            if answer?.status == 503 && answer?.headers["x-bulkhead-error"] == "quarantined" { break }
+            #expect(answer == nil, "the worker crashes and its connection drops")
+            crashes += 1
+            // Until the supervisor has seen the crash and a new worker serves.
+            _ = waitFor(timeout: 10) { let now = readyPIDs(); return now.count == 2 && now != before }
+        }
+        #expect(crashes == 3, "quarantined after three crashes, got \(crashes)")
+        let final = httpGet(port: port, host: "crasher.c-free.localhost")
+        #expect(final?.status == 503)
+        #expect(final?.headers["x-bulkhead-error"] == "quarantined")
+        Thread.sleep(forTimeInterval: 2)  // The free pool serves on, whole again.
+        let report = run.stop()
+        print(report.summary)
+        #expect(report["pro"]?.failed == 0)
+        #expect((report["free"]?.ok ?? 0) > 100)
+        #expect((report["free"]?.failed ?? 0) <= 2 * crashes)
+        #expect(try host.pool("free").quarantined == ["c-free/crasher"])
+        let log = try host.cli(["script", "logs", "c-free", "crasher", "--data", host.data.root]).output
+        print(log)
+        #expect(log.contains("a request crashed the worker"))
+        #expect(log.contains("quarantined after 3 worker kills"))
+    }
+
     @Test func crashLoopingPoolIsDegradedAndIsolated() throws {
         let host = try HostHarness(pools: [
             HostHarness.Pool(name: "free", order: 1), HostHarness.Pool(name: "crashy", order: 2, workers: 1),

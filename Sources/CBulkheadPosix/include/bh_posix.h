@@ -1,6 +1,7 @@
 #ifndef BULKHEAD_POSIX_H
 #define BULKHEAD_POSIX_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /// Sends one file descriptor over a connected Unix socket (SCM_RIGHTS) with one
@@ -30,5 +31,42 @@ int bh_set_child_subreaper(void);
 /// has). A new supervisor uses it to take back the ingress's listening socket.
 /// Returns the new descriptor (close-on-exec) or -1 with errno set.
 int bh_take_fd(int pid, int target_fd);
+
+// MARK: - Crash notes
+//
+// A script that crashes its worker (a bug in the Lua library it reached, say) must
+// be quarantined like one that overruns its deadline, or it takes a worker down on
+// every request until the pool is degraded. The worker cannot send a control frame
+// from a crashing thread, so it leaves a note: around every script call it points
+// the note at the script's "customer/name" (two stores), and a handler for the
+// fatal signals writes the note to a file the supervisor reads when it reaps the
+// worker.
+
+/// Where the note goes and which signals leave one: SIGSEGV, SIGBUS, SIGILL, SIGFPE
+/// and SIGABRT get a handler (on an alternate stack, then the default action, so
+/// the process still dies of the signal). Returns 0, or -1 with errno set.
+int bh_crash_notes_install(const char *path);
+
+/// Gives the calling thread an alternate signal stack, so that a crash by stack
+/// overflow still writes its note. Call on every thread that runs scripts.
+/// Returns 0, or -1 with errno set.
+int bh_crash_notes_thread(void);
+
+/// The note a crash now would leave (`len` bytes at `text`, kept alive by the
+/// caller until cleared), or none.
+extern const char *volatile bh_crash_note_text;
+extern volatile size_t bh_crash_note_length;
+
+/// Points the note at `text` for the call about to run. Why C: two stores the
+/// signal handler reads, with no Swift in between.
+static inline void bh_crash_note_set(const char *text, size_t len) {
+    bh_crash_note_length = len;
+    bh_crash_note_text = text;
+}
+
+/// No script runs now: a crash leaves no note.
+static inline void bh_crash_note_clear(void) {
+    bh_crash_note_text = NULL;
+}
 
 #endif

@@ -237,6 +237,11 @@ int bh_set_lazy_hook(int enabled);
 /// Whether lazy budgets are on. Why C: Swift 6 refuses a mutable C global.
 int bh_lazy_hook(void);
 
+/// Sets how many `coroutine.close` may run inside one another (8; 0 = no guard,
+/// which lets Lua 5.4.4's bug overflow the C stack: only for fault-injection tests
+/// of crash handling). Returns the previous limit.
+int bh_set_nested_close_limit(int limit);
+
 /// Puts the main thread's hook into the mode `hook_count` asks (installed, removed
 /// or back from the sticky count of 1). Why C: needs the C hook function.
 void bh_sync_hook(lua_State *L, bh_context *ctx);
