@@ -19,6 +19,23 @@ extension CohortConfiguration {
                 file: file, key: nil,
                 problem: "file is \(text.utf8.count) bytes, larger than the \(maxFileBytes)-byte limit")
         }
+        // The TOML reader takes a C string: it would stop at a NUL and read a file
+        // cut there (a zero-filled tail after a crash) as if it were whole.
+        if text.utf8.contains(0) {
+            var line = 1
+            var column = 1
+            for byte in text.utf8.prefix(while: { $0 != 0 }) {
+                if byte == UInt8(ascii: "\n") {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            }
+            throw CohortConfigurationError(
+                file: file, key: nil,
+                problem: "holds a NUL byte at line \(line), column \(column): not valid TOML (is the file damaged?)")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -123,6 +140,14 @@ public struct CohortDirectory: Sendable {
         var errors: [CohortConfigurationError] = []
         for entry in entries {
             let path = directory.hasSuffix("/") ? directory + entry : directory + "/" + entry
+            // The size first, from the file system: an oversized file is refused
+            // without reading it into memory.
+            if let size = (try? fileManager.attributesOfItem(atPath: path))?[.size] as? Int, size > CohortConfiguration.maxFileBytes {
+                errors.append(CohortConfigurationError(
+                    file: path, key: nil,
+                    problem: "file is \(size) bytes, larger than the \(CohortConfiguration.maxFileBytes)-byte limit"))
+                continue
+            }
             guard let data = fileManager.contents(atPath: path) else {
                 errors.append(CohortConfigurationError(file: path, key: nil, problem: "cannot be read"))
                 continue

@@ -31,6 +31,7 @@ public final class FrameConnection: @unchecked Sendable {
     private let queue = Mutex(Queue())
     private let condition = NSCondition()
     private let closedOnce = Atomic<Bool>(false)
+    private let violation = Mutex<String?>(nil)
 
     /// Wraps a connected socket; the connection owns it from now on.
     public init(fd: Int32) {
@@ -111,6 +112,12 @@ public final class FrameConnection: @unchecked Sendable {
     /// Whether the connection has been closed.
     public var isClosed: Bool { closedOnce.load(ordering: .acquiring) }
 
+    /// Why the reader stopped when the peer broke the framing (a length over
+    /// `maxFrameBytes`, or a close in the middle of a frame); nil after a clean close.
+    /// Set before `onClose` runs. A peer that breaks the framing cannot be trusted to
+    /// be in sync again: the connection is closed, never resynchronised.
+    public var protocolViolation: String? { violation.withLock { $0 } }
+
     /// Shuts the socket down: both threads end, `onClose` runs.
     public func close() {
         guard !closedOnce.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -129,13 +136,25 @@ public final class FrameConnection: @unchecked Sendable {
         while true {
             let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
-            if count <= 0 { return }
+            if count <= 0 {
+                if count == 0 && !buffer.isEmpty && !isClosed {
+                    violation.withLock {
+                        $0 = "the peer closed the connection in the middle of a frame (\(buffer.count) bytes of it arrived)"
+                    }
+                }
+                return
+            }
             buffer.append(contentsOf: chunk[0..<count])
             var start = 0
             while buffer.count - start >= 4 {
                 let length = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16
                     | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
-                guard length <= Self.maxFrameBytes else { return }
+                guard length <= Self.maxFrameBytes else {
+                    violation.withLock {
+                        $0 = "a control frame announced \(length) bytes, over the \(Self.maxFrameBytes)-byte limit"
+                    }
+                    return
+                }
                 guard buffer.count - start - 4 >= length else { break }
                 onFrame(Array(buffer[(start + 4)..<(start + 4 + length)]))
                 start += 4 + length

@@ -70,6 +70,54 @@ struct SQLiteFileHeader {
         }
     }
 
+    /// Refuses the store when its write-ahead log (`path-wal`) exists but does not
+    /// start with a sound log header.
+    ///
+    /// Why: SQLite treats a log with a bad header as empty and overwrites it with the
+    /// next commit, so the newest commits, which may live only in the log, would be
+    /// lost without a word. A missing or empty log is normal. Layout:
+    /// <https://www.sqlite.org/fileformat.html#the_write_ahead_log>.
+    static func checkLog(of path: String) throws {
+        let logPath = path + "-wal"
+        var info = stat()
+        guard stat(logPath, &info) == 0, info.st_size > 0 else { return }
+        let header = try FileSystem.readPrefix(of: logPath, count: 32)
+        guard header.count == 32 else {
+            throw StoreError.damagedLog(path: path, "it has \(info.st_size) bytes, fewer than the 32 of a log header")
+        }
+        let magic = bigEndian32(header, at: 0)
+        guard magic == 0x377f_0682 || magic == 0x377f_0683 else {
+            throw StoreError.damagedLog(path: path, "its header is not that of an SQLite write-ahead log")
+        }
+        guard bigEndian32(header, at: 4) == 3_007_000 else {
+            throw StoreError.damagedLog(path: path, "its header gives an unknown format version (\(bigEndian32(header, at: 4)))")
+        }
+        let pageSize = Int(bigEndian32(header, at: 8))
+        guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
+            throw StoreError.damagedLog(path: path, "its header gives an impossible page size (\(pageSize))")
+        }
+        // The header's own checksum covers its first 24 bytes; the magic's low bit says
+        // whether the words are summed big-endian.
+        let (first, second) = logChecksum(header, count: 24, bigEndian: magic & 1 == 1)
+        guard first == bigEndian32(header, at: 24), second == bigEndian32(header, at: 28) else {
+            throw StoreError.damagedLog(path: path, "its header fails its checksum")
+        }
+    }
+
+    /// SQLite's log checksum over the first `count` bytes (a multiple of 8).
+    private static func logChecksum(_ bytes: [UInt8], count: Int, bigEndian: Bool) -> (UInt32, UInt32) {
+        func word(_ offset: Int) -> UInt32 {
+            bigEndian ? bigEndian32(bytes, at: offset) : bigEndian32(bytes, at: offset).byteSwapped
+        }
+        var s0: UInt32 = 0
+        var s1: UInt32 = 0
+        for offset in stride(from: 0, to: count, by: 8) {
+            s0 = s0 &+ word(offset) &+ s1
+            s1 = s1 &+ word(offset + 4) &+ s0
+        }
+        return (s0, s1)
+    }
+
     private static func bigEndian32(_ bytes: [UInt8], at offset: Int) -> UInt32 {
         UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8
             | UInt32(bytes[offset + 3])

@@ -13,6 +13,7 @@ extension SQLiteStore {
             try createStore(at: path, configuration: configuration)
         }
         try SQLiteFileHeader.check(path: path)
+        try SQLiteFileHeader.checkLog(of: path)
         try checkContents(of: path, configuration: configuration)
         do {
             let pool = try DatabasePool(path: path, configuration: connectionConfiguration(configuration, label: "store"))
@@ -88,11 +89,18 @@ extension SQLiteStore {
         }
     }
 
-    /// Opens the file with a plain connection that does not switch it to WAL, and
-    /// refuses it unless it is a sound bulkhead store of a schema this build knows.
+    /// Opens the file with a read-only connection, and refuses it unless it is a sound
+    /// bulkhead store of a schema this build knows.
+    ///
+    /// Why read-only: closing the last read-write connection to a WAL database
+    /// checkpoints the log into the file and deletes the log. On a damaged store that
+    /// would write into the file being refused and throw away the newest commits,
+    /// which may live only in the log.
     private static func checkContents(of path: String, configuration: SQLiteStoreConfiguration) throws {
         do {
-            let queue = try DatabaseQueue(path: path, configuration: connectionConfiguration(configuration, label: "store.check"))
+            var grdb = connectionConfiguration(configuration, label: "store.check")
+            grdb.readonly = true
+            let queue = try DatabaseQueue(path: path, configuration: grdb)
             defer { try? queue.close() }
             try queue.read { db in
                 let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0

@@ -58,6 +58,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case rolloutInProgress(kind: String, id: Int)
         case rolloutFinished(Int)
         case orphanedLog(path: String)
+        case damagedLog(path: String, detail: String)
         case notSQLite(path: String)
         case notBulkhead(path: String, applicationID: Int32)
         case truncated(path: String, detail: String)
@@ -84,7 +85,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound: .notFound
         case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished: .conflict
         case .diskFull: .diskFull
-        case .orphanedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting: .damaged
+        case .orphanedLog, .damagedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting: .damaged
         case .newerSchema: .incompatible
         case .busy, .cannotOpen: .unavailable
         case .database(_, _, _, _, let damaged): damaged ? .damaged : .unavailable
@@ -122,6 +123,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case .orphanedLog(let path):
             return "\(path) is missing but its write-ahead log \(path)-wal is there: the database was moved or "
                 + "deleted while in use. Restore \(path), or remove \(path)-wal and \(path)-shm to start an empty store"
+        case .damagedLog(let path, let detail):
+            return "\(path)-wal, the write-ahead log of \(path), is damaged: \(detail). It may hold the newest "
+                + "changes, so bulkhead will not start without it. Restore \(path) and \(path)-wal together from a "
+                + "backup; or, to accept losing what the log held, move \(path)-wal and \(path)-shm away"
         case .notSQLite(let path):
             return "\(path) is not an SQLite database (its header is not \"SQLite format 3\"). "
                 + "Refusing to use it as the bulkhead store: move it away, or give another --data directory"
@@ -192,6 +197,7 @@ extension StoreError {
     }
     static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
     static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
+    static func damagedLog(path: String, _ detail: String) -> StoreError { StoreError(.damagedLog(path: path, detail: detail)) }
     static func notSQLite(path: String) -> StoreError { StoreError(.notSQLite(path: path)) }
     static func notBulkhead(path: String, applicationID: Int32) -> StoreError {
         StoreError(.notBulkhead(path: path, applicationID: applicationID))

@@ -32,8 +32,18 @@ struct ArtifactChecker {
         guard path.hasPrefix("/") else {
             return ControlError(status: 400, kind: "invalid-binary", message: "give the binary's absolute path, got '\(path)'")
         }
-        guard FileManager.default.isExecutableFile(atPath: path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+              FileManager.default.isExecutableFile(atPath: path)
+        else {
             return ControlError(status: 400, kind: "invalid-binary", message: "\(path) is not an executable file")
+        }
+        // What the kernel can run: an ELF file or a script with a #! line. Anything
+        // else fails to start with a message Foundation does not make clear.
+        let start = FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 4) } ?? Data()
+        guard start.starts(with: [0x7f, 0x45, 0x4c, 0x46]) || start.starts(with: [0x23, 0x21]) else {
+            return ControlError(status: 400, kind: "invalid-binary",
+                                message: "\(path) is neither an ELF executable nor a script starting with #!")
         }
         guard let output = ChildProcess.run(path, ["probe"], input: "", timeout: 10) else {
             return ControlError(status: 400, kind: "invalid-binary", message: "\(path) probe did not answer within 10 s")
@@ -50,8 +60,9 @@ struct ArtifactChecker {
 /// Runs a short-lived helper process to completion, with stdin fed and stdout read,
 /// killing it past `timeout`. Used for the checks the supervisor must not run itself.
 enum ChildProcess {
-    /// The exit status and everything it printed, or nil when it could not start or
-    /// ran out of time.
+    /// The exit status and everything it printed, or nil when it ran out of time. A
+    /// program that cannot be started at all (a directory, no `#!` line, no execute
+    /// permission for us) gives status 127 and says why, as a shell would.
     static func run(_ path: String, _ arguments: [String], input: String, timeout: Double, mergeStderr: Bool = true)
         -> (status: Int32, text: String)?
     {
@@ -69,7 +80,7 @@ enum ChildProcess {
         do {
             try process.run()
         } catch {
-            return nil
+            return (127, "cannot be started: \(error.localizedDescription)")
         }
         DispatchQueue.global().async {
             try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))

@@ -136,7 +136,19 @@ extension Supervisor {
             },
             onClose: { [weak self] in
                 guard let self else { return }
-                self.queue.async { self.workerGone(handle, reason: "control connection closed") }
+                let violation = connection.protocolViolation
+                self.queue.async {
+                    if let violation, !handle.exited {
+                        // The worker broke the framing: it is out of sync, and left alive
+                        // it would go on serving with nobody supervising it.
+                        self.logger.error("broken control frame from worker; replacing it", metadata: [
+                            "pid": "\(handle.pid)", "error": "\(violation)",
+                        ])
+                        handle.killReason = "broken control frame: \(violation)"
+                        kill(handle.pid, SIGKILL)
+                    }
+                    self.workerGone(handle, reason: "control connection closed")
+                }
             })
         guard let pool = pools[handle.pool] else { return }
         handle.send(.configure(cohort: pool.cohort))
@@ -322,7 +334,10 @@ extension Supervisor {
         watchIngress(now: now)
         for pool in pools.values {
             let timeout = Double(pool.cohort.limits.wallMilliseconds + configuration.watchdogMarginMilliseconds) / 1000 + 1.5
-            for case let worker? in pool.slots where !worker.exited && worker.connection != nil && worker.killReason == nil {
+            // Leaving (draining) workers too: one that hangs, or ignores the drain, would
+            // otherwise never be ended.
+            let watched = pool.slots.compactMap { $0 } + pool.leaving
+            for worker in watched where !worker.exited && worker.connection != nil && worker.killReason == nil {
                 if now - worker.lastHeartbeat > timeout {
                     worker.killReason = String(format: "no heartbeat for %.1f s (hung or stopped)", now - worker.lastHeartbeat)
                     logger.warning("worker missed its heartbeats; killing it", metadata: [

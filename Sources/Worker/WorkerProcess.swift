@@ -165,8 +165,15 @@ public final class WorkerProcess: @unchecked Sendable {
     private func handshake(_ connection: FrameConnection) -> Bool {
         Sockets.setTimeouts(connection.fd, seconds: 5)
         guard let frame = try? connection.readFrameNow(),
-              case .hello(_, _, let wantListener) = ControlCodec.decode(SupervisorMessage.self, from: frame)
+              case .hello(let version, let supervisorPID, let wantListener) = ControlCodec.decode(SupervisorMessage.self, from: frame)
         else { return false }
+        // Both sides check the version: a supervisor of another protocol gets no
+        // identity and no listening socket.
+        guard version == controlProtocolVersion else {
+            FileHandle.standardError.write(Data(
+                "worker \(getpid()): refused supervisor \(supervisorPID), which speaks control protocol \(version), not \(controlProtocolVersion)\n".utf8))
+            return false
+        }
         let state = identityState.withLock { $0 }
         let identity = WorkerIdentity(
             pid: getpid(), pool: options.pool, slot: options.slot, instance: options.instance,

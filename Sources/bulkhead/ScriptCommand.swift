@@ -101,7 +101,8 @@ struct ScriptCommand: ParsableCommand {
             let result = try AdminCall.perform(
                 AdminRequest(command: "logs", arguments: ["customer": customer, "script": name]), data: dataOptions.data)
             let lines = (try? JSONDecoder().decode([String].self, from: Data(result.utf8))) ?? []
-            for line in lines { print(line) }
+            // Script output: escaped, so it cannot drive the operator's terminal.
+            for line in lines { print(ControlCharacters.escaped(line)) }
         }
     }
 }

@@ -36,7 +36,7 @@ struct ServeCommand: ParsableCommand {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return EscapingLogHandler(handler)
         }
         let logger = Logger(label: "bulkhead.supervisor")
         let configuration = SupervisorConfiguration(
@@ -54,7 +54,7 @@ struct ServeCommand: ParsableCommand {
         do {
             try supervisor.start()
         } catch {
-            FileHandle.standardError.write(Data("bulkhead serve: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("bulkhead serve: \(ControlCharacters.escaped("\(error)"))\n".utf8))
             throw ExitCode.failure
         }
         let (host, port) = try Self.split(address: api, option: "--api")

@@ -91,6 +91,37 @@ import Testing
         }
     }
 
+    /// The TOML reader stops at a NUL: without this refusal, a bad value after one (a
+    /// zero-filled tail, then more text) would go unseen.
+    @Test func refusesANULByteWithItsPlace() {
+        let text = "name = \"free\"\norder = 1\nport = 0\n\u{0}\u{0}\nworkers = 0\n"
+        #expect {
+            _ = try CohortConfiguration.parse(text, file: "free.toml")
+        } throws: { error in
+            (error as? CohortConfigurationError)?.description == "free.toml: holds a NUL byte at line 4, column 1: not valid TOML (is the file damaged?)"
+        }
+        // The same text without the NULs is read to the end, and its last line refused.
+        #expect {
+            _ = try CohortConfiguration.parse(text.replacingOccurrences(of: "\u{0}", with: ""), file: "free.toml")
+        } throws: { error in
+            (error as? CohortConfigurationError)?.key == "workers"
+        }
+    }
+
+    /// An oversized file is refused by its size, without being read: here a sparse
+    /// 1 TiB file, which no process could read into memory.
+    @Test func directoryRefusesAnOversizedFileWithoutReadingIt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohorts-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Self.valid.write(toFile: directory + "/free.toml", atomically: true, encoding: .utf8)
+        #expect(FileManager.default.createFile(atPath: directory + "/pro.toml", contents: nil))
+        #expect(truncate(directory + "/pro.toml", 1 << 40) == 0)
+        let result = CohortDirectory.load(directory)
+        #expect(result.cohorts.map(\.name) == ["free"])
+        #expect(result.errors.map(\.description) == ["\(directory)/pro.toml: file is 1099511627776 bytes, larger than the 65536-byte limit"])
+    }
+
     @Test func directoryRefusesDuplicatePortsAndOrders() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cohorts-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -29,6 +29,8 @@ final class HostHarness: @unchecked Sendable {
     private(set) var supervisor: Process?
     private var supervisorLog: FileHandle?
     var environment: [String: String] = [:]
+    /// Extra arguments for `bulkhead serve` (e.g. `--demo`).
+    var serveArguments: [String] = []
 
     /// Three pools, two workers each, one customer per pool with an `echo` script.
     static func standard() throws -> HostHarness {
@@ -128,7 +130,7 @@ final class HostHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                             "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"]
+                             "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in self.environment { environment[key] = value }
         process.environment = environment

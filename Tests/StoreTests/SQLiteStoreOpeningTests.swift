@@ -231,4 +231,67 @@ import Testing
         #expect(error?.kind == .unavailable)
         #expect(error?.description.contains(directory.storePath) == true)
     }
+    // MARK: The write-ahead log
+
+    /// The files `kill -9` leaves: the database and its log as they are on disk while
+    /// the store is open, with the newest commits only in the log.
+    private func crashedStore() throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
+        let store = try makeStore(in: directory)
+        _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+        for version in 1...3 {
+            _ = try store.putScriptVersion(
+                customer: "acme", name: "hello", source: "-- \(version)\n" + String(repeating: "-- pad\n", count: 600), actor: "c")
+        }
+        let crashed = try TemporaryDirectory()
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: directory.storePath + suffix, toPath: crashed.storePath + suffix)
+        }
+        _ = store
+        return crashed
+    }
+
+    @Test func aDamagedStoreIsRefusedWithItsLogLeftAsItWas() throws {
+        let directory = try crashedStore()
+        let wal = try contents(of: directory.storePath + "-wal")
+        #expect(wal.count > 32, "the newest commits are in the log")
+        var bytes = try contents(of: directory.storePath)
+        let pageSize = 4096
+        for index in pageSize..<bytes.count { bytes[index] = 0xff }
+        try bytes.write(to: URL(fileURLWithPath: directory.storePath))
+
+        let error = storeError { _ = try open(directory.storePath) }
+        #expect(error?.kind == .damaged)
+        // Checking must not checkpoint the log into the damaged file, nor delete it.
+        #expect(try contents(of: directory.storePath) == bytes)
+        #expect(try contents(of: directory.storePath + "-wal") == wal)
+    }
+
+    @Test(arguments: ["garbage over the whole log", "a zeroed header", "a header whose checksum fails", "a log cut inside its header"])
+    func aLogWithABadHeaderIsRefused(what: String) throws {
+        let directory = try crashedStore()
+        let main = try contents(of: directory.storePath)
+        var wal = try contents(of: directory.storePath + "-wal")
+        switch what {
+        case "garbage over the whole log": for index in wal.indices { wal[index] = UInt8(truncatingIfNeeded: index &* 7) }
+        case "a zeroed header": for index in 0..<32 { wal[index] = 0 }
+        case "a header whose checksum fails": wal[16] ^= 0x01
+        default: wal = wal.prefix(20)
+        }
+        try wal.write(to: URL(fileURLWithPath: directory.storePath + "-wal"))
+
+        let error = storeError { _ = try open(directory.storePath) }
+        #expect(error?.kind == .damaged, "\(what)")
+        #expect(error?.description.hasPrefix("\(directory.storePath)-wal, the write-ahead log of \(directory.storePath), is damaged") == true,
+                "\(what): \(error?.description ?? "no error")")
+        #expect(error?.description.contains("may hold the newest changes") == true)
+        #expect(try contents(of: directory.storePath) == main, "\(what): the store is untouched")
+        #expect(try contents(of: directory.storePath + "-wal") == wal, "\(what): the log is untouched")
+    }
+
+    @Test func aSoundLogIsReplayed() throws {
+        let directory = try crashedStore()
+        let store = try open(directory.storePath)
+        #expect(try store.scriptVersions(customer: "acme", name: "hello").map(\.version) == [1, 2, 3])
+    }
 }
