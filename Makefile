@@ -5,7 +5,7 @@ CONFIG     ?= debug
 BUILD_LOG  := .build/last-build.log
 APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev
 
-.PHONY: all deps build test unit integration api-check run bench e2e clean
+.PHONY: all deps build test unit integration chaos chaos-short api-check run bench e2e clean
 
 all: build
 
@@ -27,9 +27,9 @@ build: deps
 	@if grep -E "^$(CURDIR)/(Sources|Tests)/.*: warning:" $(BUILD_LOG); then \
 	  echo "error: the build has warnings (above)"; exit 1; fi
 
-## test: unit tests in parallel, the integration suites one at a time, then
-## schemathesis against the live API.
-test: build unit integration api-check
+## test: unit tests in parallel, the integration suites one at a time, the short
+## chaos run, then schemathesis against the live API.
+test: build unit integration chaos-short api-check
 
 unit:
 	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
@@ -37,6 +37,14 @@ unit:
 integration:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \
 	  $(SWIFT) test -c $(CONFIG) --skip-build --no-parallel --filter IntegrationTests
+
+## chaos: faults injected under load on every pool (scripts/chaos), a table per
+## scenario; CHAOS_ARGS=--write also puts the tables into RELIABILITY.md.
+chaos: build
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/chaos $(CHAOS_ARGS)
+
+chaos-short:
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/chaos --short
 
 api-check:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/api-check

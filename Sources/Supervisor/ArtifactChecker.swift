@@ -82,10 +82,14 @@ enum ChildProcess {
         } catch {
             return (127, "cannot be started: \(error.localizedDescription)")
         }
-        DispatchQueue.global().async {
+        // A thread of its own, not the dispatch pool: the callers block dispatch
+        // threads while they wait (uploads arrive on them), and in a burst of uploads
+        // the writer waited seconds for a thread while the child waited for its input
+        // and ran out of time.
+        Thread {
             try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try? stdin.fileHandleForWriting.close()
-        }
+        }.start()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(2_000) }
         if process.isRunning {

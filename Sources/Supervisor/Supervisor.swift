@@ -138,6 +138,11 @@ public final class Supervisor: @unchecked Sendable {
     /// good config, or when another supervisor holds the data directory.
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
+        // A write past a file size limit (`ulimit -f`, LimitFSIZE) must fail that one
+        // write with EFBIG, as a full disk fails it with ENOSPC, not end the control
+        // plane: by default SIGXFSZ kills the process when the writing thread does not
+        // block it (NIO's threads and the main thread do not). Workers inherit this.
+        signal(SIGXFSZ, SIG_IGN)
         _ = bh_set_child_subreaper()
         let data = configuration.data
         try data.create()
