@@ -5,7 +5,7 @@ CONFIG     ?= debug
 BUILD_LOG  := .build/last-build.log
 APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev
 
-.PHONY: all deps build test unit integration chaos chaos-short api-check run bench e2e clean
+.PHONY: all deps build test unit integration chaos chaos-short api-check live-fuzz fuzz run bench e2e clean
 
 all: build
 
@@ -27,9 +27,11 @@ build: deps
 	@if grep -E "^$(CURDIR)/(Sources|Tests)/.*: warning:" $(BUILD_LOG); then \
 	  echo "error: the build has warnings (above)"; exit 1; fi
 
-## test: unit tests in parallel, the integration suites one at a time, the short
-## chaos run, then schemathesis against the live API.
-test: build unit integration chaos-short api-check
+## test: unit tests in parallel (the parser fuzzers included, fixed seed, 10,000
+## cases each), the integration suites one at a time, the short chaos run,
+## schemathesis against the live API, then a short live fuzz of the pools' and the
+## ingress's HTTP parsing.
+test: build unit integration chaos-short api-check live-fuzz
 
 unit:
 	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
@@ -48,6 +50,24 @@ chaos-short:
 
 api-check:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/api-check
+
+## live-fuzz: scripts/fuzz with its fixed seed and default count (well under 30 s).
+live-fuzz:
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/fuzz --ingress
+
+## fuzz: the long fuzz, from a new seed each run (printed; replay with FUZZ_SEED=N):
+## both parser fuzzers in a release build of HTTPWire alone (FUZZ_COUNT cases each),
+## then FUZZ_LIVE_COUNT connections to a live host's pools and ingress.
+FUZZ_COUNT      ?= 2000000
+FUZZ_LIVE_COUNT ?= 20000
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell date +%s)
+endif
+fuzz: deps
+	BULKHEAD_FUZZ_COUNT=$(FUZZ_COUNT) BULKHEAD_FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz-parser
+	$(SWIFT) build -c $(CONFIG) --product bulkhead
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \
+	  scripts/fuzz --ingress --count $(FUZZ_LIVE_COUNT) --seed $(FUZZ_SEED)
 
 ## run: the host with the default cohorts and a demo customer per cohort.
 run: deps

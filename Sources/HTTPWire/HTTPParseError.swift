@@ -24,6 +24,7 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
         case conflictingContentLength
         case contentLengthWithTransferEncoding
         case transferEncodingInHTTP10
+        case chunkedNotFinal
         case unsupportedTransferEncoding
         case invalidChunkSize
         case invalidChunkFraming
@@ -83,6 +84,9 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
     /// Transfer-Encoding in an HTTP/1.0 request, whose framing is then unreliable
     /// (RFC 9112 §6.1).
     public static var transferEncodingInHTTP10: Self { Self(.transferEncodingInHTTP10) }
+    /// A Transfer-Encoding whose last coding is not `chunked` (`gzip`, `chunked, gzip`):
+    /// the body's length cannot be known, and RFC 9112 §6.3 makes this a 400.
+    public static var chunkedNotFinal: Self { Self(.chunkedNotFinal) }
     /// A chunk size that is not hexadecimal, or does not fit in an `Int`.
     public static var invalidChunkSize: Self { Self(.invalidChunkSize) }
     /// A chunk line or chunk data not followed by CRLF.
@@ -103,7 +107,9 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
     public static var tooManyHeaders: Self { Self(.tooManyHeaders) }
     /// The chunked trailer section is larger than `maxHeadBytes` (431).
     public static var trailersTooLarge: Self { Self(.trailersTooLarge) }
-    /// A Transfer-Encoding other than exactly `chunked` (501, RFC 9112 §6.1).
+    /// A transfer coding other than `chunked` before a final `chunked` (`gzip,
+    /// chunked`), or `chunked` twice: codings bulkhead does not implement (501, RFC 9112
+    /// §6.1).
     public static var unsupportedTransferEncoding: Self { Self(.unsupportedTransferEncoding) }
     /// A well-formed version other than HTTP/1.x, such as HTTP/2.0 or HTTP/0.9 (505).
     public static var unsupportedVersion: Self { Self(.unsupportedVersion) }
@@ -142,6 +148,7 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
         case .conflictingContentLength: "Content-Length headers disagree"
         case .contentLengthWithTransferEncoding: "both Content-Length and Transfer-Encoding (refused: request smuggling)"
         case .transferEncodingInHTTP10: "Transfer-Encoding in an HTTP/1.0 request"
+        case .chunkedNotFinal: "Transfer-Encoding does not end with chunked: the body's length is unknown"
         case .unsupportedTransferEncoding: "Transfer-Encoding other than chunked is not implemented"
         case .invalidChunkSize: "chunk size is not hexadecimal or too large"
         case .invalidChunkFraming: "chunk line or chunk data not followed by CRLF"

@@ -368,12 +368,14 @@ extension HTTPRequestParser {
             }
             state.contentLength = length
         case 17 where ASCII.equalsLowercased(bytes, name, "transfer-encoding"):
-            // Exactly one field saying `chunked`: a second one, or `gzip, chunked`, is a
-            // coding we do not implement.
-            guard !state.transferEncodingChunked, ASCII.equalsLowercased(bytes, value, "chunked") else {
-                return .unsupportedTransferEncoding
+            // The fields form one list of codings, judged when the head ends. Only its
+            // last element says whether the body's length is known (RFC 9112 §6.3);
+            // anything before it is a coding we do not implement.
+            if state.transferEncoding == .none && ASCII.equalsLowercased(bytes, value, "chunked") {
+                state.transferEncoding = .chunked
+            } else {
+                state.transferEncoding = Self.endsWithChunked(bytes, value) ? .otherThenChunked : .notEndingInChunked
             }
-            state.transferEncodingChunked = true
         default:
             break
         }
@@ -406,6 +408,19 @@ extension HTTPRequestParser {
         }
     }
 
+    /// Whether the last element of a comma-separated list in `bytes[value]` (a checked
+    /// field value, trimmed) is `chunked`, compared case-insensitively.
+    static func endsWithChunked(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> Bool {
+        var start = value.upperBound
+        while start > value.lowerBound && bytes[start &- 1] != ASCII.comma {
+            start &-= 1
+        }
+        while start < value.upperBound && ASCII.isWhitespace(bytes[start]) {
+            start &+= 1
+        }
+        return ASCII.equalsLowercased(bytes, start..<value.upperBound, "chunked")
+    }
+
     /// `1*DIGIT` in `bytes[range]`, saturating at `Int.max` (which is over any body
     /// limit, so a huge value is refused as too large, not wrapped).
     static func decimal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
@@ -434,7 +449,7 @@ extension HTTPRequestParser {
         if let authority = state.authority {
             state.host = authority
         }
-        if state.transferEncodingChunked {
+        if state.transferEncoding != .none {
             if version == .http1_0 {
                 return .failed(.transferEncodingInHTTP10)
             }
@@ -443,7 +458,16 @@ extension HTTPRequestParser {
             if state.contentLength != nil {
                 return .failed(.contentLengthWithTransferEncoding)
             }
-            state.framing = .chunked
+            switch state.transferEncoding {
+            case .notEndingInChunked:
+                // RFC 9112 §6.3: the server MUST answer 400 and close.
+                return .failed(.chunkedNotFinal)
+            case .otherThenChunked:
+                // RFC 9112 §6.1: a coding the server does not understand, 501.
+                return .failed(.unsupportedTransferEncoding)
+            case .chunked, .none:
+                state.framing = .chunked
+            }
         } else if let length = state.contentLength {
             if length > max(limits.maxBodyBytes, 0) {
                 return .failed(.bodyTooLarge)

@@ -226,6 +226,18 @@ enum BodyFraming: Sendable {
     case chunked
 }
 
+/// What the Transfer-Encoding fields said, all of them read as one list of codings.
+enum TransferEncoding: Sendable {
+    /// No Transfer-Encoding field.
+    case none
+    /// Exactly `chunked`.
+    case chunked
+    /// Ends with `chunked`, with another coding (or a second `chunked`) before it.
+    case otherThenChunked
+    /// Does not end with `chunked`: the body's length cannot be known.
+    case notEndingInChunked
+}
+
 /// Where the chunked decoder is.
 enum ChunkStage: Sendable {
     /// At the start of a chunk-size line.
@@ -270,7 +282,7 @@ struct ParseState: Sendable {
     // What the header fields said.
     var host: Range<Int>?
     var contentLength: Int?
-    var transferEncodingChunked = false
+    var transferEncoding = TransferEncoding.none
     var connectionClose = false
     var connectionKeepAlive = false
     var expectContinue = false

@@ -315,7 +315,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     // MARK: Output and timers
 
     private func flush(context: ChannelHandlerContext) {
-        guard output.readableBytes > 0 else { return }
+        // Handed off already: NIO fires channelReadComplete again, with no read, when
+        // the client half-closes (EOF), and the same responses would go out twice.
+        guard !outputHandedOff, output.readableBytes > 0 else { return }
         context.writeAndFlush(wrapOutboundOut(output), promise: nil)
         outputHandedOff = true
     }
@@ -324,7 +326,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         arrivalTimer?.cancel()
         idleTimer?.cancel()
         let promise = context.eventLoop.makePromise(of: Void.self)
-        if output.readableBytes > 0 {
+        if !outputHandedOff && output.readableBytes > 0 {
             context.writeAndFlush(wrapOutboundOut(output), promise: promise)
             outputHandedOff = true
         } else {

@@ -78,15 +78,21 @@ struct BodyTests {
         (["Content-Length: 5", "Transfer-Encoding: chunked"], .contentLengthWithTransferEncoding),
         (["Transfer-Encoding: chunked", "Content-Length: 5"], .contentLengthWithTransferEncoding),
         (["Transfer-Encoding: chunked", "Content-Length: 0"], .contentLengthWithTransferEncoding),
-        (["Transfer-Encoding: gzip"], .unsupportedTransferEncoding),
+        // RFC 9112 §6.3: chunked not the last coding of a request: 400. §6.1: a coding
+        // not understood before a final chunked: 501. Several fields are one list.
+        (["Transfer-Encoding: gzip"], .chunkedNotFinal),
         (["Transfer-Encoding: gzip, chunked"], .unsupportedTransferEncoding),
-        (["Transfer-Encoding: chunked, gzip"], .unsupportedTransferEncoding),
+        (["Transfer-Encoding: gzip,chunked"], .unsupportedTransferEncoding),
+        (["Transfer-Encoding: chunked, gzip"], .chunkedNotFinal),
         (["Transfer-Encoding: chunked, chunked"], .unsupportedTransferEncoding),
         (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], .unsupportedTransferEncoding),
-        (["Transfer-Encoding: chunked", "Transfer-Encoding: gzip"], .unsupportedTransferEncoding),
-        (["Transfer-Encoding: identity"], .unsupportedTransferEncoding),
-        (["Transfer-Encoding:"], .unsupportedTransferEncoding),
-        (["Transfer-Encoding: xchunked"], .unsupportedTransferEncoding),
+        (["Transfer-Encoding: chunked", "Transfer-Encoding: gzip"], .chunkedNotFinal),
+        (["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"], .unsupportedTransferEncoding),
+        (["Transfer-Encoding: gzip, chunked", "Transfer-Encoding: gzip"], .chunkedNotFinal),
+        (["Transfer-Encoding: identity"], .chunkedNotFinal),
+        (["Transfer-Encoding:"], .chunkedNotFinal),
+        (["Transfer-Encoding: chunked,"], .chunkedNotFinal),
+        (["Transfer-Encoding: xchunked"], .chunkedNotFinal),
         (["Transfer-Encoding: \u{1}chunked"], .invalidHeaderValue),
         (["Transfer-Encoding : chunked"], .whitespaceBeforeColon),
     ]
@@ -106,6 +112,7 @@ struct BodyTests {
         #expect(HTTPParseError.contentLengthWithTransferEncoding.status == 400)
         #expect(HTTPParseError.conflictingContentLength.status == 400)
         #expect(HTTPParseError.unsupportedTransferEncoding.status == 501)
+        #expect(HTTPParseError.chunkedNotFinal.status == 400)
         #expect(HTTPParseError.bodyTooLarge.status == 413)
         #expect(HTTPParseError.invalidChunkSize.status == 400)
     }

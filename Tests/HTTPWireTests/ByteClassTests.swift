@@ -16,7 +16,7 @@ struct ByteClassTests {
                 var violations: [String] = []
                 let result = parseWhole(input, violations: &violations)
                 if Self.tchars.contains(byte) {
-                    #expect(result.request?.headers.last == [String(decoding: name, as: UTF8.self), "v"], "byte \(byte) at \(position)")
+                    #expect(result.request?.headers.last == [text(name), "v"], "byte \(byte) at \(position)")
                 } else {
                     #expect(result.error != nil, "byte \(byte) at \(position)")
                 }
@@ -48,7 +48,7 @@ struct ByteClassTests {
                 var violations: [String] = []
                 let result = parseWhole(input, violations: &violations)
                 if byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "#") {
-                    let expectedPath = String(decoding: target.prefix { $0 != UInt8(ascii: "?") }, as: UTF8.self)
+                    let expectedPath = text(target.prefix { $0 != UInt8(ascii: "?") })
                     #expect(result.request?.path == expectedPath, "byte \(byte) at \(position)")
                 } else {
                     #expect(result.error != nil, "byte \(byte) at \(position)")
@@ -68,7 +68,7 @@ struct ByteClassTests {
                 let result = parseWhole(input, violations: &violations)
                 if byte == 0x09 || (byte >= 0x20 && byte != 0x7F) {
                     #expect(result.request?.bodyBytes == [], "byte \(byte) at \(position)")
-                    #expect(result.request?.headers.last == ["X", String(decoding: value, as: UTF8.self)], "byte \(byte) at \(position)")
+                    #expect(result.request?.headers.last == ["X", text(value)], "byte \(byte) at \(position)")
                 } else {
                     #expect(result.error != nil, "byte \(byte) at \(position)")
                 }

@@ -45,7 +45,7 @@ struct SplitMix64: RandomNumberGenerator {
 /// How many cases to run from which seed. The test suite runs the defaults; a longer
 /// run sets the environment:
 ///
-///     BULKHEAD_FUZZ_COUNT=2000000 BULKHEAD_FUZZ_SEED=0x1234 swift test -c release --filter Fuzz
+///     BULKHEAD_FUZZ_COUNT=2000000 BULKHEAD_FUZZ_SEED=0x1234 scripts/fuzz-parser
 ///
 /// The seed of each case is derived from the run's seed and the case's index, so a
 /// failure names one case that can be replayed alone (`BULKHEAD_FUZZ_CASE=index`).
@@ -58,7 +58,7 @@ struct FuzzConfiguration {
     var printStatistics = false
 
     static let defaultSeed: UInt64 = 0xB01C_4EAD_2025_0001
-    static let defaultCount = 20_000
+    static let defaultCount = 10_000
 
     static func fromEnvironment() -> FuzzConfiguration {
         FuzzConfiguration(

@@ -17,7 +17,7 @@ struct Decoded: Hashable, CustomStringConvertible {
     var contentLength: Int?
     var chunked: Bool
     var headers: [[String]]
-    /// The body as text (lossy for bytes that are not UTF-8: compare `bodyBytes` then).
+    /// The body as text (see `text(_:)` for bytes that are not UTF-8).
     var body: String
     var bodyBytes: [UInt8]
     var headLength: Int
@@ -83,7 +83,21 @@ extension Array where Element == UInt8 {
 }
 
 func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
-    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    text(UnsafeRawBufferPointer(rebasing: bytes[range]))
+}
+
+/// `bytes` as text: decoded as UTF-8 when they are valid UTF-8, otherwise one scalar
+/// per byte (U+0000–U+00FF), so different bytes never read as the same text.
+///
+/// Not `String(decoding:as:)`: repairing invalid UTF-8 throws inside the standard
+/// library, and Swift Testing captures a backtrace for every throw, which made the
+/// fuzzers spend most of their time unwinding.
+func text<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+    if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+    if let valid = String(validating: bytes, as: UTF8.self) { return valid }
+    var result = String.UnicodeScalarView()
+    for byte in bytes { result.append(Unicode.Scalar(byte)) }
+    return String(result)
 }
 
 // MARK: - Parsing helpers
@@ -123,7 +137,7 @@ func outcome(
             contentLength: head.contentLength,
             chunked: chunked,
             headers: headers,
-            body: String(decoding: body, as: UTF8.self),
+            body: text(body),
             bodyBytes: body,
             headLength: head.headLength,
             consumed: head.consumed
