@@ -270,6 +270,12 @@ extension Supervisor {
         guard !handle.exited else { return }
         handle.exited = true
         handle.connection?.close()
+        // Its replacement takes the slot: a worker whose channel closed but whose
+        // process lives on (it closed the channel itself) must not serve on
+        // unsupervised. Only a child not yet reaped: its pid cannot have been reused.
+        if !handle.draining, children[handle.pid] === handle {
+            kill(handle.pid, SIGKILL)
+        }
         unlink(configuration.data.workerSocket(pool: handle.pool, slot: handle.slot, instance: handle.instance))
         blameCrash(of: handle, reason: reason)
         guard let pool = pools[handle.pool] else { return }
