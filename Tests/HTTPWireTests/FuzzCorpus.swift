@@ -1,4 +1,5 @@
 import HTTPWire
+import Testing
 
 // MARK: - What a request must parse as
 
@@ -103,6 +104,17 @@ struct NamedInput: CustomStringConvertible, Sendable {
     }
 
     var description: String { name }
+}
+
+/// Parses `input` whole and records an issue unless it has the outcome RFC 9112
+/// asks for (and no parsed range falls outside the input).
+func expectRFCOutcome(_ input: NamedInput, sourceLocation: SourceLocation = #_sourceLocation) {
+    var violations: [String] = []
+    let whole = parseWhole(input.bytes, violations: &violations)
+    #expect(violations.isEmpty, "\(violations)", sourceLocation: sourceLocation)
+    if let mismatch = input.expect().mismatch(whole, inputCount: input.bytes.count) {
+        Issue.record("\(input.name): \(mismatch)", sourceLocation: sourceLocation)
+    }
 }
 
 // MARK: - The seed corpus

@@ -37,12 +37,7 @@ struct FuzzTests {
 
     @Test("the seed corpus parses as RFC 9112 says", arguments: FuzzCorpus.entries)
     func seed(_ entry: NamedInput) {
-        var violations: [String] = []
-        let whole = parseWhole(entry.bytes, violations: &violations)
-        #expect(violations.isEmpty, "\(violations)")
-        if let mismatch = entry.expect().mismatch(whole, inputCount: entry.bytes.count) {
-            Issue.record("\(entry.name): \(mismatch)")
-        }
+        expectRFCOutcome(entry)
         let problems = invariantProblems(entry.bytes, limits: HTTPParserLimits(), byteAtATime: true, cuts: [])
         #expect(problems.isEmpty, "\(problems)")
     }

@@ -10,18 +10,8 @@ import Testing
     /// Sends `bytes` on a fresh connection and reads until the server closes it (or
     /// the timeout passes); returns everything read and whether the server closed.
     func exchange(port: Int, _ bytes: [UInt8], timeout: Double = 3) -> (text: String, closed: Bool) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return ("", false) }
+        guard let fd = connectLoopback(port: port, timeout: timeout) else { return ("", false) }
         defer { close(fd) }
-        Sockets.setTimeouts(fd, seconds: timeout)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return ("", false) }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var data = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)

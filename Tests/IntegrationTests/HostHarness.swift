@@ -332,13 +332,11 @@ func waitFor(timeout: Double, interval: Double = 0.005, _ condition: () -> Bool)
 }
 
 /// One HTTP request over a fresh connection, the way curl sends it.
-func httpRequest(
-    port: Int, method: String = "GET", host: String = "127.0.0.1", path: String = "/", headers: [String: String] = [:],
-    body: [UInt8] = [], timeout: Double = 10
-) -> (status: Int, headers: [String: String], body: String)? {
+/// A TCP connection to 127.0.0.1:`port` with send and receive timeouts, or nil when
+/// it is refused. The caller closes it.
+func connectLoopback(port: Int, timeout: Double) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
-    defer { close(fd) }
     Sockets.setTimeouts(fd, seconds: timeout)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -347,7 +345,19 @@ func httpRequest(
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { return nil }
+    guard connected == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
+func httpRequest(
+    port: Int, method: String = "GET", host: String = "127.0.0.1", path: String = "/", headers: [String: String] = [:],
+    body: [UInt8] = [], timeout: Double = 10
+) -> (status: Int, headers: [String: String], body: String)? {
+    guard let fd = connectLoopback(port: port, timeout: timeout) else { return nil }
+    defer { close(fd) }
     var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
     for (name, value) in headers { head += "\(name): \(value)\r\n" }
     if !body.isEmpty || method == "PUT" || method == "POST" { head += "Content-Length: \(body.count)\r\n" }

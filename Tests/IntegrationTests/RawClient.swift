@@ -15,19 +15,9 @@ final class RawClient {
 
     /// Connects to 127.0.0.1:`port`; nil when the connection is refused.
     init?(port: Int) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
+        // Generous timeouts: reads here poll without waiting; a blocked send ends.
+        guard let fd = connectLoopback(port: port, timeout: 30) else { return nil }
+        self.fd = fd
     }
 
     deinit {
