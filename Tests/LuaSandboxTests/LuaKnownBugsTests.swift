@@ -4,7 +4,7 @@ import Testing
 /// The bugs lua.org lists for Lua 5.4.4 (https://www.lua.org/bugs.html#5.4.4),
 /// run through the real sandbox against the installed library (Debian 12's
 /// liblua5.4-0 5.4.4-3+deb12u1, which patches CVE-2022-28805 and CVE-2022-33099 and
-/// nothing else). docs/lua-5.4.4-bugs.md has the table; each test here is named in it.
+/// nothing else). RELIABILITY.md has the table; each test here is named in it.
 ///
 /// Every expectation comes from the script contract — a script's mistake ends as
 /// its own request's outcome (a value or a per-request error), its state keeps
@@ -148,7 +148,7 @@ import Testing
             end
             """#)
         let text = try #require(body(result))
-        #expect(text != "true 6", "Lua 5.4.4 bug 3 is gone from the installed library: update docs/lua-5.4.4-bugs.md")
+        #expect(text != "true 6", "Lua 5.4.4 bug 3 is gone from the installed library: update RELIABILITY.md")
         print("[5.4.4-3] 12 ~ (10 or 3) gave: \(text)")
     }
 
@@ -182,7 +182,7 @@ import Testing
         let text = try #require(body(result))
         #expect(text.contains("closed"), "the __close handler must run within the request")
         #expect(text == "body 1, body 2, after loop, closed, after run",
-                "Lua 5.4.4 bug 6 changed in the installed library: update docs/lua-5.4.4-bugs.md")
+                "Lua 5.4.4 bug 6 changed in the installed library: update RELIABILITY.md")
     }
 
     /// 5.4.4-8: `utf8.codes` skips a continuation byte with no lead byte instead of
@@ -205,7 +205,7 @@ import Testing
             end
             """#)
         #expect(body(result) == "true 1=97,3=122 | len nil | json false",
-                "Lua 5.4.4 bug 8 changed in the installed library: update docs/lua-5.4.4-bugs.md")
+                "Lua 5.4.4 bug 8 changed in the installed library: update RELIABILITY.md")
     }
 
     /// 5.4.4-9: a `__close` handler that closes another coroutine, whose handler
@@ -303,7 +303,7 @@ import Testing
             #expect(unhooked.kind == .scriptError)
             #expect(unhooked.message.hasSuffix(": attempt to perform 'n%0'"), "\(unhooked)")
             #expect(unhooked.message != counted.message,
-                    "Lua 5.4.4 bug 10 is gone from the installed library: update docs/lua-5.4.4-bugs.md")
+                    "Lua 5.4.4 bug 10 is gone from the installed library: update RELIABILITY.md")
             print("[5.4.4-10] \(name): \(unhooked.message)")
         }
     }
