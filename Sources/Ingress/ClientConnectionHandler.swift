@@ -90,6 +90,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var driving = false
     private var sentContinue = false
     private var readingPaused = false
+    /// The client shut its side down (half-close): what it sent is still answered,
+    /// then the connection closes.
+    private var inputClosed = false
     private var arrivalTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     private var lastActivity = NIODeadline.now()
@@ -160,6 +163,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         flushOutput()
     }
 
+    /// A client that half-closes after its requests (`shutdown(SHUT_WR)`, what
+    /// `nc -N` does) still gets every answer: the requests already received are
+    /// served, and the connection closes after the last one.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case .some(ChannelEvent.inputClosed) = event as? ChannelEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        inputClosed = true
+        if exchange == nil { drive() }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             exchange?.upstream?.resumeReading()
@@ -190,6 +205,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     sentContinue = true
                     output.writeStaticString("HTTP/1.1 100 Continue\r\n\r\n")
                 }
+                if inputClosed {
+                    // The rest of this request can never arrive.
+                    closing = true
+                    break
+                }
                 if arrivalTimer == nil { armArrivalTimer() }
                 inbound = buffer
                 return
@@ -210,6 +230,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             case .close:
                 closing = true
             }
+        }
+        if !closing && exchange == nil && inputClosed {
+            // Everything the client sent is answered.
+            closing = true
         }
         if closing { flushAndClose() }
     }

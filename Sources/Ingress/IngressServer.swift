@@ -65,6 +65,7 @@ public final class IngressServer: Sendable {
                 let bootstrap = ClientBootstrap(group: loop)
                     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.maxMessagesPerRead, value: 16)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             let handler = ClientConnectionHandler(loop: bound.value, allocator: channel.allocator)

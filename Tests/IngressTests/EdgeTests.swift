@@ -49,16 +49,41 @@ struct EdgeTests {
         #expect(setup.ingress.server.stats().gatewayTimeouts == 1)
     }
 
-    @Test("a client that leaves mid-request takes its upstream connection with it")
+    @Test("a client that resets mid-request takes its upstream connection with it")
     func clientLeaves() throws {
         let setup = try Setup()
         defer { setup.stop() }
         do {
+            // A FIN alone could be a half-close still waiting for its answer (see
+            // halfClose); a reset says nobody is left.
             let client = try TestClient(port: setup.ingress.port)
             try client.send("GET /hang HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n")
             #expect(eventually(within: 2) { setup.pro.requests == 1 })
+            client.resetOnClose()
         }
         #expect(eventually(within: 2) { setup.pro.openConnections == 0 })
+        #expect(eventually(within: 2) { setup.ingress.server.stats().openClientConnections == 0 })
+    }
+
+    @Test("a client that half-closes after its requests still gets every answer, then the close")
+    func halfClose() throws {
+        let setup = try Setup()
+        defer { setup.stop() }
+        let client = try TestClient(port: setup.ingress.port)
+        // Two pipelined requests, then the end of the stream: both are answered.
+        try client.send("GET /one HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\nGET /two HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n")
+        client.finishSending()
+        let first = try client.readResponse()
+        let second = try client.readResponse()
+        #expect(first.status == 200)
+        #expect(first.header("x-upstream-path") == "/one")
+        #expect(second.status == 200)
+        #expect(second.header("x-upstream-path") == "/two")
+        #expect(client.waitForClose())
+        // An idle connection that half-closes is closed at once.
+        let idle = try TestClient(port: setup.ingress.port)
+        idle.finishSending()
+        #expect(idle.waitForClose())
         #expect(eventually(within: 2) { setup.ingress.server.stats().openClientConnections == 0 })
     }
 

@@ -163,6 +163,19 @@ final class TestClient {
     }
 
     /// Reads until the peer closes; true when it did (within the timeout).
+    /// Shuts the sending side down (a half-close): the ingress reads the end of the
+    /// stream, and this client can still read.
+    func finishSending() {
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Makes the close at deinit a reset (SO_LINGER 0): the ingress learns at once
+    /// that nobody is left to answer.
+    func resetOnClose() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+    }
+
     func waitForClose() -> Bool {
         while !closed {
             guard (try? fill()) != nil else { return false }
