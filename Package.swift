@@ -122,7 +122,7 @@ let package = Package(
         /// Calls per second through the sandbox, with and without limits.
         .executableTarget(
             name: "SandboxBench",
-            dependencies: ["LuaSandbox"]
+            dependencies: ["BulkheadCore", "LuaSandbox"]
         ),
         .executableTarget(
             name: "BulkheadLoad",

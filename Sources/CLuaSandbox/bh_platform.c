@@ -164,8 +164,12 @@ static int bh_platform_body(lua_State *L) {
     bh_push_request(L, args->request);                       // [f, req]
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bh_rules_key) != LUA_TTABLE) { // [f, req, rules]
         // No rules loaded yet: an empty table, so the runtime always gets a table.
+        // Kept as the rules until some are loaded, so that every call gets the same
+        // table, as it does with loaded rules (a runtime may cache by it).
         lua_pop(L, 1);
-        lua_createtable(L, 0, 0);
+        lua_createtable(L, 0, 0);                            // [f, req, {}]
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &bh_rules_key);
     }
     lua_call(L, 2, 1);                                       // [result]
     if (!(ctx->hit & BH_HIT_STOP)) {

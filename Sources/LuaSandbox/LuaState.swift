@@ -29,6 +29,15 @@ final class LuaState {
     /// is refused instead of overwriting the response being read.
     var busy = false
 
+    /// Budgets from this many instructions up are counted lazily in this state
+    /// (``SandboxLimits/lazyCountingThreshold`` unless set; at least twice
+    /// ``SandboxLimits/lazyCountingTolerance``, so that a lazy call always gets
+    /// counted instructions after its charge).
+    var lazyCountingThreshold: Int {
+        get { context.pointee.lazy_min_budget > 0 ? Int(context.pointee.lazy_min_budget) : SandboxLimits.lazyCountingThreshold }
+        set { context.pointee.lazy_min_budget = Int64(max(newValue, 2 * SandboxLimits.lazyCountingTolerance)) }
+    }
+
     /// The limits of every call from now on. The memory cap applies at once.
     var limits: SandboxLimits {
         didSet { context.pointee.mem_limit = LuaState.memoryCap(limits) }

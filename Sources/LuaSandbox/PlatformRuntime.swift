@@ -28,6 +28,14 @@ public final class PlatformRuntime {
     /// The platform's limits per call: 1M instructions, a 16 MiB state, 100 ms.
     public static let defaultLimits = SandboxLimits(instructions: 1_000_000, memoryBytes: 16 << 20, wallMilliseconds: 100)
 
+    /// Budgets from this size up are counted lazily in a runtime's state: the
+    /// platform's 1M is. The budget guards against a runaway runtime, not a bill:
+    /// a lazily counted call is stopped after between budget − 500k and budget
+    /// instructions (the charge of the first tick, see
+    /// ``SandboxLimits/lazyInstructionCounting``), and the rules engine's few
+    /// thousand instructions a request run with no hook (a quarter of its time).
+    public static let lazyCountingThreshold = 2 * SandboxLimits.lazyCountingTolerance
+
     /// The body of a block whose verdict gives none.
     public static let defaultBlockBody: [UInt8] = Array("blocked by a rule\n".utf8)
 
@@ -54,6 +62,7 @@ public final class PlatformRuntime {
     ) throws(ScriptError) {
         state = try LuaState(chunkName: PlatformRuntime.chunkName, limits: limits, watchdog: watchdog, log: log)
         let state = self.state
+        state.lazyCountingThreshold = PlatformRuntime.lazyCountingThreshold
         // withUnsafeBytes cannot rethrow a typed error; carry it out as a value.
         let result: Result<Void, ScriptError> = source.withUnsafeBytes { bytes in
             do throws(ScriptError) {

@@ -1,12 +1,17 @@
 // Calls per second through LuaScript.handle, with the free cohort's limits (its
 // budget counted lazily, as workers run it), with the same limits counted by the
 // hook from the first instruction ("free,hook"), and without any limit (no hook),
-// for a trivial and a heavier handler. Run it in release: `swift run -c release SandboxBench`.
+// for a trivial and a heavier handler; then PlatformRuntime.evaluate, the call every
+// request makes before its script: the default runtime under the platform's limits,
+// with no rules and with the rules file given by `--rules FILE` (scripts/bench passes
+// bench/rules.json). Run it in release: `swift run -c release SandboxBench`.
 //
 // Noise between runs on a shared 2-core machine is about ±15%, so the cases are
 // compared within one run: each round measures every case once, alternating, and
 // the table shows the best round of each (and the median, to show the spread).
 
+import BulkheadCore
+import Foundation
 import LuaSandbox
 
 #if canImport(Glibc)
@@ -30,13 +35,20 @@ let heavySource = """
 
 let freeLimits = SandboxLimits(instructions: 10_000_000, memoryBytes: 32 << 20, wallMilliseconds: 1000)
 
+/// What a case calls: a customer script's `handle`, or the platform runtime's
+/// `on_request`.
+enum BenchTarget {
+    case script(LuaScript)
+    case runtime(PlatformRuntime)
+}
+
 struct BenchCase {
     let handler: String
     let limitsName: String
     /// Counts every instruction with the hook, as budgets below the lazy
     /// threshold are (the cost lazy counting saves).
     let counted: Bool
-    let script: LuaScript
+    let target: BenchTarget
     let iterations: Int
     var roundsNanosecondsPerCall: [Double] = []
 }
@@ -69,15 +81,24 @@ let request = LuaRequest(
 func run(_ benchCase: BenchCase, _ request: LuaRequest, iterations: Int) -> (nanosecondsPerCall: Double, failures: Int) {
     SandboxLimits.lazyInstructionCounting = !benchCase.counted
     defer { SandboxLimits.lazyInstructionCounting = true }
-    let script = benchCase.script
     var failures = 0
     var bytes = 0
     let clock = ContinuousClock()
     let start = clock.now
-    for _ in 0..<iterations {
-        switch script.handle(request, { $0.body.count }) {
-        case .success(let count): bytes &+= count
-        case .failure: failures += 1
+    switch benchCase.target {
+    case .script(let script):
+        for _ in 0..<iterations {
+            switch script.handle(request, { $0.body.count }) {
+            case .success(let count): bytes &+= count
+            case .failure: failures += 1
+            }
+        }
+    case .runtime(let runtime):
+        for _ in 0..<iterations {
+            switch runtime.evaluate(request) {
+            case .pass: bytes &+= 1
+            case .block, .failed: failures += 1   // The bench request matches no rule.
+            }
         }
     }
     let elapsed = start.duration(to: clock.now)
@@ -123,15 +144,34 @@ if let index = CommandLine.arguments.firstIndex(of: "--rounds"), index + 1 < Com
     rounds = value
 }
 
+var rulesFile: String?
+if let index = CommandLine.arguments.firstIndex(of: "--rules"), index + 1 < CommandLine.arguments.count {
+    rulesFile = CommandLine.arguments[index + 1]
+}
+
 var cases: [BenchCase] = []
 do {
     for (handler, source, iterations) in [("trivial", trivialSource, 1_000_000), ("heavy", heavySource, 100_000)] {
         for (limitsName, limits, counted) in [("free", freeLimits, false), ("free,hook", freeLimits, true),
                                               ("unlimited", SandboxLimits.unlimited, false)] {
             let script = try LuaScript(chunkName: "\(handler).lua", source: source, limits: limits)
-            cases.append(BenchCase(handler: handler, limitsName: limitsName, counted: counted, script: script,
+            cases.append(BenchCase(handler: handler, limitsName: limitsName, counted: counted, target: .script(script),
                                    iterations: iterations))
         }
+    }
+    // The platform's limits, counted lazily as workers count them.
+    let bare = try PlatformRuntime(source: DefaultRuntime.source)
+    cases.append(BenchCase(handler: "runtime", limitsName: "platform", counted: false, target: .runtime(bare),
+                           iterations: 500_000))
+    if let rulesFile {
+        guard let data = FileManager.default.contents(atPath: rulesFile) else {
+            print("SandboxBench: cannot read \(rulesFile)")
+            exit(1)
+        }
+        let ruled = try PlatformRuntime(source: DefaultRuntime.source)
+        try ruled.loadRules(Array(data), validatedBy: RulesValidator.refusal)
+        cases.append(BenchCase(handler: "runtime", limitsName: "platform,rules", counted: false,
+                               target: .runtime(ruled), iterations: 200_000))
     }
 } catch {
     print("SandboxBench: cannot load a benchmark script: \(error)")
@@ -152,7 +192,7 @@ for _ in 0..<rounds {
     }
 }
 
-print("LuaScript.handle, \(rounds) rounds alternating; best round (median in brackets)")
+print("LuaScript.handle and PlatformRuntime.evaluate, \(rounds) rounds alternating; best round (median in brackets)")
 print(pad("handler", 9) + pad("limits", 11) + pad("calls", 11, right: true)
       + pad("calls/s", 14, right: true) + pad("ns/call", 10, right: true) + pad("(median)", 11, right: true))
 for benchCase in cases {

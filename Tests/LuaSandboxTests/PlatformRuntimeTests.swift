@@ -455,6 +455,32 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
         #expect(runtime.check() == .pass)
     }
 
+    @Test func platformBudgetIsCountedLazilyWithinItsStatedRange() throws {
+        // 1M instructions, counted lazily: a call is stopped after between 500k and
+        // 1M. About 4 instructions an iteration (FORLOOP, GETTABUP, ADD, SETTABUP).
+        #expect(PlatformRuntime.defaultLimits.instructions >= PlatformRuntime.lazyCountingThreshold)
+        let runtime = try PlatformRuntime(source: """
+            n = 0
+            function on_request(req, rules)
+              local iterations = tonumber(req.query) or 0
+              for i = 1, iterations do n = n + 1 end
+              return nil
+            end
+            """)
+        // About 400k instructions: under the earliest stop, for every call.
+        for _ in 0..<20 {
+            #expect(runtime.check("GET", "/", query: "100000") == .pass)
+        }
+        // About 4M: well past the budget, whenever the tick lands.
+        guard case .failed(let kind, let message) = runtime.check("GET", "/", query: "1000000") else {
+            Issue.record("expected the instruction limit")
+            return
+        }
+        #expect(kind == .limitCPU)
+        #expect(message.hasSuffix("instruction limit exceeded"))
+        #expect(runtime.check() == .pass)
+    }
+
     @Test func wallAndMemoryLimits() throws {
         let runtime = try PlatformRuntime(
             source: """

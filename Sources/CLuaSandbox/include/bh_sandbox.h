@@ -124,6 +124,10 @@ typedef struct bh_context {
     /// The call runs without a hook until the first tick of the thread's CPU-time
     /// timer lands in it (see bh_tick.c); then the hook counts the rest.
     int lazy;
+    /// Budgets from this size up run lazily in this state; 0 = BH_LAZY_MIN_BUDGET.
+    /// The platform runtime lowers it (its budget guards against a runaway, where
+    /// stopping within a factor of two is fine).
+    int64_t lazy_min_budget;
     /// The thread (coroutine) running the call's Lua code right now: the one the
     /// tick hooks. Set when a call starts and around every resume.
     lua_State *volatile running;
@@ -251,7 +255,8 @@ void bh_sync_hook(lua_State *L, bh_context *ctx);
 /// changes. Why C: inline, and the hook is C.
 static inline void bh_begin(lua_State *L, bh_context *ctx, int64_t instructions, uint64_t deadline_ns) {
     int count = 0;
-    ctx->lazy = instructions >= BH_LAZY_MIN_BUDGET && bh_lazy_hook_enabled;
+    int64_t lazy_min = ctx->lazy_min_budget > 0 ? ctx->lazy_min_budget : BH_LAZY_MIN_BUDGET;
+    ctx->lazy = instructions >= lazy_min && bh_lazy_hook_enabled;
     if (instructions > 0 && !ctx->lazy) {
         count = instructions < BH_HOOK_PERIOD ? (int)instructions : BH_HOOK_PERIOD;
     }
