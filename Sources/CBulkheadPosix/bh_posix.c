@@ -196,3 +196,52 @@ int bh_crash_notes_thread(void) {
     }
     return 0;
 }
+
+// MARK: - Signals through a pipe
+
+/// The write end per signal number (64: enough for the standard and real-time ones).
+static int bh_signal_pipe_fds[65];
+
+static void bh_signal_pipe_write(int sig) {
+    int saved = errno;
+    char byte = (char)sig;
+    if (sig > 0 && sig <= 64 && bh_signal_pipe_fds[sig] > 0) {
+        // Non-blocking: a full pipe already holds a wake-up, so losing this one is fine.
+        (void)write(bh_signal_pipe_fds[sig], &byte, 1);
+    }
+    errno = saved;
+}
+
+int bh_signal_pipe(int sig) {
+    if (sig <= 0 || sig > 64) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    int flags = fcntl(fds[1], F_GETFL);
+    if (flags < 0 || fcntl(fds[1], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    bh_signal_pipe_fds[sig] = fds[1];
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = bh_signal_pipe_write;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    if (sigaction(sig, &action, NULL) != 0) {
+        int saved = errno;
+        bh_signal_pipe_fds[sig] = 0;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return fds[0];
+}

@@ -101,13 +101,45 @@ public final class WorkerProcess: @unchecked Sendable {
         writePidFile()
         startControlServer()
         startHeartbeat()
-        let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        signal(SIGTERM, SIG_IGN)
-        term.setEventHandler { [self] in loop.execute { self.drain() } }
-        term.resume()
+        let termSource = startTermWatcher()
         finished.wait()
+        withExtendedLifetime(termSource) {}
         removePidFile()
         return exitCode.withLock { $0 } ?? 0
+    }
+
+    /// SIGTERM drains the worker. The signal writes to a pipe that a thread of its
+    /// own reads: a Dispatch signal source would be woken by every tick of the
+    /// instruction budget (see `bh_signal_pipe`).
+    /// - Returns: the Dispatch source when the pipe could not be made, for the
+    ///   caller to keep alive.
+    private func startTermWatcher() -> (any DispatchSourceSignal)? {
+        let fd = bh_signal_pipe(SIGTERM)
+        guard fd >= 0 else {
+            // Correct but slower: the Dispatch source.
+            FileHandle.standardError.write(Data("worker \(getpid()): SIGTERM pipe: \(String(cString: strerror(errno))); using a Dispatch source\n".utf8))
+            let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+            signal(SIGTERM, SIG_IGN)
+            term.setEventHandler { [self] in loop.execute { self.drain() } }
+            term.resume()
+            return term
+        }
+        let thread = Thread { [self] in
+            var byte: UInt8 = 0
+            while true {
+                let count = read(fd, &byte, 1)
+                if count == 1 {
+                    loop.execute { self.drain() }
+                } else if count < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
+        }
+        thread.name = "sigterm"
+        thread.start()
+        return nil
     }
 
     // MARK: - Control channel
