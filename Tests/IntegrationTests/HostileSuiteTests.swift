@@ -421,7 +421,10 @@ import Testing
     }
 
     @Test func hostileScriptsThroughALivePool() throws {
-        let host = try HostHarness.standard()
+        // One worker: the control after each hostile script runs on the worker that
+        // ran it (x-bulkhead-worker says so), or on its replacement when the hostile
+        // request was the one that ended it.
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 1, canaryWorkers: 0)])
         defer { host.stop() }
         try host.assign(customer: "hostile", to: "free")
         for item in Self.cases { try host.writeScript(customer: "hostile", name: item.id, source: item.source) }
@@ -447,6 +450,12 @@ import Testing
             let control = httpGet(port: port, host: "control.hostile.localhost", path: "/", timeout: 5)
             let controlOK = control?.status == 200 && control?.body.contains("control #") == true
             if !controlOK { controlFailures += 1 }
+            // The hostile request's worker answered the control too, unless that
+            // request got no answer (its worker was ended: replaced, only it failed).
+            let hostileWorker = outcomes.last?.headers["x-bulkhead-worker"]
+            let controlWorker = control?.headers["x-bulkhead-worker"]
+            #expect(hostileWorker == nil || controlWorker == hostileWorker,
+                    "\(item): answered by worker \(hostileWorker ?? "-"), the control after it by \(controlWorker ?? "-"): the worker did not survive")
             let expected = item.onPool ?? item.expected
             let pass = outcomes.allSatisfy { Self.matches($0, expected) }
             let shown = outcomes.first { !Self.matches($0, expected) } ?? outcomes[0]
