@@ -229,10 +229,15 @@ public enum DefaultRuntime {
           return text
         end
 
+        -- The parameters of a request without a query; only ever read.
+        local no_params = {}
+
         -- The decoded query parameters, { name = { value = true, ... } }, parsed on the
         -- first rule of a request that asks for them.
         local function query_params()
-          if req_params == nil then
+          if req_params == nil and req_query == "" then
+            req_params = no_params  -- Most requests have no query: nothing to parse.
+          elseif req_params == nil then
             req_params = {}
             for pair in gmatch(req_query, "[^&]+") do
               local key, value = pair, ""
