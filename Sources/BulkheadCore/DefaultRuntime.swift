@@ -22,8 +22,9 @@
 /// every optional value for nil before indexing it.
 ///
 /// Cost: each rules table is compiled once, on the first request that sees it, into
-/// records holding what every request reads (lower-cased header names, method
-/// sets, ready verdicts); a request then costs a few field reads per rule.
+/// records (lower-cased header names, method sets, ready verdicts) and, per list, one
+/// generated Lua function with every rule's checks inlined as constants; a rule that
+/// does not apply to a request then costs a few instructions.
 public enum DefaultRuntime {
     /// The deepest `execute` nesting the engine follows (`RulesValidator` refuses
     /// deeper files).
@@ -84,6 +85,7 @@ public enum DefaultRuntime {
         local type, tostring, tonumber, error, pairs, setmetatable = type, tostring, tonumber, error, pairs, setmetatable
         local find, sub, lower, gsub, gmatch, char, format =
           string.find, string.sub, string.lower, string.gsub, string.gmatch, string.char, string.format
+        local concat, load = table.concat, load
         local log = log
 
         -- How deep `execute` may nest; validation refuses deeper files.
@@ -168,6 +170,9 @@ public enum DefaultRuntime {
           return true
         end
 
+        -- Defined under Matching: the list's matcher, generated from its rules.
+        local build_matcher
+
         local function compile_list(list)
           local out = {}
           for index = 1, #list do
@@ -185,12 +190,13 @@ public enum DefaultRuntime {
               end
             end
           end
+          out.next_match = build_matcher(out)
           return out
         end
 
         -- { rules = compiled list, rulesets = { NAME = compiled list } }
         local function compile(rules)
-          local lists = { rules = {}, rulesets = {} }
+          local lists = { rules = compile_list({}), rulesets = {} }
           if type(rules.rules) == "table" then
             lists.rules = compile_list(rules.rules)
           end
@@ -257,49 +263,74 @@ public enum DefaultRuntime {
           return req_params
         end
 
-        -- Whether every matcher of a compiled rule holds for the current request.
-        local function matches(rule)
-          local methods = rule.methods
-          if methods ~= nil and (req_method == nil or methods[req_method] == nil) then
-            return false
+        -- Whether the query has parameter `name` with value `value` (decoded).
+        local function has_param(name, value)
+          local values = query_params()[name]
+          return values ~= nil and values[value] ~= nil
+        end
+
+        -- The checks of one compiled rule as a Lua expression over m, p, q, h (the
+        -- request's method, path, query and headers), every value a quoted constant;
+        -- nil when the rule can never match (a method list with no string in it).
+        local function condition(rule)
+          local parts = {}
+          if rule.methods ~= nil then
+            local alternatives = {}
+            for method in pairs(rule.methods) do
+              alternatives[#alternatives + 1] = "m == " .. format("%q", method)
+            end
+            if #alternatives == 0 then
+              return nil
+            end
+            parts[#parts + 1] = "(" .. concat(alternatives, " or ") .. ")"
           end
-          local prefix = rule.prefix
-          if prefix ~= nil and find(req_path, prefix, 1, true) ~= 1 then
-            return false
+          if rule.prefix ~= nil then
+            parts[#parts + 1] = format("find(p, %q, 1, true) == 1", rule.prefix)
           end
           local header = rule.header
           if header ~= nil then
-            local value = nil
-            if req_headers ~= nil then
-              value = req_headers[header]
-            end
-            local present = rule.header_present
-            if present ~= nil then
-              if (value ~= nil) ~= present then
-                return false
-              end
-            elseif value == nil then
-              return false
+            local value = format("h[%q]", header)
+            if rule.header_present == true then
+              parts[#parts + 1] = format("(h ~= nil and %s ~= nil)", value)
+            elseif rule.header_present == false then
+              parts[#parts + 1] = format("(h == nil or %s == nil)", value)
             elseif rule.header_equals ~= nil then
-              if value ~= rule.header_equals then
-                return false
-              end
-            elseif find(value, rule.header_contains, 1, true) == nil then
-              return false
+              parts[#parts + 1] = format("(h ~= nil and %s == %q)", value, rule.header_equals)
+            else
+              parts[#parts + 1] = format("(h ~= nil and %s ~= nil and find(%s, %q, 1, true) ~= nil)",
+                                         value, value, rule.header_contains)
             end
           end
-          local contains = rule.query_contains
-          if contains ~= nil and find(req_query, contains, 1, true) == nil then
-            return false
+          if rule.query_contains ~= nil then
+            parts[#parts + 1] = format("find(q, %q, 1, true) ~= nil", rule.query_contains)
           end
-          local param = rule.query_param
-          if param ~= nil then
-            local values = query_params()[param]
-            if values == nil or values[rule.query_equals] == nil then
-              return false
+          if rule.query_param ~= nil then
+            parts[#parts + 1] = format("has_param(%q, %q)", rule.query_param, rule.query_equals)
+          end
+          if #parts == 0 then
+            return "true"
+          end
+          return concat(parts, " and ")
+        end
+
+        -- The matcher of a compiled list: next_match(from, m, p, q, h) is the position of
+        -- the first rule at `from` or later whose `when` holds, or nil. Generated as Lua
+        -- text with every rule's checks inlined and loaded once per rules change, so a
+        -- rule that does not apply costs a few instructions, not a call and field
+        -- reads: 200 rules tested one call each took about 20 us a request.
+        build_matcher = function(list)
+          local lines = { "local find, has_param = ...", "return function(from, m, p, q, h)" }
+          for position = 1, #list do
+            local test = condition(list[position])
+            if test ~= nil then
+              lines[#lines + 1] = format("if from <= %d and %s then return %d end", position, test, position)
             end
           end
-          return true
+          lines[#lines + 1] = "return nil"
+          lines[#lines + 1] = "end"
+          -- Its own empty environment: the text names only its parameters and upvalues.
+          local chunk = assert(load(concat(lines, "\n"), "=rules matcher", "t", {}))
+          return chunk(find, has_param)
         end
 
         -- MARK: Engine
@@ -348,11 +379,14 @@ public enum DefaultRuntime {
           return rule_result
         end
 
-        -- Evaluates one compiled list in order; returns a verdict, or nil to pass on.
+        -- Evaluates one compiled list in order, rule by rule as its matcher finds them;
+        -- returns a verdict, or nil to pass on.
         evaluate_list = function(list, lists, depth)
-          for index = 1, #list do
-            local rule = list[index]
-            if matches(rule) then
+          local next_match = list.next_match
+          local position = next_match(1, req_method, req_path, req_query, req_headers)
+          while position ~= nil do
+            local rule = list[position]
+            do
               local rule_result = run_rule(rule, lists, depth)
         --@EXECUTE_CHECK@
                 local verdict = rule_result.execute.results
@@ -365,6 +399,7 @@ public enum DefaultRuntime {
                 return nil
               end
             end
+            position = next_match(position + 1, req_method, req_path, req_query, req_headers)
           end
           return nil
         end
