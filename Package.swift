@@ -134,8 +134,10 @@ let package = Package(
 
         // MARK: Tests
 
-        .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox", "BulkheadCore"]),
-        .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire"]),
+        /// Seeded random numbers for generated test cases (fuzzers, the rules oracle).
+        .target(name: "SeededRandom", path: "Tests/SeededRandom"),
+        .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox", "BulkheadCore", "SeededRandom"]),
+        .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire", "SeededRandom"]),
         .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
         .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),
         .testTarget(

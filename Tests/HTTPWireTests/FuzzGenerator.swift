@@ -1,44 +1,11 @@
 import HTTPWire
+import SeededRandom
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-// MARK: - Random numbers
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and the same sequence on every
-/// machine for a seed, so a failing case is reproduced from its seed and index.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A number in `0..<bound` (bound > 0).
-    mutating func below(_ bound: Int) -> Int {
-        Int(next() % UInt64(max(bound, 1)))
-    }
-
-    /// True with probability `percent`/100.
-    mutating func chance(_ percent: Int) -> Bool {
-        below(100) < percent
-    }
-
-    mutating func pick<T>(_ choices: [T]) -> T {
-        choices[below(choices.count)]
-    }
-}
 
 // MARK: - Configuration
 

@@ -1,6 +1,7 @@
 import BulkheadCore
 import Foundation
 import LuaSandbox
+import SeededRandom
 import Testing
 
 /// The rules engine against a reference written here from the rules contract
@@ -162,21 +163,6 @@ import Testing
 
     // MARK: Random rules and requests
 
-    /// SplitMix64: the same cases from the same seed, everywhere.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-        mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-        mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    }
-
     static let methods = ["GET", "POST", "DELETE", "TRACE"]
     static let paths = ["/", "/admin", "/admin/users", "/api/v1", "/api", "/.git/config", "/public/a.css", "/wp-admin/x",
                         "/static/admin", "/v2/api/x", "/ad"]
@@ -185,7 +171,7 @@ import Testing
     static let headerNames = ["user-agent", "x-api-key", "x-probe"]
     static let headerValues = ["sqlmap/1.5", "curl/8", "key-1", "1"]
 
-    static func randomRule(_ random: inout Random, id: String, rulesets: [String]) -> Rule {
+    static func randomRule(_ random: inout SplitMix64, id: String, rulesets: [String]) -> Rule {
         var rule = Rule(id: id, action: .log, killswitch: random.chance(10))
         if random.chance(30) { rule.methods = (0..<(1 + random.below(2))).map { _ in random.pick(methods) } }
         if random.chance(40) { rule.prefix = random.pick(prefixes) }
@@ -213,7 +199,7 @@ import Testing
         return rule
     }
 
-    static func randomRequest(_ random: inout Random) -> Request {
+    static func randomRequest(_ random: inout SplitMix64) -> Request {
         var headers: [(String, String)] = []
         for name in headerNames where random.chance(40) {
             headers.append((random.chance(30) ? name.uppercased() : name, random.pick(headerValues)))
@@ -225,7 +211,7 @@ import Testing
 
     @Test func engineAgreesWithTheReference() throws {
         let seed: UInt64 = 20261206
-        var random = Random(state: seed)
+        var random = SplitMix64(seed: seed)
         var compared = 0
         for setIndex in 0..<300 {
             // Two rulesets that execute nothing further, then the top-level list.
