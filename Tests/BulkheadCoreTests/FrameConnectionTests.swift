@@ -57,7 +57,11 @@ import Testing
     static func peerSeesClose(_ fd: Int32) -> Bool {
         Sockets.setReceiveTimeout(fd, seconds: 1)
         var byte: UInt8 = 0
-        return recv(fd, &byte, 1, 0) == 0
+        var count = recv(fd, &byte, 1, 0)
+        while count < 0 && errno == EINTR {  // A signal to this thread, not the peer.
+            count = recv(fd, &byte, 1, 0)
+        }
+        return count == 0
     }
 
     // MARK: Framing

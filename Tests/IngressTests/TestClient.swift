@@ -58,6 +58,16 @@ final class TestClient {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
+        if result != 0 && errno == EINTR {
+            // Interrupted by a signal: the connect goes on; wait for it to finish.
+            var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            while poll(&poller, 1, 5000) < 0 && errno == EINTR {}
+            var failure: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+            if failure == 0 && poller.revents & Int16(POLLOUT) != 0 { return }
+            errno = failure
+        }
         guard result == 0 else {
             let code = errno
             Glibc.close(fd)
@@ -79,15 +89,24 @@ final class TestClient {
             let written = bytes.withUnsafeBytes { raw in
                 Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
             }
+            if written < 0 && errno == EINTR { continue }
             guard written > 0 else { throw TestClientError(description: "send: errno \(errno)") }
             offset += written
         }
     }
 
     /// Reads more bytes into the buffer; false at the end of the stream.
+    ///
+    /// A signal interrupts a `recv` on a socket with a receive timeout even under
+    /// SA_RESTART, and this process gets some: the sandbox's budget tick goes on for
+    /// a few ms on a test thread after a Lua test ran on it. Such a `recv` is tried
+    /// again.
     private func fill() throws -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        var count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        while count < 0 && errno == EINTR {
+            count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        }
         if count == 0 {
             closed = true
             return false
