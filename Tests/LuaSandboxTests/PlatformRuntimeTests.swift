@@ -1,10 +1,8 @@
 import BulkheadCore
-import LuaSandbox
+@testable import LuaSandbox
 import Testing
 
-// DefaultRuntime (BulkheadCore) reaches this target through the symlink
-// DefaultRuntimeSource.swift: LuaSandboxTests depends on LuaSandbox only, and the
-// tests must run the very text the workers load.
+// DefaultRuntime comes from BulkheadCore: the tests run the very text the workers load.
 
 /// A verdict with copied values, for assertions.
 enum Outcome: Equatable, CustomStringConvertible {
@@ -111,6 +109,32 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
         #expect(runtime.check("GET") == .pass)
         // Methods are case-sensitive.
         #expect(runtime.check("delete") == .pass)
+    }
+
+    @Test func ruleStringsAreMatchedLiterallyNeverRunAsCode() throws {
+        // The engine generates Lua from the rules: every string must stay a quoted
+        // constant, whatever it holds (quotes, backslashes, newlines, NUL, brackets,
+        // pattern characters, text that would close the string and add code).
+        // JSON text: decodes to /x" or true or "<LF>]]%.*<NUL>end
+        let nasty = #"/x\" or true or \"\n]]%.*\u0000end"#
+        let runtime = try defaultRuntime(rules: """
+            {"rules": [
+              {"id": "m", "when": {"method": "GET\\" or true or \\""}, "action": "block", "status": 405},
+              {"id": "p", "when": {"path_prefix": "\(nasty)"}, "action": "block", "status": 401},
+              {"id": "h", "when": {"header": {"name": "x-\\"]", "equals": "a\\"\\nb"}}, "action": "block", "status": 402},
+              {"id": "q", "when": {"query": {"contains": "\\")) os.exit() --"}}, "action": "block", "status": 404},
+              {"id": "r", "when": {"query": {"param": "k\\"", "equals": "v\\n"}}, "action": "block", "status": 406}
+            ]}
+            """)
+        // Nothing here matches unless the strings are taken literally.
+        #expect(runtime.check("GET", "/x") == .pass)
+        #expect(runtime.check("GET", "/anything", query: "a=1", headers: [("x-other", "1")]) == .pass)
+        // Each rule matches its own literal text.
+        #expect(runtime.check("GET\" or true or \"") == .block(405, "blocked by a rule\n"))
+        #expect(runtime.check("GET", "/x\" or true or \"\n]]%.*\u{0}end/more") == .block(401, "blocked by a rule\n"))
+        #expect(runtime.check("GET", "/", headers: [("X-\"]", "a\"\nb")]) == .block(402, "blocked by a rule\n"))
+        #expect(runtime.check("GET", "/", query: "z=\")) os.exit() --") == .block(404, "blocked by a rule\n"))
+        #expect(runtime.check("GET", "/", query: "k%22=v%0A") == .block(406, "blocked by a rule\n"))
     }
 
     @Test func blocksByPathPrefix() throws {
@@ -471,6 +495,13 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
         for _ in 0..<20 {
             #expect(runtime.check("GET", "/", query: "100000") == .pass)
         }
+        // Lazy: the call ran with no hook from its first instruction. A customer
+        // script with the same budget is counted by the hook from the start.
+        #expect(runtime.state.context.pointee.lazy == 1)
+        let script = try LuaScript(chunkName: "same.lua", source: "function handle(req) return 'ok' end",
+                                   limits: PlatformRuntime.defaultLimits)
+        #expect((try? script.call().get())?.body == "ok")
+        #expect(script.state.context.pointee.lazy == 0)
         // About 4M: well past the budget, whenever the tick lands.
         guard case .failed(let kind, let message) = runtime.check("GET", "/", query: "1000000") else {
             Issue.record("expected the instruction limit")
