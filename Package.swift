@@ -76,8 +76,6 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "BulkheadCore", "CBulkheadPosix", "LuaSandbox", "HTTPWire",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         /// Pools, restarts, takeover: starts and watches the workers.
@@ -139,6 +137,7 @@ let package = Package(
         .testTarget(name: "LuaSandboxTests", dependencies: ["LuaSandbox", "BulkheadCore", "SeededRandom"]),
         .testTarget(name: "HTTPWireTests", dependencies: ["HTTPWire", "SeededRandom"]),
         .testTarget(name: "BulkheadCoreTests", dependencies: ["BulkheadCore"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "CBulkheadPosix"]),
         .testTarget(name: "LoadClientTests", dependencies: ["LoadClient"]),
         .testTarget(
             name: "StoreTests",

@@ -245,3 +245,57 @@ int bh_signal_pipe(int sig) {
     }
     return fds[0];
 }
+
+// MARK: - Event loop
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+_Static_assert(BH_EVENT_READ == EPOLLIN && BH_EVENT_WRITE == EPOLLOUT && BH_EVENT_ERROR == EPOLLERR
+               && BH_EVENT_HANGUP == EPOLLHUP && BH_EVENT_PEER_CLOSED == EPOLLRDHUP,
+               "event bits must match epoll's");
+
+int bh_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int bh_epoll_watch(int epoll, int fd, int add, uint32_t events, uint64_t token) {
+    struct epoll_event event = {.events = events, .data = {.u64 = token}};
+    return epoll_ctl(epoll, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
+}
+
+int bh_epoll_forget(int epoll, int fd) {
+    struct epoll_event unused = {0};
+    return epoll_ctl(epoll, EPOLL_CTL_DEL, fd, &unused);
+}
+
+int bh_epoll_wait(int epoll, uint64_t *tokens, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event ready[256];
+    if (max > 256) max = 256;
+    int count = epoll_wait(epoll, ready, max, timeout_ms);
+    for (int index = 0; index < count; index++) {
+        tokens[index] = ready[index].data.u64;
+        events[index] = ready[index].events;
+    }
+    return count;
+}
+
+int bh_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+int bh_prepare_connection(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+uint64_t bh_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}

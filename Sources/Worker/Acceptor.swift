@@ -3,17 +3,15 @@ import Glibc
 #endif
 import BulkheadCore
 import Foundation
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// Accepts connections from the pool's listening socket, which every worker of the
-/// pool shares, and hands each to the event loop.
+/// pool shares, and hands each to the worker's loop.
 ///
-/// A blocking `accept` on a shared socket wakes exactly one waiting process; an
-/// event loop polling the socket wakes every worker of the pool for each
-/// connection, and all but one find nothing to accept (NIO even asserts on that).
-/// The thread hop happens once per connection, never per request.
+/// A blocking `accept` on a shared socket wakes exactly one waiting process; a
+/// loop polling the socket would wake every worker of the pool for each
+/// connection, and all but one would find nothing to accept. The thread hop
+/// happens once per connection, never per request.
 final class Acceptor: Sendable {
     private let listenFD: Int32
     private let stopped = Atomic<Bool>(false)
@@ -26,8 +24,9 @@ final class Acceptor: Sendable {
         Sockets.setReceiveTimeout(listenFD, seconds: 0.2)
     }
 
-    /// Starts accepting; every connection goes to `bootstrap` on its event loop.
-    func start(_ bootstrap: NIOLoopBound<ClientBootstrap>, on loop: any EventLoop) {
+    /// Starts accepting; every connection is handed to `take` on `loop`, which owns
+    /// the descriptor from then on.
+    func start(on loop: WorkerLoop, take: @escaping @Sendable (Int32) -> Void) {
         let thread = Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
                 let fd = Glibc.accept(listenFD, nil, nil)
@@ -47,9 +46,7 @@ final class Acceptor: Sendable {
                 // loop runs.
                 let taken = DispatchSemaphore(value: 0)
                 loop.execute {
-                    // NIO owns the descriptor from here, failure included: closing
-                    // it again could close a descriptor reused meanwhile.
-                    _ = bootstrap.value.withConnectedSocket(fd)
+                    take(fd)
                     taken.signal()
                 }
                 taken.wait()

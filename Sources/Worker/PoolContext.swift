@@ -6,7 +6,6 @@ import CBulkheadPosix
 import Dispatch
 import HTTPWire
 import LuaSandbox
-import NIOCore
 import Synchronization
 import Foundation
 
@@ -20,10 +19,22 @@ final class PoolContext {
     let encoder: ResponseEncoder
     var parserLimits = HTTPParserLimits()
     var requestCounter: UInt64 = 0
-    var openConnections = 0
     var draining = false
-    /// Connections to close once their current response is out (drain).
-    var idleClosers: [ObjectIdentifier: () -> Void] = [:]
+    /// The open client connections, by descriptor.
+    var connections: [Int32: HTTPConnection] = [:]
+    var openConnections: Int { connections.count }
+    /// What every read goes into, and every response of a read: a connection
+    /// copies out only what must outlive the read.
+    let input = IOBuffer(capacity: HTTPConnection.readSize)
+    let output = IOBuffer(capacity: PoolContext.outputCapacity)
+    /// What the write buffer keeps between reads.
+    static let outputCapacity = 256 * 1024
+    /// Connections whose responses wait in `output` for the end of the turn.
+    private var writeQueue: [HTTPConnection] = []
+    /// Past this much waiting output, the writes go out before the turn ends.
+    static let earlyFlushBytes = 1 << 20
+    /// Scratch space for a request's headers as the sandbox takes them.
+    let headerScratch: UnsafeMutableBufferPointer<LuaHeader>
     /// Sends to the supervisor (thread-safe).
     let control: ControlLink
     let watchdog: Watchdog
@@ -34,6 +45,11 @@ final class PoolContext {
         self.encoder = ResponseEncoder(pool: pool, pid: pid)
         self.control = control
         self.watchdog = watchdog
+        self.headerScratch = .allocate(capacity: HTTPParserLimits().maxHeaderCount)
+    }
+
+    deinit {
+        headerScratch.deallocate()
     }
 
     /// Applies the cohort's limits.
@@ -59,10 +75,26 @@ final class PoolContext {
     }
     private var platformLogSecond: UInt64 = 0
 
+    /// Queues `connection`'s responses in `output` for `flushWrites`.
+    func queueWrite(_ connection: HTTPConnection) {
+        writeQueue.append(connection)
+        if output.count >= Self.earlyFlushBytes { flushWrites() }
+    }
+
+    /// Writes every queued response, in the order queued; the loop calls it at the
+    /// end of every turn.
+    func flushWrites() {
+        guard !writeQueue.isEmpty else { return }
+        for connection in writeQueue { connection.writeQueued() }
+        writeQueue.removeAll(keepingCapacity: true)
+        output.clear(keepingAtMost: Self.outputCapacity)
+    }
+
     /// Called when a connection closes (drain waits for the last).
     var onConnectionClosed: (() -> Void)?
 
-    func connectionClosed() {
+    func connectionClosed(_ connection: HTTPConnection) {
+        connections[connection.fd] = nil
         onConnectionClosed?()
     }
 
@@ -101,7 +133,7 @@ final class PoolContext {
         stats.requests += 1
         if crashAfter > 0 && stats.requests >= crashAfter { abort() }
         statusCounts[min(max(status, 0), 599)] += 1
-        stats.latency.record(nanoseconds: DispatchTime.now().uptimeNanoseconds &- startedAt)
+        stats.latency.record(nanoseconds: bh_monotonic_ns() &- startedAt)
     }
 
     /// Per-status counters kept as an array on the hot path, folded into

@@ -1,5 +1,4 @@
 import HTTPWire
-import NIOCore
 
 /// Writes HTTP/1.1 responses into a connection's output buffer without building
 /// Strings: status lines are prepared once, numbers are written digit by digit.
@@ -27,56 +26,39 @@ struct ResponseEncoder {
     }
 
     /// Writes the status line.
-    func writeStatus(_ status: Int, into buffer: inout ByteBuffer) {
+    func writeStatus(_ status: Int, into buffer: IOBuffer) {
         let line = statusLines.indices.contains(status) ? statusLines[status] : statusLines[500]
-        buffer.writeBytes(line)
+        buffer.append(line)
     }
 
     /// Writes one header line.
     @inline(__always)
-    func writeHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
-        buffer.writeBytes(name)
-        buffer.writeStaticString(": ")
-        buffer.writeBytes(value)
-        buffer.writeStaticString("\r\n")
+    func writeHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into buffer: IOBuffer) {
+        buffer.append(name)
+        buffer.append(": ")
+        buffer.append(value)
+        buffer.append("\r\n")
     }
 
     /// Writes the identity and framing headers, the blank line, and the body.
     ///
     /// - Parameter connection: `close` adds `connection: close`; `keepAlive10` adds
     ///   `connection: keep-alive` for an HTTP/1.0 client that asked for it.
-    func writeTail(body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, into buffer: inout ByteBuffer) {
-        buffer.writeBytes(identityHeaders)
-        buffer.writeStaticString("content-length: ")
-        Self.writeDecimal(body.count, into: &buffer)
+    func writeTail(body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, into buffer: IOBuffer) {
+        buffer.append(identityHeaders)
+        buffer.append("content-length: ")
+        buffer.appendDecimal(body.count)
         switch connection {
-        case .none: buffer.writeStaticString("\r\n\r\n")
-        case .close: buffer.writeStaticString("\r\nconnection: close\r\n\r\n")
-        case .keepAlive: buffer.writeStaticString("\r\nconnection: keep-alive\r\n\r\n")
+        case .none: buffer.append("\r\n\r\n")
+        case .close: buffer.append("\r\nconnection: close\r\n\r\n")
+        case .keepAlive: buffer.append("\r\nconnection: keep-alive\r\n\r\n")
         }
-        if !omitBody { buffer.writeBytes(body) }
+        if !omitBody { buffer.append(body) }
     }
 
     /// What to say about the connection.
     enum ConnectionHeader {
         case none, close, keepAlive
-    }
-
-    /// Writes a non-negative integer in decimal.
-    static func writeDecimal(_ value: Int, into buffer: inout ByteBuffer) {
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var remaining = max(0, value)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { raw in
-            repeat {
-                raw[19 - count] = UInt8(truncatingIfNeeded: 0x30 + remaining % 10)
-                remaining /= 10
-                count += 1
-            } while remaining > 0 && count < 20
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[(20 - count)...]))
-        }
     }
 }
 

@@ -6,8 +6,6 @@ import CBulkheadPosix
 import Dispatch
 import Foundation
 import LuaSandbox
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// The command line of a worker process (see `WorkerSpawner` for the contract).
@@ -46,23 +44,21 @@ public final class WorkerProcess: @unchecked Sendable {
     public static let watchdogExitStatus: Int32 = 70
 
     let options: WorkerOptions
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let loop: any EventLoop
+    let loop: WorkerLoop
     let control = ControlLink()
     let startedAt = Date().timeIntervalSince1970
     /// The context, created on and confined to the loop.
-    private let context: NIOLoopBound<PoolContext>
+    private let context: LoopBound<PoolContext>
     private let identityState = Mutex((versions: ArtifactVersions(), draining: false))
     private let exitCode = Mutex<Int32?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private var acceptor: Acceptor?
-    private var heartbeat: RepeatedTask?
-
 
     /// Sets the worker up; nothing is served until the supervisor says `start`.
     public init(options: WorkerOptions) throws {
         self.options = options
-        self.loop = group.next()
+        self.loop = try WorkerLoop()
+        loop.start(name: "loop")
         let control = self.control
         let pool = options.pool
         let watchdog = Watchdog(margin: .milliseconds(options.watchdogMarginMilliseconds)) { chunkName, elapsed in
@@ -84,14 +80,15 @@ public final class WorkerProcess: @unchecked Sendable {
         if bh_crash_notes_install(options.data.crashNote(pid: getpid())) != 0 {
             FileHandle.standardError.write(Data("worker \(getpid()): cannot install crash notes (errno \(errno)); crashes will not be blamed on scripts\n".utf8))
         }
-        self.context = try loop.submit {
+        self.context = loop.submit {
             // The loop runs the scripts: a crash there by stack overflow needs a
             // stack of its own to write its note.
             _ = bh_crash_notes_thread()
             let context = PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog)
             context.stats.versions.binary = binaryVersion
-            return NIOLoopBound(context, eventLoop: loop)
-        }.wait()
+            loop.endOfTurn = { context.flushWrites() }
+            return LoopBound(context, loop: loop)
+        }
         identityState.withLock { $0.versions.binary = binaryVersion }
     }
 
@@ -335,31 +332,47 @@ public final class WorkerProcess: @unchecked Sendable {
         guard acceptor == nil else { return }
         installDefaultPlatform()
         let context = self.context
-        let bootstrap = ClientBootstrap(group: loop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.maxMessagesPerRead, value: 16)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = HTTPConnectionHandler(pool: context.value, allocator: channel.allocator)
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
+        let loop = self.loop
         let acceptor = Acceptor(listenFD: options.listenFD)
         self.acceptor = acceptor
-        acceptor.start(NIOLoopBound(bootstrap, eventLoop: loop), on: loop)
+        acceptor.start(on: loop) { fd in
+            Self.serve(fd, pool: context.value, loop: loop)
+        }
+        loop.scheduleRepeated(every: 1_000_000_000) {
+            let now = loop.now
+            for connection in Array(context.value.connections.values) { connection.checkTimeouts(now: now) }
+        }
         control.send(.ready)
         // Fault injection for tests of binary rollouts: a build that dies a while
         // after it started serving, whatever share of the traffic it got.
-        if let milliseconds = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_CRASH_AFTER_MS"].flatMap({ Int64($0) }) {
-            loop.scheduleTask(in: .milliseconds(milliseconds)) { abort() }
+        if let milliseconds = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_CRASH_AFTER_MS"].flatMap({ UInt64($0) }) {
+            loop.schedule(in: milliseconds * 1_000_000) { abort() }
         }
+    }
+
+    /// Takes a new client connection (on the loop).
+    private static func serve(_ fd: Int32, pool: PoolContext, loop: WorkerLoop) {
+        guard !pool.draining, bh_prepare_connection(fd) == 0 else {
+            close(fd)
+            return
+        }
+        let connection = HTTPConnection(fd: fd, pool: pool, loop: loop)
+        do {
+            try loop.watch(fd, events: BH_EVENT_READ, handler: connection)
+        } catch {
+            close(fd)
+            return
+        }
+        pool.connections[fd] = connection
     }
 
     private func startHeartbeat() {
         let context = self.context
         let control = self.control
-        heartbeat = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(200)) { _ in
-            control.send(.heartbeat(context.value.heartbeatStats()), droppable: true)
+        loop.execute { [loop] in
+            loop.scheduleRepeated(every: 200_000_000) {
+                control.send(.heartbeat(context.value.heartbeatStats()), droppable: true)
+            }
         }
     }
 
@@ -378,7 +391,7 @@ public final class WorkerProcess: @unchecked Sendable {
             if context.value.openConnections == 0 { finish(status: 0) }
         }
         pool.onConnectionClosed = finishIfIdle
-        for closer in pool.idleClosers.values { closer() }
+        for connection in Array(pool.connections.values) { connection.closeWhenIdle() }
         if let acceptor {
             // Stopping takes up to the accept timeout: off the loop.
             DispatchQueue.global().async { [loop] in
@@ -390,7 +403,7 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         // Past the longest a request may run, stop regardless.
         let limit = Int64(pool.registry.cohort?.limits.wallMilliseconds ?? 1000) + 2000
-        loop.scheduleTask(in: .milliseconds(limit)) { [self] in finish(status: 0) }
+        loop.schedule(in: UInt64(limit) * 1_000_000) { [self] in finish(status: 0) }
     }
 
     private func finish(status: Int32) {

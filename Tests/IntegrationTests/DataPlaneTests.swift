@@ -90,4 +90,77 @@ import Testing
         #expect(head.text.hasPrefix("HTTP/1.1 200 OK"))
         #expect(head.text.hasSuffix("\r\n\r\n"), "no body after a HEAD answer: \(head.text)")
     }
+
+    /// A client that pipelines requests for large answers and does not read them
+    /// holds up neither the worker nor anyone else; when it reads, every byte is
+    /// there, in order. A client that half-closes after its request still gets the
+    /// answer.
+    @Test func slowReadersAndHalfClosesGetEveryByte() throws {
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 1)])
+        try host.assign(customer: "acme", to: "free")
+        // 256 KiB per answer, each line naming the request's path.
+        try host.writeScript(customer: "acme", name: "big", source: """
+            function handle(req)
+              return string.rep(req.path .. "\\n", 256 * 1024 // (#req.path + 1))
+            end
+            """)
+        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+        defer { host.stop() }
+        try host.start()
+        let port = try host.pool("free").port
+
+        let count = 24  // 6 MiB of answers: far more than the socket buffers hold
+        guard let slow = RawClient(port: port) else {
+            Issue.record("connection refused")
+            return
+        }
+        var requests = ""
+        for index in 0..<count {
+            requests += "GET /r\(String(format: "%04d", index)) HTTP/1.1\r\nHost: big.acme.localhost\r\n\r\n"
+        }
+        slow.send(requests)
+        usleep(300_000)
+
+        // Meanwhile the worker serves others at once.
+        let started = Date()
+        for index in 0..<20 {
+            let answer = RawClient.exchange(port: port, "GET /o\(index) HTTP/1.1\r\nHost: echo.acme.localhost\r\nConnection: close\r\n\r\n")
+            #expect(answer.text.hasPrefix("HTTP/1.1 200 OK") && answer.text.contains("GET /o\(index) "), "\(answer.text)")
+        }
+        let others = Date().timeIntervalSince(started)
+        print("20 other requests while a client sat on \(count) unread answers: \(Int(others * 1000)) ms")
+        #expect(others < 10, "other clients waited \(others) s")
+
+        // Now the slow client reads: every answer whole, in order.
+        let statuses = slow.readResponses(count, timeout: 30)
+        #expect(statuses.count == count && statuses.allSatisfy { $0 == "200" }, "\(statuses.count) answers")
+        let deadline = Date().addingTimeInterval(30)
+        let expectedBytes = (0..<count).reduce(0) { total, index in
+            let line = "/r\(String(format: "%04d", index))\n"
+            return total + line.utf8.count * (256 * 1024 / line.utf8.count)
+        }
+        var bodies: [String] = []
+        while Date() < deadline {
+            bodies = slow.text.components(separatedBy: "\r\n\r\n").dropFirst().map { $0.components(separatedBy: "HTTP/1.1 ")[0] }
+            if bodies.reduce(0, { $0 + $1.utf8.count }) >= expectedBytes { break }
+            slow.poll()
+            usleep(5_000)
+        }
+        #expect(bodies.count == count)
+        for (index, body) in bodies.enumerated() {
+            let line = "/r\(String(format: "%04d", index))\n"
+            #expect(body == String(repeating: line, count: 256 * 1024 / line.utf8.count), "answer \(index) is whole and its own")
+        }
+
+        // Half-close: the request, then FIN; the answer comes, then the close.
+        guard let halfClosed = RawClient(port: port) else {
+            Issue.record("connection refused")
+            return
+        }
+        halfClosed.send("GET /half HTTP/1.1\r\nHost: echo.acme.localhost\r\n\r\n")
+        shutdown(halfClosed.fd, Int32(SHUT_WR))
+        let answer = halfClosed.readUntilClose(timeout: 5)
+        #expect(answer.text.hasPrefix("HTTP/1.1 200 OK") && answer.text.contains("GET /half "), "\(answer.text)")
+        #expect(answer.closed, "the worker closes once it has answered a client that half-closed")
+    }
 }

@@ -81,4 +81,48 @@ static inline void bh_crash_note_clear(void) {
 /// its core (about 7% of a worker's throughput).
 int bh_signal_pipe(int signal);
 
+// MARK: - Event loop
+//
+// The worker's data plane is one thread around `epoll_wait`. These wrap the calls
+// whose structs Swift should not lay out itself (`struct epoll_event` is packed on
+// x86-64) and name the event bits as plain constants.
+
+#include <stdint.h>
+
+/// Readable (or the peer closed: a read then returns 0).
+static const uint32_t BH_EVENT_READ = 0x001;   // EPOLLIN
+/// Writable again after a short write.
+static const uint32_t BH_EVENT_WRITE = 0x004;  // EPOLLOUT
+/// An error on the descriptor (always reported).
+static const uint32_t BH_EVENT_ERROR = 0x008;  // EPOLLERR
+/// Hung up (always reported).
+static const uint32_t BH_EVENT_HANGUP = 0x010; // EPOLLHUP
+/// The peer shut its side down (half-close).
+static const uint32_t BH_EVENT_PEER_CLOSED = 0x2000; // EPOLLRDHUP
+
+/// A new epoll instance (close-on-exec), or -1 with errno set.
+int bh_epoll_create(void);
+
+/// Adds `fd` (`add` = 1) or changes its interest (`add` = 0): level-triggered
+/// `events`, reported with `token`. Returns 0, or -1 with errno set.
+int bh_epoll_watch(int epoll, int fd, int add, uint32_t events, uint64_t token);
+
+/// Removes `fd`. Returns 0, or -1 with errno set.
+int bh_epoll_forget(int epoll, int fd);
+
+/// Waits up to `timeout_ms` (-1: forever) for at most `max` (up to 256) ready
+/// descriptors; fills `tokens` and `events` and returns how many, or -1 with errno
+/// set (EINTR when a signal came first).
+int bh_epoll_wait(int epoll, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
+
+/// A non-blocking, close-on-exec eventfd, or -1 with errno set.
+int bh_eventfd(void);
+
+/// Makes `fd` non-blocking and turns Nagle off (TCP_NODELAY) on it.
+/// Returns 0, or -1 with errno set.
+int bh_prepare_connection(int fd);
+
+/// CLOCK_MONOTONIC in nanoseconds.
+uint64_t bh_monotonic_ns(void);
+
 #endif
