@@ -14,11 +14,13 @@ import Synchronization
 /// happens once per connection, never per request.
 final class Acceptor: Sendable {
     private let listenFD: Int32
+    private let balance: AcceptBalance?
     private let stopped = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
 
-    init(listenFD: Int32) {
+    init(listenFD: Int32, balance: AcceptBalance?) {
         self.listenFD = listenFD
+        self.balance = balance
         // A receive timeout on a listening socket bounds `accept`, so a stopping
         // worker notices within it. The socket is shared: every worker sets the same.
         Sockets.setReceiveTimeout(listenFD, seconds: 0.2)
@@ -29,6 +31,10 @@ final class Acceptor: Sendable {
     func start(on loop: WorkerLoop, take: @escaping @Sendable (Int32) -> Void) {
         let thread = Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
+                if let balance, !balance.mayAccept() {
+                    usleep(1_000)
+                    continue
+                }
                 let fd = Glibc.accept(listenFD, nil, nil)
                 if fd < 0 {
                     switch errno {

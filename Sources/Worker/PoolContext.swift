@@ -21,7 +21,11 @@ final class PoolContext {
     var requestCounter: UInt64 = 0
     var draining = false
     /// The open client connections, by descriptor.
-    var connections: [Int32: HTTPConnection] = [:]
+    var connections: [Int32: HTTPConnection] = [:] {
+        didSet { balance?.publish(connections: connections.count) }
+    }
+    /// Where this worker tells its siblings how many connections it holds.
+    var balance: AcceptBalance?
     var openConnections: Int { connections.count }
     /// What every read goes into, and every response of a read: a connection
     /// copies out only what must outlive the read.

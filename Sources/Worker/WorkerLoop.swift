@@ -61,6 +61,8 @@ final class WorkerLoop: @unchecked Sendable {
     /// Runs at the end of every turn, after the events, tasks and timers, before the
     /// loop waits again.
     var endOfTurn: (() -> Void)?
+    /// Runs first in every turn, with `now` just read.
+    var startOfTurn: ((UInt64) -> Void)?
 
     /// CLOCK_MONOTONIC (ns) as of the loop's last wake-up: the time of every event
     /// handled in this turn, read once.
@@ -189,6 +191,7 @@ final class WorkerLoop: @unchecked Sendable {
         while true {
             let count = bh_epoll_wait(epoll, tokens, events, Int32(Self.batch), nextTimeout())
             now = bh_monotonic_ns()
+            startOfTurn?(now)
             if count < 0 {
                 // EINTR: the instruction budget's tick, which targets this thread.
                 if errno != EINTR {

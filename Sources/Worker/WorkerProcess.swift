@@ -333,7 +333,16 @@ public final class WorkerProcess: @unchecked Sendable {
         installDefaultPlatform()
         let context = self.context
         let loop = self.loop
-        let acceptor = Acceptor(listenFD: options.listenFD)
+        let balance = AcceptBalance(path: options.data.run + "/accept-\(options.pool).shm", slot: options.slot)
+        context.value.balance = balance
+        if let balance {
+            loop.startOfTurn = { balance.turnStarted(at: $0) }
+            loop.endOfTurn = { [context] in
+                context.value.flushWrites()
+                balance.willWait()
+            }
+        }
+        let acceptor = Acceptor(listenFD: options.listenFD, balance: balance)
         self.acceptor = acceptor
         acceptor.start(on: loop) { fd in
             Self.serve(fd, pool: context.value, loop: loop)
@@ -384,6 +393,7 @@ public final class WorkerProcess: @unchecked Sendable {
         let pool = context.value
         guard !pool.draining else { return }
         pool.draining = true
+        pool.balance?.stopAccepting()
         identityState.withLock { $0.draining = true }
         let acceptor = self.acceptor
         let context = self.context

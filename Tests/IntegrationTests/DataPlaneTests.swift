@@ -163,4 +163,31 @@ import Testing
         #expect(answer.text.hasPrefix("HTTP/1.1 200 OK") && answer.text.contains("GET /half "), "\(answer.text)")
         #expect(answer.closed, "the worker closes once it has answered a client that half-closed")
     }
+
+    /// A burst of keep-alive connections to a pool spreads over its workers, instead
+    /// of landing on whichever worker is back in `accept` first (AcceptBalance).
+    @Test func connectionBurstSpreadsOverThePool() throws {
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 2)])
+        try host.assign(customer: "acme", to: "free")
+        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+        defer { host.stop() }
+        try host.start()
+        let port = try host.pool("free").port
+
+        for round in 0..<3 {
+            // Eight connections at once, each kept open while the others are made.
+            let clients = (0..<8).compactMap { _ in RawClient(port: port) }
+            #expect(clients.count == 8)
+            var perWorker: [String: Int] = [:]
+            for client in clients {
+                client.send("GET /b HTTP/1.1\r\nHost: echo.acme.localhost\r\n\r\n")
+                _ = client.readResponses(1)
+                let worker = client.text.components(separatedBy: "x-bulkhead-worker: ").dropFirst().first?
+                    .prefix { $0.isNumber } ?? ""
+                perWorker[String(worker), default: 0] += 1
+            }
+            print("round \(round): connections per worker \(perWorker)")
+            #expect(perWorker.count == 2 && perWorker.values.allSatisfy { $0 >= 3 }, "\(perWorker)")
+        }
+    }
 }

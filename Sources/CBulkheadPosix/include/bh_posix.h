@@ -125,4 +125,13 @@ int bh_prepare_connection(int fd);
 /// CLOCK_MONOTONIC in nanoseconds.
 uint64_t bh_monotonic_ns(void);
 
+/// A relaxed atomic load and store of a 64-bit word, for memory shared between the
+/// workers of a pool (a mapped file; Swift's atomics live in Swift values only).
+static inline int64_t bh_shared_load(const int64_t *word) {
+    return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+static inline void bh_shared_store(int64_t *word, int64_t value) {
+    __atomic_store_n(word, value, __ATOMIC_RELAXED);
+}
+
 #endif
