@@ -37,6 +37,12 @@ public struct DataDirectory: Sendable, Equatable {
         run + "/worker-\(pool)-\(slot)-\(instance).sock"
     }
 
+    /// The connection counts a pool's workers share to spread new connections
+    /// among themselves (see the worker's `AcceptBalance`).
+    public func acceptBalance(pool: String) -> String {
+        run + "/accept-\(pool).shm"
+    }
+
     /// Creates the directory tree (0700: it holds tokens and sockets).
     public func create() throws {
         for path in [root, run, logs] {

@@ -86,7 +86,6 @@ public final class WorkerProcess: @unchecked Sendable {
             _ = bh_crash_notes_thread()
             let context = PoolContext(pool: pool, pid: getpid(), control: control, watchdog: watchdog)
             context.stats.versions.binary = binaryVersion
-            loop.endOfTurn = { context.flushWrites() }
             return LoopBound(context, loop: loop)
         }
         identityState.withLock { $0.versions.binary = binaryVersion }
@@ -333,14 +332,15 @@ public final class WorkerProcess: @unchecked Sendable {
         installDefaultPlatform()
         let context = self.context
         let loop = self.loop
-        let balance = AcceptBalance(path: options.data.run + "/accept-\(options.pool).shm", slot: options.slot)
+        let balance = AcceptBalance(path: options.data.acceptBalance(pool: options.pool), slot: options.slot)
         context.value.balance = balance
+        // The responses of a turn go out at its end (see HTTPConnection).
+        loop.endOfTurn = { [context] in
+            context.value.flushWrites()
+            balance?.willWait()
+        }
         if let balance {
             loop.startOfTurn = { balance.turnStarted(at: $0) }
-            loop.endOfTurn = { [context] in
-                context.value.flushWrites()
-                balance.willWait()
-            }
         }
         let acceptor = Acceptor(listenFD: options.listenFD, balance: balance)
         self.acceptor = acceptor
