@@ -105,16 +105,39 @@ BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...) {
     BH_UNREACHABLE();
 }
 
-/// Pushes the global `name` read raw from the sandbox globals (a metatable the
-/// script set on _G is not consulted), and raises unless it is a function.
-void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name,
-                               const char *signature) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);    // [G]
-    lua_pushstring(L, name);                                 // [G, name]
+/// Replaces the name on top of the stack with the global of that name, read raw
+/// from the sandbox globals (a metatable the script set on _G is not consulted),
+/// and raises unless it is a function.
+static void bh_require_function(lua_State *L, bh_context *ctx, const char *signature) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);    // [name, G]
+    lua_rotate(L, -2, 1);                                    // [G, name]
     if (lua_rawget(L, -2) != LUA_TFUNCTION) {                // [G, value]
         bh_fail(L, ctx, "script does not define function %s", signature);
     }
     lua_remove(L, -2);                                       // [function]
+}
+
+void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name,
+                               const char *signature) {
+    lua_pushstring(L, name);
+    bh_require_function(L, ctx, signature);
+}
+
+void bh_push_required_key(lua_State *L, bh_context *ctx, int key, const char *signature) {
+    bh_push_key(L, ctx, key);
+    bh_require_function(L, ctx, signature);
+}
+
+static const char *const bh_key_names[BH_KEY_COUNT] = {
+    "method", "path", "query", "body", "headers", "handle", "on_request",
+};
+_Static_assert(BH_KEY_COUNT <= sizeof ((bh_context *)0)->keys / sizeof (int), "bh_context.keys is too small");
+
+void bh_intern_keys(lua_State *L, bh_context *ctx) {
+    for (int key = 0; key < BH_KEY_COUNT; key++) {
+        lua_pushstring(L, bh_key_names[key]);
+        ctx->keys[key] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
 }
 
 // MARK: - Loading
@@ -198,33 +221,39 @@ static void bh_push_lower(lua_State *L, bh_bytes b) {
 /// Pushes the `req` table: method, path, query, body, and headers with lower-case
 /// names, repeated names joined with ", " in arrival order.
 void bh_push_request(lua_State *L, const bh_request *r) {
+    const bh_context *ctx = bh_context_of(L);
     luaL_checkstack(L, 8, "request");
     lua_createtable(L, 0, 5);                                // [req]
+    bh_push_key(L, ctx, BH_KEY_METHOD);
     bh_push_bytes(L, r->method);
-    lua_setfield(L, -2, "method");
+    lua_rawset(L, -3);
+    bh_push_key(L, ctx, BH_KEY_PATH);
     bh_push_bytes(L, r->path);
-    lua_setfield(L, -2, "path");
+    lua_rawset(L, -3);
+    bh_push_key(L, ctx, BH_KEY_QUERY);
     bh_push_bytes(L, r->query);
-    lua_setfield(L, -2, "query");
+    lua_rawset(L, -3);
+    bh_push_key(L, ctx, BH_KEY_BODY);
     bh_push_bytes(L, r->body);
-    lua_setfield(L, -2, "body");
+    lua_rawset(L, -3);
+    bh_push_key(L, ctx, BH_KEY_HEADERS);                     // [req, "headers"]
     int hint = r->header_count < 64 ? (int)r->header_count : 64;
-    lua_createtable(L, 0, hint);                             // [req, headers]
+    lua_createtable(L, 0, hint);                             // [req, "headers", headers]
     const bh_header *headers = (const bh_header *)r->headers;
     for (size_t i = 0; i < r->header_count; i++) {
-        bh_push_lower(L, headers[i].name);                   // [req, headers, name]
-        lua_pushvalue(L, -1);                                // [req, headers, name, name]
-        if (lua_rawget(L, -3) == LUA_TNIL) {                 // [req, headers, name, nil]
+        bh_push_lower(L, headers[i].name);                   // [..., headers, name]
+        lua_pushvalue(L, -1);                                // [..., headers, name, name]
+        if (lua_rawget(L, -3) == LUA_TNIL) {                 // [..., headers, name, nil]
             lua_pop(L, 1);
-            bh_push_bytes(L, headers[i].value);              // [req, headers, name, value]
-        } else {                                             // [req, headers, name, earlier]
+            bh_push_bytes(L, headers[i].value);              // [..., headers, name, value]
+        } else {                                             // [..., headers, name, earlier]
             lua_pushliteral(L, ", ");
             bh_push_bytes(L, headers[i].value);
-            lua_concat(L, 3);                                // [req, headers, name, joined]
+            lua_concat(L, 3);                                // [..., headers, name, joined]
         }
-        lua_rawset(L, -3);                                   // [req, headers]
+        lua_rawset(L, -3);                                   // [req, "headers", headers]
     }
-    lua_setfield(L, -2, "headers");                          // [req]
+    lua_rawset(L, -3);                                       // [req]
 }
 
 // MARK: - Response
@@ -351,7 +380,7 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
 
 static int bh_handle_body(lua_State *L) {
     bh_context *ctx = bh_context_of(L);
-    bh_push_required_function(L, ctx, "handle", "handle(req)"); // [handle]
+    bh_push_required_key(L, ctx, BH_KEY_HANDLE, "handle(req)"); // [handle]
     bh_push_request(L, ctx->request);                        // [handle, req]
     lua_call(L, 1, 1);                                       // [result]
     if (!(ctx->hit & BH_HIT_STOP)) {

@@ -59,8 +59,25 @@ void bh_push_json(lua_State *L);
 /// are refused).
 size_t bh_utf8_sequence(const unsigned char *p, size_t n);
 
-// MARK: - Call machinery (bh_call.c), shared with the kinds of state to come (the
-// platform runtime's `on_request(req, rules)` call pushes the same `req`).
+// MARK: - Call machinery (bh_call.c), shared by the script's `handle(req)` call and
+// the platform runtime's `on_request(req, rules)` call (which pushes the same `req`).
+
+/// Strings the calls push on every request. Each state interns them once
+/// (`bh_intern_keys`, when the sandbox opens) and keeps them in its registry:
+/// pushing one is then an array read, where a C string goes through Lua's string
+/// cache (a hash and a strcmp) every time.
+enum {
+    BH_KEY_METHOD, BH_KEY_PATH, BH_KEY_QUERY, BH_KEY_BODY, BH_KEY_HEADERS,
+    BH_KEY_HANDLE, BH_KEY_ON_REQUEST, BH_KEY_COUNT
+};
+
+/// Interns the keys and records their registry references in `ctx->keys`.
+void bh_intern_keys(lua_State *L, bh_context *ctx);
+
+/// Pushes one of the interned keys.
+static inline void bh_push_key(lua_State *L, const bh_context *ctx, int key) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->keys[key]);
+}
 
 /// Pushes the `req` table built from `request` (inside a protected call).
 void bh_push_request(lua_State *L, const bh_request *request);
@@ -69,22 +86,8 @@ void bh_push_request(lua_State *L, const bh_request *request);
 /// "name: script does not define function `signature`" when it is not a function.
 void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name, const char *signature);
 
-/// Raises "chunk: message" (for errors with no script line to point at).
-BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
-
-/// The host-facing outcome of a protected call that returned `status`, with
-/// ctx->error set on failure. Allocates nothing (runs outside protection).
-bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status);
-
-// MARK: - Call machinery (bh_call.c), shared with the kinds of state to come (the
-// platform runtime's `on_request(req, rules)` call pushes the same `req`).
-
-/// Pushes the `req` table built from `request` (inside a protected call).
-void bh_push_request(lua_State *L, const bh_request *request);
-
-/// Pushes the global function `name`, read raw from the sandbox globals; raises
-/// "name: script does not define function `signature`" when it is not a function.
-void bh_push_required_function(lua_State *L, bh_context *ctx, const char *name, const char *signature);
+/// The same, with the name one of the interned keys (the per-request calls).
+void bh_push_required_key(lua_State *L, bh_context *ctx, int key, const char *signature);
 
 /// Raises "chunk: message" (for errors with no script line to point at).
 BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
@@ -92,5 +95,6 @@ BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
 /// The host-facing outcome of a protected call that returned `status`, with
 /// ctx->error set on failure. Allocates nothing (runs outside protection).
 bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status);
+
 
 #endif

@@ -453,6 +453,7 @@ static void bh_open_library(lua_State *L, lua_CFunction open) {
 
 static int bh_open_body(lua_State *L) {
     bh_context *ctx = bh_context_of(L);
+    bh_intern_keys(L, ctx);
     // luaopen_base fills the state's first global table with every base function
     // (print, dofile, loadfile…); the script never sees that table.
     bh_open_library(L, luaopen_base);                // [base]

@@ -160,7 +160,7 @@ static int bh_platform_body(lua_State *L) {
     bh_context *ctx = bh_context_of(L);
     const bh_platform_args *args = (const bh_platform_args *)lua_touserdata(L, 1);
     lua_settop(L, 0);
-    bh_push_required_function(L, ctx, "on_request", "on_request(req, rules)"); // [f]
+    bh_push_required_key(L, ctx, BH_KEY_ON_REQUEST, "on_request(req, rules)"); // [f]
     bh_push_request(L, args->request);                       // [f, req]
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bh_rules_key) != LUA_TTABLE) { // [f, req, rules]
         // No rules loaded yet: an empty table, so the runtime always gets a table.

@@ -147,6 +147,8 @@ typedef struct bh_context {
     // Configuration.
     /// The script's name as the host gave it (owned, NUL-terminated).
     char *chunk_name;
+    /// Registry references of the strings every call pushes (see `bh_push_key`).
+    int keys[8];
     bh_log_fn log_fn;
     void *log_ud;
 
