@@ -32,12 +32,25 @@ import Testing
         end
         """
 
+    /// A started host with one pool, `free`, of `workers` workers, serving acme's
+    /// echo script and `scripts` (name → source). The caller stops it.
+    func echoHost(workers: Int, scripts: [String: String] = [:]) throws -> HostHarness {
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: workers)])
+        do {
+            try host.assign(customer: "acme", to: "free")
+            try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+            for (name, source) in scripts { try host.writeScript(customer: "acme", name: name, source: source) }
+            try host.start()
+        } catch {
+            host.stop()
+            throw error
+        }
+        return host
+    }
+
     @Test func httpSemanticsHold() throws {
-        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 1)])
-        try host.assign(customer: "acme", to: "free")
-        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+        let host = try echoHost(workers: 1)
         defer { host.stop() }
-        try host.start()
         let port = try host.pool("free").port
         let hostHeader = "Host: echo.acme.localhost\r\n"
 
@@ -96,17 +109,13 @@ import Testing
     /// there, in order. A client that half-closes after its request still gets the
     /// answer.
     @Test func slowReadersAndHalfClosesGetEveryByte() throws {
-        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 1)])
-        try host.assign(customer: "acme", to: "free")
-        // 256 KiB per answer, each line naming the request's path.
-        try host.writeScript(customer: "acme", name: "big", source: """
+        // `big`: 256 KiB per answer, each line naming the request's path.
+        let host = try echoHost(workers: 1, scripts: ["big": """
             function handle(req)
               return string.rep(req.path .. "\\n", 256 * 1024 // (#req.path + 1))
             end
-            """)
-        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+            """])
         defer { host.stop() }
-        try host.start()
         let port = try host.pool("free").port
 
         let count = 24  // 6 MiB of answers: far more than the socket buffers hold
@@ -167,11 +176,8 @@ import Testing
     /// A burst of keep-alive connections to a pool spreads over its workers, instead
     /// of landing on whichever worker is back in `accept` first (AcceptBalance).
     @Test func connectionBurstSpreadsOverThePool() throws {
-        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1, workers: 2)])
-        try host.assign(customer: "acme", to: "free")
-        try host.writeScript(customer: "acme", name: "echo", source: Self.echo)
+        let host = try echoHost(workers: 2)
         defer { host.stop() }
-        try host.start()
         let port = try host.pool("free").port
 
         for round in 0..<3 {
