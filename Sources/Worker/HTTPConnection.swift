@@ -354,6 +354,7 @@ final class HTTPConnection: LoopHandler {
                 close()
                 return
             }
+            lastActivity = loop.now
             if written < bytes.count {
                 let kept = IOBuffer(capacity: bytes.count - written)
                 kept.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
@@ -427,7 +428,9 @@ final class HTTPConnection: LoopHandler {
     /// that does not read, for `idleTimeout` is closed.
     func checkTimeouts(now: UInt64) {
         if queued { return }  // it made progress this turn
-        if unsent != nil || pending == nil {
+        // Waiting on the client: to send a request, or to read what it was sent
+        // (unsent answers, or pipelined requests held back until it does).
+        if unsent != nil || pending == nil || moreToServe {
             if now &- lastActivity >= Self.idleTimeout { close() }
         } else if arrivalStartedAt != 0 && now &- arrivalStartedAt >= Self.requestArrivalTimeout {
             pending = nil
