@@ -24,10 +24,10 @@ import LuaSandbox
 /// them computed (backpressure). One read's pipelined requests are served only
 /// until their answers reach `maxOutputPerTurn`; the rest wait for those to go.
 final class HTTPConnection: LoopHandler {
-    /// How long a started request may take to arrive in full (slowloris).
+    /// How long a started request may take to arrive in full (slowloris), in ns.
     static let requestArrivalTimeout: UInt64 = 10_000_000_000
     /// How long a keep-alive connection may sit idle, or a response wait for the
-    /// client to read it.
+    /// client to read it, in ns.
     static let idleTimeout: UInt64 = 60_000_000_000
     /// The most read at once into the loop's read buffer.
     static let readSize = 64 * 1024
