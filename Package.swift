@@ -31,7 +31,7 @@ let package = Package(
         /// the allocator, everything that raises a Lua error (it longjmps), macros.
         .target(
             name: "CLuaSandbox",
-            dependencies: ["CLua"]
+            dependencies: ["CLua", "CBulkheadPosix"]
         ),
         /// One sandboxed `lua_State` per script, its limits, request and response
         /// conversion. No networking.
@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "BulkheadCore", "CBulkheadPosix", "LuaSandbox", "HTTPWire",
+                "BulkheadCore", "CBulkheadPosix", "CLuaSandbox", "LuaSandbox", "HTTPWire",
             ]
         ),
         /// Pools, restarts, takeover: starts and watches the workers.

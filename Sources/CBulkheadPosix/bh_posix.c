@@ -202,6 +202,15 @@ int bh_crash_notes_thread(void) {
 /// The write end per signal number (64: enough for the standard and real-time ones).
 static int bh_signal_pipe_fds[65];
 
+int bh_set_signal_handler(int sig, void (*handler)(int)) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    return sigaction(sig, &action, NULL);
+}
+
 static void bh_signal_pipe_write(int sig) {
     int saved = errno;
     char byte = (char)sig;
@@ -230,12 +239,7 @@ int bh_signal_pipe(int sig) {
         return -1;
     }
     bh_signal_pipe_fds[sig] = fds[1];
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = bh_signal_pipe_write;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    if (sigaction(sig, &action, NULL) != 0) {
+    if (bh_set_signal_handler(sig, bh_signal_pipe_write) != 0) {
         int saved = errno;
         bh_signal_pipe_fds[sig] = 0;
         close(fds[0]);
@@ -252,7 +256,6 @@ int bh_signal_pipe(int sig) {
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 
 _Static_assert(BH_EVENT_READ == EPOLLIN && BH_EVENT_WRITE == EPOLLOUT && BH_EVENT_ERROR == EPOLLERR
                && BH_EVENT_HANGUP == EPOLLHUP && BH_EVENT_PEER_CLOSED == EPOLLRDHUP,
@@ -292,10 +295,4 @@ int bh_prepare_connection(int fd) {
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
     int one = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-uint64_t bh_monotonic_ns(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }

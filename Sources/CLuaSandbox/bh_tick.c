@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 
 #include "bh_internal.h"
+#include "bh_posix.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -120,14 +121,9 @@ static void bh_tick_setup(void) {
         bh_lazy_hook_enabled = 0;
         return;
     }
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = bh_on_tick;
-    sigemptyset(&action.sa_mask);
     // Interrupted reads and writes resume; epoll_wait returns EINTR, which event
     // loops retry.
-    action.sa_flags = SA_RESTART;
-    if (sigaction(bh_tick_signal, &action, NULL) != 0) {
+    if (bh_set_signal_handler(bh_tick_signal, bh_on_tick) != 0) {
         bh_lazy_hook_enabled = 0;
         return;
     }

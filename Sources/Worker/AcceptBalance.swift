@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CBulkheadPosix
+import CLuaSandbox
 
 /// Spreads a pool's connections over its workers.
 ///
@@ -56,7 +57,7 @@ final class AcceptBalance: @unchecked Sendable {
         self.pid = Int64(getpid())
         store(.connections, 0)
         store(.waiting, 0)
-        store(.turnStartedAt, Int64(bh_monotonic_ns()))
+        store(.turnStartedAt, Int64(bh_now_ns()))
         store(.pid, pid)
         store(.accepting, 1)
     }
@@ -108,7 +109,7 @@ final class AcceptBalance: @unchecked Sendable {
     func mayAccept() -> Bool {
         let mine = load(slot, .connections)
         guard mine > 0 else { return true }
-        let now = Int64(bh_monotonic_ns())
+        let now = Int64(bh_now_ns())
         for other in 0..<Self.slots where other != slot {
             let otherPID = load(other, .pid)
             guard otherPID > 0, load(other, .accepting) == 1, load(other, .connections) < mine else { continue }

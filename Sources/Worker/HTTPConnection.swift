@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BulkheadCore
 import CBulkheadPosix
+import CLuaSandbox
 import HTTPWire
 import LuaSandbox
 
@@ -318,7 +319,7 @@ final class HTTPConnection: LoopHandler {
         let kind: RequestErrorKind = error.status == 413 ? .tooLarge : .badRequest
         writeErrorResponse(status: error.status, kind: kind, message: error.reason, connection: .close, omitBody: false)
         pool.recordError(kind, signature: nil)
-        pool.record(status: error.status, startedAt: bh_monotonic_ns())
+        pool.record(status: error.status, startedAt: bh_now_ns())
     }
 
     /// 408: a request started but did not arrive in time.
@@ -327,7 +328,7 @@ final class HTTPConnection: LoopHandler {
         writeErrorResponse(status: 408, kind: .badRequest, message: "the request did not arrive within \(seconds) s",
                            connection: .close, omitBody: false)
         pool.recordError(.badRequest, signature: nil)
-        pool.record(status: 408, startedAt: bh_monotonic_ns())
+        pool.record(status: 408, startedAt: bh_now_ns())
     }
 
     // MARK: Output

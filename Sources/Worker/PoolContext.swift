@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BulkheadCore
 import CBulkheadPosix
+import CLuaSandbox
 import Dispatch
 import HTTPWire
 import LuaSandbox
@@ -137,7 +138,7 @@ final class PoolContext {
         stats.requests += 1
         if crashAfter > 0 && stats.requests >= crashAfter { abort() }
         statusCounts[min(max(status, 0), 599)] += 1
-        stats.latency.record(nanoseconds: bh_monotonic_ns() &- startedAt)
+        stats.latency.record(nanoseconds: bh_now_ns() &- startedAt)
     }
 
     /// Per-status counters kept as an array on the hot path, folded into

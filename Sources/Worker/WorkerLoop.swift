@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BulkheadCore
 import CBulkheadPosix
+import CLuaSandbox
 import Foundation
 import Synchronization
 
@@ -66,7 +67,7 @@ final class WorkerLoop: @unchecked Sendable {
 
     /// CLOCK_MONOTONIC (ns) as of the loop's last wake-up: the time of every event
     /// handled in this turn, read once.
-    private(set) var now: UInt64 = bh_monotonic_ns()
+    private(set) var now: UInt64 = bh_now_ns()
 
     init() throws(SystemError) {
         epoll = bh_epoll_create()
@@ -170,7 +171,7 @@ final class WorkerLoop: @unchecked Sendable {
     func schedule(in nanoseconds: UInt64, _ task: @escaping () -> Void) -> UInt64 {
         let id = nextTimerID
         nextTimerID += 1
-        timers.append(Timer(id: id, deadline: bh_monotonic_ns() + nanoseconds, task: task))
+        timers.append(Timer(id: id, deadline: bh_now_ns() + nanoseconds, task: task))
         return id
     }
 
@@ -190,7 +191,7 @@ final class WorkerLoop: @unchecked Sendable {
         loopThread.store(UInt(pthread_self()), ordering: .releasing)
         while true {
             let count = bh_epoll_wait(epoll, tokens, events, Int32(Self.batch), nextTimeout())
-            now = bh_monotonic_ns()
+            now = bh_now_ns()
             startOfTurn?(now)
             if count < 0 {
                 // EINTR: the instruction budget's tick, which targets this thread.
@@ -233,16 +234,22 @@ final class WorkerLoop: @unchecked Sendable {
     /// Runs the timers that are due, earliest first; one cancelled by another on
     /// the way does not run.
     private func runTimers() {
-        let time = bh_monotonic_ns()
-        while let index = timers.indices.filter({ timers[$0].deadline <= time }).min(by: { timers[$0].deadline < timers[$1].deadline }) {
-            timers.remove(at: index).task()
+        let time = bh_now_ns()
+        while true {
+            // A scan, not a filtered copy: this runs every turn.
+            var earliest = -1
+            for index in timers.indices where timers[index].deadline <= time {
+                if earliest < 0 || timers[index].deadline < timers[earliest].deadline { earliest = index }
+            }
+            guard earliest >= 0 else { return }
+            timers.remove(at: earliest).task()
         }
     }
 
     /// Milliseconds to the next timer (rounded up), or -1 with none.
     private func nextTimeout() -> Int32 {
         guard let next = timers.lazy.map(\.deadline).min() else { return -1 }
-        let time = bh_monotonic_ns()
+        let time = bh_now_ns()
         guard next > time else { return 0 }
         return Int32(min((next - time + 999_999) / 1_000_000, 60_000))
     }

@@ -164,7 +164,7 @@ import Testing
 
     /// Slowloris: requests that trickle in (a byte a second, in the head or in the
     /// body) get 408 and are closed once the arrival timeout (10 s, in
-    /// HTTPConnectionHandler and IngressOptions) passes, while the one worker keeps
+    /// HTTPConnection and IngressOptions) passes, while the one worker keeps
     /// answering everyone else at once. One wait of about 11 s covers the pool and the
     /// ingress together.
     @Test func slowRequestsGet408WhileOthersAreServed() throws {

@@ -69,6 +69,14 @@ static inline void bh_crash_note_clear(void) {
     bh_crash_note_text = NULL;
 }
 
+// MARK: - Signals
+
+/// Installs `handler` for `signal` with SA_RESTART and nothing blocked while it
+/// runs: interrupted reads and writes resume; `epoll_wait` and reads with a receive
+/// timeout still return EINTR, which their callers retry. Returns 0, or -1 with
+/// errno set. Why C: `struct sigaction` is a union Swift cannot fill portably.
+int bh_set_signal_handler(int signal, void (*handler)(int));
+
 // MARK: - Signals through a pipe
 
 /// Makes `signal` (SIGTERM, say) write one byte to a pipe whose read end is
@@ -121,9 +129,6 @@ int bh_eventfd(void);
 /// Makes `fd` non-blocking and turns Nagle off (TCP_NODELAY) on it.
 /// Returns 0, or -1 with errno set.
 int bh_prepare_connection(int fd);
-
-/// CLOCK_MONOTONIC in nanoseconds.
-uint64_t bh_monotonic_ns(void);
 
 /// A relaxed atomic load and store of a 64-bit word, for memory shared between the
 /// workers of a pool (a mapped file; Swift's atomics live in Swift values only).
