@@ -35,6 +35,9 @@ final class HTTPConnection: LoopHandler {
     /// Past this many bytes of answers in one turn, a connection's further
     /// pipelined requests wait for the next turn in which the socket is writable.
     static let maxOutputPerTurn = 1 << 20
+    /// How long a connection closing in order reads (and drops) what the client
+    /// still sends before it is closed anyway, in ns (checked once a second).
+    static let lingerTimeout: UInt64 = 1_000_000_000
 
     let fd: Int32
     private let pool: PoolContext
@@ -51,6 +54,8 @@ final class HTTPConnection: LoopHandler {
     private var moreToServe = false
     /// What the loop watches the descriptor for.
     private var watching = BH_EVENT_READ
+    /// When the connection began closing in order (`closeInOrder`); 0: it has not.
+    private var lingeringSince: UInt64 = 0
     private var sentContinue = false
     /// When the incomplete request in `pending` began to arrive (0: none).
     private var arrivalStartedAt: UInt64 = 0
@@ -76,7 +81,9 @@ final class HTTPConnection: LoopHandler {
     // MARK: Events
 
     func ready(_ events: UInt32) {
-        if unsent != nil {
+        if lingeringSince != 0 {
+            dropInput()
+        } else if unsent != nil {
             // Watched for writability only; an error or hang-up fails the write.
             writeUnsent()
         } else if moreToServe {
@@ -365,7 +372,7 @@ final class HTTPConnection: LoopHandler {
             }
         }
         if closeWhenSent {
-            close()
+            closeInOrder()
         } else if moreToServe {
             // Served in a later turn, once the socket can take more.
             watch(BH_EVENT_WRITE)
@@ -384,7 +391,7 @@ final class HTTPConnection: LoopHandler {
         guard unsent.isEmpty else { return }
         self.unsent = nil
         if closeWhenSent {
-            close()
+            closeInOrder()
         } else if moreToServe {
             serveBuffered()
         } else {
@@ -411,6 +418,35 @@ final class HTTPConnection: LoopHandler {
         return written
     }
 
+    /// Closes a connection the client may still be sending on, the way the client
+    /// can tell from a failure: shuts the sending side (the client reads the
+    /// answers, then end of input), reads and drops whatever still comes, and closes
+    /// when the client does, or after `lingerTimeout`. Closing at once over unread
+    /// bytes would send a reset, which can destroy answers the client has not read
+    /// yet (a request pipelined behind `Connection: close`, or sent just as a drain
+    /// closes an idle connection). nginx's lingering close does the same.
+    private func closeInOrder() {
+        guard !closed, lingeringSince == 0 else { return }
+        guard shutdown(fd, Int32(SHUT_WR)) == 0 else {
+            close()
+            return
+        }
+        lingeringSince = max(loop.now, 1)
+        pending = nil
+        moreToServe = false
+        watch(BH_EVENT_READ)
+    }
+
+    /// Lingering: reads and drops the client's bytes until it closes.
+    private func dropInput() {
+        let room = pool.input.reserve(Self.readSize)
+        var count: Int
+        repeat {
+            count = Glibc.read(fd, room.baseAddress, room.count)
+        } while count < 0 && errno == EINTR
+        if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { close() }
+    }
+
     /// Closes the connection and forgets it.
     func close() {
         guard !closed else { return }
@@ -428,11 +464,18 @@ final class HTTPConnection: LoopHandler {
     /// `requestArrivalTimeout` gets 408; a connection idle, or stuck on a client
     /// that does not read, for `idleTimeout` is closed.
     func checkTimeouts(now: UInt64) {
+        if lingeringSince != 0 {
+            if now &- lingeringSince >= Self.lingerTimeout { close() }
+            return
+        }
         if queued { return }  // it made progress this turn
         // Waiting on the client: to send a request, or to read what it was sent
         // (unsent answers, or pipelined requests held back until it does).
-        if unsent != nil || pending == nil || moreToServe {
+        if unsent != nil || moreToServe {
+            // It does not read: nothing to close in order for.
             if now &- lastActivity >= Self.idleTimeout { close() }
+        } else if pending == nil {
+            if now &- lastActivity >= Self.idleTimeout { closeInOrder() }
         } else if arrivalStartedAt != 0 && now &- arrivalStartedAt >= Self.requestArrivalTimeout {
             pending = nil
             let outputStart = pool.output.count
@@ -445,8 +488,10 @@ final class HTTPConnection: LoopHandler {
     /// The worker drains: close now if idle, else once the response under way is
     /// out (a request still arriving is served first, with `connection: close`).
     func closeWhenIdle() {
-        if isIdle {
-            close()
+        if lingeringSince != 0 {
+            return
+        } else if isIdle {
+            closeInOrder()
         } else if unsent != nil || queued {
             closeWhenSent = true
         }

@@ -21,6 +21,8 @@ final class PoolContext {
     var parserLimits = HTTPParserLimits()
     var requestCounter: UInt64 = 0
     var draining = false
+    /// While draining: the acceptor may still hand over a connection.
+    var acceptorRunning = false
     /// The open client connections, by descriptor.
     var connections: [Int32: HTTPConnection] = [:] {
         didSet { balance?.publish(connections: connections.count) }

@@ -360,8 +360,13 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Takes a new client connection (on the loop).
+    ///
+    /// One accepted while the worker drains (the acceptor can be inside `accept`
+    /// for up to its timeout after the drain began) is served too: its first answer
+    /// says `connection: close`. Closing it at once would reset a request the
+    /// client has already sent.
     private static func serve(_ fd: Int32, pool: PoolContext, loop: WorkerLoop) {
-        guard !pool.draining, bh_prepare_connection(fd) == 0 else {
+        guard bh_prepare_connection(fd) == 0 else {
             close(fd)
             return
         }
@@ -397,16 +402,24 @@ public final class WorkerProcess: @unchecked Sendable {
         identityState.withLock { $0.draining = true }
         let acceptor = self.acceptor
         let context = self.context
+        // Not before the acceptor has stopped: a connection it accepted meanwhile
+        // is on its way to the loop, and exiting would reset it.
+        pool.acceptorRunning = acceptor != nil
         let finishIfIdle: @Sendable () -> Void = { [self] in
-            if context.value.openConnections == 0 { finish(status: 0) }
+            let pool = context.value
+            if !pool.acceptorRunning && pool.openConnections == 0 { finish(status: 0) }
         }
         pool.onConnectionClosed = finishIfIdle
         for connection in Array(pool.connections.values) { connection.closeWhenIdle() }
         if let acceptor {
-            // Stopping takes up to the accept timeout: off the loop.
+            // Stopping takes up to the accept timeout: off the loop. Every
+            // connection it accepted has reached the loop when it returns.
             DispatchQueue.global().async { [loop] in
                 acceptor.stop()
-                loop.execute { finishIfIdle() }
+                loop.execute {
+                    context.value.acceptorRunning = false
+                    finishIfIdle()
+                }
             }
         } else {
             finishIfIdle()

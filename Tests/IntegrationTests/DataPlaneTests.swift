@@ -196,4 +196,52 @@ import Testing
             #expect(perWorker.count == 2 && perWorker.values.allSatisfy { $0 >= 3 }, "\(perWorker)")
         }
     }
+
+    /// When the worker closes a connection the client is still sending on (here:
+    /// after answering `Connection: close` with more bytes sent behind it), the
+    /// client gets the answer and then an orderly close, never a reset that can
+    /// destroy the answer. A drain closes idle keep-alive connections the same way.
+    @Test func closesAreOrderlyWithBytesStillArriving() throws {
+        let host = try echoHost(workers: 1)
+        defer { host.stop() }
+        let port = try host.pool("free").port
+
+        for round in 0..<5 {
+            guard let fd = connectLoopback(port: port, timeout: 5) else {
+                Issue.record("connection refused")
+                return
+            }
+            defer { close(fd) }
+            // The request that closes, then 256 KiB more that the worker never
+            // reads: closing over unread bytes sends a reset.
+            var bytes = Array("GET /last HTTP/1.1\r\nHost: echo.acme.localhost\r\nConnection: close\r\n\r\n".utf8)
+            bytes += [UInt8](repeating: 0x41, count: 256 * 1024)
+            var offset = 0
+            while offset < bytes.count {
+                let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if sent < 0 && errno == EINTR { continue }
+                if sent <= 0 { break }
+                offset += sent
+            }
+            usleep(200_000)  // the worker answers and closes before the client reads
+            var received = [UInt8]()
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            var ending = "timeout"
+            while true {
+                let count = recv(fd, &chunk, chunk.count, 0)
+                if count > 0 {
+                    received += chunk[0..<count]
+                } else if count < 0 && errno == EINTR {
+                    continue
+                } else {
+                    ending = count == 0 ? "closed" : String(cString: strerror(errno))
+                    break
+                }
+            }
+            let text = String(decoding: received, as: UTF8.self)
+            print("round \(round): \(received.count) bytes, then \(ending)")
+            #expect(text.hasPrefix("HTTP/1.1 200 OK") && text.contains("GET /last "), "round \(round): \(text)")
+            #expect(ending == "closed", "round \(round): the answer is followed by an orderly close")
+        }
+    }
 }
