@@ -5,15 +5,29 @@ import Foundation
 /// customer to its cohort (`acme = "pro"`), `DIR/CUSTOMER/NAME.lua` are the scripts.
 /// The supervisor reads it on start and polls it; what changed goes into the store
 /// as the scripts' next versions, exactly like an upload.
+///
+/// A poll reads only the script files whose ``FileSignature`` changed since the
+/// poll that stored them: the others cost one `stat` each. Reading every file and
+/// comparing it with the store four times a second took about 1% of a core with
+/// 1,000 scripts, on the core the workers serve from.
 struct ScriptsDirectory {
     /// Customer → cohort.
     var assignments: [String: String] = [:]
-    /// Customer → script name → source.
+    /// Customer → script name → source, for the files read (new or changed).
     var sources: [String: [String: String]] = [:]
+    /// Path → signature, for every script file found (read or not).
+    var signatures: [String: FileSignature] = [:]
     /// What could not be read, for the log.
     var problems: [String] = []
 
-    static func read(_ directory: String) -> ScriptsDirectory {
+    /// The path of a customer's script file.
+    static func path(_ directory: String, customer: String, name: String) -> String {
+        directory + "/" + customer + "/" + name + ".lua"
+    }
+
+    /// Reads `directory`; a script file whose signature is the one in `known` is
+    /// listed in ``signatures`` but not read.
+    static func read(_ directory: String, known: [String: FileSignature] = [:]) -> ScriptsDirectory {
         var result = ScriptsDirectory()
         let fileManager = FileManager.default
         let mapPath = directory + "/customers.toml"
@@ -45,7 +59,14 @@ struct ScriptsDirectory {
                     result.problems.append("\(folder)/\(file): '\(name)' is not a valid script name (\(ResourceName.rule))")
                     continue
                 }
-                guard let data = fileManager.contents(atPath: folder + "/" + file),
+                let path = folder + "/" + file
+                guard let signature = FileSignature(path: path) else {
+                    result.problems.append("\(path): cannot be read (\(String(cString: strerror(errno))))")
+                    continue
+                }
+                result.signatures[path] = signature
+                if known[path] == signature { continue }
+                guard let data = fileManager.contents(atPath: path),
                       let source = String(data: data, encoding: .utf8)
                 else {
                     result.problems.append("\(folder)/\(file): cannot be read as UTF-8 text")
@@ -55,5 +76,48 @@ struct ScriptsDirectory {
             }
         }
         return result
+    }
+}
+
+/// What tells a file's contents changed without reading them: a write changes the
+/// modification and status-change times, a replacement (an editor's rename, `mv`)
+/// the inode.
+struct FileSignature: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modified: timespec
+    var changed: timespec
+
+    /// The signature of the file at `path`; nil when it cannot be stat'ed (errno set).
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        modified = status.st_mtim
+        changed = status.st_ctim
+    }
+
+    /// Whether the file last changed at least a second before `now` (CLOCK_REALTIME).
+    /// File times are coarse (a few milliseconds), so a file written twice in the
+    /// same tick, at the same size, keeps its signature: a caller records only
+    /// settled signatures, and reads an unsettled file again on the next poll.
+    func isSettled(at now: timespec) -> Bool {
+        changed.tv_sec < now.tv_sec - 1 && modified.tv_sec < now.tv_sec - 1
+    }
+
+    /// The time now, for ``isSettled(at:)``.
+    static func now() -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return now
+    }
+
+    static func == (a: FileSignature, b: FileSignature) -> Bool {
+        a.device == b.device && a.inode == b.inode && a.size == b.size
+            && a.modified.tv_sec == b.modified.tv_sec && a.modified.tv_nsec == b.modified.tv_nsec
+            && a.changed.tv_sec == b.changed.tv_sec && a.changed.tv_nsec == b.changed.tv_nsec
     }
 }

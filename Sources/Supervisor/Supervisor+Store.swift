@@ -83,7 +83,19 @@ extension Supervisor {
     /// anything changed. Safe to call off the queue (the store is thread-safe).
     @discardableResult
     func syncScriptsDirectory(_ directory: String) -> Bool {
-        let contents = ScriptsDirectory.read(directory)
+        let stored = storedScriptFiles.withLock { $0 }
+        let pollStarted = FileSignature.now()
+        let contents = ScriptsDirectory.read(directory, known: stored)
+        // Files not read are as stored; a file read is recorded once its source is
+        // in the store and its signature has settled (a failure, a customer not
+        // added yet, or a file changed within the last second: read again).
+        var nowStored = contents.signatures.filter { stored[$0.key] == $0.value }
+        func recordStored(_ path: String) {
+            if let signature = contents.signatures[path], signature.isSettled(at: pollStarted) {
+                nowStored[path] = signature
+            }
+        }
+        defer { storedScriptFiles.withLock { $0 = nowStored } }
         var changed = false
         for problem in contents.problems where !reportedProblems.withLock({ $0.contains(problem) }) {
             reportedProblems.withLock { _ = $0.insert(problem) }
@@ -106,14 +118,19 @@ extension Supervisor {
         for (customer, scripts) in contents.sources.sorted(by: { $0.key < $1.key }) {
             guard (try? store.customer(named: customer)) != nil else { continue }
             for (name, source) in scripts.sorted(by: { $0.key < $1.key }) {
+                let path = ScriptsDirectory.path(directory, customer: customer, name: name)
                 let current = try? store.scriptSource(customer: customer, name: name, version: nil)
-                guard current?.source != source else { continue }
+                guard current?.source != source else {
+                    recordStored(path)
+                    continue
+                }
                 do {
                     _ = try store.putScriptVersion(customer: customer, name: name, source: source, actor: "scripts-dir")
                     if (try? store.script(customer: customer, name: name))??.quarantined == true {
                         _ = try store.setScriptQuarantined(
                             customer: customer, name: name, quarantined: false, reason: nil, actor: "scripts-dir")
                     }
+                    recordStored(path)
                     changed = true
                 } catch {
                     logger.warning("scripts directory: cannot store script", metadata: [

@@ -103,8 +103,10 @@ final class HTTPConnection: LoopHandler {
         let buffer = pending ?? pool.input
         let room = buffer.reserve(pending == nil ? Self.readSize : 16 * 1024)
         var count: Int
+        // recv and send, not read and write: the socket calls skip the file layer
+        // (vfs_read, fdget_pos, rw_verify_area), and send needs no SIGPIPE.
         repeat {
-            count = Glibc.read(fd, room.baseAddress, room.count)
+            count = recv(fd, room.baseAddress, room.count, 0)
         } while count < 0 && errno == EINTR
         if count <= 0 {
             if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
@@ -404,7 +406,7 @@ final class HTTPConnection: LoopHandler {
     private func writeSome(_ bytes: UnsafeRawBufferPointer) -> Int {
         var written = 0
         while written < bytes.count {
-            let count = Glibc.write(fd, bytes.baseAddress! + written, bytes.count - written)
+            let count = send(fd, bytes.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
             if count > 0 {
                 written += count
             } else if count < 0 && errno == EINTR {
@@ -442,7 +444,7 @@ final class HTTPConnection: LoopHandler {
         let room = pool.input.reserve(Self.readSize)
         var count: Int
         repeat {
-            count = Glibc.read(fd, room.baseAddress, room.count)
+            count = recv(fd, room.baseAddress, room.count, 0)
         } while count < 0 && errno == EINTR
         if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { close() }
     }

@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+@testable import Supervisor
+
+/// The scripts directory on a real temporary directory: a poll reads only the files
+/// whose signature changed since the signatures it is given.
+@Suite struct ScriptsDirectoryTests {
+    let root: String
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.path + "/bulkhead-scripts-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/acme", withIntermediateDirectories: true)
+        try "acme = \"free\"\n".write(toFile: root + "/customers.toml", atomically: true, encoding: .utf8)
+    }
+
+    func write(_ name: String, _ source: String) throws {
+        try source.write(toFile: ScriptsDirectory.path(root, customer: "acme", name: name), atomically: false, encoding: .utf8)
+    }
+
+    /// Sets a script's modification time an hour back, so that a rewrite within the
+    /// same clock tick still changes its signature.
+    func age(_ name: String) {
+        let hourAgo = timespec(tv_sec: FileSignature.now().tv_sec - 3600, tv_nsec: 0)
+        var times = [hourAgo, hourAgo]
+        #expect(utimensat(AT_FDCWD, ScriptsDirectory.path(root, customer: "acme", name: name), &times, 0) == 0)
+    }
+
+    @Test func aPollReadsOnlyNewAndChangedFiles() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("a", "return 'a'")
+        try write("b", "return 'b'")
+        age("a")
+        let first = ScriptsDirectory.read(root)
+        #expect(first.assignments == ["acme": "free"])
+        #expect(first.sources["acme"] == ["a": "return 'a'", "b": "return 'b'"])
+        #expect(first.signatures.count == 2)
+
+        // Nothing changed: every file listed, none read.
+        let second = ScriptsDirectory.read(root, known: first.signatures)
+        #expect(second.sources.isEmpty)
+        #expect(second.signatures == first.signatures)
+
+        // One file rewritten in place (same size), one added, one replaced by rename.
+        try write("a", "return 'A'")
+        try write("c", "return 'c'")
+        let replacement = root + "/acme/.b.tmp"
+        try "return 'B'".write(toFile: replacement, atomically: false, encoding: .utf8)
+        #expect(rename(replacement, ScriptsDirectory.path(root, customer: "acme", name: "b")) == 0)
+        let third = ScriptsDirectory.read(root, known: second.signatures)
+        #expect(third.sources["acme"] == ["a": "return 'A'", "b": "return 'B'", "c": "return 'c'"])
+        #expect(third.problems.isEmpty)
+    }
+
+    @Test func onlyFilesUnchangedForASecondAreSettled() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("a", "return 'a'")
+        let path = ScriptsDirectory.path(root, customer: "acme", name: "a")
+        let fresh = try #require(FileSignature(path: path))
+        #expect(!fresh.isSettled(at: FileSignature.now()), "just written: may change again within its tick")
+        let later = timespec(tv_sec: FileSignature.now().tv_sec + 3, tv_nsec: 0)
+        #expect(fresh.isSettled(at: later))
+        #expect(FileSignature(path: root + "/acme/missing.lua") == nil)
+    }
+
+    @Test func aFileNotKnownIsReadEveryPoll() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("a", "return 'a'")
+        // A caller that could not store a file leaves it out of what it knows.
+        let first = ScriptsDirectory.read(root)
+        let again = ScriptsDirectory.read(root, known: [:])
+        #expect(again.sources == first.sources)
+    }
+}
