@@ -129,7 +129,7 @@ void bh_push_required_key(lua_State *L, bh_context *ctx, int key, const char *si
 }
 
 static const char *const bh_key_names[BH_KEY_COUNT] = {
-    "method", "path", "query", "body", "headers", "handle", "on_request",
+    "method", "path", "query", "body", "headers", "handle", "on_request", "", "GET",
 };
 _Static_assert(BH_KEY_COUNT <= sizeof ((bh_context *)0)->keys / sizeof (int), "bh_context.keys is too small");
 
@@ -191,6 +191,18 @@ static void bh_push_bytes(lua_State *L, bh_bytes b) {
     lua_pushlstring(L, b.len != 0 ? (const char *)b.ptr : "", b.len);
 }
 
+/// The same for a value that is often empty (or GET), pushed then from the
+/// interned keys.
+static void bh_push_value(lua_State *L, const bh_context *ctx, bh_bytes b) {
+    if (b.len == 0) {
+        bh_push_key(L, ctx, BH_KEY_EMPTY);
+    } else if (b.len == 3 && memcmp(b.ptr, "GET", 3) == 0) {
+        bh_push_key(L, ctx, BH_KEY_GET);
+    } else {
+        lua_pushlstring(L, (const char *)b.ptr, b.len);
+    }
+}
+
 /// Pushes a header name in lower case. Names already in lower case (the usual
 /// case, HTTP/2 and most clients) are pushed straight from the buffer.
 static void bh_push_lower(lua_State *L, bh_bytes b) {
@@ -225,16 +237,16 @@ void bh_push_request(lua_State *L, const bh_request *r) {
     luaL_checkstack(L, 8, "request");
     lua_createtable(L, 0, 5);                                // [req]
     bh_push_key(L, ctx, BH_KEY_METHOD);
-    bh_push_bytes(L, r->method);
+    bh_push_value(L, ctx, r->method);
     lua_rawset(L, -3);
     bh_push_key(L, ctx, BH_KEY_PATH);
     bh_push_bytes(L, r->path);
     lua_rawset(L, -3);
     bh_push_key(L, ctx, BH_KEY_QUERY);
-    bh_push_bytes(L, r->query);
+    bh_push_value(L, ctx, r->query);
     lua_rawset(L, -3);
     bh_push_key(L, ctx, BH_KEY_BODY);
-    bh_push_bytes(L, r->body);
+    bh_push_value(L, ctx, r->body);
     lua_rawset(L, -3);
     bh_push_key(L, ctx, BH_KEY_HEADERS);                     // [req, "headers"]
     int hint = r->header_count < 64 ? (int)r->header_count : 64;

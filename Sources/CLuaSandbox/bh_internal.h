@@ -62,13 +62,14 @@ size_t bh_utf8_sequence(const unsigned char *p, size_t n);
 // MARK: - Call machinery (bh_call.c), shared by the script's `handle(req)` call and
 // the platform runtime's `on_request(req, rules)` call (which pushes the same `req`).
 
-/// Strings the calls push on every request. Each state interns them once
+/// Strings the calls push on every request: the keys, and the commonest values
+/// (the empty query and body, GET). Each state interns them once
 /// (`bh_intern_keys`, when the sandbox opens) and keeps them in its registry:
 /// pushing one is then an array read, where a C string goes through Lua's string
-/// cache (a hash and a strcmp) every time.
+/// cache (a hash and a strcmp) every time, and bytes through the string table.
 enum {
     BH_KEY_METHOD, BH_KEY_PATH, BH_KEY_QUERY, BH_KEY_BODY, BH_KEY_HEADERS,
-    BH_KEY_HANDLE, BH_KEY_ON_REQUEST, BH_KEY_COUNT
+    BH_KEY_HANDLE, BH_KEY_ON_REQUEST, BH_KEY_EMPTY, BH_KEY_GET, BH_KEY_COUNT
 };
 
 /// Interns the keys and records their registry references in `ctx->keys`.

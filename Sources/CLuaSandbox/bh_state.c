@@ -43,7 +43,7 @@ int bh_context_set_chunk_name(bh_context *ctx, const char *name) {
 // malloc'd blocks, so any of them may also go to free() or realloc(). The cache of a
 // thread holds at most BH_CACHE_MAX bytes and is freed when the thread exits.
 
-#define BH_SMALL_MAX 256
+#define BH_SMALL_MAX 1024
 #define BH_SMALL_CLASSES (BH_SMALL_MAX / 16)
 #define BH_CACHE_MAX (256 * 1024)
 
@@ -288,6 +288,10 @@ static int bh_panic(lua_State *L) {
         (void)ignored;
     }
     return 0;
+}
+
+void bh_set_gc_pause(lua_State *L, int percent) {
+    lua_gc(L, LUA_GCINC, percent, 0, 0);                     // 0: step size and multiplier kept
 }
 
 lua_State *bh_state_new(bh_context *ctx) {

@@ -41,6 +41,9 @@ public final class PlatformRuntime {
 
     let state: LuaState
 
+    /// The collector's pause of the runtime's state, in percent (Lua's default: 200).
+    static let collectorPause: Int32 = 300
+
     /// Creates the state, loads `source` as text (never bytecode) under the name
     /// `runtime.lua` and runs its top-level chunk under `limits`, then checks that it
     /// defines `on_request`. The runtime starts with no rules: until
@@ -63,6 +66,10 @@ public final class PlatformRuntime {
         state = try LuaState(chunkName: PlatformRuntime.chunkName, limits: limits, watchdog: watchdog, log: log)
         let state = self.state
         state.lazyCountingThreshold = PlatformRuntime.lazyCountingThreshold
+        // One runtime state per worker, called on every request: letting its heap
+        // grow to 3x (not 2x) its live size between cycles costs little memory and
+        // saves 2-3% of each call (SandboxBench, runtime with rules).
+        bh_set_gc_pause(state.handle, PlatformRuntime.collectorPause)
         // withUnsafeBytes cannot rethrow a typed error; carry it out as a value.
         let result: Result<Void, ScriptError> = source.withUnsafeBytes { bytes in
             do throws(ScriptError) {

@@ -148,7 +148,7 @@ typedef struct bh_context {
     /// The script's name as the host gave it (owned, NUL-terminated).
     char *chunk_name;
     /// Registry references of the strings every call pushes (see `bh_push_key`).
-    int keys[8];
+    int keys[12];
     bh_log_fn log_fn;
     void *log_ud;
 
@@ -200,6 +200,10 @@ static inline uint64_t bh_now_ns(void) {
 /// cap already). Why C: `lua_newstate` needs the C allocator, and the context must
 /// be the `ud`.
 lua_State *bh_state_new(bh_context *ctx);
+
+/// Sets the collector's pause of `L`: a new cycle starts when the heap reaches
+/// `percent` % of its size after the last one (Lua's default is 200).
+void bh_set_gc_pause(lua_State *L, int percent);
 
 /// Opens the sandbox in `L` inside a protected call: the allowed libraries, the
 /// replaced functions (setmetatable, xpcall, load, collectgarbage, coroutine.wrap,
