@@ -71,6 +71,11 @@ public final class LuaScript {
     /// Bytes the script's state holds now.
     public var memoryUsed: Int { state.memoryUsed }
 
+    /// When the last call ended (CLOCK_MONOTONIC ns, as `bh_now_ns()`), read to check
+    /// its deadline; 0 when it had none (or stopped over a limit). Saves the host a
+    /// clock read of its own.
+    public var finishedAt: UInt64 { state.finishedAt }
+
     /// Calls `handle(req)` with `request` under the limits and hands the converted
     /// response to `respond`, whose result is returned.
     ///
@@ -83,11 +88,17 @@ public final class LuaScript {
     ///   hit (`.limitCPU`, `.limitWall` — even if the script caught that error and
     ///   returned normally — or `.limitMemory`). A call made from inside `respond`
     ///   of the same script is refused with `.scriptError`.
+    ///
+    /// `startedAt`, when not 0, is when the call starts (CLOCK_MONOTONIC ns, as
+    /// `bh_now_ns()`; its wall deadline counts from then): a time the caller has
+    /// just read, such as another state's ``finishedAt``.
     @inlinable
-    public func handle<R>(_ request: LuaRequest, _ respond: (LuaResponse) -> R) -> Result<R, ScriptError> {
+    public func handle<R>(
+        _ request: LuaRequest, startedAt: UInt64 = 0, _ respond: (LuaResponse) -> R
+    ) -> Result<R, ScriptError> {
         // Inlinable so the caller's specialization avoids generic metadata per call;
         // the work is in the two non-generic halves below.
-        switch startCall(request) {
+        switch startCall(request, startedAt: startedAt) {
         case .success(let response):
             let result = respond(LuaResponse(response))
             finishCall()
@@ -101,7 +112,7 @@ public final class LuaScript {
     /// anchored on the Lua stack ([] -> [result, anchors...]) until ``finishCall()``,
     /// on failure the stack is already back to empty.
     @usableFromInline
-    func startCall(_ request: LuaRequest) -> Result<UnsafePointer<bh_response>, ScriptError> {
+    func startCall(_ request: LuaRequest, startedAt: UInt64) -> Result<UnsafePointer<bh_response>, ScriptError> {
         let state = self.state
         guard !state.busy else {
             return .failure(ScriptError(kind: .scriptError, message: "\(state.chunkName): handle called again during a call of the same script"))
@@ -110,7 +121,7 @@ public final class LuaScript {
         // `respond` may start another call on this state meanwhile.
         state.busy = true
         var raw = request.raw
-        let section = state.beginCall()
+        let section = state.beginCall(now: startedAt)
         let outcome = bh_call_handle(state.handle, &raw)     // [] -> [result, anchors...] or [message]
         state.endCall(section)
         guard outcome == BH_OK else {

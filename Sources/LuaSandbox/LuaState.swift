@@ -95,17 +95,22 @@ final class LuaState {
     /// Bytes the state holds, as its allocator counts them.
     var memoryUsed: Int { context.pointee.mem_used }
 
+    /// When the last call ended (CLOCK_MONOTONIC ns, the clock read that checked its
+    /// deadline), or 0 when it had no deadline or stopped over a limit.
+    var finishedAt: UInt64 { context.pointee.finished_ns }
+
     // MARK: Calls
 
     /// Starts a call: resets the budget, the deadline and the hit flags (a few
-    /// stores), and arms the watchdog when there is a deadline.
+    /// stores), and arms the watchdog when there is a deadline, which counts from
+    /// `now` (CLOCK_MONOTONIC ns; 0: the clock is read here).
     @inline(__always)
-    func beginCall() -> Watchdog.Section? {
+    func beginCall(now given: UInt64 = 0) -> Watchdog.Section? {
         let limits = self.limits
         var deadline: UInt64 = 0
         var section: Watchdog.Section?
         if limits.wallMilliseconds > 0 {
-            let now = bh_now_ns()
+            let now = given != 0 ? given : bh_now_ns()
             deadline = now &+ LuaState.wallNanoseconds(limits)
             if let watchdog {
                 section = watchdog.arm(label: watchdogLabel, now: now, deadline: deadline)

@@ -101,6 +101,10 @@ public final class PlatformRuntime {
     /// Bytes the runtime's state holds now (rules included).
     public var memoryUsed: Int { state.memoryUsed }
 
+    /// When the last call ended (CLOCK_MONOTONIC ns), or 0: see
+    /// ``LuaScript/finishedAt``.
+    public var finishedAt: UInt64 { state.finishedAt }
+
     // MARK: Rules
 
     /// Makes `json` (a rules artifact) the `rules` every later call gets: decoded once,

@@ -234,10 +234,12 @@ final class HTTPConnection: LoopHandler {
                 headers: UnsafeBufferPointer(rebasing: headerScratch[0..<count]),
                 body: body)
             // The platform first: the runtime with the current rules. It fails open.
+            // The clock read that ended its call starts the script's (0: none).
+            var clock: UInt64 = 0
             if let platform = pool.platform {
                 switch platform.evaluate(request) {
                 case .pass:
-                    break
+                    clock = platform.finishedAt
                 case .block(let status, let blockBody):
                     writeBlocked(status: status, body: blockBody, connection: connectionHeader, omitBody: omitBody, startedAt: startedAt)
                     return nil
@@ -248,7 +250,7 @@ final class HTTPConnection: LoopHandler {
             // A crash from here to the clear leaves a note naming the script.
             bh_crash_note_set(script.crashNote.baseAddress, script.crashNote.count)
             defer { bh_crash_note_clear() }
-            return script.state.handle(request) { response -> Int in
+            return script.state.handle(request, startedAt: clock) { response -> Int in
                 pool.encoder.writeStatus(response.status, into: pool.output)
                 for index in 0..<response.headerCount {
                     let header = response.header(at: index)
@@ -263,7 +265,7 @@ final class HTTPConnection: LoopHandler {
         script.requests += 1
         switch result {
         case .success(let status):
-            pool.record(status: status, startedAt: startedAt)
+            pool.record(status: status, startedAt: startedAt, finishedAt: script.state.finishedAt)
         case .failure(let error):
             let kind = Self.requestErrorKind(error.kind)
             script.errors[kind.rawValue, default: 0] += 1

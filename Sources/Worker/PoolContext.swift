@@ -134,13 +134,14 @@ final class PoolContext {
     /// (`BULKHEAD_FAULT_CRASH_AFTER`), as a build with a bug under traffic would.
     let crashAfter = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_CRASH_AFTER"].flatMap { Int($0) } ?? 0
 
-    /// Counts one answered request.
+    /// Counts one answered request. `finishedAt` is when it ended if known (the
+    /// script call's last clock read), else 0.
     @inline(__always)
-    func record(status: Int, startedAt: UInt64) {
+    func record(status: Int, startedAt: UInt64, finishedAt: UInt64 = 0) {
         stats.requests += 1
         if crashAfter > 0 && stats.requests >= crashAfter { abort() }
         statusCounts[min(max(status, 0), 599)] += 1
-        stats.latency.record(nanoseconds: bh_now_ns() &- startedAt)
+        stats.latency.record(nanoseconds: (finishedAt != 0 ? finishedAt : bh_now_ns()) &- startedAt)
     }
 
     /// Per-status counters kept as an array on the hot path, folded into

@@ -222,6 +222,28 @@ import Testing
         holder.script = nil
     }
 
+    @Test func aCallWithADeadlineSaysWhenItEnded() throws {
+        func monotonic() -> UInt64 {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        }
+        let script = try load("function handle(req) return 'x' end")
+        let before = monotonic()
+        #expect(script.body() == "x")
+        let after = monotonic()
+        #expect(script.finishedAt >= before && script.finishedAt <= after)
+
+        // The caller may give the start: the deadline counts from it.
+        let late = script.call(startedAt: monotonic() - 2_000_000_000)
+        #expect(try #require(failure(late)).kind == .limitWall)
+        #expect(script.body() == "x")
+
+        script.limits = SandboxLimits(instructions: 0, memoryBytes: 32 << 20, wallMilliseconds: 0)
+        #expect(script.body() == "x")
+        #expect(script.finishedAt == 0, "no deadline, no clock read")
+    }
+
     @Test func tinyMemoryCaps() throws {
         let none = try #require(loadFailure("function handle(req) return 'x' end",
                                            limits: SandboxLimits(instructions: 0, memoryBytes: 1000, wallMilliseconds: 0)))

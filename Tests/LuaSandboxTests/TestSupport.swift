@@ -38,7 +38,8 @@ extension LuaScript {
         path: String = "/",
         query: String = "",
         headers: [(String, String)] = [],
-        body: String = ""
+        body: String = "",
+        startedAt: UInt64 = 0
     ) -> Result<CopiedResponse, ScriptError> {
         let arena = ByteArena()
         let luaHeaders = headers.map { LuaHeader(name: arena.bytes($0.0), value: arena.bytes($0.1)) }
@@ -50,7 +51,7 @@ extension LuaScript {
                 headers: headerBuffer,
                 body: arena.bytes(body)
             )
-            return handle(request) { response in
+            return handle(request, startedAt: startedAt) { response in
                 var copied = CopiedResponse(status: response.status, headers: [:], body: String(decoding: response.body, as: UTF8.self))
                 for index in 0..<response.headerCount {
                     let header = response.header(at: index)

@@ -115,6 +115,9 @@ typedef struct bh_context {
     int64_t budget;
     /// CLOCK_MONOTONIC nanoseconds; 0 = no deadline.
     uint64_t deadline_ns;
+    /// When the last call ended, as read to check its deadline (bh_finish); 0 when
+    /// it had none. The host reuses it rather than reading the clock again.
+    uint64_t finished_ns;
     /// BH_HIT_* bits.
     unsigned hit;
     /// The count the hook runs with (0 = no hook at all): about 1000 instructions
@@ -268,6 +271,7 @@ static inline void bh_begin(lua_State *L, bh_context *ctx, int64_t instructions,
     }
     ctx->budget = instructions;
     ctx->deadline_ns = deadline_ns;
+    ctx->finished_ns = 0;
     ctx->close_depth = 0;
     ctx->hit = 0;
     ctx->limit_message[0] = '\0';
