@@ -6,16 +6,17 @@ import Foundation
 /// The supervisor reads it on start and polls it; what changed goes into the store
 /// as the scripts' next versions, exactly like an upload.
 ///
-/// A poll reads only the script files whose ``FileSignature`` changed since the
-/// poll that stored them: the others cost one `stat` each. Reading every file and
+/// A poll reads only the files (scripts, and `customers.toml`) whose
+/// ``FileSignature`` changed since the poll that stored them: the others cost one
+/// `stat` each. Reading every file and
 /// comparing it with the store four times a second took about 1% of a core with
 /// 1,000 scripts, on the core the workers serve from.
 struct ScriptsDirectory {
-    /// Customer → cohort.
+    /// Customer → cohort, when `customers.toml` was read (new or changed).
     var assignments: [String: String] = [:]
     /// Customer → script name → source, for the files read (new or changed).
     var sources: [String: [String: String]] = [:]
-    /// Path → signature, for every script file found (read or not).
+    /// Path → signature, for every file found (read or not).
     var signatures: [String: FileSignature] = [:]
     /// What could not be read, for the log.
     var problems: [String] = []
@@ -25,13 +26,21 @@ struct ScriptsDirectory {
         directory + "/" + customer + "/" + name + ".lua"
     }
 
-    /// Reads `directory`; a script file whose signature is the one in `known` is
-    /// listed in ``signatures`` but not read.
+    /// The path of the customers map.
+    static func customersPath(_ directory: String) -> String {
+        directory + "/customers.toml"
+    }
+
+    /// Reads `directory`; a file whose signature is the one in `known` is listed in
+    /// ``signatures`` but not read.
     static func read(_ directory: String, known: [String: FileSignature] = [:]) -> ScriptsDirectory {
         var result = ScriptsDirectory()
         let fileManager = FileManager.default
-        let mapPath = directory + "/customers.toml"
-        if let text = try? String(contentsOfFile: mapPath, encoding: .utf8) {
+        let mapPath = customersPath(directory)
+        let mapSignature = FileSignature(path: mapPath)
+        result.signatures[mapPath] = mapSignature
+        if mapSignature == nil || known[mapPath] != mapSignature,
+           let text = try? String(contentsOfFile: mapPath, encoding: .utf8) {
             for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
                 guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }

@@ -242,6 +242,9 @@ extension Supervisor {
     func driveRollouts() {
         let now = Self.wallClock()
         recordPoolSnapshots(now: now)
+        // The freeze flag is read from the store (break glass may set it with the
+        // supervisor down), so only while some rollout can be frozen.
+        guard !rollouts.isEmpty else { return }
         let frozen = (try? store.isFrozen()) ?? false
         for rollout in rollouts.values {
             var actions = rollout.machine.setFrozen(frozen, now: now)

@@ -101,6 +101,7 @@ extension Supervisor {
             reportedProblems.withLock { _ = $0.insert(problem) }
             logger.warning("\(problem)")
         }
+        var customersAdded = true
         for (customer, cohort) in contents.assignments.sorted(by: { $0.key < $1.key }) {
             do {
                 // The directory adds customers; moving one between cohorts is an
@@ -113,8 +114,10 @@ extension Supervisor {
                 }
             } catch {
                 logger.warning("scripts directory: cannot add customer", metadata: ["customer": "\(customer)", "error": "\(error)"])
+                customersAdded = false
             }
         }
+        if customersAdded { recordStored(ScriptsDirectory.customersPath(directory)) }
         for (customer, scripts) in contents.sources.sorted(by: { $0.key < $1.key }) {
             guard (try? store.customer(named: customer)) != nil else { continue }
             for (name, source) in scripts.sorted(by: { $0.key < $1.key }) {

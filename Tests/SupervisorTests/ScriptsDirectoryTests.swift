@@ -34,11 +34,12 @@ import Testing
         let first = ScriptsDirectory.read(root)
         #expect(first.assignments == ["acme": "free"])
         #expect(first.sources["acme"] == ["a": "return 'a'", "b": "return 'b'"])
-        #expect(first.signatures.count == 2)
+        #expect(first.signatures.count == 3, "two scripts and customers.toml")
 
         // Nothing changed: every file listed, none read.
         let second = ScriptsDirectory.read(root, known: first.signatures)
         #expect(second.sources.isEmpty)
+        #expect(second.assignments.isEmpty)
         #expect(second.signatures == first.signatures)
 
         // One file rewritten in place (same size), one added, one replaced by rename.
@@ -47,8 +48,10 @@ import Testing
         let replacement = root + "/acme/.b.tmp"
         try "return 'B'".write(toFile: replacement, atomically: false, encoding: .utf8)
         #expect(rename(replacement, ScriptsDirectory.path(root, customer: "acme", name: "b")) == 0)
+        try "acme = \"pro\"\n".write(toFile: ScriptsDirectory.customersPath(root), atomically: true, encoding: .utf8)
         let third = ScriptsDirectory.read(root, known: second.signatures)
         #expect(third.sources["acme"] == ["a": "return 'A'", "b": "return 'B'", "c": "return 'c'"])
+        #expect(third.assignments == ["acme": "pro"], "replaced by rename: a new inode")
         #expect(third.problems.isEmpty)
     }
 
