@@ -90,6 +90,9 @@ static inline void *bh_small_take(int c) {
     bh_free_block *block = bh_cache.lists[c];
     if (block != NULL) {
         bh_cache.lists[c] = block->next;
+        // The blocks were freed by a sweep a while ago: reading the next one's link
+        // would miss the cache on the next take (half this function's time).
+        __builtin_prefetch(block->next);
         bh_cache.bytes -= (size_t)(c + 1) * 16;
         return block;
     }
