@@ -419,11 +419,13 @@ public enum DefaultRuntime {
         end
 
         function on_request(req, rules)
-          if type(req) ~= "table" or type(rules) ~= "table" then
-            return nil
-          end
+          -- The host passes two tables. Rules already compiled are a table, so the
+          -- type checks (two calls) run only until the first request compiles them.
           local lists = compiled_rules[rules]
           if lists == nil then
+            if type(req) ~= "table" or type(rules) ~= "table" then
+              return nil
+            end
             lists = compile(rules)
             compiled_rules[rules] = lists
           end
