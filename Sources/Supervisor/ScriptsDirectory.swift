@@ -7,17 +7,17 @@ import Foundation
 /// as the scripts' next versions, exactly like an upload.
 ///
 /// A poll reads only the files (scripts, and `customers.toml`) whose
-/// ``FileSignature`` changed since the poll that stored them: the others cost one
-/// `stat` each. Reading every file and
-/// comparing it with the store four times a second took about 1% of a core with
-/// 1,000 scripts, on the core the workers serve from.
+/// ``FileIdentity`` changed since the poll that stored them: the others cost one
+/// `stat` each. Reading every file and comparing it with the store four times a
+/// second took about 1% of a core with 1,000 scripts, on the core the workers serve
+/// from.
 struct ScriptsDirectory {
     /// Customer → cohort, when `customers.toml` was read (new or changed).
     var assignments: [String: String] = [:]
     /// Customer → script name → source, for the files read (new or changed).
     var sources: [String: [String: String]] = [:]
-    /// Path → signature, for every file found (read or not).
-    var signatures: [String: FileSignature] = [:]
+    /// Path → identity, for every file found (read or not).
+    var identities: [String: FileIdentity] = [:]
     /// What could not be read, for the log.
     var problems: [String] = []
 
@@ -31,15 +31,15 @@ struct ScriptsDirectory {
         directory + "/customers.toml"
     }
 
-    /// Reads `directory`; a file whose signature is the one in `known` is listed in
-    /// ``signatures`` but not read.
-    static func read(_ directory: String, known: [String: FileSignature] = [:]) -> ScriptsDirectory {
+    /// Reads `directory`; a file whose identity is the one in `known` is listed in
+    /// ``identities`` but not read.
+    static func read(_ directory: String, known: [String: FileIdentity] = [:]) -> ScriptsDirectory {
         var result = ScriptsDirectory()
         let fileManager = FileManager.default
         let mapPath = customersPath(directory)
-        let mapSignature = FileSignature(path: mapPath)
-        result.signatures[mapPath] = mapSignature
-        if mapSignature == nil || known[mapPath] != mapSignature,
+        let mapIdentity = FileIdentity(path: mapPath)
+        result.identities[mapPath] = mapIdentity
+        if mapIdentity == nil || known[mapPath] != mapIdentity,
            let text = try? String(contentsOfFile: mapPath, encoding: .utf8) {
             for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
@@ -69,12 +69,12 @@ struct ScriptsDirectory {
                     continue
                 }
                 let path = folder + "/" + file
-                guard let signature = FileSignature(path: path) else {
+                guard let identity = FileIdentity(path: path) else {
                     result.problems.append("\(path): cannot be read (\(String(cString: strerror(errno))))")
                     continue
                 }
-                result.signatures[path] = signature
-                if known[path] == signature { continue }
+                result.identities[path] = identity
+                if known[path] == identity { continue }
                 guard let data = fileManager.contents(atPath: path),
                       let source = String(data: data, encoding: .utf8)
                 else {
@@ -85,48 +85,5 @@ struct ScriptsDirectory {
             }
         }
         return result
-    }
-}
-
-/// What tells a file's contents changed without reading them: a write changes the
-/// modification and status-change times, a replacement (an editor's rename, `mv`)
-/// the inode.
-struct FileSignature: Equatable, Sendable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var modified: timespec
-    var changed: timespec
-
-    /// The signature of the file at `path`; nil when it cannot be stat'ed (errno set).
-    init?(path: String) {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        device = UInt64(status.st_dev)
-        inode = UInt64(status.st_ino)
-        size = Int64(status.st_size)
-        modified = status.st_mtim
-        changed = status.st_ctim
-    }
-
-    /// Whether the file last changed at least a second before `now` (CLOCK_REALTIME).
-    /// File times are coarse (a few milliseconds), so a file written twice in the
-    /// same tick, at the same size, keeps its signature: a caller records only
-    /// settled signatures, and reads an unsettled file again on the next poll.
-    func isSettled(at now: timespec) -> Bool {
-        changed.tv_sec < now.tv_sec - 1 && modified.tv_sec < now.tv_sec - 1
-    }
-
-    /// The time now, for ``isSettled(at:)``.
-    static func now() -> timespec {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return now
-    }
-
-    static func == (a: FileSignature, b: FileSignature) -> Bool {
-        a.device == b.device && a.inode == b.inode && a.size == b.size
-            && a.modified.tv_sec == b.modified.tv_sec && a.modified.tv_nsec == b.modified.tv_nsec
-            && a.changed.tv_sec == b.changed.tv_sec && a.changed.tv_nsec == b.changed.tv_nsec
     }
 }

@@ -84,15 +84,15 @@ extension Supervisor {
     @discardableResult
     func syncScriptsDirectory(_ directory: String) -> Bool {
         let stored = storedScriptFiles.withLock { $0 }
-        let pollStarted = FileSignature.now()
+        let pollStarted = FileIdentity.now()
         let contents = ScriptsDirectory.read(directory, known: stored)
         // Files not read are as stored; a file read is recorded once its source is
-        // in the store and its signature has settled (a failure, a customer not
+        // in the store and its identity has settled (a failure, a customer not
         // added yet, or a file changed within the last second: read again).
-        var nowStored = contents.signatures.filter { stored[$0.key] == $0.value }
+        var nowStored = contents.identities.filter { stored[$0.key] == $0.value }
         func recordStored(_ path: String) {
-            if let signature = contents.signatures[path], signature.isSettled(at: pollStarted) {
-                nowStored[path] = signature
+            if let identity = contents.identities[path], identity.isSettled(at: pollStarted) {
+                nowStored[path] = identity
             }
         }
         defer { storedScriptFiles.withLock { $0 = nowStored } }

@@ -113,8 +113,8 @@ public final class Supervisor: @unchecked Sendable {
     /// Scripts-directory problems already logged (logged once each).
     let reportedProblems = Mutex<Set<String>>([])
     /// The scripts directory's files as of their last store: a poll reads only files
-    /// whose signature differs (new, changed, or not stored yet).
-    let storedScriptFiles = Mutex<[String: FileSignature]>([:])
+    /// whose identity differs (new, changed, or not stored yet).
+    let storedScriptFiles = Mutex<[String: FileIdentity]>([:])
     var timer: DispatchSourceTimer?
     var signalSources: [DispatchSourceSignal] = []
     let stopped = DispatchSemaphore(value: 0)

@@ -1,10 +1,11 @@
+import BulkheadCore
 import Foundation
 import Testing
 
 @testable import Supervisor
 
 /// The scripts directory on a real temporary directory: a poll reads only the files
-/// whose signature changed since the signatures it is given.
+/// whose identity changed since the identities it is given.
 @Suite struct ScriptsDirectoryTests {
     let root: String
 
@@ -19,9 +20,9 @@ import Testing
     }
 
     /// Sets a script's modification time an hour back, so that a rewrite within the
-    /// same clock tick still changes its signature.
+    /// same clock tick still changes its identity.
     func age(_ name: String) {
-        let hourAgo = timespec(tv_sec: FileSignature.now().tv_sec - 3600, tv_nsec: 0)
+        let hourAgo = timespec(tv_sec: FileIdentity.now().tv_sec - 3600, tv_nsec: 0)
         var times = [hourAgo, hourAgo]
         #expect(utimensat(AT_FDCWD, ScriptsDirectory.path(root, customer: "acme", name: name), &times, 0) == 0)
     }
@@ -34,13 +35,13 @@ import Testing
         let first = ScriptsDirectory.read(root)
         #expect(first.assignments == ["acme": "free"])
         #expect(first.sources["acme"] == ["a": "return 'a'", "b": "return 'b'"])
-        #expect(first.signatures.count == 3, "two scripts and customers.toml")
+        #expect(first.identities.count == 3, "two scripts and customers.toml")
 
         // Nothing changed: every file listed, none read.
-        let second = ScriptsDirectory.read(root, known: first.signatures)
+        let second = ScriptsDirectory.read(root, known: first.identities)
         #expect(second.sources.isEmpty)
         #expect(second.assignments.isEmpty)
-        #expect(second.signatures == first.signatures)
+        #expect(second.identities == first.identities)
 
         // One file rewritten in place (same size), one added, one replaced by rename.
         try write("a", "return 'A'")
@@ -49,7 +50,7 @@ import Testing
         try "return 'B'".write(toFile: replacement, atomically: false, encoding: .utf8)
         #expect(rename(replacement, ScriptsDirectory.path(root, customer: "acme", name: "b")) == 0)
         try "acme = \"pro\"\n".write(toFile: ScriptsDirectory.customersPath(root), atomically: true, encoding: .utf8)
-        let third = ScriptsDirectory.read(root, known: second.signatures)
+        let third = ScriptsDirectory.read(root, known: second.identities)
         #expect(third.sources["acme"] == ["a": "return 'A'", "b": "return 'B'", "c": "return 'c'"])
         #expect(third.assignments == ["acme": "pro"], "replaced by rename: a new inode")
         #expect(third.problems.isEmpty)
@@ -59,11 +60,11 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         try write("a", "return 'a'")
         let path = ScriptsDirectory.path(root, customer: "acme", name: "a")
-        let fresh = try #require(FileSignature(path: path))
-        #expect(!fresh.isSettled(at: FileSignature.now()), "just written: may change again within its tick")
-        let later = timespec(tv_sec: FileSignature.now().tv_sec + 3, tv_nsec: 0)
+        let fresh = try #require(FileIdentity(path: path))
+        #expect(!fresh.isSettled(at: FileIdentity.now()), "just written: may change again within its tick")
+        let later = timespec(tv_sec: FileIdentity.now().tv_sec + 3, tv_nsec: 0)
         #expect(fresh.isSettled(at: later))
-        #expect(FileSignature(path: root + "/acme/missing.lua") == nil)
+        #expect(FileIdentity(path: root + "/acme/missing.lua") == nil)
     }
 
     @Test func aFileNotKnownIsReadEveryPoll() throws {
