@@ -74,6 +74,9 @@ static void bh_cache_release(void *cache_pointer) {
         cache->lists[c] = NULL;
     }
     cache->bytes = 0;
+    // A block freed by a later destructor of this thread registers the cache again,
+    // and glibc calls this again for it.
+    cache->registered = 0;
 }
 
 static void bh_cache_make_key(void) {
@@ -142,7 +145,12 @@ static void *bh_resize(void *ptr, size_t old, size_t nsize) {
         return ptr;                                          // Already of that class.
     }
     void *block = bh_small_take(c);
-    if (block != NULL && ptr != NULL) {
+    if (block == NULL) {
+        // Lua counts on a shrink never failing: the old block, bigger than the class
+        // needs, serves (and later joins that class's list, where a bigger block fits).
+        return nsize < old ? ptr : NULL;
+    }
+    if (ptr != NULL) {
         memcpy(block, ptr, old < nsize ? old : nsize);
         bh_resize(ptr, old, 0);
     }
