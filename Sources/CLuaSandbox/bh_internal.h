@@ -97,5 +97,4 @@ BH_NORETURN bh_fail(lua_State *L, bh_context *ctx, const char *format, ...);
 /// ctx->error set on failure. Allocates nothing (runs outside protection).
 bh_outcome bh_finish(lua_State *L, bh_context *ctx, int status);
 
-
 #endif

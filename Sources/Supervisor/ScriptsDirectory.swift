@@ -87,3 +87,19 @@ struct ScriptsDirectory {
         return result
     }
 }
+
+/// What the supervisor's polls of a scripts directory know they stored.
+struct StoredScriptFiles {
+    /// Path → identity of each file whose source is in the store as it was read.
+    var identities: [String: FileIdentity] = [:]
+    /// Paths forgotten (``forget(_:)``) while a poll ran: it must not record them.
+    var forgotten: Set<String> = []
+
+    /// A change to the store made elsewhere (the API) for this file's script: the
+    /// next poll reads the file again and stores it if it differs, so the file wins,
+    /// as it does after a restart.
+    mutating func forget(_ path: String) {
+        identities[path] = nil
+        forgotten.insert(path)
+    }
+}

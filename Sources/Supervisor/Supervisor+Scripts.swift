@@ -87,6 +87,7 @@ extension Supervisor {
             if (try? store.script(customer: customer.name, name: name))??.quarantined == true {
                 _ = try store.setScriptQuarantined(customer: customer.name, name: name, quarantined: false, reason: nil, actor: actor)
             }
+            forgetScriptFile(customer: customer.name, name: name)
             queue.sync { refreshCatalog() }
             return .success(version)
         } catch {
@@ -125,6 +126,7 @@ extension Supervisor {
         do {
             guard try store.script(customer: customer, name: name) != nil else { return .failure(.noSuchScript(name)) }
             let summary = try store.rollbackScript(customer: customer, name: name, to: version, actor: actor)
+            forgetScriptFile(customer: customer, name: name)
             queue.sync { refreshCatalog() }
             return .success(summary)
         } catch {
@@ -137,6 +139,7 @@ extension Supervisor {
         do {
             guard try store.script(customer: customer, name: name) != nil else { return .failure(.noSuchScript(name)) }
             try store.deleteScript(customer: customer, name: name, actor: actor)
+            forgetScriptFile(customer: customer, name: name)
             queue.sync { refreshCatalog() }
             return .success(())
         } catch {

@@ -79,11 +79,22 @@ extension Supervisor {
         }
     }
 
+    /// The API changed the store for this script: if it lives in the scripts
+    /// directory, the next poll compares its file with the store again.
+    func forgetScriptFile(customer: String, name: String) {
+        guard let directory = configuration.scriptsDirectory else { return }
+        let path = ScriptsDirectory.path(directory, customer: customer, name: name)
+        storedScriptFiles.withLock { $0.forget(path) }
+    }
+
     /// Puts what changed in a scripts directory into the store. Returns whether
     /// anything changed. Safe to call off the queue (the store is thread-safe).
     @discardableResult
     func syncScriptsDirectory(_ directory: String) -> Bool {
-        let stored = storedScriptFiles.withLock { $0 }
+        let stored = storedScriptFiles.withLock { files in
+            files.forgotten = []
+            return files.identities
+        }
         let pollStarted = FileIdentity.now()
         let contents = ScriptsDirectory.read(directory, known: stored)
         // Files not read are as stored; a file read is recorded once its source is
@@ -95,7 +106,11 @@ extension Supervisor {
                 nowStored[path] = identity
             }
         }
-        defer { storedScriptFiles.withLock { $0 = nowStored } }
+        defer {
+            storedScriptFiles.withLock { files in
+                files.identities = nowStored.filter { !files.forgotten.contains($0.key) }
+            }
+        }
         var changed = false
         for problem in contents.problems where !reportedProblems.withLock({ $0.contains(problem) }) {
             reportedProblems.withLock { _ = $0.insert(problem) }

@@ -114,7 +114,7 @@ public final class Supervisor: @unchecked Sendable {
     let reportedProblems = Mutex<Set<String>>([])
     /// The scripts directory's files as of their last store: a poll reads only files
     /// whose identity differs (new, changed, or not stored yet).
-    let storedScriptFiles = Mutex<[String: FileIdentity]>([:])
+    let storedScriptFiles = Mutex(StoredScriptFiles())
     var timer: DispatchSourceTimer?
     var signalSources: [DispatchSourceSignal] = []
     let stopped = DispatchSemaphore(value: 0)

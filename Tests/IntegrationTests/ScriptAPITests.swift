@@ -76,6 +76,41 @@ import Testing
         #expect(httpGet(port: try host.pool("pro").port, host: "greet.acme.localhost")?.body == "greet v1")
     }
 
+    @Test func aScriptsDirectoryFileWinsOverTheAPI() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let token = try host.addCustomer("acme", cohort: "pro")
+        let file = "function handle(req) return 'from the file' end"
+        try host.writeScript(customer: "acme", name: "dir", source: file)
+        let port = try host.pool("pro").port
+        #expect(waitFor(timeout: 10) { httpGet(port: port, host: "dir.acme.localhost")?.body == "from the file" } != nil)
+        // A poll records the file once it has not changed for a second; from then on
+        // the polls only stat it.
+        Thread.sleep(forTimeInterval: 2.5)
+
+        /// The store's active version and source of the script (nil: none).
+        func stored() -> (version: Int, source: String)? {
+            guard let answer = try? host.api("GET", "/v1/scripts/dir", token: token), answer.status == 200,
+                  let json = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any],
+                  let script = json["script"] as? [String: Any], let version = script["active_version"] as? Int,
+                  let source = json["source"] as? String
+            else { return nil }
+            return (version, source)
+        }
+        let upload = try host.api("PUT", "/v1/scripts/dir", token: token, body: Array("function handle(req) return 'from the API' end".utf8))
+        #expect(upload.status == 201, "\(upload.body)")
+        let uploaded = try #require(stored()).version
+        let afterUpload = waitFor(timeout: 10) { stored().map { $0.version > uploaded && $0.source == file } ?? false }
+        #expect(afterUpload != nil, "the file is stored again after an upload")
+
+        #expect(try host.api("DELETE", "/v1/scripts/dir", token: token).status == 204)
+        let afterDelete = waitFor(timeout: 10) { stored()?.source == file }
+        #expect(afterDelete != nil, "the file is stored again after a delete")
+        #expect(waitFor(timeout: 10) { httpGet(port: port, host: "dir.acme.localhost")?.body == "from the file" } != nil)
+        print("the scripts directory's file back after an upload in \(afterUpload.map { String(format: "%.2f s", $0) } ?? "never"), after a delete in \(afterDelete.map { String(format: "%.2f s", $0) } ?? "never")")
+    }
+
     @Test func badUploadsAreRefusedAndNothingIsStored() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }

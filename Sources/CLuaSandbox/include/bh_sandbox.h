@@ -116,7 +116,8 @@ typedef struct bh_context {
     /// CLOCK_MONOTONIC nanoseconds; 0 = no deadline.
     uint64_t deadline_ns;
     /// When the last call ended, as read to check its deadline (bh_finish); 0 when
-    /// it had none. The host reuses it rather than reading the clock again.
+    /// it had none or stopped over a limit. The host reuses it rather than reading
+    /// the clock again.
     uint64_t finished_ns;
     /// BH_HIT_* bits.
     unsigned hit;
