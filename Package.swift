@@ -144,7 +144,7 @@ let package = Package(
             dependencies: ["Store", "BulkheadCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "BulkheadCore"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "BulkheadCore", "Rollout", "Store"]),
         .testTarget(
             name: "IngressTests",
             dependencies: [

@@ -14,6 +14,13 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var ingressPID: Int32?
     /// Rollouts in progress, one line each (`rules v2: running stage 1`).
     public var rollouts: [String]?
+    /// Whether rollouts are frozen (break glass).
+    public var frozen = false
+    /// The version each pinned artifact kind is held at (break glass), by kind name;
+    /// a kind is absent when not pinned.
+    public var pins: [String: Int] = [:]
+    /// Why ``frozen`` and ``pins`` could not be read from the store, when they could not.
+    public var breakGlassError: String?
 
     /// Creates a status.
     public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {

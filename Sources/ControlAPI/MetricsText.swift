@@ -39,6 +39,16 @@ enum MetricsText {
             registry.makeGauge(descriptor: Self.name("bulkhead_pool_degraded", "1 when the pool restarts too often"), labels: labels)
                 .set(to: pool.degraded ? 1 : 0)
         }
+        // Break glass: absent (rather than 0) when the store could not say, so an
+        // alert on `bulkhead_frozen == 1` is not silenced by a read error.
+        if let frozen = snapshot.frozen {
+            registry.makeGauge(descriptor: Self.name("bulkhead_frozen", "1 while rollouts are frozen (break glass)"))
+                .set(to: frozen ? 1 : 0)
+        }
+        for (kind, version) in snapshot.pins.sorted(by: { $0.key < $1.key }) {
+            registry.makeGauge(descriptor: Self.name("bulkhead_pinned_version", "The version an artifact kind is pinned to (break glass)"),
+                               labels: [("kind", kind)]).set(to: Double(version))
+        }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self) + latencyHistogram(snapshot)

@@ -228,7 +228,27 @@ public enum StatusPage {
         html.text("supervisor pid \(status.supervisorPID)")
         if let api = status.api { html.text(" · API \(api)") }
         html.text(" · updated \(clock(now)) UTC · reloads every \(refreshSeconds) s")
-        html.raw("</p>\n</header>\n")
+        html.raw("</p>\n")
+        breakGlass(status, into: &html)
+        html.raw("</header>\n")
+    }
+
+    /// The freeze and the pins, always stated (an operator must never have to guess
+    /// whether break glass holds something), in `data-` attributes too.
+    static func breakGlass(_ status: HostStatus, into html: inout HTML) {
+        let pins = status.pins.sorted { $0.key < $1.key }
+        let held = status.frozen || !pins.isEmpty || status.breakGlassError != nil
+        html.raw("<p id=\"break-glass\" class=\"\(held ? "break-glass held" : "muted")\" data-frozen=\"\(status.frozen)\"")
+        for (kind, version) in pins { html.raw(" data-pinned-\(escape(kind))=\"\(version)\"") }
+        html.raw(">")
+        if let error = status.breakGlassError {
+            html.text("break glass: unknown (\(error))")
+        } else {
+            var parts = [status.frozen ? "rollouts frozen" : "not frozen"]
+            parts += pins.isEmpty ? ["nothing pinned"] : pins.map { "\($0.key) pinned to v\($0.value)" }
+            html.text("break glass: " + parts.joined(separator: " · "))
+        }
+        html.raw("</p>\n")
     }
 
     // MARK: - Pools
@@ -574,6 +594,7 @@ public enum StatusPage {
     body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px 24px;color:#1f2328;background:#f6f8fa}
     h1{font-size:20px;margin:0}h2{font-size:16px;margin:18px 0 8px}h3{font-size:15px;margin:0 0 6px}
     header p{margin:2px 0}.muted{color:var(--muted)}.summary{font-weight:600}
+    .break-glass.held{color:var(--warning);font-weight:600}
     .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:12px}
     .card{background:#fff;border:1px solid var(--line);border-left:4px solid var(--line);border-radius:6px;padding:10px 12px;margin-bottom:12px}
     .grid .card{margin-bottom:0}

@@ -31,7 +31,9 @@ public final class SQLiteStore: BulkheadStore {
         try self.init(path: dataDirectory.storeFile, configuration: configuration)
     }
 
-    /// Opens the store at `path`, creating it (and its directory) when missing.
+    /// Opens the store at `path`, creating it (and its directory) when missing, unless
+    /// `configuration.createIfMissing` is false: then a missing store is a
+    /// ``StoreError`` of kind ``StoreError/Kind/notFound`` naming the path.
     ///
     /// Throws a ``StoreError`` naming the file when it is not a bulkhead store, is
     /// truncated or corrupt (`PRAGMA quick_check`), or was written by a newer schema.
@@ -47,6 +49,11 @@ public final class SQLiteStore: BulkheadStore {
             throw StoreError.invalidArgument("store configuration: maximumPageCount must be 1 or more, got \(pages)")
         }
         let path = Self.absolute(path)
+        // Checked before anything touches the disk: a refused open creates neither
+        // the file nor its directory.
+        if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
+            throw StoreError.missingStore(path: path)
+        }
         self.path = path
         self.clock = configuration.clock
         self.maximumContentBytes = configuration.maximumContentBytes

@@ -15,6 +15,12 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// `max_script_kb` go up to 16 MiB; the API enforces each cohort's own limit first.
     public var maximumContentBytes: Int = 16 * 1024 * 1024
 
+    /// Whether opening creates a missing store (and its directory). `bulkhead serve`
+    /// creates one; a command that only reads, or acts on an existing host (break
+    /// glass, `events`), sets this to false: a mistyped `--data` must be an error
+    /// naming the path, not an empty store that answers "nothing is frozen".
+    public var createIfMissing = true
+
     /// Concurrent reader connections.
     public var maximumReaderCount: Int = 4
 

@@ -57,6 +57,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case rolloutNotFound(Int)
         case rolloutInProgress(kind: String, id: Int)
         case rolloutFinished(Int)
+        case missingStore(path: String)
         case orphanedLog(path: String)
         case damagedLog(path: String, detail: String)
         case notSQLite(path: String)
@@ -82,7 +83,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var kind: Kind {
         switch reason {
         case .invalidName, .invalidArgument: .invalid
-        case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound: .notFound
+        case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound, .missingStore:
+            .notFound
         case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished: .conflict
         case .diskFull: .diskFull
         case .orphanedLog, .damagedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting: .damaged
@@ -120,6 +122,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
                 + "wait for it to finish, or abort it, before starting another"
         case .rolloutFinished(let id):
             return "rollout \(id) has finished and cannot be reopened; start a new rollout"
+        case .missingStore(let path):
+            return "there is no bulkhead store at \(path) (nothing was created there). Check --data: it names the "
+                + "directory `bulkhead serve` was started with (default ./.bulkhead)"
         case .orphanedLog(let path):
             return "\(path) is missing but its write-ahead log \(path)-wal is there: the database was moved or "
                 + "deleted while in use. Restore \(path), or remove \(path)-wal and \(path)-shm to start an empty store"
@@ -196,6 +201,7 @@ extension StoreError {
         StoreError(.rolloutInProgress(kind: kind.rawValue, id: id))
     }
     static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
+    static func missingStore(path: String) -> StoreError { StoreError(.missingStore(path: path)) }
     static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
     static func damagedLog(path: String, _ detail: String) -> StoreError { StoreError(.damagedLog(path: path, detail: detail)) }
     static func notSQLite(path: String) -> StoreError { StoreError(.notSQLite(path: path)) }

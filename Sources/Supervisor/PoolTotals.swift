@@ -44,4 +44,8 @@ public struct PoolTotals: Sendable, Equatable {
 public struct MetricsSnapshot: Sendable {
     /// Per pool: totals, workers up and desired, degraded.
     public var pools: [(name: String, totals: PoolTotals, workersUp: Int, workersDesired: Int, degraded: Bool)]
+    /// Whether rollouts are frozen (break glass); nil when the store could not say.
+    public var frozen: Bool?
+    /// The pinned version per artifact kind (break glass); a kind is absent when not pinned.
+    public var pins: [String: Int] = [:]
 }

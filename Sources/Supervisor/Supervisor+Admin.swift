@@ -92,16 +92,44 @@ extension Supervisor {
                 queue.sync { driveRollouts() }
                 return try BreakGlass.status(store: store)
             }.mapError(Self.controlFailure))
-        case "break-glass-rollback":
+        case "break-glass-plan", "break-glass-rollback":
+            guard let kind = ArtifactKind(rawValue: arguments["kind"] ?? "") else {
+                return AdminResponse(ok: false, error: "--kind is one of runtime, rules, binary")
+            }
+            var version: Int?
+            if let text = arguments["version"] {
+                guard let number = Int(text) else { return AdminResponse(ok: false, error: "--to takes a version number, got '\(text)'") }
+                version = number
+            }
+            let allowRejected = arguments["allow-rejected"] == "true"
+            if request.command == "break-glass-plan" {
+                return answer(Result { () throws -> BreakGlass.RollbackPlan in
+                    let running = queue.sync { runningVersions(of: kind) }
+                    return try BreakGlass.plan(kind: kind, to: version, allowRejected: allowRejected, store: store, running: running)
+                }.mapError(Self.controlFailure))
+            }
+            // On the queue, whole: no rollout of the kind may advance or save between
+            // the abort written to the store and the pin put on the workers.
+            return answer(Result { () throws -> BreakGlass.Status in
+                try queue.sync {
+                    let pinned = try BreakGlass.rollback(
+                        kind: kind, to: version, allowRejected: allowRejected, store: store,
+                        actor: arguments["actor"] ?? "break-glass")
+                    applyPin(kind, version: pinned)
+                }
+                return try BreakGlass.status(store: store)
+            }.mapError(Self.controlFailure))
+        case "break-glass-unpin":
             guard let kind = ArtifactKind(rawValue: arguments["kind"] ?? "") else {
                 return AdminResponse(ok: false, error: "--kind is one of runtime, rules, binary")
             }
             return answer(Result { () throws -> BreakGlass.Status in
-                let poolNames = queue.sync { Array(pools.keys) }
-                let version = try BreakGlass.rollback(
-                    kind: kind, to: arguments["version"].flatMap { Int($0) }, store: store, pools: poolNames,
-                    actor: arguments["actor"] ?? "break-glass")
-                queue.sync { applyPin(kind, version: version) }
+                try queue.sync {
+                    let version = try BreakGlass.unpin(
+                        kind: kind, store: store, pools: Array(pools.keys), actor: arguments["actor"] ?? "break-glass")
+                    logger.warning("break-glass unpin: the pinned version is now every pool's current one",
+                                   metadata: ["kind": "\(kind)", "version": "\(version)"])
+                }
                 return try BreakGlass.status(store: store)
             }.mapError(Self.controlFailure))
         case "break-glass-status":
@@ -155,6 +183,13 @@ extension Supervisor {
                 })
         }
         var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        do {
+            host.frozen = try store.isFrozen()
+            host.pins = try BreakGlass.pins(store: store)
+        } catch {
+            // Never a reassuring "not frozen" when the store could not say.
+            host.breakGlassError = "cannot read the freeze and pins from the store: \(error)"
+        }
         host.rollouts = rollouts.values.sorted { $0.id < $1.id }.map {
             "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
         }
@@ -163,6 +198,19 @@ extension Supervisor {
             host.ingressPID = state.pid > 0 ? state.pid : nil
         }
         return host
+    }
+
+    /// Per pool, the versions of `kind` its workers report running now (on the queue).
+    func runningVersions(of kind: ArtifactKind) -> [String: Set<Int>] {
+        pools.mapValues { pool in
+            Set(pool.slots.compactMap { $0 }.filter { !$0.exited }.map { worker in
+                switch kind {
+                case .runtime: worker.stats.versions.runtime
+                case .rules: worker.stats.versions.rules
+                case .binary: worker.stats.versions.binary
+                }
+            })
+        }
     }
 
     func jsonText<Value: Encodable>(_ value: Value) -> String {

@@ -90,33 +90,31 @@ extension Supervisor {
     // MARK: - Starting
 
     /// Validates an artifact, stores it as the next version of its kind and starts
-    /// rolling it out; returns the rollout id. Nothing ships when validation fails.
+    /// rolling it out; returns the rollout id. A start that is refused (invalid,
+    /// frozen, pinned, one already running) stores nothing: every check comes before
+    /// the artifact is written.
     public func startRollout(kind: ArtifactKind, content: String, actor: String) -> Result<Int, ControlError> {
         if let refusal = validateArtifact(kind, content: content) { return .failure(refusal) }
         return queue.sync {
-            if let running = rollouts[kind] {
-                return .failure(ControlError(status: 409, kind: "rollout-running",
-                                             message: "rollout \(running.id) of the \(kind) is still running; one per kind at a time"))
-            }
             do {
-                let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
+                if let refusal = try startRefusal(kind) { return .failure(refusal) }
                 let cohorts = pools.values.map(\.cohort)
                 let first = cohorts.min { $0.order < $1.order }?.name ?? ""
                 let previous = desiredVersion(kind, pool: first, slot: 0)
-                if frozen() {
-                    return .failure(ControlError(status: 409, kind: "frozen", message: "rollouts are frozen (break-glass freeze); unfreeze first"))
-                }
-                // A new rollout moves on from a break-glass pin: the pinned version
-                // becomes every pool's current one, and the pin goes.
-                if (try store.pinnedVersion(of: kind)) != nil {
-                    for pool in pools.keys { try store.setActiveVersion(previous, of: kind, inPool: pool, actor: actor) }
-                    try store.setPinnedVersion(nil, of: kind, actor: actor)
-                }
-                let frozen = false
+                // The machine is made and started before the artifact is stored, with
+                // the version the store will hand out next (the supervisor is its only
+                // writer of artifacts): a plan the engine refuses stores nothing either.
+                let next = ((try store.latestArtifact(kind: kind))?.version ?? 0) + 1
                 var machine = try RolloutMachine(
-                    kind: kind, targetVersion: artifact.version, previousVersion: previous,
-                    stages: RolloutPlan.stages(cohorts: cohorts), now: Self.wallClock(), frozen: frozen)
+                    kind: kind, targetVersion: next, previousVersion: previous,
+                    stages: RolloutPlan.stages(cohorts: cohorts), now: Self.wallClock(), frozen: false)
                 let actions = try machine.start(now: Self.wallClock(), by: actor)
+                let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
+                guard artifact.version == next else {
+                    return .failure(ControlError(
+                        status: 500, kind: "store",
+                        message: "the store gave the \(kind) version \(artifact.version), not \(next) as expected; start the rollout again"))
+                }
                 let record = try store.createRollout(
                     kind: kind, version: artifact.version, fromVersion: previous, status: Self.statusName(machine.state),
                     state: try JSONEncoder().encode(machine), actor: actor)
@@ -134,6 +132,30 @@ extension Supervisor {
                 return .failure(Self.storeFailure(error))
             }
         }
+    }
+
+    /// Why a rollout of `kind` cannot start now, or nil (on the queue).
+    func startRefusal(_ kind: ArtifactKind) throws -> ControlError? {
+        if let running = rollouts[kind] {
+            return ControlError(status: 409, kind: "rollout-running",
+                                message: "rollout \(running.id) of the \(kind) is still running; one per kind at a time")
+        }
+        if let stored = try store.runningRollout(kind: kind) {
+            return ControlError(status: 409, kind: "rollout-running",
+                                message: "rollout \(stored.id) of the \(kind) is unfinished in the store (\(stored.status)); one per kind at a time")
+        }
+        if try store.isFrozen() {
+            return ControlError(status: 409, kind: "frozen", message: "rollouts are frozen (break-glass freeze); unfreeze first")
+        }
+        // A pin is the operator's word that the kind stays where it is: only the
+        // operator lifts it (no rollout moves on from it silently).
+        if let pinned = try store.pinnedVersion(of: kind) {
+            return ControlError(
+                status: 409, kind: "pinned",
+                message: "the \(kind) is pinned to version \(pinned) by break glass; nothing was stored. "
+                    + "Release it first with: bulkhead break-glass unpin --kind \(kind.rawValue)")
+        }
+        return nil
     }
 
     /// The producer's checks, before anything ships.

@@ -171,12 +171,15 @@ extension Supervisor {
 
     /// Totals per pool for `/metrics` (thread-safe).
     public func metricsSnapshot() -> MetricsSnapshot {
-        queue.sync {
+        var snapshot = queue.sync {
             MetricsSnapshot(pools: pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
                 (pool.cohort.name, totals[pool.cohort.name] ?? PoolTotals(),
                  pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited }.count, pool.cohort.workers, pool.policy.isDegraded)
             })
         }
+        snapshot.frozen = try? store.isFrozen()
+        snapshot.pins = (try? BreakGlass.pins(store: store)) ?? [:]
+        return snapshot
     }
 
     // MARK: - Helpers

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import BulkheadCore
 import Foundation
@@ -7,18 +10,21 @@ import Supervisor
 /// `bulkhead break-glass`: the instant path, audited. Works with the supervisor up
 /// (over the admin socket, applied at once) and down (on the store directly;
 /// `bulkhead serve` applies it on start). Needs neither the HTTP API nor a token.
+/// With no supervisor it acts only on a store that exists: a mistyped `--data` is an
+/// error naming the path, never a new empty store.
 struct BreakGlassCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "break-glass",
         abstract: "Freeze rollouts or pin every pool to an artifact version, with or without a running supervisor.",
-        subcommands: [Freeze.self, Unfreeze.self, Rollback.self, Status.self]
+        subcommands: [Freeze.self, Unfreeze.self, Rollback.self, Unpin.self, Status.self]
     )
 
-    /// Runs `command` on the supervisor when it answers, else on the store.
-    static func perform(
+    /// Runs `command` on the supervisor when it answers, else `offline` on the store
+    /// (which must exist); returns the answer.
+    static func perform<Answer: Decodable>(
         _ command: String, arguments: [String: String] = [:], data: String,
-        offline: (SQLiteStore, String) throws -> Void
-    ) throws -> BreakGlass.Status {
+        offline: (SQLiteStore, String) throws -> Answer
+    ) throws -> Answer {
         let actor = BreakGlass.actor()
         let directory = DataDirectory(data)
         var withActor = arguments
@@ -28,25 +34,36 @@ struct BreakGlassCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("bulkhead: \(response.error ?? "failed")\n".utf8))
                 throw ExitCode.failure
             }
-            return try JSONDecoder().decode(BreakGlass.Status.self, from: Data((response.result ?? "{}").utf8))
+            return try JSONDecoder().decode(Answer.self, from: Data((response.result ?? "{}").utf8))
         }
-        // No supervisor: straight to the store.
-        let store: SQLiteStore
+        // No supervisor: straight to the store, if there is one.
+        let store = try openStore(directory)
         do {
-            store = try SQLiteStore(dataDirectory: directory)
-        } catch {
-            FileHandle.standardError.write(Data("bulkhead: no supervisor answers and the store cannot be opened: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-        do {
-            try offline(store, actor)
-            let status = try BreakGlass.status(store: store)
-            FileHandle.standardError.write(Data("bulkhead: no supervisor running; written to the store (bulkhead serve applies it on start)\n".utf8))
-            return status
+            return try offline(store, actor)
         } catch {
             FileHandle.standardError.write(Data("bulkhead: \(error)\n".utf8))
             throw ExitCode.failure
         }
+    }
+
+    /// Opens the existing store of `directory`; a missing one is an error naming its
+    /// path, and nothing is created.
+    static func openStore(_ directory: DataDirectory) throws -> SQLiteStore {
+        var configuration = SQLiteStoreConfiguration()
+        configuration.createIfMissing = false
+        do {
+            return try SQLiteStore(dataDirectory: directory, configuration: configuration)
+        } catch {
+            FileHandle.standardError.write(Data("bulkhead: no supervisor answers at \(directory.adminSocket), and \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    /// The status after a change made on the store, with a note that the supervisor applies it later.
+    static func offlineStatus(_ store: SQLiteStore) throws -> BreakGlass.Status {
+        let status = try BreakGlass.status(store: store)
+        FileHandle.standardError.write(Data("bulkhead: no supervisor running; written to the store (bulkhead serve applies it on start)\n".utf8))
+        return status
     }
 
     static func show(_ status: BreakGlass.Status, json: Bool) {
@@ -55,8 +72,13 @@ struct BreakGlassCommand: ParsableCommand {
             return
         }
         print("frozen: \(status.frozen ? "yes" : "no")")
-        print("pinned: \(status.pinned.isEmpty ? "none" : status.pinned.sorted { $0.key < $1.key }.map { "\($0.key) v\($0.value)" }.joined(separator: ", "))")
+        print("pinned: \(status.pins.isEmpty ? "none" : status.pins.sorted { $0.key < $1.key }.map { "\($0.key) v\($0.value)" }.joined(separator: ", "))")
         print("rollouts running: \(status.running.isEmpty ? "none" : status.running.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+    }
+
+    static func artifactKind(_ text: String) throws -> ArtifactKind {
+        guard let kind = ArtifactKind(rawValue: text) else { throw ValidationError("--kind is one of runtime, rules, binary") }
+        return kind
     }
 
     struct Freeze: ParsableCommand {
@@ -65,6 +87,7 @@ struct BreakGlassCommand: ParsableCommand {
         func run() throws {
             show(try perform("break-glass-freeze", data: dataOptions.data) { store, actor in
                 try BreakGlass.setFrozen(true, store: store, actor: actor)
+                return try offlineStatus(store)
             }, json: false)
         }
     }
@@ -75,23 +98,85 @@ struct BreakGlassCommand: ParsableCommand {
         func run() throws {
             show(try perform("break-glass-unfreeze", data: dataOptions.data) { store, actor in
                 try BreakGlass.setFrozen(false, store: store, actor: actor)
+                return try offlineStatus(store)
             }, json: false)
         }
     }
 
     struct Rollback: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Pin every pool to a version of an artifact (default: the one before the current) and abort its rollout.")
+            abstract: "Pin every pool to a version of an artifact (default: the newest that completed a rollout) and abort its rollout.",
+            discussion: """
+                Prints what it will pin where, then asks for confirmation on a terminal (--yes skips the question; \
+                without a terminal --yes is required). The pin holds until `bulkhead break-glass unpin --kind K`.
+                """)
         @Option(help: "runtime, rules or binary.") var kind: String
-        @Option(help: "The version to pin.") var to: Int?
+        @Option(help: "The version to pin (default: the newest version that completed a rollout; 0: the one built in).") var to: Int?
+        @Flag(help: "Pin a version that a rollout's gate rejected (refused without this).") var allowRejected = false
+        @Flag(help: "Do not ask for confirmation.") var yes = false
         @OptionGroup var dataOptions: DataOptions
+
         func run() throws {
-            guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary") }
+            let artifact = try artifactKind(kind)
             var arguments = ["kind": kind]
             if let to { arguments["version"] = String(to) }
+            if allowRejected { arguments["allow-rejected"] = "true" }
+            let allowRejected = allowRejected
+            let plan: BreakGlass.RollbackPlan = try perform("break-glass-plan", arguments: arguments, data: dataOptions.data) { store, _ in
+                try BreakGlass.plan(kind: artifact, to: to, allowRejected: allowRejected, store: store,
+                                    running: try BreakGlass.storedVersions(kind: artifact, store: store))
+            }
+            print(Self.describe(plan))
+            fflush(nil)
+            if !yes {
+                guard isatty(STDIN_FILENO) == 1 else {
+                    FileHandle.standardError.write(Data(
+                        "bulkhead: no terminal to confirm on; nothing was changed. Pass --yes to pin without asking\n".utf8))
+                    throw ExitCode.failure
+                }
+                print("Pin every pool to \(kind) v\(plan.version)? Type yes to go on: ", terminator: "")
+                fflush(nil)
+                guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
+                    FileHandle.standardError.write(Data("bulkhead: not confirmed; nothing was changed\n".utf8))
+                    throw ExitCode.failure
+                }
+            }
+            // The version confirmed is the version sent: what was shown is what is pinned.
+            arguments["version"] = String(plan.version)
             show(try perform("break-glass-rollback", arguments: arguments, data: dataOptions.data) { store, actor in
+                try BreakGlass.rollback(kind: artifact, to: plan.version, allowRejected: allowRejected, store: store, actor: actor)
+                return try offlineStatus(store)
+            }, json: false)
+            print("\(kind) pinned to v\(plan.version) until: bulkhead break-glass unpin --kind \(kind)")
+        }
+
+        /// What the rollback will do, for the operator to check before saying yes.
+        static func describe(_ plan: BreakGlass.RollbackPlan) -> String {
+            var lines = ["break-glass rollback: pin the \(plan.kind) to v\(plan.version) on every pool",
+                         "  why v\(plan.version): \(plan.why)"]
+            for pool in plan.pools {
+                let from = pool.from.isEmpty ? "no worker running" : "runs " + pool.from.map { "v\($0)" }.joined(separator: ", ")
+                let change = pool.from == [plan.version] ? "(no change)" : "→ v\(plan.version)"
+                lines.append("  \(pool.pool): \(from) \(change)")
+            }
+            if let aborts = plan.aborts { lines.append("  aborts rollout \(aborts)") }
+            for warning in plan.warnings { lines.append("  WARNING: \(warning)") }
+            lines.append("  the pin holds until: bulkhead break-glass unpin --kind \(plan.kind.rawValue)")
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    struct Unpin: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Release a break-glass pin; the pinned version stays every pool's current one (nothing changes now).")
+        @Option(help: "runtime, rules or binary.") var kind: String
+        @OptionGroup var dataOptions: DataOptions
+        func run() throws {
+            let artifact = try artifactKind(kind)
+            show(try perform("break-glass-unpin", arguments: ["kind": kind], data: dataOptions.data) { store, actor in
                 let pools = (try store.knownGoodCohorts()).map(\.configuration.name)
-                try BreakGlass.rollback(kind: artifact, to: to, store: store, pools: pools, actor: actor)
+                try BreakGlass.unpin(kind: artifact, store: store, pools: pools, actor: actor)
+                return try offlineStatus(store)
             }, json: false)
         }
     }
@@ -101,7 +186,9 @@ struct BreakGlassCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            show(try perform("break-glass-status", data: dataOptions.data) { _, _ in }, json: json)
+            show(try perform("break-glass-status", data: dataOptions.data) { store, _ in
+                try BreakGlass.status(store: store)
+            }, json: json)
         }
     }
 }
@@ -117,9 +204,11 @@ struct EventsCommand: ParsableCommand {
     @Option(help: "How many past events to print first.") var last: Int = 50
 
     func run() throws {
+        var configuration = SQLiteStoreConfiguration()
+        configuration.createIfMissing = false
         let store: SQLiteStore
         do {
-            store = try SQLiteStore(dataDirectory: DataDirectory(dataOptions.data))
+            store = try SQLiteStore(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
         } catch {
             FileHandle.standardError.write(Data("bulkhead: cannot open the store: \(error)\n".utf8))
             throw ExitCode.failure

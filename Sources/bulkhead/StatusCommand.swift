@@ -103,8 +103,19 @@ enum StatusTable {
             if !pool.quarantined.isEmpty { notes.append("\(pool.name): quarantined: \(pool.quarantined.joined(separator: ", "))") }
         }
         for rollout in status.rollouts ?? [] { notes.append(rollout) }
+        notes.append(breakGlassLine(status))
         if let ingress = status.ingress { notes.append("ingress \(ingress)" + (status.ingressPID == nil ? " (restarting)" : "")) }
         return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.map { Terminal.wrap($0, width: 80) }.joined(separator: "\n"))
+    }
+}
+
+extension StatusTable {
+    /// The freeze and the pins, always stated: "not frozen" is an answer, not a default.
+    static func breakGlassLine(_ status: HostStatus) -> String {
+        if let error = status.breakGlassError { return "break glass: unknown (\(error))" }
+        let pins = status.pins.sorted { $0.key < $1.key }.map { "\($0.key) pinned to v\($0.value)" }
+        return "break glass: " + ([status.frozen ? "rollouts frozen" : "not frozen"] + (pins.isEmpty ? ["nothing pinned"] : pins))
+            .joined(separator: ", ")
     }
 }
 
