@@ -28,7 +28,7 @@ import Testing
         print(freeze.output)
         #expect(freeze.status == 0)
         #expect(freeze.output.contains("frozen: yes"))
-        let rollback = try host.cli(["break-glass", "rollback", "--kind", "rules", "--to", "1"])
+        let rollback = try host.cli(["break-glass", "rollback", "--kind", "rules", "--to", "1", "--yes"])
         print(rollback.output)
         #expect(rollback.status == 0)
         #expect(rollback.output.contains("rules v1"))
