@@ -33,9 +33,9 @@ import Testing
 
     /// The versions of `kind` in the store, read the way an operator would check (the file itself).
     func storedVersions(_ host: HostHarness, _ kind: ArtifactKind) throws -> [Int] {
-        var configuration = SQLiteStoreConfiguration()
-        configuration.createIfMissing = false
-        let store = try SQLiteStore(dataDirectory: host.data, configuration: configuration)
+        // The host has made its store: opening it creates nothing.
+        guard FileManager.default.fileExists(atPath: host.data.storeFile) else { throw HarnessError("no store at \(host.data.storeFile)") }
+        let store = try SQLiteStore(dataDirectory: host.data)
         defer { try? store.close() }
         return try store.artifacts(kind: kind).map(\.version)
     }
