@@ -155,6 +155,24 @@ struct StatusPageTests {
         #expect(html.contains("updated 22:13:20 UTC"))
     }
 
+    @Test func headerAlwaysStatesTheFreezeAndThePins() {
+        let calm = Self.page([Self.pool("free")])
+        #expect(calm.contains("data-frozen=\"false\""))
+        #expect(calm.contains("break glass: not frozen · nothing pinned"))
+        #expect(!calm.contains("data-pinned-"))
+
+        var status = Self.host([Self.pool("free")])
+        status.frozen = true
+        status.pins = ["runtime": 2, "rules": 0]
+        let held = StatusPage.render(status: status, history: [:], rollouts: [], now: Self.now)
+        #expect(held.contains("data-frozen=\"true\" data-pinned-rules=\"0\" data-pinned-runtime=\"2\""))
+        #expect(held.contains("break glass: rollouts frozen · rules pinned to v0 · runtime pinned to v2"))
+
+        status.breakGlassError = "cannot read the freeze and pins from the store: disk I/O error"
+        let unknown = StatusPage.render(status: status, history: [:], rollouts: [], now: Self.now)
+        #expect(unknown.contains("break glass: unknown (cannot read the freeze and pins from the store: disk I/O error)"))
+    }
+
     // MARK: - Pools
 
     @Test func poolTableShowsWorkersRatesP99VersionsAndRestarts() {
