@@ -214,9 +214,15 @@ extension Supervisor {
                 "kind": "\(kind)", "version": "\(version)", "pid": "\(handle.pid)", "error": "\(message)",
             ])
         case .watchdog(let customer, let script, let elapsed):
-            // Only a customer's script is blamed: the platform runtime's chunk has no
-            // customer, and its overrun is the platform's.
-            if ResourceName.isValid(customer), ResourceName.isValid(script) { handle.blamedScript = "\(customer)/\(script)" }
+            // Only a customer's script is blamed: the platform runtime's chunk names
+            // no customer, and its overrun is the platform's (a crash the gate counts).
+            guard ResourceName.isValid(customer), ResourceName.isValid(script) else {
+                logger.error("the platform overran its wall deadline; the worker was ended", metadata: [
+                    "chunk": "\(script)", "elapsed_ms": "\(elapsed)", "pid": "\(handle.pid)",
+                ])
+                return
+            }
+            handle.blamedScript = "\(customer)/\(script)"
             strike(customer: customer, script: script, pid: handle.pid,
                    event: "request ran \(elapsed) ms past its deadline; the worker was ended",
                    reason: "overrunning its wall deadline")
