@@ -1,6 +1,12 @@
 /// The version of the supervisor–worker control protocol. A binary rollout runs
 /// workers of another build, so both sides check it in the handshake; a worker
 /// whose version the supervisor does not speak is replaced, never adopted.
+///
+/// Only a change that a peer of the same version would misread bumps it (every
+/// check is an equality, so a bump cuts binary rollouts between the builds). An
+/// optional field that older peers ignore and whose absence newer ones handle
+/// does not: `WorkerStats.byVersion` is one (an older worker's heartbeats are
+/// split by the supervisor instead, see `VersionCounts.attributed`).
 public let controlProtocolVersion = 1
 
 /// A customer's script as the supervisor ships it to a worker.

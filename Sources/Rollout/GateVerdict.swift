@@ -66,15 +66,19 @@ public struct GateVerdict: Codable, Sendable, Equatable, CustomStringConvertible
     public var p99Milliseconds: Double?
     /// The baseline's p99 latency in milliseconds, for reference (not a threshold).
     public var baselineP99Milliseconds: Double?
-    /// Worker crashes in the stage.
+    /// Worker crashes in the stage (those a script was blamed for left out).
     public var crashes: Int
+    /// Crashes in the stage left out of `crashes` because a customer script was
+    /// already blamed for them, by script (`customer/name`). Nil in verdicts
+    /// recorded before crashes were ever left out.
+    public var crashesLeftOut: [String: Int]?
 
     /// Creates a verdict; `HealthGate.evaluate` computes one.
     public init(
         outcome: Outcome, failedChecks: [Check], reasons: [String], gate: CohortConfiguration.Gate, alpha: Double,
         elapsedSeconds: Double, requests: Int, baselineRequests: Int?, baselineUsed: Bool,
         platformErrors: ProportionComparison, scriptErrors: ProportionComparison, newSignatures: [String: Int],
-        p99Milliseconds: Double?, baselineP99Milliseconds: Double?, crashes: Int
+        p99Milliseconds: Double?, baselineP99Milliseconds: Double?, crashes: Int, crashesLeftOut: [String: Int]? = nil
     ) {
         self.outcome = outcome
         self.failedChecks = failedChecks
@@ -91,6 +95,7 @@ public struct GateVerdict: Codable, Sendable, Equatable, CustomStringConvertible
         self.p99Milliseconds = p99Milliseconds
         self.baselineP99Milliseconds = baselineP99Milliseconds
         self.crashes = crashes
+        self.crashesLeftOut = crashesLeftOut
     }
 
     /// One line: the outcome, then the reasons.

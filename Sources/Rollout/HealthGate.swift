@@ -13,7 +13,8 @@ public enum HealthGate {
     /// In this order:
     /// 1. **At once**, whatever the bake time or traffic: more new error signatures
     ///    than `maxNewSignatures` (in the stage, absent from the baseline and from
-    ///    `knownSignatures`) or more crashes than `maxCrashes` fail the stage. A
+    ///    `knownSignatures`) or more crashes than `maxCrashes` fail the stage (crashes
+    ///    a customer script was blamed for are left out, and the verdict lists them). A
     ///    brand-new signature needs no statistics, and waiting would keep a broken
     ///    artifact serving.
     /// 2. Fewer requests than `minRequests` (and never fewer than one), or no latency
@@ -78,6 +79,7 @@ public enum HealthGate {
             newSignatures[signature] = count
         }
         let crashes = max(0, stage.crashes)
+        let crashesLeftOut = stage.crashesLeftOut.filter { $0.value > 0 }
         let p99 = stage.p99
 
         var failed: [GateVerdict.Check] = []
@@ -148,6 +150,12 @@ public enum HealthGate {
                 outcome = .fail
             }
         }
+        if !crashesLeftOut.isEmpty {
+            let total = crashesLeftOut.values.reduce(0, +)
+            let listed = crashesLeftOut.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
+                .prefix(5).map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            reasons.append("\(total) crash(es) left out, already blamed on a customer script: \(listed)")
+        }
         if !baselineUsed {
             reasons.append(
                 baseline == nil
@@ -159,6 +167,6 @@ public enum HealthGate {
             elapsedSeconds: elapsed, requests: requests, baselineRequests: baselineRequests,
             baselineUsed: baselineUsed, platformErrors: platform, scriptErrors: script,
             newSignatures: newSignatures, p99Milliseconds: p99, baselineP99Milliseconds: baseline?.p99,
-            crashes: crashes)
+            crashes: crashes, crashesLeftOut: crashesLeftOut)
     }
 }

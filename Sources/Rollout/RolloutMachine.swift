@@ -119,6 +119,9 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
     /// Crashes of the current stage's earlier windows: the gate counts crashes since
     /// the stage began, and a restarted window must not forget them.
     private var carriedCrashes: Int
+    /// The same two for the crashes left out because a script was blamed for them.
+    private var lastObservedCrashesLeftOut: [String: Int] = [:]
+    private var carriedCrashesLeftOut: [String: Int] = [:]
 
     /// Most signatures `knownSignatures` learns from baselines; past it, new ones are
     /// not learned (baselines still count in the call they come with).
@@ -339,8 +342,10 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         let now = clock(now)
         if let baseline { learn(baseline.presentSignatures) }
         lastObservedCrashes = max(0, sample.crashes)
+        lastObservedCrashesLeftOut = sample.crashesLeftOut
         var counted = sample
         counted.crashes = lastObservedCrashes + carriedCrashes
+        counted.crashesLeftOut = carriedCrashesLeftOut.merging(lastObservedCrashesLeftOut, uniquingKeysWith: +)
         let verdict = HealthGate.evaluate(
             gate: stages[index].gate, stage: counted, baseline: baseline,
             elapsedSeconds: now - (bakeStartedAt ?? now), knownSignatures: knownSignatures)
@@ -429,6 +434,8 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         lastVerdict = nil
         lastObservedCrashes = 0
         carriedCrashes = 0
+        lastObservedCrashesLeftOut = [:]
+        carriedCrashesLeftOut = [:]
         return [.apply(stage: index, version: targetVersion)]
     }
 
@@ -477,6 +484,8 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
     private mutating func restartWindow(stage index: Int, now: Double) -> RolloutAction {
         carriedCrashes += lastObservedCrashes
         lastObservedCrashes = 0
+        carriedCrashesLeftOut.merge(lastObservedCrashesLeftOut, uniquingKeysWith: +)
+        lastObservedCrashesLeftOut = [:]
         bakeStartedAt = now
         lastVerdict = nil
         return .resetWindow(stage: index)
@@ -487,6 +496,8 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         bakeStartedAt = nil
         lastObservedCrashes = 0
         carriedCrashes = 0
+        lastObservedCrashesLeftOut = [:]
+        carriedCrashesLeftOut = [:]
     }
 
     private mutating func skipPendingStages() {
@@ -537,6 +548,7 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
     private enum CodingKeys: String, CodingKey {
         case kind, targetVersion, previousVersion, stages, createdAt, state, frozen, progress, hasNewVersion
         case decisions, knownSignatures, bakeStartedAt, lastVerdict, lastObservedCrashes, carriedCrashes
+        case lastObservedCrashesLeftOut, carriedCrashesLeftOut
     }
 
     /// Decodes a stored rollout, refusing one whose parts do not fit together (a row
@@ -558,6 +570,9 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         lastVerdict = try container.decodeIfPresent(GateVerdict.self, forKey: .lastVerdict)
         lastObservedCrashes = try container.decode(Int.self, forKey: .lastObservedCrashes)
         carriedCrashes = try container.decode(Int.self, forKey: .carriedCrashes)
+        // Absent from rollouts stored before crashes were left out.
+        lastObservedCrashesLeftOut = try container.decodeIfPresent([String: Int].self, forKey: .lastObservedCrashesLeftOut) ?? [:]
+        carriedCrashesLeftOut = try container.decodeIfPresent([String: Int].self, forKey: .carriedCrashesLeftOut) ?? [:]
 
         guard !stages.isEmpty, progress.count == stages.count, hasNewVersion.count == stages.count else {
             throw DecodingError.dataCorruptedError(

@@ -20,13 +20,20 @@ public struct StageSample: Codable, Sendable, Equatable {
     /// The window's p99 latency in milliseconds, when measured directly; it wins over
     /// `latency` when both are present.
     public var p99Milliseconds: Double?
-    /// Worker processes of the set that crashed in the window.
+    /// Worker processes of the set that crashed in the window, but for those in
+    /// `crashesLeftOut`.
     public var crashes: Int
+    /// Crashes of the set in the window that a customer script was already blamed
+    /// for (the watchdog named it, or the crashing worker's note did), by script
+    /// (`customer/name`): left out of `crashes`, since they say nothing about the
+    /// artifact being rolled out, and kept here so the verdict can say so.
+    public var crashesLeftOut: [String: Int]
 
     /// Creates a sample.
     public init(
         requests: Int = 0, platformErrors: Int = 0, scriptErrors: Int = 0, signatures: [String: Int] = [:],
-        latency: LatencyHistogram? = nil, p99Milliseconds: Double? = nil, crashes: Int = 0
+        latency: LatencyHistogram? = nil, p99Milliseconds: Double? = nil, crashes: Int = 0,
+        crashesLeftOut: [String: Int] = [:]
     ) {
         self.requests = requests
         self.platformErrors = platformErrors
@@ -35,6 +42,7 @@ public struct StageSample: Codable, Sendable, Equatable {
         self.latency = latency
         self.p99Milliseconds = p99Milliseconds
         self.crashes = crashes
+        self.crashesLeftOut = crashesLeftOut
     }
 
     /// A sample with nothing in it.
@@ -62,6 +70,7 @@ public struct StageSample: Codable, Sendable, Equatable {
         platformErrors += other.platformErrors
         scriptErrors += other.scriptErrors
         crashes += other.crashes
+        for (script, count) in other.crashesLeftOut { crashesLeftOut[script, default: 0] += count }
         for (signature, count) in other.signatures {
             signatures[signature, default: 0] += count
         }
@@ -82,5 +91,56 @@ public struct StageSample: Codable, Sendable, Equatable {
     /// The signatures seen at least once in the window.
     var presentSignatures: Set<String> {
         Set(signatures.compactMap { $0.value > 0 ? $0.key : nil })
+    }
+}
+
+// MARK: - From worker counters
+
+extension StageSample {
+    /// The counts of `VersionCounts` as a sample (no crashes: those the supervisor
+    /// sees, not the worker).
+    public init(_ counts: VersionCounts) {
+        self.init(
+            requests: counts.requests, platformErrors: counts.platformErrors, scriptErrors: counts.scriptErrors,
+            signatures: counts.platformSignatures.filter { $0.value > 0 }, latency: counts.latency)
+    }
+
+    /// What one worker did in a window under `version` of `kind`, from two of its
+    /// cumulative heartbeats: counts made under any other version are left out, so
+    /// a count reported late for a version that was rolled back is never charged to
+    /// the next rollout's stage, nor to a baseline.
+    ///
+    /// - Parameters:
+    ///   - base: the worker's stats when the window began; nil when the worker
+    ///     started inside the window (everything it counted is the window's).
+    ///   - current: its latest stats.
+    ///   - kind: the rollout's artifact kind. A worker runs one binary for its
+    ///     life, so for `.binary` the whole difference counts when the worker runs
+    ///     `version`, and nothing otherwise.
+    ///   - version: the version whose counts are wanted.
+    public static func window(from base: WorkerStats?, to current: WorkerStats, kind: ArtifactKind, version: Int) -> StageSample {
+        // Counters that went down belong to another process: start from zero.
+        let start = base.flatMap { current.requests >= $0.requests ? $0 : nil }
+        if kind == .binary {
+            guard current.versions.binary == version else { return StageSample(latency: LatencyHistogram()) }
+            return StageSample(VersionCounts(totalsOf: current).since(start.map { VersionCounts(totalsOf: $0) }))
+        }
+        guard let table = current.byVersion else {
+            // Not split at all: everything counts under the versions it reports.
+            let counts = VersionCounts(totalsOf: current)
+            guard counts.version(of: kind) == version else { return StageSample(latency: LatencyHistogram()) }
+            return StageSample(counts.since(start.map { VersionCounts(totalsOf: $0) }))
+        }
+        return window(from: start?.byVersion ?? [], to: table, kind: kind, version: version)
+    }
+
+    /// The per-version counts made between two cumulative tables, summed over the
+    /// entries whose version of `kind` is `version`.
+    public static func window(from base: [VersionCounts], to current: [VersionCounts], kind: ArtifactKind, version: Int) -> StageSample {
+        var sample = StageSample(latency: LatencyHistogram())
+        for entry in current where entry.version(of: kind) == version {
+            sample.add(StageSample(entry.since(base.first { $0.sameVersions(as: entry) })))
+        }
+        return sample
     }
 }

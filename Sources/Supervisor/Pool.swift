@@ -21,6 +21,10 @@ final class WorkerHandle {
     var exited = false
     /// A kill was ordered by the supervisor (missed heartbeats, scale down).
     var killReason: String?
+    /// The customer script (`customer/name`) the worker's end is blamed on: the
+    /// watchdog named it before ending the worker, or the crashed worker's note did.
+    /// A rollout's gate leaves such an end out of the stage's crashes.
+    var blamedScript: String?
 
     init(pid: pid_t, pool: String, slot: Int, instance: UInt64, isChild: Bool, now: Double) {
         self.pid = pid

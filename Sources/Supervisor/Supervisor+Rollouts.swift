@@ -13,8 +13,12 @@ final class ActiveRollout {
     var machine: RolloutMachine
     /// Each worker's stats when the current stage's window began (by pid).
     var windowBase: [pid_t: WorkerStats] = [:]
-    /// Worker crashes in the current stage's slots since the window began.
+    /// Worker crashes in the current stage's slots since the window began, but
+    /// for those a customer script was blamed for.
     var windowCrashes = 0
+    /// Crashes in the stage's slots since the window began that a customer script
+    /// was blamed for, by script: left out of the gate's count, shown in its verdict.
+    var windowCrashesLeftOut: [String: Int] = [:]
     /// The last status written to the store, to save only on transitions.
     var savedStatus = ""
 
@@ -28,7 +32,11 @@ final class ActiveRollout {
 /// pool in the window before the stage began).
 struct PoolSnapshot {
     var at: Double
+    /// Every worker's totals (what a binary rollout's baseline reads).
     var sample: StageSample
+    /// The same split by the runtime and rules versions that made them, summed
+    /// over the pool's workers (what runtime and rules baselines read).
+    var byVersion: [VersionCounts] = []
 }
 
 extension Supervisor {
@@ -272,14 +280,20 @@ extension Supervisor {
             var actions = rollout.machine.setFrozen(frozen, now: now)
             if let index = rollout.machine.currentStage {
                 let stage = rollout.machine.stages[index]
-                var sample = measure(pool: stage.pool, slots: stage.slots, rollout: rollout)
+                // The stage is judged on what its version did, the baseline on what
+                // the previous version did: counts of any other version (one rolled
+                // back just before, reported late) belong to neither.
+                var sample = measure(pool: stage.pool, slots: stage.slots, rollout: rollout, version: rollout.machine.targetVersion)
                 sample.crashes = rollout.windowCrashes
+                sample.crashesLeftOut = rollout.windowCrashesLeftOut
+                let previous = rollout.machine.previousVersion
                 let baseline = RolloutPlan.baseline(forStage: index, in: rollout.machine.stages).map { source -> StageSample in
                     switch source {
                     case .concurrent(let pool, let slots):
-                        return measure(pool: pool, slots: slots, rollout: rollout)
+                        return measure(pool: pool, slots: slots, rollout: rollout, version: previous)
                     case .beforeStage(let pool, _):
-                        return poolWindow(pool: pool, endingAt: rollout.machine.bakeStartedAt ?? now, seconds: stage.gate.bakeSeconds)
+                        return poolWindow(pool: pool, endingAt: rollout.machine.bakeStartedAt ?? now, seconds: stage.gate.bakeSeconds,
+                                          kind: rollout.machine.kind, version: previous)
                     }
                 }
                 actions += rollout.machine.observe(stage: sample, baseline: baseline, now: now)
@@ -290,36 +304,17 @@ extension Supervisor {
         rollouts = rollouts.filter { !$0.value.machine.state.isFinished }
     }
 
-    /// What these slots served since the stage's window began.
-    func measure(pool name: String, slots: [Int], rollout: ActiveRollout) -> StageSample {
+    /// What these slots served under `version` of the rollout's kind since the
+    /// stage's window began.
+    func measure(pool name: String, slots: [Int], rollout: ActiveRollout, version: Int) -> StageSample {
         var sample = StageSample()
         guard let pool = pools[name] else { return sample }
         for slot in slots where pool.slots.indices.contains(slot) {
             guard let worker = pool.slots[slot], !worker.exited else { continue }
-            let base = rollout.windowBase[worker.pid] ?? WorkerStats()
-            sample.add(Self.sample(from: base, to: worker.stats))
+            sample.add(StageSample.window(
+                from: rollout.windowBase[worker.pid], to: worker.stats, kind: rollout.machine.kind, version: version))
         }
         return sample
-    }
-
-    /// The difference of two cumulative stats of one worker, as a gate sample.
-    static func sample(from base: WorkerStats, to current: WorkerStats) -> StageSample {
-        let start = current.requests >= base.requests ? base : WorkerStats()
-        var signatures: [String: Int] = [:]
-        for (signature, count) in current.platformSignatures {
-            let delta = count - (start.platformSignatures[signature] ?? 0)
-            if delta > 0 { signatures[signature] = delta }
-        }
-        let scriptErrors = scriptErrorCount(current) - scriptErrorCount(start)
-        return StageSample(
-            requests: current.requests - start.requests,
-            platformErrors: max(0, current.platformErrors - start.platformErrors),
-            scriptErrors: max(0, scriptErrors), signatures: signatures,
-            latency: current.latency.since(start.latency))
-    }
-
-    static func scriptErrorCount(_ stats: WorkerStats) -> Int {
-        ["script-error", "limit-cpu", "limit-memory", "limit-wall"].reduce(0) { $0 + (stats.errors[$1] ?? 0) }
     }
 
     /// Once a second, each pool's totals (for the baseline before a last stage).
@@ -327,9 +322,19 @@ extension Supervisor {
         if let last = poolSnapshots.values.first?.last, now - last.at < 1 { return }
         for (name, pool) in pools {
             var sample = StageSample()
-            for worker in pool.allWorkers { sample.add(Self.sample(from: WorkerStats(), to: worker.stats)) }
+            var byVersion: [VersionCounts] = []
+            for worker in pool.allWorkers {
+                sample.add(StageSample(VersionCounts(totalsOf: worker.stats)))
+                for entry in worker.stats.byVersion ?? [] {
+                    if let index = byVersion.firstIndex(where: { $0.sameVersions(as: entry) }) {
+                        byVersion[index].add(entry)
+                    } else {
+                        byVersion.append(entry)
+                    }
+                }
+            }
             var list = poolSnapshots[name] ?? []
-            list.append(PoolSnapshot(at: now, sample: sample))
+            list.append(PoolSnapshot(at: now, sample: sample, byVersion: byVersion))
             if list.count > 300 { list.removeFirst(list.count - 300) }
             poolSnapshots[name] = list
             // The status page's chart: the pool's monotonic totals once a second.
@@ -341,12 +346,16 @@ extension Supervisor {
         }
     }
 
-    /// What a pool served in the `seconds` before `end`, from the snapshots. Worker
-    /// restarts make cumulative sums go down; such a window reads as empty.
-    func poolWindow(pool: String, endingAt end: Double, seconds: Double) -> StageSample {
+    /// What a pool served under `version` of `kind` in the `seconds` before `end`,
+    /// from the snapshots. Worker restarts make cumulative sums go down; such a
+    /// window reads as empty.
+    func poolWindow(pool: String, endingAt end: Double, seconds: Double, kind: ArtifactKind, version: Int) -> StageSample {
         guard let list = poolSnapshots[pool], let last = list.last(where: { $0.at <= end }),
               let first = list.last(where: { $0.at <= end - seconds }) ?? list.first
         else { return StageSample() }
+        if kind != .binary {
+            return StageSample.window(from: first.byVersion, to: last.byVersion, kind: kind, version: version)
+        }
         var sample = StageSample(
             requests: max(0, last.sample.requests - first.sample.requests),
             platformErrors: max(0, last.sample.platformErrors - first.sample.platformErrors),
@@ -395,6 +404,7 @@ extension Supervisor {
     func startWindow(for rollout: ActiveRollout) {
         rollout.windowBase = [:]
         rollout.windowCrashes = 0
+        rollout.windowCrashesLeftOut = [:]
         for pool in pools.values {
             for worker in pool.allWorkers { rollout.windowBase[worker.pid] = worker.stats }
         }

@@ -186,8 +186,14 @@ extension Supervisor {
                     "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)", "startup_ms": "\(milliseconds)",
                 ])
             }
-        case .heartbeat(let stats):
+        case .heartbeat(var stats):
             handle.lastHeartbeat = Self.now()
+            if stats.byVersion == nil {
+                // A worker of an older build sends no per-version counts: split its
+                // counters here, between heartbeats (nil before the first one).
+                let previous = handle.stats.byVersion == nil ? nil : handle.stats
+                stats.byVersion = VersionCounts.attributed(handle.stats.byVersion ?? [], previous: previous, current: stats)
+            }
             totals[handle.pool, default: PoolTotals()].add(from: handle.stats, to: stats)
             handle.stats = stats
         case .log(let customer, let script, let line):
@@ -208,6 +214,15 @@ extension Supervisor {
                 "kind": "\(kind)", "version": "\(version)", "pid": "\(handle.pid)", "error": "\(message)",
             ])
         case .watchdog(let customer, let script, let elapsed):
+            // Only a customer's script is blamed: the platform runtime's chunk names
+            // no customer, and its overrun is the platform's (a crash the gate counts).
+            guard ResourceName.isValid(customer), ResourceName.isValid(script) else {
+                logger.error("the platform overran its wall deadline; the worker was ended", metadata: [
+                    "chunk": "\(script)", "elapsed_ms": "\(elapsed)", "pid": "\(handle.pid)",
+                ])
+                return
+            }
+            handle.blamedScript = "\(customer)/\(script)"
             strike(customer: customer, script: script, pid: handle.pid,
                    event: "request ran \(elapsed) ms past its deadline; the worker was ended",
                    reason: "overrunning its wall deadline")
@@ -286,11 +301,19 @@ extension Supervisor {
         guard pool.slots.indices.contains(handle.slot), pool.slots[handle.slot] === handle else { return }
         pool.slots[handle.slot] = nil
         if shuttingDown || handle.draining { return }
-        // A crash inside a rollout stage counts against that stage's gate.
+        // A crash inside a rollout stage counts against that stage's gate, unless a
+        // customer script was already blamed for it: then the stage's version did
+        // not cause it, and failing a good platform change for one customer's
+        // script would hold every customer back.
         for rollout in rollouts.values {
             guard let index = rollout.machine.currentStage else { continue }
             let stage = rollout.machine.stages[index]
-            if stage.pool == handle.pool && stage.slots.contains(handle.slot) { rollout.windowCrashes += 1 }
+            guard stage.pool == handle.pool && stage.slots.contains(handle.slot) else { continue }
+            if let script = handle.blamedScript, Self.leavesOutScriptCrashes(rollout.machine.kind) {
+                rollout.windowCrashesLeftOut[script, default: 0] += 1
+            } else {
+                rollout.windowCrashes += 1
+            }
         }
         logger.warning("worker exited; replacing it", metadata: [
             "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)",
@@ -308,10 +331,21 @@ extension Supervisor {
         let note = String(decoding: data.prefix(512), as: UTF8.self)
         guard let slash = note.firstIndex(of: "/") else { return }
         let customer = String(note[..<slash]), script = String(note[note.index(after: slash)...])
-        guard !customer.isEmpty, !script.isEmpty else { return }
+        guard ResourceName.isValid(customer), ResourceName.isValid(script) else { return }
+        handle.blamedScript = "\(customer)/\(script)"
         strike(customer: customer, script: script, pid: handle.pid,
                event: "a request crashed the worker (\(handle.killReason ?? reason))",
                reason: "crashing them")
+    }
+
+    /// Whether a rollout of `kind` leaves out of its gate the crashes blamed on a
+    /// script. Runtime and rules never run inside a script's call (the note is
+    /// written only during it; the watchdog names the chunk that overran), so such
+    /// a crash is the script's whatever the version. A new binary is the sandbox
+    /// that runs the script's call: a crash there may be the build's own bug, so a
+    /// binary rollout counts every crash.
+    static func leavesOutScriptCrashes(_ kind: ArtifactKind) -> Bool {
+        kind != .binary
     }
 
     func scheduleRestart(pool: PoolState, slot: Int) {

@@ -17,6 +17,8 @@ final class PoolContext {
     let pid: Int32
     let registry = ScriptRegistry()
     var stats = WorkerStats()
+    /// Splits `stats` by the artifact versions that made them, at each change.
+    var ledger = VersionLedger()
     let encoder: ResponseEncoder
     var parserLimits = HTTPParserLimits()
     var requestCounter: UInt64 = 0
@@ -164,6 +166,7 @@ final class PoolContext {
         snapshot.scriptCounters = registry.counters()
         snapshot.openConnections = openConnections
         snapshot.residentBytes = Int(bh_resident_bytes())
+        snapshot.byVersion = ledger.table(stats)
         return snapshot
     }
 }

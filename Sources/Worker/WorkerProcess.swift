@@ -284,12 +284,15 @@ public final class WorkerProcess: @unchecked Sendable {
                     source: Array(content.utf8), watchdog: pool.watchdog,
                     log: { [control] line in control.send(.log(customer: "_platform", script: "runtime", line: line), droppable: true) })
                 try runtime.loadRules(pool.rulesJSON, validatedBy: Self.validateRules)
+                // What was counted so far belongs to the runtime going out.
+                pool.ledger.close(pool.stats)
                 pool.platform = runtime
                 pool.stats.versions.runtime = version
             case .rules:
                 let rules = Array(content.utf8)
                 guard let platform = pool.platform else { return }
                 try platform.loadRules(rules, validatedBy: Self.validateRules)
+                pool.ledger.close(pool.stats)
                 pool.rulesJSON = rules
                 pool.stats.versions.rules = version
             case .binary:
@@ -299,7 +302,14 @@ public final class WorkerProcess: @unchecked Sendable {
             control.send(.artifactLoaded(kind: kind, version: version))
         } catch {
             let message = "\(kind) version \(version) refused, keeping version \(current): \(error)"
+            // The failure is the refused version's, not the one that keeps serving:
+            // a gate judging the refused version must see it.
+            let refused = kind == .runtime
+                ? (runtime: version, rules: pool.stats.versions.rules)
+                : (runtime: pool.stats.versions.runtime, rules: version)
+            pool.ledger.close(pool.stats)
             pool.stats.countPlatformError(ErrorSignature.normalize("artifact \(kind): \(error)"))
+            pool.ledger.close(pool.stats, chargingTo: refused)
             FileHandle.standardError.write(Data("worker \(getpid()) of pool \(options.pool): \(message)\n".utf8))
             control.send(.artifactFailed(kind: kind, version: version, message: message))
         }
