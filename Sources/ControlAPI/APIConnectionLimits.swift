@@ -22,6 +22,11 @@ public struct APIConnectionLimits: Sendable, Equatable {
     /// The most connections per address the default allows.
     public static let defaultPerPeerCeiling = 256
 
+    /// Connections open at once counting those displaced and still closing: at it
+    /// the server stops accepting until closes catch up (newcomers wait in the
+    /// listen backlog), so the descriptors the API holds are bounded, bursts included.
+    public var acceptCeiling: Int { maxConnections + max(4, maxConnections / 8) }
+
     /// Limits as given.
     public init(maxConnections: Int, maxPerPeer: Int, headTimeout: Double = Self.defaultHeadTimeout) {
         self.maxConnections = max(1, maxConnections)
@@ -42,12 +47,13 @@ public struct APIConnectionLimits: Sendable, Equatable {
     ) -> (limits: APIConnectionLimits, warnings: [String]) {
         var warnings: [String] = []
         let budget = descriptorLimit - descriptorsInUse - reserved
-        if budget < 1 {
+        if budget < 6 {
             warnings.append(
                 "the descriptor limit (\(descriptorLimit), \(descriptorsInUse) in use) leaves nothing for the control API "
                     + "beyond the \(reserved) kept for the workers; it holds one connection at a time: raise `ulimit -n`")
         }
-        let room = max(1, budget)
+        // The most connections whose `acceptCeiling` still fits in the budget.
+        let room = max(1, (budget - 4) * 8 / 9)
         let cap: Int
         if let requested {
             cap = min(requested, room)

@@ -25,7 +25,9 @@ public enum ControlAPI {
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [connectionGuard.makeHandler()])),
-            configuration: .init(address: .hostname(host, port: port), serverName: "bulkhead"),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(connections.acceptCeiling, logger: logger)),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }

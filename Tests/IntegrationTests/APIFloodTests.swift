@@ -47,6 +47,7 @@ import Testing
         let victim = try #require(try host.pool("free").workers.first { $0.slot == 0 })
         let descriptorsBefore = Self.openDescriptors(of: supervisorPID)
 
+        let peak = DescriptorPeak(pid: supervisorPID)
         let flood = IdleFlood(port: port, connections: heldCap + 1_000,
                               sources: (2...9).map { "127.0.0.\($0)" })
         flood.start()
@@ -69,6 +70,7 @@ import Testing
         let statusSeconds = Date().timeIntervalSince(statusStart)
         let descriptorsLate = Self.openDescriptors(of: supervisorPID)
         let floodStats = flood.stop()
+        let descriptorsPeak = peak.stop()
 
         // Afterwards, with no restart.
         usleep(300_000)
@@ -83,7 +85,8 @@ import Testing
             flood: \(heldCap + 1_000) connections held from 8 loopback addresses; \(floodStats.connects) connects, \
             \(floodStats.closedByServer) closed by the server, \(floodStats.established) established at the end
             supervisor descriptors (limit \(Self.supervisorDescriptors)): \(descriptorsBefore.map(String.init) ?? "?") before, \
-            \(descriptorsDuringFlood.map(String.init) ?? "?") during, \(descriptorsLate.map(String.init) ?? "?") late in the flood
+            \(descriptorsDuringFlood.map(String.init) ?? "?") during, \(descriptorsLate.map(String.init) ?? "?") late in the flood, \
+            \(descriptorsPeak) at the most (sampled every 10 ms)
             worker replacement: usual \(ms(usual)), during the flood \(ms(replaced))
             authenticated API request during the flood: \(during.map { "\($0.status)" } ?? "no answer") in \(ms(requestSeconds))
             bulkhead status during the flood: exit \(status.status) in \(ms(statusSeconds))
@@ -100,10 +103,8 @@ import Testing
         #expect(requestSeconds < 2, "…within 2 s (took \(ms(requestSeconds)))")
         #expect(status.status == 0, "bulkhead status answers during the flood: \(status.output.prefix(300))")
         #expect(statusSeconds < 2, "…within 2 s (took \(ms(statusSeconds)))")
-        if let descriptorsLate {
-            #expect(Self.supervisorDescriptors - descriptorsLate >= 64,
-                    "descriptors stay free for supervision (\(descriptorsLate) of \(Self.supervisorDescriptors) open)")
-        }
+        #expect(Self.supervisorDescriptors - descriptorsPeak >= 64,
+                "descriptors stay free for supervision (at most \(descriptorsPeak) of \(Self.supervisorDescriptors) open)")
         #expect(after?.status == 200, "an authenticated API request succeeds after the flood")
         #expect(statusAfter.status == 0, "bulkhead status answers after the flood: \(statusAfter.output.prefix(300))")
         #expect(host.supervisor?.isRunning == true && host.supervisor?.processIdentifier == supervisorPID, "no restart")
@@ -147,9 +148,9 @@ import Testing
         #expect(answer?.status == 200)
     }
 
-    /// One address can hold only its share of the cap (by default half of it): its
-    /// newest connection displaces its own longest idle one, never another address's,
-    /// and a request from it still gets through.
+    /// One address can hold only its share of the cap (by default half of it): a new
+    /// connection displaces one of its own idle ones, never another address's, and a
+    /// request from it still gets through.
     @Test func apiLimitsConnectionsPerPeerAddress() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }
@@ -169,8 +170,8 @@ import Testing
         let open = flooding.map { !IdleFlood.closedByPeer($0) }
         print("per-address limit \(perPeer): of \(flooding.count) idle connections from one address, "
               + "\(open.filter { $0 }.count) open: \(open.map { $0 ? "1" : "0" }.joined())")
+        // (Which of them stay depends on the order the event loops took them in.)
         #expect(open.filter { $0 }.count == perPeer, "one address holds at most its limit")
-        #expect(open.suffix(perPeer).allSatisfy { $0 }, "the newest connections are the ones kept")
         #expect(!IdleFlood.closedByPeer(other), "another address's connection is not displaced")
         // The flooding address still gets its request through.
         let fd = try #require(IdleFlood.connect(port: port, from: "127.0.0.2"))
@@ -224,6 +225,33 @@ import Testing
             else { return false }
             return pid != victim && kill(pid, 0) == 0
         }
+    }
+}
+
+/// The most descriptors a process had open, sampled every 10 ms until `stop()`.
+final class DescriptorPeak: Sendable {
+    private let peak = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(pid: pid_t) {
+        let thread = Thread { [self] in
+            while !stopping.load(ordering: .relaxed) {
+                let count = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? 0
+                if count > peak.load(ordering: .relaxed) { peak.store(count, ordering: .relaxed) }
+                usleep(10_000)
+            }
+            done.signal()
+        }
+        thread.name = "descriptor-peak"
+        thread.start()
+    }
+
+    /// Stops sampling; returns the peak.
+    func stop() -> Int {
+        stopping.store(true, ordering: .relaxed)
+        done.wait()
+        return peak.load(ordering: .relaxed)
     }
 }
 
