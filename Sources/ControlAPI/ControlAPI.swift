@@ -11,18 +11,23 @@ import Supervisor
 /// supervisor process.
 public enum ControlAPI {
     /// Builds the application. `onRunning` receives the real port (the address may
-    /// ask for port 0).
+    /// ask for port 0). `connections` bounds what clients can make it hold (see
+    /// `APIConnectionLimits.resolve`, which keeps the supervisor's reserve free).
     public static func application(
-        supervisor: Supervisor, host: String, port: Int, logger: Logger,
+        supervisor: Supervisor, host: String, port: Int, connections: APIConnectionLimits, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: MethodNotAllowedMiddleware())
         let handlers = Handlers(supervisor: supervisor)
         handlers.register(on: router)
+        let connectionGuard = APIConnectionGuard(limits: connections, logger: logger)
         return Application(
             router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "bulkhead"),
+            server: .http1(configuration: .init(additionalChannelHandlers: [connectionGuard.makeHandler()])),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(connections.acceptCeiling, logger: logger)),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
     }

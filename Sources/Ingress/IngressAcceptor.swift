@@ -40,28 +40,15 @@ final class IngressAcceptor: Sendable {
         guard !started.exchange(true, ordering: .relaxed), !targets.isEmpty else { return }
         let thread = Thread { [self] in
             var next = 0
-            var lastError: Int32 = 0
+            // Out of descriptors or memory: back off instead of spinning, say so once
+            // per episode (not once per try), and never stop accepting on an error.
+            // The ingress spawns nothing, but the new socket is close-on-exec anyway.
+            var retry = AcceptRetry(listener: "ingress descriptor \(listenFD)")
+            let log: (String) -> Void = { line in self.log("ingress: \(line)") }
             while !stopped.load(ordering: .relaxed) {
-                let fd = Glibc.accept(listenFD, nil, nil)
-                if fd >= 0 {
-                    // The ingress spawns nothing, but a descriptor is close-on-exec
-                    // unless it is meant to be inherited.
-                    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                } else {
-                    switch errno {
-                    case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
-                        continue
-                    case let code:
-                        // Out of descriptors or memory: back off instead of spinning,
-                        // and say so once (not once per try).
-                        if code != lastError {
-                            lastError = code
-                            log("ingress: accept on descriptor \(listenFD) failed: \(String(cString: strerror(code))); retrying")
-                        }
-                        usleep(10_000)
-                        continue
-                    }
-                }
+                guard let fd = Sockets.acceptRetrying(
+                    listenFD, retry: &retry, log: log, stopped: { stopped.load(ordering: .relaxed) })
+                else { break }
                 let target = targets[next]
                 next = (next + 1) % targets.count
                 // Wait until the loop has taken the connection: a stop that returns

@@ -19,9 +19,16 @@ extension Supervisor {
             throw SupervisorStartError(description: "admin socket: \(error)")
         }
         adminFD = fd
+        // Bounds each blocking accept, so the loop sees a stop even if the listener
+        // is not woken by its shutdown.
+        Sockets.setReceiveTimeout(fd, seconds: 0.5)
         let thread = Thread { [self] in
-            while true {
-                guard let client = try? Sockets.accept(fd) else { return }
+            // The operator's way in: it must outlive any shortage of descriptors
+            // (a flood of API connections used them all once, and the thread that
+            // returned on that error left every CLI command failing until a restart).
+            var retry = AcceptRetry(listener: "admin socket \(path)")
+            let log: (String) -> Void = { [logger] line in logger.error("\(line)") }
+            while let client = Sockets.acceptRetrying(fd, retry: &retry, log: log, stopped: { adminClosing.load(ordering: .relaxed) }) {
                 DispatchQueue.global().async { self.serveAdmin(client) }
             }
         }

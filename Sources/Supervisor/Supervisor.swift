@@ -81,6 +81,8 @@ public final class Supervisor: @unchecked Sendable {
     static let logLinesPerScript = 500
     var lockFD: Int32 = -1
     var adminFD: Int32 = -1
+    /// Set when the admin socket closes on purpose: the only thing that ends its accept loop.
+    let adminClosing = Atomic<Bool>(false)
     var shuttingDown = false
     var scanning = false
     /// Rollouts in progress, one per artifact kind.
@@ -351,6 +353,7 @@ public final class Supervisor: @unchecked Sendable {
         guard !shuttingDown else { return }
         shuttingDown = true
         if adminFD >= 0 {
+            adminClosing.store(true, ordering: .relaxed)
             shutdown(adminFD, Int32(SHUT_RDWR))
             close(adminFD)
             adminFD = -1

@@ -30,21 +30,20 @@ final class Acceptor: Sendable {
     /// the descriptor from then on.
     func start(on loop: WorkerLoop, take: @escaping @Sendable (Int32) -> Void) {
         let thread = Thread { [self] in
+            // Out of descriptors or memory: back off instead of spinning, say so once,
+            // and never stop accepting on an error.
+            var retry = AcceptRetry(listener: "the pool's listening socket")
+            let log: (String) -> Void = { line in
+                FileHandle.standardError.write(Data("worker \(getpid()): \(line)\n".utf8))
+            }
             while !stopped.load(ordering: .relaxed) {
-                if let balance, !balance.mayAccept() {
+                // The balance is asked before every try, as the stop is.
+                guard let fd = Sockets.acceptRetrying(listenFD, retry: &retry, log: log, stopped: {
+                    stopped.load(ordering: .relaxed) || balance?.mayAccept() == false
+                }) else {
+                    // Stopping, or a sibling should take the next connection.
                     usleep(1_000)
                     continue
-                }
-                let fd = Glibc.accept(listenFD, nil, nil)
-                if fd < 0 {
-                    switch errno {
-                    case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
-                        continue
-                    default:
-                        // Out of descriptors or memory: back off instead of spinning.
-                        usleep(10_000)
-                        continue
-                    }
                 }
                 // Wait until the loop has taken the connection before accepting the
                 // next: a busy loop then leaves queued connections to the other

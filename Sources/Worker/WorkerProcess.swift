@@ -161,11 +161,12 @@ public final class WorkerProcess: @unchecked Sendable {
     /// that took over) replaces the old.
     private func startControlServer() {
         let thread = Thread { [self] in
-            while true {
-                guard let fd = try? Sockets.accept(options.controlFD) else {
-                    usleep(10_000)
-                    continue
-                }
+            // A supervisor that takes over must always get in: no error ends this loop.
+            var retry = AcceptRetry(listener: "the control socket")
+            let log: (String) -> Void = { line in
+                FileHandle.standardError.write(Data("worker \(getpid()): \(line)\n".utf8))
+            }
+            while let fd = Sockets.acceptRetrying(options.controlFD, retry: &retry, log: log, stopped: { false }) {
                 let connection = FrameConnection(fd: fd)
                 guard handshake(connection) else {
                     connection.close()

@@ -28,8 +28,25 @@ struct ServeCommand: ParsableCommand {
     var api: String = "127.0.0.1:8080"
     @Option(help: "Address of the ingress (routes by customer to its pool); 'off' runs none.")
     var ingress: String = "127.0.0.1:8100"
+    @Option(help: ArgumentHelp(
+        "Most connections the control API holds at once; a new one beyond it displaces the longest idle one.",
+        discussion: "Default: the smallest of 1024 and a quarter of the descriptor limit (ulimit -n). Either way, "
+            + "descriptors for replacing every worker stay free."))
+    var apiMaxConnections: Int?
+    @Option(help: "Most control API connections one client address may hold (default: half the cap, at most 256).")
+    var apiMaxConnectionsPerPeer: Int?
+    @Option(help: "Seconds a control API connection may go without a request in progress (from its accept to a complete request head, and between requests) before it is closed.")
+    var apiHeadTimeout: Double = APIConnectionLimits.defaultHeadTimeout
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
+
+    func validate() throws {
+        if let apiMaxConnections, apiMaxConnections < 1 { throw ValidationError("--api-max-connections must be at least 1") }
+        if let apiMaxConnectionsPerPeer, apiMaxConnectionsPerPeer < 1 {
+            throw ValidationError("--api-max-connections-per-peer must be at least 1")
+        }
+        guard apiHeadTimeout > 0, apiHeadTimeout.isFinite else { throw ValidationError("--api-head-timeout must be a positive number of seconds") }
+    }
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
@@ -59,9 +76,19 @@ struct ServeCommand: ParsableCommand {
         }
         let (host, port) = try Self.split(address: api, option: "--api")
         let apiLogger = Logger(label: "bulkhead.api")
-        let application = ControlAPI.application(supervisor: supervisor, host: host, port: port, logger: apiLogger) { port in
+        let (connections, warnings) = APIConnectionLimits.resolve(
+            maxConnections: apiMaxConnections, maxPerPeer: apiMaxConnectionsPerPeer, headTimeout: apiHeadTimeout,
+            descriptorLimit: Descriptors.limit(), descriptorsInUse: Descriptors.openCount() ?? 0,
+            reserved: supervisor.descriptorsToKeepFree())
+        for warning in warnings { apiLogger.warning("\(warning)") }
+        let application = ControlAPI.application(
+            supervisor: supervisor, host: host, port: port, connections: connections, logger: apiLogger
+        ) { port in
             supervisor.apiListening(on: "\(host):\(port)")
-            apiLogger.info("control API listening", metadata: ["address": "\(host):\(port)"])
+            apiLogger.info("control API listening", metadata: [
+                "address": "\(host):\(port)", "max_connections": "\(connections.maxConnections)",
+                "max_connections_per_peer": "\(connections.maxPerPeer)", "head_timeout_s": "\(connections.headTimeout)",
+            ])
         }
         Task {
             do {

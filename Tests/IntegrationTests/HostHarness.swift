@@ -31,6 +31,9 @@ final class HostHarness: @unchecked Sendable {
     var environment: [String: String] = [:]
     /// Extra arguments for `bulkhead serve` (e.g. `--demo`).
     var serveArguments: [String] = []
+    /// A command that execs `bulkhead serve` in place (same pid), e.g.
+    /// `["/usr/bin/prlimit", "--nofile=256:256", "--"]`.
+    var launcher: [String] = []
 
     /// Three pools, two workers each, one customer per pool with an `echo` script.
     static func standard() throws -> HostHarness {
@@ -128,9 +131,15 @@ final class HostHarness: @unchecked Sendable {
     /// Starts `bulkhead serve`; returns once every pool has all its workers ready.
     func start(waitForReady: Bool = true) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                             "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
+        let serve = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
+                     "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
+        if let first = launcher.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(launcher.dropFirst()) + [binary] + serve
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = serve
+        }
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in self.environment { environment[key] = value }
         process.environment = environment

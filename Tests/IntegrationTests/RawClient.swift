@@ -20,6 +20,12 @@ final class RawClient {
         self.fd = fd
     }
 
+    /// Takes over a connected socket (given timeouts like `init(port:)`'s).
+    init(adopting fd: Int32) {
+        Sockets.setTimeouts(fd, seconds: 30)
+        self.fd = fd
+    }
+
     deinit {
         close(fd)
     }
