@@ -89,6 +89,7 @@ public enum Sockets {
     }
 
     /// Accepts one connection, retrying on EINTR. The new socket is close-on-exec.
+    /// For a single accept only: a loop uses `acceptRetrying`, which no error ends.
     public static func accept(_ listener: Int32) throws(SystemError) -> Int32 {
         while true {
             let fd = Glibc.accept(listener, nil, nil)

@@ -12,8 +12,9 @@ extension Supervisor {
     /// spawned (the child's own descriptor table starts as a copy of ours, so its
     /// `/dev/null` and log opens need room too), its handshake connection, and the
     /// connection of a draining predecessor that overlaps it; plus a fixed margin
-    /// for the pools' logs, the store and its journal, upload checks, the ingress's
-    /// restart and CLI calls on the admin socket.
+    /// for the store and its journal, upload checks, the ingress's restart and CLI
+    /// calls on the admin socket. Computed when the API starts: a later
+    /// `cohort scale` up eats into the fixed margin.
     public func descriptorsToKeepFree() -> Int {
         let slots = queue.sync { pools.values.reduce(0) { $0 + max($1.cohort.workers, $1.slots.count) } }
         return Self.fixedDescriptorMargin + Self.descriptorsPerWorkerSlot * slots

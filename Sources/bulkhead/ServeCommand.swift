@@ -35,7 +35,9 @@ struct ServeCommand: ParsableCommand {
     var apiMaxConnections: Int?
     @Option(help: "Most control API connections one client address may hold (default: half the cap, at most 256).")
     var apiMaxConnectionsPerPeer: Int?
-    @Option(help: "Seconds a control API connection may go without a request in progress (from its accept to a complete request head, and between requests) before it is closed.")
+    @Option(help: ArgumentHelp(
+        "Seconds a control API connection may go without a request in progress before it is closed.",
+        discussion: "Counted from its accept to its first complete request head, and between requests."))
     var apiHeadTimeout: Double = APIConnectionLimits.defaultHeadTimeout
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
@@ -45,7 +47,9 @@ struct ServeCommand: ParsableCommand {
         if let apiMaxConnectionsPerPeer, apiMaxConnectionsPerPeer < 1 {
             throw ValidationError("--api-max-connections-per-peer must be at least 1")
         }
-        guard apiHeadTimeout > 0, apiHeadTimeout.isFinite else { throw ValidationError("--api-head-timeout must be a positive number of seconds") }
+        guard apiHeadTimeout > 0, apiHeadTimeout.isFinite else {
+            throw ValidationError("--api-head-timeout must be a positive number of seconds")
+        }
     }
 
     func run() throws {
