@@ -198,6 +198,13 @@ import Testing
         let viaCLI = try #require(try stored("nulcli"))
         #expect(viaCLI.source == cliSource, "stored \(viaCLI.source.count) of \(cliSource.count) bytes")
         #expect(try servedWhole("nulcli"))
+        // A file that is not UTF-8 is refused, not stored with its bytes replaced.
+        let latin1 = host.root + "/latin1.lua"
+        try Data(Array("function handle(req) return 'caf".utf8) + [0xE9] + Array("' end\n".utf8)).write(to: URL(fileURLWithPath: latin1))
+        let refused = try host.cli(["script", "put", "acme", "latin1", latin1])
+        #expect(refused.status != 0, "\(refused.output)")
+        #expect(refused.output.contains("is not UTF-8 text"), "\(refused.output)")
+        #expect(try host.api("GET", "/v1/scripts/latin1", token: token).status == 404)
 
         // The scripts directory.
         let directorySource = Self.nulSource("directory")
