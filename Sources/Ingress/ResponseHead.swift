@@ -126,8 +126,10 @@ enum ResponseHeadRewriter {
     ///
     /// Stricter than RFC 9110, which allows a Content-Length on a 304: workers never
     /// send a 1xx with fields like these, nor a Content-Length on a 204 or 304, so one
-    /// comes from a worker build that wrote the script's body after the head. A
-    /// `Content-Length: 0` there is harmless (both readings agree) and passes.
+    /// comes from a worker build that wrote the script's body after the head. On a 204
+    /// or 304 a `Content-Length: 0` is harmless (both readings agree) and passes; on a
+    /// 1xx any Content-Length means the sender took it for its final response (such a
+    /// build answered a script's status 100 so), and waiting for another would hang.
     private static func framingConflict(_ head: ResponseHead) -> String? {
         // Built only for a refusal: this runs on every response.
         func field() -> String {
