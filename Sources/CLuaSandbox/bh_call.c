@@ -301,6 +301,36 @@ static void bh_check_header(lua_State *L, bh_context *ctx, const char *name, siz
     }
 }
 
+/// Whether `name` is a header bulkhead sets itself on every data-plane response:
+/// `x-bulkhead-*` (pool, worker, error kind) and `x-request-id`, in any case. A
+/// script that could set them would forge an error kind, a request id or a pool.
+/// Cheap on the usual response: most names fail the length or the first two bytes.
+static int bh_is_reserved_header(const char *name, size_t nlen) {
+    static const char prefix[] = "x-bulkhead-";
+    static const char request_id[] = "x-request-id";
+    if (nlen < sizeof prefix - 1 || (name[0] | 0x20) != 'x' || name[1] != '-') {
+        return 0;
+    }
+    // Header names are tokens (checked before): OR-ing 0x20 lower-cases letters and
+    // maps no other token character onto a letter or '-'.
+    size_t i = 2;
+    while (i < sizeof prefix - 1 && (name[i] | 0x20) == prefix[i]) {
+        i++;
+    }
+    if (i == sizeof prefix - 1) {
+        return 1;
+    }
+    if (nlen != sizeof request_id - 1) {
+        return 0;
+    }
+    for (i = 2; i < nlen; i++) {
+        if ((name[i] | 0x20) != request_id[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /// Converts the response at `idx` into ctx->response, reading the script's tables
 /// raw (lua_rawget, lua_next): none of its metamethods runs. Numbers given as
 /// header values are converted on copies that stay on the stack as anchors; every
@@ -333,7 +363,14 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
         int exact = 0;
         lua_Integer status = lua_tointegerx(L, -1, &exact);
         if (status_type != LUA_TNUMBER || !exact || status < 100 || status > 599) {
-            bh_fail(L, ctx, "bad response from handle: status must be an integer from 100 to 599");
+            bh_fail(L, ctx, "bad response from handle: status must be an integer from 200 to 599");
+        }
+        // A 1xx is an interim response: the client (or the ingress) reads the final
+        // response after it, so a 1xx with a body let the body pose as that response.
+        // Only the server itself sends one (100 Continue), never a script.
+        if (status < 200) {
+            bh_fail(L, ctx, "bad response from handle: status %d is an interim (1xx) response; "
+                    "status must be an integer from 200 to 599", (int)status);
         }
         response->status = (int)status;
     }
@@ -366,6 +403,10 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
                         name, lua_typename(L, value_type));
             }
             bh_check_header(L, ctx, name, nlen, value, vlen);
+            if (bh_is_reserved_header(name, nlen)) {
+                bh_fail(L, ctx, "bad response from handle: header '%s' is reserved "
+                        "(bulkhead sets x-bulkhead-* and x-request-id itself)", name);
+            }
             bh_header *h = &response->headers[response->header_count++];
             h->name.ptr = name;
             h->name.len = nlen;
@@ -388,6 +429,13 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
     } else {
         bh_fail(L, ctx, "bad response from handle: body must be a string, got %s",
                 lua_typename(L, body_type));
+    }
+    // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5; RFC 9112 §6.3): the
+    // script's body is dropped here, in the conversion the worker and `bulkhead try`
+    // share, so neither can send it; both also leave out Content-Length for them.
+    if (response->status == 204 || response->status == 304) {
+        response->body.ptr = "";
+        response->body.len = 0;
     }
 }
 

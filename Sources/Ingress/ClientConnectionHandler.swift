@@ -339,6 +339,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             return .invalid("pool '\(exchange.poolName)' sent an invalid response: \(reason)")
         case .head(let head):
             if (100...199).contains(head.status) {
+                // Not forwarded: a worker sends a 1xx only to answer an Expect, which
+                // the ingress answers itself and never forwards, so no client waits
+                // for one. Its framing was checked: one announcing a body was refused.
                 output.moveWriterIndex(to: mark)
                 // 101 would switch protocols, but Upgrade is never forwarded.
                 return head.status == 101

@@ -88,6 +88,7 @@ enum ResponseHeadRewriter {
             if line.isEmpty {
                 head.length = lineStart
                 head.upstreamCloses = head.upstreamCloses || (http10 && !keepAlive)
+                if let conflict = framingConflict(head) { return .invalid(conflict) }
                 return .head(head)
             }
             fields &+= 1
@@ -112,6 +113,37 @@ enum ResponseHeadRewriter {
             output.writeStaticString(": ")
             output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[value]))
             output.writeStaticString("\r\n")
+        }
+    }
+
+    /// Why a head whose status says "no body" (1xx, 204, 304) still announces one,
+    /// or nil. RFC 9112 §6.3 ends such a response at its empty line whatever its
+    /// fields say, so the bytes a sender wrote after it would be read as the next
+    /// response: the way a script's status 100 with a body once forged a whole
+    /// response head, `x-bulkhead-*` fields included. Sender and reader disagree on
+    /// where the response ends, so the response is refused rather than guessed at
+    /// (the upstream connection closes, the client gets 502).
+    ///
+    /// Stricter than RFC 9110, which allows a Content-Length on a 304: workers never
+    /// send a 1xx with fields like these, nor a Content-Length on a 204 or 304, so one
+    /// comes from a worker build that wrote the script's body after the head. On a 204
+    /// or 304 a `Content-Length: 0` is harmless (both readings agree) and passes; on a
+    /// 1xx any Content-Length means the sender took it for its final response (such a
+    /// build answered a script's status 100 so), and waiting for another would hang.
+    private static func framingConflict(_ head: ResponseHead) -> String? {
+        // Built only for a refusal: this runs on every response.
+        func field() -> String {
+            head.transferEncoding ? "Transfer-Encoding" : "Content-Length: \(head.contentLength ?? 0)"
+        }
+        switch head.status {
+        case 100...199:
+            guard head.contentLength != nil || head.transferEncoding else { return nil }
+            return "a \(head.status) (interim) response with \(field()); an interim response has no body"
+        case 204, 304:
+            guard (head.contentLength ?? 0) > 0 || head.transferEncoding else { return nil }
+            return "a \(head.status) response with \(field()); a \(head.status) has no body"
+        default:
+            return nil
         }
     }
 

@@ -5,8 +5,10 @@ import CLuaSandbox
 /// copy what you keep (into the output buffer, typically) before it returns.
 ///
 /// A string result is status 200 with `content-type: text/plain`; a table result has
-/// been checked (status 100...599, header names are tokens, no control characters in
-/// values, at most 64 headers, body a string).
+/// been checked (status 200...599, header names are tokens and none of bulkhead's own
+/// `x-bulkhead-*` and `x-request-id`, no control characters in values, at most 64
+/// headers, body a string). A 204 or 304 has an empty body whatever the script gave:
+/// those statuses have no content, and the caller writes no Content-Length for them.
 public struct LuaResponse {
     @usableFromInline let raw: UnsafePointer<bh_response>
 
@@ -14,7 +16,7 @@ public struct LuaResponse {
         self.raw = raw
     }
 
-    /// The status code, 100...599.
+    /// The status code, 200...599 (a 1xx is interim, the server's own: refused).
     @inlinable
     public var status: Int { Int(raw.pointee.status) }
 

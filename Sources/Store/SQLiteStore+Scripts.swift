@@ -51,12 +51,15 @@ extension SQLiteStore {
                 version = 1
                 detail = ["previous_version": .null, "undeleted": false, "released_quarantine": false]
             }
+            // The source goes in as bytes with their length and is cast to TEXT:
+            // GRDB binds a String as a C string (length -1), which cut a source at
+            // its first NUL byte, a byte Lua reads fine inside a string literal.
             try db.execute(
                 sql: """
                     INSERT INTO script_versions (script_id, version, source, sha256, size, created_at, created_by)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?)
                     """,
-                arguments: [scriptID, version, source, sha256, size, at, actor])
+                arguments: [scriptID, version, Data(source.utf8), sha256, size, at, actor])
             detail = detail.merging(["version": .int(version), "sha256": .string(sha256), "size": .int(size)])
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptPut, subject: "script/\(customer)/\(name)", detail: detail)
@@ -109,8 +112,8 @@ extension SQLiteStore {
                 let row = try Row.fetchOne(
                     db,
                     sql: """
-                        SELECT version, source, sha256, size, created_at, created_by FROM script_versions
-                        WHERE script_id = ? AND version = ?
+                        SELECT version, CAST(source AS BLOB) AS source, sha256, size, created_at, created_by
+                        FROM script_versions WHERE script_id = ? AND version = ?
                         """,
                     arguments: [script.id, wanted])
             else {
@@ -119,7 +122,7 @@ extension SQLiteStore {
             }
             return ScriptSource(
                 version: try ScriptVersion(row: row, customer: customer, name: name),
-                source: try row.decode(String.self, forColumn: "source"))
+                source: try Self.sourceText(row))
         }
     }
 
@@ -212,7 +215,8 @@ extension SQLiteStore {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT s.customer, s.name, s.active_version, s.quarantined, v.source, v.sha256, c.cohort
+                    SELECT s.customer, s.name, s.active_version, s.quarantined, CAST(v.source AS BLOB) AS source,
+                        v.sha256, c.cohort
                     FROM scripts s
                     JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
                     JOIN customers c ON c.name = s.customer
@@ -225,7 +229,7 @@ extension SQLiteStore {
                         customer: try row.decode(String.self, forColumn: "customer"),
                         name: try row.decode(String.self, forColumn: "name"),
                         version: try row.decode(Int.self, forColumn: "active_version"),
-                        source: try row.decode(String.self, forColumn: "source")),
+                        source: try Self.sourceText(row)),
                     cohort: try row.decode(String.self, forColumn: "cohort"),
                     sha256: try row.decode(String.self, forColumn: "sha256"),
                     quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
@@ -234,6 +238,12 @@ extension SQLiteStore {
     }
 
     // MARK: Internals
+
+    /// The `source` column of a row that selected it `CAST(… AS BLOB)`, whole: GRDB
+    /// reads TEXT as a C string, which would end it at a NUL byte.
+    private static func sourceText(_ row: Row) throws -> String {
+        String(decoding: try row.decode(Data.self, forColumn: "source"), as: UTF8.self)
+    }
 
     /// The columns of a ``ScriptSummary``; callers add `AND …` and `ORDER BY`.
     private static let summarySelect = """

@@ -257,7 +257,8 @@ final class HTTPConnection: LoopHandler {
                     if ResponseEncoder.isReserved(header.name) { continue }
                     pool.encoder.writeHeader(name: header.name, value: header.value, into: pool.output)
                 }
-                pool.encoder.writeTail(body: response.body, omitBody: omitBody, connection: connectionHeader, into: pool.output)
+                pool.encoder.writeTail(status: response.status, body: response.body, omitBody: omitBody,
+                                       connection: connectionHeader, into: pool.output)
                 return response.status
             }
         }
@@ -311,7 +312,8 @@ final class HTTPConnection: LoopHandler {
         pool.output.append(string: id)
         pool.output.append("\r\n")
         body.withUTF8 { bytes in
-            pool.encoder.writeTail(body: UnsafeRawBufferPointer(bytes), omitBody: omitBody, connection: connection, into: pool.output)
+            pool.encoder.writeTail(status: status, body: UnsafeRawBufferPointer(bytes), omitBody: omitBody,
+                                   connection: connection, into: pool.output)
         }
     }
 
@@ -320,7 +322,7 @@ final class HTTPConnection: LoopHandler {
         pool.encoder.writeStatus(status, into: pool.output)
         pool.output.append("content-type: text/plain\r\nx-bulkhead-error: blocked\r\n")
         body.withUnsafeBytes { bytes in
-            pool.encoder.writeTail(body: bytes, omitBody: omitBody, connection: connection, into: pool.output)
+            pool.encoder.writeTail(status: status, body: bytes, omitBody: omitBody, connection: connection, into: pool.output)
         }
         pool.recordError(.blocked, signature: nil)
         pool.record(status: status, startedAt: startedAt)

@@ -15,14 +15,23 @@ struct ResponseEncoder {
         identityHeaders = Array("x-bulkhead-pool: \(pool)\r\nx-bulkhead-worker: \(pid)\r\n".utf8)
     }
 
-    /// Whether a header a script set must be dropped: bulkhead owns the framing and
-    /// its own identity headers.
+    /// Whether a header a script set must be dropped: bulkhead owns the framing.
+    /// (Its own `x-bulkhead-*` and `x-request-id` never get here: the sandbox's
+    /// response conversion refuses them as a script error.)
     static func isReserved(_ name: UnsafeRawBufferPointer) -> Bool {
         // Cheap reject first: every reserved name is 10 to 17 bytes long.
         guard name.count >= 10 && name.count <= 17 else { return false }
         return equalsIgnoringCase(name, "content-length") || equalsIgnoringCase(name, "transfer-encoding")
-            || equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "x-bulkhead-pool")
-            || equalsIgnoringCase(name, "x-bulkhead-worker") || equalsIgnoringCase(name, "keep-alive")
+            || equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
+    }
+
+    /// Whether a response with `status` has no content and no Content-Length: 204
+    /// and 304 (RFC 9110 §8.6, §15.3.5, §15.4.5). A script's body for them is already
+    /// dropped by the sandbox's response conversion; a rule's block body is dropped
+    /// by `writeTail`.
+    @inline(__always)
+    static func hasNoContent(_ status: Int) -> Bool {
+        status == 204 || status == 304
     }
 
     /// Writes the status line.
@@ -42,10 +51,24 @@ struct ResponseEncoder {
 
     /// Writes the identity and framing headers, the blank line, and the body.
     ///
-    /// - Parameter connection: `close` adds `connection: close`; `keepAlive10` adds
+    /// - Parameters:
+    ///   - status: the response's status; a 204 or 304 gets neither Content-Length
+    ///     nor body (``hasNoContent(_:)``).
+    ///   - connection: `close` adds `connection: close`; `keepAlive10` adds
     ///   `connection: keep-alive` for an HTTP/1.0 client that asked for it.
-    func writeTail(body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, into buffer: IOBuffer) {
+    func writeTail(
+        status: Int, body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, into buffer: IOBuffer
+    ) {
         buffer.append(identityHeaders)
+        if Self.hasNoContent(status) {
+            // The head ends the message (RFC 9112 §6.3): nothing may follow it.
+            switch connection {
+            case .none: buffer.append("\r\n")
+            case .close: buffer.append("connection: close\r\n\r\n")
+            case .keepAlive: buffer.append("connection: keep-alive\r\n\r\n")
+            }
+            return
+        }
         buffer.append("content-length: ")
         buffer.appendDecimal(body.count)
         switch connection {

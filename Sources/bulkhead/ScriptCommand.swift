@@ -20,9 +20,14 @@ struct ScriptCommand: ParsableCommand {
 
         func run() throws {
             guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+            // Refused, not repaired: decoding with replacement would store other bytes
+            // than the file's under a hash of those other bytes.
+            guard let source = String(data: data, encoding: .utf8) else {
+                throw ValidationError("\(file) is not UTF-8 text; nothing was uploaded")
+            }
             let result = try AdminCall.perform(
                 AdminRequest(command: "script-put", arguments: [
-                    "customer": customer, "script": name, "source": String(decoding: data, as: UTF8.self),
+                    "customer": customer, "script": name, "source": source,
                 ]), data: dataOptions.data)
             let version = try JSONDecoder().decode(VersionAnswer.self, from: Data(result.utf8))
             print("\(customer)/\(name) version \(version.version) (sha256 \(version.sha256)) is live")

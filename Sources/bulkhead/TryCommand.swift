@@ -86,6 +86,9 @@ struct TryCommand: ParsableCommand {
                     let header = response.header(at: index)
                     text += String(decoding: header.name, as: UTF8.self) + ": " + String(decoding: header.value, as: UTF8.self) + "\r\n"
                 }
+                // As a worker frames it: a 204 or 304 has no Content-Length (its body
+                // was already dropped by the sandbox's response conversion).
+                if response.status == 204 || response.status == 304 { return text + "\r\n" }
                 text += "content-length: \(response.body.count)\r\n\r\n"
                 return text + String(decoding: response.body, as: UTF8.self)
             }

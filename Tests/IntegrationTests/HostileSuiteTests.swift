@@ -289,7 +289,7 @@ import Testing
             rawset(_G, "handle", function(req) return "still " .. json.encode({ a = 1 }) end)
             """)
 
-        // Response traps: a table may set status (100–599), headers (string values; no
+        // Response traps: a table may set status (200–599), headers (string values; no
         // CR, LF or NUL) and body (a string). Anything else is a script-error.
         add("response: yield from handle", .error("script-error"), """
             function handle(req) coroutine.yield("x") return "escaped" end

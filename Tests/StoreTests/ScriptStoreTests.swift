@@ -38,6 +38,24 @@ import Testing
         #expect(try store.scriptVersions(customer: "acme", name: "hello") == [put])
     }
 
+    @Test func aSourceWithNulBytesIsStoredWhole() throws {
+        // Lua reads a NUL inside a string literal; the store once cut the source at
+        // it (28 of 36 bytes kept) while the hash and size covered all of it.
+        let directory = try TemporaryDirectory()
+        let store = try storeWithCustomers(directory)
+        let source = "function handle(req) return 'a\u{0}b' end\n\u{0}"
+        let put = try store.putScriptVersion(customer: "acme", name: "nul", source: source, actor: "customer:acme")
+        #expect(put.size == source.utf8.count)
+        #expect(put.sha256 == SHA256Hasher.hex(source.utf8))
+
+        let read = try store.scriptSource(customer: "acme", name: "nul", version: nil)
+        #expect(Array(read.source.utf8) == Array(source.utf8), "\(read.source.utf8.count) of \(source.utf8.count) bytes read back")
+        #expect(SHA256Hasher.hex(read.source.utf8) == put.sha256)
+        let active = try #require(try store.activeScripts().first { $0.spec.name == "nul" })
+        #expect(Array(active.spec.source.utf8) == Array(source.utf8))
+        #expect(active.sha256 == put.sha256)
+    }
+
     @Test func versionsCountPerScript() throws {
         let directory = try TemporaryDirectory()
         let store = try storeWithCustomers(directory)
