@@ -143,7 +143,8 @@ static void bh_crash_write_note(int sig) {
     if (text == NULL || bh_crash_note_path[0] == '\0') {
         return;
     }
-    int fd = open(bh_crash_note_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* O_NOFOLLOW: the note is truncated; never a file a link points at. */
+    int fd = open(bh_crash_note_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         return;
     }
