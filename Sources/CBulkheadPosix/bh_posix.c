@@ -74,6 +74,16 @@ int bh_recv_fd(int socket) {
     return fd;
 }
 
+int bh_peer_uid(int socket, uid_t *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+        return -1;
+    }
+    *uid = credentials.uid;
+    return 0;
+}
+
 long long bh_resident_bytes(void) {
     FILE *file = fopen("/proc/self/statm", "r");
     if (file == NULL) return 0;
