@@ -32,6 +32,7 @@ import Testing
     struct Targets {
         let file: String
         let emptyFile: String
+        let otherEmptyFile: String
         let directory: String
         let fileBytes = Array("root's own file: not a log, not a token\n".utf8)
 
@@ -40,15 +41,19 @@ import Testing
             try FileManager.default.createDirectory(atPath: base + "/directory", withIntermediateDirectories: true)
             file = base + "/root-file"
             emptyFile = base + "/root-empty"
+            otherEmptyFile = base + "/root-empty-too"
             directory = base + "/directory"
             try Data(fileBytes).write(to: URL(fileURLWithPath: file))
             try Data().write(to: URL(fileURLWithPath: emptyFile))
+            try Data().write(to: URL(fileURLWithPath: otherEmptyFile))
         }
 
         /// Nothing was written through a link: every target as it was made.
         func expectUnchanged(_ when: String) {
             #expect(DataDirectoryTrustTests.bytes(file) == fileBytes, "\(when): \(file) was written through a link")
-            #expect(DataDirectoryTrustTests.bytes(emptyFile) == [], "\(when): \(emptyFile) was written through a link")
+            for empty in [emptyFile, otherEmptyFile] {
+                #expect(DataDirectoryTrustTests.bytes(empty) == [], "\(when): \(empty) was written through a link")
+            }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? ["(unreadable)"]
             #expect(entries.isEmpty, "\(when): created in \(directory) through a link: \(entries)")
         }
@@ -233,28 +238,32 @@ import Testing
         #expect(!events.output.contains("setting/frozen"), "\(events.output)")
     }
 
+    /// The store's log, or its shared memory, is a link onto a root's file elsewhere;
+    /// the other one is a plain empty file, so SQLite would open the store and write
+    /// through the link.
     @Test func aStoreLogOrSharedMemoryThatIsALinkIsRefused() throws {
         _ = try Self.nobody()
-        for suffix in ["-wal", "-shm"] {
+        for (linked, plain) in [("-wal", "-shm"), ("-shm", "-wal")] {
             let host = try Self.makeHost()
             defer { host.stop() }
             let targets = try Targets(under: host.root)
             let data = host.data
             #expect(mkdir(data.root, 0o700) == 0)
-            // A sound store of this data directory, closed, with its log and shared
-            // memory replaced by links onto root's empty file elsewhere.
+            // A sound store of this data directory, closed.
             try SQLiteStore(dataDirectory: data).close()
             let store = data.root + "/bulkhead.sqlite"
             unlink(store + "-wal")
             unlink(store + "-shm")
-            #expect(symlink(targets.emptyFile, store + suffix) == 0)
+            #expect(symlink(targets.emptyFile, store + linked) == 0)
+            #expect(FileManager.default.createFile(atPath: store + plain, contents: nil, attributes: [.posixPermissions: 0o600]))
             let storeBytes = Self.bytes(store)
 
             let freeze = try host.cli(["break-glass", "freeze"])
             #expect(freeze.status != 0, "freeze went ahead: \(freeze.output)")
-            #expect(freeze.output.contains("\(store)\(suffix) is a symbolic link"), "\(freeze.output)")
-            try Self.expectRefused(host, path: store + suffix, saying: "is a symbolic link", commands: [])
-            targets.expectUnchanged("a linked \(suffix)")
+            #expect(freeze.output.contains("\(store)\(linked) is a symbolic link"), "\(freeze.output)")
+            targets.expectUnchanged("\(linked) a link, after break-glass freeze")
+            try Self.expectRefused(host, path: store + linked, saying: "is a symbolic link", commands: [])
+            targets.expectUnchanged("\(linked) a link, after serve")
             #expect(Self.bytes(store) == storeBytes, "the refused store was written")
         }
     }
