@@ -128,6 +128,13 @@ public enum Sockets {
         return received
     }
 
+    /// The effective uid of the process at the other end of a connected Unix socket.
+    public static func peerUID(of fd: Int32) throws(SystemError) -> uid_t {
+        var uid: uid_t = 0
+        guard bh_peer_uid(fd, &uid) == 0 else { throw SystemError("read the peer's credentials") }
+        return uid
+    }
+
     private static func withUnixAddress(
         _ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemError) -> Void
     ) throws(SystemError) {

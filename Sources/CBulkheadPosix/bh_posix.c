@@ -74,6 +74,16 @@ int bh_recv_fd(int socket) {
     return fd;
 }
 
+int bh_peer_uid(int socket, uid_t *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+        return -1;
+    }
+    *uid = credentials.uid;
+    return 0;
+}
+
 long long bh_resident_bytes(void) {
     FILE *file = fopen("/proc/self/statm", "r");
     if (file == NULL) return 0;
@@ -143,7 +153,8 @@ static void bh_crash_write_note(int sig) {
     if (text == NULL || bh_crash_note_path[0] == '\0') {
         return;
     }
-    int fd = open(bh_crash_note_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* O_NOFOLLOW: the note is truncated; never a file a link points at. */
+    int fd = open(bh_crash_note_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         return;
     }

@@ -1,3 +1,4 @@
+import BulkheadCore
 import Foundation
 import GRDB
 
@@ -8,6 +9,7 @@ extension SQLiteStore {
     /// one untouched, then applies the durability settings and pending migrations.
     static func open(path: String, configuration: SQLiteStoreConfiguration) throws -> DatabasePool {
         let operation = "open the store"
+        try checkOwnFiles(of: path)
         try createDirectory(containing: path)
         if !FileManager.default.fileExists(atPath: path) {
             try createStore(at: path, configuration: configuration)
@@ -43,6 +45,22 @@ extension SQLiteStore {
         grdb.busyMode = .timeout(configuration.busyTimeoutSeconds)
         grdb.maximumReaderCount = configuration.maximumReaderCount
         return grdb
+    }
+
+    /// Refuses the store when its file, its log or its shared memory is a symbolic
+    /// link, not a regular file, another user's or writable by others.
+    ///
+    /// Why: SQLite follows links, so a store path linked to another instance's live
+    /// store would take this host's writes (a break-glass freeze, say) into that one.
+    /// Checked before anything is created: a refused store is left as it was.
+    private static func checkOwnFiles(of path: String) throws {
+        for file in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            do {
+                try OwnedFile.check(file, is: .regularFile)
+            } catch {
+                throw StoreError.cannotOpen(path: path, error.description)
+            }
+        }
     }
 
     private static func createDirectory(containing path: String) throws {

@@ -232,6 +232,18 @@ public enum AdminClient {
     /// Sends one request and waits for the answer.
     public static func call(_ request: AdminRequest, data: DataDirectory, timeout: Double = 10) throws -> AdminResponse {
         let fd = try Sockets.connectUnix(path: data.adminSocket)
+        // Whoever answers must be us: a socket another user swapped in (into a run/
+        // left open to them) gets no command, break glass included.
+        do {
+            let peer = try Sockets.peerUID(of: fd)
+            guard peer == geteuid() else {
+                throw SystemError("\(data.adminSocket) is served by uid \(peer), not by you (uid \(geteuid())); refusing to send it a command",
+                                  code: EPERM)
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
         let connection = FrameConnection(fd: fd)
         Sockets.setTimeouts(fd, seconds: timeout)
         try connection.writeFrameNow(ControlCodec.encode(request))

@@ -33,18 +33,26 @@ extension Supervisor {
     }
 
     /// Reads `DATA/admin.token`, creating it (0600) on first start.
+    ///
+    /// Never through a link, and never a file another user owns or may read: a token
+    /// planted by someone else is a token they know (see ``OwnedFile``).
     func loadOrCreateAdminToken() throws -> String {
-        let path = configuration.data.root + "/admin.token"
-        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !token.isEmpty { return token }
+        let path = configuration.data.adminToken
+        do {
+            if let fd = try OwnedFile.openForReading(path, secret: true) {
+                defer { close(fd) }
+                let token = String(decoding: try OwnedFile.readAll(fd, path: path), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                if !token.isEmpty { return token }
+                // An empty file of ours (a start cut short): replace it.
+                unlink(path)
+            }
+            let token = Self.newToken(prefix: "bha")
+            try OwnedFile.create(path, contents: Array((token + "\n").utf8), mode: 0o600)
+            return token
+        } catch {
+            throw SupervisorStartError(description: "\(error)")
         }
-        let token = Self.newToken(prefix: "bha")
-        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw SupervisorStartError(description: "cannot write \(path)")
-        }
-        chmod(path, 0o600)
-        return token
     }
 
     // MARK: - Demo and scripts directory
@@ -71,11 +79,15 @@ extension Supervisor {
         }
         guard !lines.isEmpty else { return }
         let path = configuration.data.demoTokens
-        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        let text = existing + lines.joined(separator: "\n") + "\n"
-        if FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) {
-            chmod(path, 0o600)
+        do {
+            // Appended, never through a link, only to a file of ours that nobody else
+            // may read (checked at start too).
+            let fd = try OwnedFile.openForAppending(path, mode: 0o600, secret: true)
+            defer { close(fd) }
+            try OwnedFile.write(Array((lines.joined(separator: "\n") + "\n").utf8), to: fd, path: path)
             logger.info("demo customers' tokens written", metadata: ["file": "\(path)"])
+        } catch {
+            logger.error("cannot write the demo customers' tokens", metadata: ["error": "\(error)"])
         }
     }
 

@@ -277,8 +277,15 @@ public final class Supervisor: @unchecked Sendable {
 
     private func takeLock() throws {
         let path = configuration.data.lockFile
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // O_NOFOLLOW: the lock is truncated below; never a file a link points at.
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SupervisorStartError(description: "\(SystemError("open \(path)"))") }
+        do {
+            try OwnedFile.check(descriptor: fd, path: path, is: .regularFile, singleLink: true)
+        } catch {
+            close(fd)
+            throw SupervisorStartError(description: "\(error)")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             var holder = [UInt8](repeating: 0, count: 32)
             let count = read(fd, &holder, holder.count)

@@ -40,7 +40,7 @@ public enum WorkerSpawner {
     }
 
     /// Spawns one worker; returns its pid.
-    public static func spawn(_ request: Request) throws(SystemError) -> pid_t {
+    public static func spawn(_ request: Request) throws -> pid_t {
         let arguments = [
             request.executable, "worker",
             "--protocol", String(controlProtocolVersion),
@@ -56,7 +56,13 @@ public enum WorkerSpawner {
 
     /// Spawns `arguments[0]` with `descriptors` as 3, 4, …, stdin /dev/null and
     /// stdout/stderr appended to `log`, in its own process group, default signals.
-    public static func spawnProcess(arguments: [String], descriptors: [Int32], log: String, environment extra: [String]) throws(SystemError) -> pid_t {
+    /// Throws a ``DataDirectoryError`` when `log` is a link, is not a regular file of
+    /// ours with one link, or others may write it; a ``SystemError`` when the spawn fails.
+    public static func spawnProcess(arguments: [String], descriptors: [Int32], log: String, environment extra: [String]) throws -> pid_t {
+        // Opened here, not by the child: here the file opened is checked before any
+        // byte goes to it, and a refusal names the file instead of failing the spawn.
+        let logFD = highDescriptor(try OwnedFile.openForAppending(log, mode: 0o600))
+        defer { close(logFD) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -66,8 +72,8 @@ public enum WorkerSpawner {
             posix_spawn_file_actions_adddup2(&actions, descriptor, listenDescriptor + Int32(index))
         }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_adddup2(&actions, logFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, logFD, 2)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -45,7 +45,8 @@ final class AcceptBalance: @unchecked Sendable {
     /// worker then accepts as the kernel hands out, unbalanced but correct).
     init?(path: String, slot: Int) {
         guard slot >= 0 && slot < Self.slots else { return nil }
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // O_NOFOLLOW: the file is truncated below; never one a link points at.
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let size = Self.slots * Self.wordsPerSlot * 8

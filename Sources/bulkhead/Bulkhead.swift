@@ -1,4 +1,6 @@
 import ArgumentParser
+import BulkheadCore
+import Foundation
 
 /// The `bulkhead` command: the host, its workers, and the operator's tools.
 @main
@@ -23,4 +25,17 @@ struct Bulkhead: ParsableCommand {
 struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory: store, run/ sockets, logs.")
     var data: String = "./.bulkhead"
+
+    /// Checks the data directory before the command reads or writes anything in it
+    /// (ArgumentParser validates option groups before `run()`), and names it by its
+    /// real path from then on: a symlinked ./.bulkhead is resolved once, here.
+    /// `serve` checks again as it creates what is missing.
+    mutating func validate() throws {
+        do {
+            data = try DataDirectory(data).verified().root
+        } catch {
+            FileHandle.standardError.write(Data("bulkhead: \(ControlCharacters.escaped(error.description))\n".utf8))
+            throw ExitCode.failure
+        }
+    }
 }

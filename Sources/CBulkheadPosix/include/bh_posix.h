@@ -13,6 +13,11 @@ int bh_send_fd(int socket, int fd_to_send);
 /// (close-on-exec), or -1 with errno set (EBADMSG when the message held none).
 int bh_recv_fd(int socket);
 
+/// The effective uid of the process at the other end of a connected Unix socket
+/// (SO_PEERCRED), in `*uid`. Returns 0, or -1 with errno set. A shim because
+/// `struct ucred` needs _GNU_SOURCE, which Swift's Glibc module does not define.
+int bh_peer_uid(int socket, uid_t *uid);
+
 /// Reads the resident set size of this process in bytes from /proc/self/statm,
 /// or returns 0 when it cannot.
 long long bh_resident_bytes(void);
