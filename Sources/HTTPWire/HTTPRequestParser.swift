@@ -117,6 +117,46 @@ public struct HTTPRequestParser: Sendable {
         state.active && state.highWater > 0
     }
 
+    /// The head of the request in progress once it has been parsed and checked while
+    /// its body is still arriving (after `.incomplete` with `headComplete`); nil
+    /// otherwise. A proxy routes with it and lowers `limits.maxBodyBytes` for the
+    /// request's destination before the body is buffered: the Content-Length was only
+    /// checked against the limit in force when the head ended, while each later chunk
+    /// size is checked against the limit in force when it arrives.
+    ///
+    /// Its ranges index the bytes given to `parse`, as a whole request's do. Its
+    /// `body` is what is known so far: the Content-Length range (which may run past
+    /// the bytes received), or the chunked bytes decoded so far; `consumed` is the
+    /// head's length until the request is whole.
+    public var headInProgress: HTTPRequestHead? {
+        guard state.active, state.headComplete else { return nil }
+        let body: HTTPBody
+        switch state.framing {
+        case .none: body = .none
+        case .length(let length):
+            // `parse` refused a length whose end overflows; never trap on one here.
+            let (end, overflow) = state.headEnd.addingReportingOverflow(length)
+            body = .contiguous(state.headEnd..<(overflow ? Int.max : max(end, state.headEnd)))
+        case .chunked: body = .chunked(decodedLength: decodedBody.count)
+        }
+        return HTTPRequestHead(
+            method: state.method,
+            knownMethod: state.knownMethod,
+            target: state.target,
+            path: state.path,
+            query: state.query,
+            host: state.host,
+            version: state.version,
+            keepAlive: state.keepAlive,
+            expectsContinue: state.expectContinue,
+            contentLength: state.contentLength,
+            body: body,
+            headerCount: fieldCount,
+            headLength: state.headEnd,
+            consumed: state.headEnd
+        )
+    }
+
     // MARK: - Accessors for the last request
 
     /// The header fields of the last `.request` (valid until the next `parse`), in the
