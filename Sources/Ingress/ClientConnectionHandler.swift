@@ -126,6 +126,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     init(loop: LoopContext, allocator: ByteBufferAllocator) {
         self.loop = loop
         self.parser = HTTPRequestParser(limits: loop.options.parserLimits)
+        // Each body is held to its pool's limit, known once the head is parsed.
+        parser.stopsAfterHead = true
         self.output = allocator.buffer(capacity: 4096)
         self.forward = allocator.buffer(capacity: 4096)
     }
@@ -324,12 +326,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             bodyLimitChecked = false
             bodyLimitPool = nil
         }
+        var result = parser.parse(bytes)
+        if case .incomplete(let state) = result, state.headComplete && !bodyLimitChecked {
+            // The parser stopped after the head (`stopsAfterHead`): hold the body to
+            // its pool's limit, then go on into it.
+            if let refusal = limitBodyToPool(bytes) { return refusal }
+            result = parser.parse(bytes)
+        }
         let head: HTTPRequestHead
-        switch parser.parse(bytes) {
+        switch result {
         case .incomplete(let state):
-            if state.headComplete && !bodyLimitChecked, let refusal = limitBodyToPool(bytes) {
-                return refusal
-            }
             return .incomplete(sendContinue: state.shouldSendContinue)
         case .error(let error):
             loop.stats.requests += 1
@@ -370,9 +376,6 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .pool(let name, let port, _) where port == loop.ownPort:
             loop.stats.badGateways += 1
             return answer(.badGateway, "the routing table sends pool '\(name)' to port \(port), the ingress's own; refusing to loop")
-        case .pool(let name, _, let limit?) where head.bodyLength > limit:
-            // The whole request came in one read, before its head could be checked alone.
-            return refuseBody(head.bodyLength, pool: name, limit: limit, http10: http10, isHead: isHead)
         case .pool(let name, let port, _):
             prepareForward()
             parser.withBody(of: head, in: bytes) { body in
@@ -386,10 +389,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
-    /// Once the head of a request whose body is still arriving is in: holds the body
-    /// to the limit of the customer's pool before any more of it is buffered. A
+    /// Once the head of a request with a body is in, before the parser has looked at
+    /// any of the body: holds the body to the limit of the customer's pool. A
     /// Content-Length over it is refused now; a chunked body is counted as it arrives
-    /// (the parser checks each later chunk size against the lowered limit). Returns the
+    /// (the parser checks every chunk size against the lowered limit). Returns the
     /// refusal, or nil to go on receiving.
     private func limitBodyToPool(_ bytes: UnsafeRawBufferPointer) -> Step? {
         bodyLimitChecked = true

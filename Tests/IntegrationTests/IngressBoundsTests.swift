@@ -10,8 +10,9 @@ import Testing
 /// ingress process, real sockets; the ingress's memory is its VmRSS.
 @Suite(.serialized) struct IngressBoundsTests {
     /// A host whose free cohort takes 1 MiB bodies and whose enterprise cohort takes
-    /// 8 MiB (the shipped cohorts' limits), with customer `acme` on free and `big` on
-    /// enterprise, both with an `echo` script; returns it with the ingress's port and pid.
+    /// 8 MiB (the shipped cohorts' limits), with customer `acme` on free (an `echo`
+    /// script, and `large`, whose answer is 1 MiB) and `big` on enterprise (an `echo`
+    /// script that counts the body); returns it with the ingress's port and pid.
     static func startHost() throws -> (host: HostHarness, port: Int, pid: pid_t) {
         let host = try HostHarness(pools: [
             HostHarness.Pool(name: "free", order: 1, workers: 2, canaryWorkers: 0, maxBodyKB: 1024),
@@ -19,6 +20,10 @@ import Testing
         ])
         try host.assign(customer: "acme", to: "free")
         try host.writeScript(customer: "acme", name: "echo", source: HostHarness.echoScript)
+        try host.writeScript(customer: "acme", name: "large", source: """
+            local answer = string.rep("x", 1024 * 1024)
+            function handle(req) return answer end
+            """)
         try host.assign(customer: "big", to: "enterprise")
         try host.writeScript(customer: "big", name: "echo", source: """
             function handle(req) return "got " .. #req.body .. " bytes" end
@@ -60,13 +65,16 @@ import Testing
         let bound = 64 * 1024 * 1024
 
         // Four connections that pipeline requests as fast as the socket takes them and
-        // never read an answer. Sends never wait: a full socket just skips a turn.
-        let request = Array("GET /flood HTTP/1.1\r\nHost: echo.acme.localhost\r\n\r\n".utf8)
-        let batch = Array((0..<1000).map { _ in request }.joined())
-        var flooders: [(fd: Int32, offset: Int, sent: Int)] = []
+        // never read an answer: two for small answers (the ingress must stop taking
+        // requests), two for 1 MiB answers (it must stop reading from the pool too).
+        // Sends never wait: a full socket just skips a turn.
+        let batches = ["echo", "large"].map { script in
+            Array((0..<1000).map { _ in Array("GET /flood HTTP/1.1\r\nHost: \(script).acme.localhost\r\n\r\n".utf8) }.joined())
+        }
+        var flooders: [(fd: Int32, batch: [UInt8], offset: Int, sent: Int)] = []
         defer { for flooder in flooders { close(flooder.fd) } }
-        for _ in 0..<4 {
-            flooders.append((try #require(connectLoopback(port: port, timeout: 5)), 0, 0))
+        for index in 0..<4 {
+            flooders.append((try #require(connectLoopback(port: port, timeout: 5)), batches[index % 2], 0, 0))
         }
 
         var peak = idle
@@ -78,12 +86,12 @@ import Testing
             for index in flooders.indices {
                 while true {
                     let offset = flooders[index].offset
-                    let sent = batch[offset...].withUnsafeBytes {
+                    let sent = flooders[index].batch[offset...].withUnsafeBytes {
                         send(flooders[index].fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                     }
                     guard sent > 0 else { break }
                     flooders[index].sent += sent
-                    flooders[index].offset = (offset + sent) % batch.count
+                    flooders[index].offset = (offset + sent) % flooders[index].batch.count
                 }
             }
             if let rss = Self.residentBytes(pid) { peak = max(peak, rss) }
@@ -155,6 +163,13 @@ import Testing
         print("free customer, chunked body past 1 MiB: \(chunked.text.components(separatedBy: "\r\n").first ?? "no answer")")
         #expect(chunkedStatuses == ["413"], "\(chunked.text)")
         #expect(chunked.text.contains("x-bulkhead-error: too-large\r\n"))
+
+        // A chunk size over the limit that arrives with the head, in one write, is
+        // judged by the pool's limit too, before its data is buffered.
+        let oneWrite = try #require(RawClient(port: port))
+        oneWrite.send("POST /x HTTP/1.1\r\nHost: echo.acme.localhost\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n"
+            + String(repeating: "d", count: 64 * 1024))
+        #expect(oneWrite.readResponses(1, timeout: 5) == ["413"], "\(oneWrite.text)")
 
         // The limit is the customer's cohort's, not the smallest: 2 MiB for the
         // enterprise customer goes through the ingress to its pool.
