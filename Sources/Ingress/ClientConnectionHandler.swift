@@ -108,9 +108,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// The client left more answers unread than the channel's high watermark: no
     /// request is taken from `inbound`, and reading is paused, until it reads.
     private var waitingForClient = false
-    /// The body limit of the request being received was set from its pool (its head
-    /// is in): the pool's name and limit, or nil when the request goes to no pool.
+    /// The head of the request being received was routed and its body limit set.
     private var bodyLimitChecked = false
+    /// The pool whose limit holds the body of the request being received (nil: the
+    /// request goes to no pool, and the largest pool's limit holds).
     private var bodyLimitPool: (name: String, limit: Int)?
     /// The connection is closing in order: its sending side is shut, and what the
     /// client still sends is dropped until it closes or `lingerTimeout` passes.
@@ -241,7 +242,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         defer { driving = false }
         var refused = false
         while !closing && exchange == nil, var buffer = inbound, buffer.readableBytes > 0 {
-            if clientIsBehind() { break }
+            // The flush in `clientIsBehind` may find the connection closed.
+            if clientIsBehind() || closing { break }
             inbound = nil
             prepareOutput()
             let step = buffer.withUnsafeReadableBytes { parseOne($0) }
@@ -322,7 +324,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private func parseOne(_ bytes: UnsafeRawBufferPointer) -> Step {
         if !parser.hasPartialRequest {
             // A new request: until its pool is known, no pool takes a larger body.
-            parser.limits.maxBodyBytes = loop.routes?.largestMaxBodyBytes ?? loop.options.parserLimits.maxBodyBytes
+            parser.limits.maxBodyBytes = loop.maxBodyBytes
             bodyLimitChecked = false
             bodyLimitPool = nil
         }
