@@ -42,6 +42,14 @@
 public struct HTTPRequestParser: Sendable {
     /// The limits applied to every request from the next `parse` call on.
     public var limits: HTTPParserLimits
+    /// When true, the `parse` call that completes the head of a request with a body
+    /// (a Content-Length above 0, or chunked) returns `.incomplete` with `headComplete`
+    /// before looking at any of the body, even when the body is there. A proxy that
+    /// learns the request's destination from its head (`headInProgress`) sets the
+    /// destination's body limit then and calls `parse` again: no chunk size is
+    /// accepted under the limit the head was parsed with. False by default: a server
+    /// with one limit needs no stop.
+    public var stopsAfterHead = false
 
     /// The header fields of the request being parsed (or last parsed): the first
     /// `fieldCount` entries. The array only grows; entries are overwritten in place.
@@ -80,7 +88,11 @@ public struct HTTPRequestParser: Sendable {
             case .failed(let error):
                 return fail(error)
             case .done:
-                break
+                if stopsAfterHead && state.framing.hasBody {
+                    // The 100 Continue is signalled by the next call, which waits for
+                    // the body under the limit the caller sets now.
+                    return .incomplete(HTTPIncomplete(headComplete: true, expectsContinue: state.expectContinue, shouldSendContinue: false))
+                }
             }
         }
 
@@ -115,6 +127,47 @@ public struct HTTPRequestParser: Sendable {
     /// a timeout now means a slow client (408), not an idle keep-alive connection.
     public var hasPartialRequest: Bool {
         state.active && state.highWater > 0
+    }
+
+    /// The head of the request in progress once it has been parsed and checked while
+    /// its body is still arriving (after `.incomplete` with `headComplete`); nil
+    /// otherwise. A proxy routes with it and lowers `limits.maxBodyBytes` for the
+    /// request's destination before the body is buffered (see `stopsAfterHead`): the
+    /// Content-Length was only checked against the limit in force when the head ended,
+    /// while each later chunk size is checked against the limit in force when it
+    /// arrives.
+    ///
+    /// Its ranges index the bytes given to `parse`, as a whole request's do. Its
+    /// `body` is what is known so far: the Content-Length range (which may run past
+    /// the bytes received), or the chunked bytes decoded so far; `consumed` is the
+    /// head's length until the request is whole.
+    public var headInProgress: HTTPRequestHead? {
+        guard state.active, state.headComplete else { return nil }
+        let body: HTTPBody
+        switch state.framing {
+        case .none: body = .none
+        case .length(let length):
+            // `parse` refused a length whose end overflows; never trap on one here.
+            let (end, overflow) = state.headEnd.addingReportingOverflow(length)
+            body = .contiguous(state.headEnd..<(overflow ? Int.max : max(end, state.headEnd)))
+        case .chunked: body = .chunked(decodedLength: decodedBody.count)
+        }
+        return HTTPRequestHead(
+            method: state.method,
+            knownMethod: state.knownMethod,
+            target: state.target,
+            path: state.path,
+            query: state.query,
+            host: state.host,
+            version: state.version,
+            keepAlive: state.keepAlive,
+            expectsContinue: state.expectContinue,
+            contentLength: state.contentLength,
+            body: body,
+            headerCount: fieldCount,
+            headLength: state.headEnd,
+            consumed: state.headEnd
+        )
     }
 
     // MARK: - Accessors for the last request
@@ -224,6 +277,14 @@ enum BodyFraming: Sendable {
     case none
     case length(Int)
     case chunked
+
+    /// Whether any body byte is to come (`Content-Length: 0` has none).
+    var hasBody: Bool {
+        switch self {
+        case .none, .length(0): false
+        case .length, .chunked: true
+        }
+    }
 }
 
 /// What the Transfer-Encoding fields said, all of them read as one list of codings.

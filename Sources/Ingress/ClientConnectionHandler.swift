@@ -7,6 +7,14 @@ import NIOCore
 /// the request over a keep-alive upstream connection and the response back as it
 /// arrives. One request is in flight at a time; pipelined ones wait their turn.
 ///
+/// What a client makes it hold is bounded. A request body is held to the limit of the
+/// customer's pool, checked as soon as the head is in (a Content-Length over it gets
+/// 413 before any body byte is read; a chunked body is counted as it arrives). While a
+/// request is in flight, at most `maxWaitingInbound` bytes of the next ones are read.
+/// Answers the client does not read stay in the channel only up to its write-buffer
+/// high watermark: past it, no further request is taken and nothing more is read from
+/// the client (nor, for a response being relayed, from its pool) until it reads.
+///
 /// No HTTP codec sits in the pipeline (NOTES.md: a third of the time went to
 /// retain/release and per-request pipeline work with one), and the upstream
 /// connection lives on this connection's event loop: no thread hop per request.
@@ -60,7 +68,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case answered(consumed: Int, close: Bool)
         /// A request for a pool, ready in `forward`.
         case forward(consumed: Int, Exchange)
-        /// Malformed: answered, and the connection closes.
+        /// Malformed, or a body over the limit: answered, and the connection closes
+        /// in order (the rest of the request is never read).
         case close
     }
 
@@ -69,6 +78,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private static let copyLimit = 16 * 1024
     /// A forwarding buffer grown past this by a large body is not kept between requests.
     private static let retainedForwardCapacity = 64 * 1024
+    /// While a request is in flight, past this many bytes of the next ones the
+    /// connection stops reading: they are served one at a time anyway.
+    private static let maxWaitingInbound = 64 * 1024
+    /// Answers the ingress writes itself are handed to the channel once this many
+    /// are pending, so the channel's watermark counts them.
+    private static let outputHandOffBytes = 16 * 1024
 
     private let loop: LoopContext
     private var context: ChannelHandlerContext?
@@ -90,6 +105,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var driving = false
     private var sentContinue = false
     private var readingPaused = false
+    /// The client left more answers unread than the channel's high watermark: no
+    /// request is taken from `inbound`, and reading is paused, until it reads.
+    private var waitingForClient = false
+    /// The head of the request being received was routed and its body limit set.
+    private var bodyLimitChecked = false
+    /// The pool whose limit holds the body of the request being received (nil: the
+    /// request goes to no pool, and the largest pool's limit holds).
+    private var bodyLimitPool: (name: String, limit: Int)?
+    /// The connection is closing in order: its sending side is shut, and what the
+    /// client still sends is dropped until it closes or `lingerTimeout` passes.
+    private var lingering = false
+    private var lingerTimer: Scheduled<Void>?
     /// The client shut its side down (half-close): what it sent is still answered,
     /// then the connection closes.
     private var inputClosed = false
@@ -100,6 +127,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     init(loop: LoopContext, allocator: ByteBufferAllocator) {
         self.loop = loop
         self.parser = HTTPRequestParser(limits: loop.options.parserLimits)
+        // Each body is held to its pool's limit, known once the head is parsed.
+        parser.stopsAfterHead = true
         self.output = allocator.buffer(capacity: 4096)
         self.forward = allocator.buffer(capacity: 4096)
     }
@@ -129,6 +158,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         closing = true
         arrivalTimer?.cancel()
         idleTimer?.cancel()
+        lingerTimer?.cancel()
         if let upstream = exchange?.upstream {
             upstream.abandon()
         }
@@ -148,10 +178,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         } else {
             inbound = incoming
         }
-        if exchange != nil {
-            // Pipelined while a request is in flight: it waits, within bounds.
-            let limits = loop.options.parserLimits
-            if let waiting = inbound?.readableBytes, waiting > limits.maxHeadBytes + limits.maxBodyBytes {
+        if exchange != nil || waitingForClient {
+            // Pipelined while a request is in flight, or while the client has not
+            // read its answers: it waits, within bounds.
+            if let waiting = inbound?.readableBytes, waiting > Self.maxWaitingInbound {
                 pauseReading()
             }
             return
@@ -171,13 +201,28 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             context.fireUserInboundEventTriggered(event)
             return
         }
+        if lingering {
+            // Everything the client sent after the refusal has been dropped.
+            context.close(promise: nil)
+            return
+        }
         inputClosed = true
-        if exchange == nil { drive() }
+        if exchange == nil && !waitingForClient { drive() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             exchange?.upstream?.resumeReading()
+            if waitingForClient {
+                // The client read its answers down to the low watermark: go on.
+                waitingForClient = false
+                lastActivity = .now()
+                if exchange == nil {
+                    drive()
+                    flushOutput()
+                }
+                resumeReadingIfRoom()
+            }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -195,7 +240,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         guard !driving else { return }
         driving = true
         defer { driving = false }
+        var refused = false
         while !closing && exchange == nil, var buffer = inbound, buffer.readableBytes > 0 {
+            // The flush in `clientIsBehind` may find the connection closed.
+            if clientIsBehind() || closing { break }
             inbound = nil
             prepareOutput()
             let step = buffer.withUnsafeReadableBytes { parseOne($0) }
@@ -229,13 +277,39 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 exchange.pool.acquire(for: self, fresh: false)
             case .close:
                 closing = true
+                refused = true
             }
         }
-        if !closing && exchange == nil && inputClosed {
+        if !closing && exchange == nil && inputClosed && !waitingForClient {
             // Everything the client sent is answered.
             closing = true
         }
-        if closing { flushAndClose() }
+        if refused {
+            closeInOrder()
+        } else if closing {
+            flushAndClose()
+        }
+    }
+
+    /// Whether the client has left more answers unread than the channel's high
+    /// watermark. Then it must read before the next request is taken: the ingress
+    /// stops reading from it, and `channelWritabilityChanged` goes on once it has.
+    /// Without this a client that pipelines and never reads makes the ingress hold
+    /// every answer (3 GB in 8 s with four connections).
+    private func clientIsBehind() -> Bool {
+        guard let context else { return false }
+        if !outputHandedOff && output.readableBytes >= Self.outputHandOffBytes {
+            // Answers the ingress wrote itself count against the watermark too.
+            writeOutput()
+        }
+        guard !context.channel.isWritable else { return false }
+        // What was written must be on its way for the client to catch up; the flush
+        // may also find the socket writable again.
+        flushOutput()
+        guard !context.channel.isWritable else { return false }
+        waitingForClient = true
+        pauseReading()
+        return true
     }
 
     private func requestArrived() {
@@ -248,15 +322,32 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Parses the request at the start of `bytes` and either answers it here or
     /// prepares it for its pool.
     private func parseOne(_ bytes: UnsafeRawBufferPointer) -> Step {
+        if !parser.hasPartialRequest {
+            // A new request: until its pool is known, no pool takes a larger body.
+            parser.limits.maxBodyBytes = loop.maxBodyBytes
+            bodyLimitChecked = false
+            bodyLimitPool = nil
+        }
+        var result = parser.parse(bytes)
+        if case .incomplete(let state) = result, state.headComplete && !bodyLimitChecked {
+            // The parser stopped after the head (`stopsAfterHead`): hold the body to
+            // its pool's limit, then go on into it.
+            if let refusal = limitBodyToPool(bytes) { return refusal }
+            result = parser.parse(bytes)
+        }
         let head: HTTPRequestHead
-        switch parser.parse(bytes) {
+        switch result {
         case .incomplete(let state):
             return .incomplete(sendContinue: state.shouldSendContinue)
         case .error(let error):
             loop.stats.requests += 1
             loop.stats.badRequests += 1
             let kind: IngressErrorKind = error.status == 413 ? .tooLarge : .badRequest
-            writeError(kind, status: error.status, error.reason, keepAlive: false, http10: false, omitBody: false)
+            var reason = error.reason
+            if error == .bodyTooLarge, let pool = bodyLimitPool {
+                reason = "the request body is over \(pool.limit) bytes, the limit of pool '\(pool.name)' (its cohort's max_body_kb)"
+            }
+            writeError(kind, status: error.status, reason, keepAlive: false, http10: false, omitBody: false)
             return .close
         case .request(let parsed):
             head = parsed
@@ -284,10 +375,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .poolWithoutPort(let name):
             loop.stats.badGateways += 1
             return answer(.badGateway, "customer '\(route.customer)' is assigned to pool '\(name)', which has no port in the routing table")
-        case .pool(let name, let port) where port == loop.ownPort:
+        case .pool(let name, let port, _) where port == loop.ownPort:
             loop.stats.badGateways += 1
             return answer(.badGateway, "the routing table sends pool '\(name)' to port \(port), the ingress's own; refusing to loop")
-        case .pool(let name, let port):
+        case .pool(let name, let port, _):
             prepareForward()
             parser.withBody(of: head, in: bytes) { body in
                 RequestForwarding.write(
@@ -298,6 +389,37 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 pool: loop.pool(port: port), poolName: name, keepAlive: keepAlive, http10: http10, isHead: isHead)
             return .forward(consumed: head.consumed, exchange)
         }
+    }
+
+    /// Once the head of a request with a body is in, before the parser has looked at
+    /// any of the body: holds the body to the limit of the customer's pool. A
+    /// Content-Length over it is refused now; a chunked body is counted as it arrives
+    /// (the parser checks every chunk size against the lowered limit). Returns the
+    /// refusal, or nil to go on receiving.
+    private func limitBodyToPool(_ bytes: UnsafeRawBufferPointer) -> Step? {
+        bodyLimitChecked = true
+        guard let head = parser.headInProgress, let route = HTTPRoute.resolve(head, in: bytes),
+              case .pool(let name, _, let limit?) = loop.routes?.destination(of: route.customer) else {
+            // No pool (yet): the request is answered by the ingress once it is in,
+            // its body held to the largest pool's limit meanwhile.
+            return nil
+        }
+        bodyLimitPool = (name, limit)
+        parser.limits.maxBodyBytes = limit
+        guard head.bodyLength > limit else { return nil }
+        loop.stats.requests += 1
+        return refuseBody(head.bodyLength, pool: name, limit: limit, http10: head.version == .http1_0,
+                          isHead: head.knownMethod == .head)
+    }
+
+    /// Answers 413 for a body over its pool's limit. The rest of the request is never
+    /// read, so the connection closes (in order: `closeInOrder`).
+    private func refuseBody(_ length: Int, pool: String, limit: Int, http10: Bool, isHead: Bool) -> Step {
+        loop.stats.badRequests += 1
+        writeError(.tooLarge, status: 413,
+                   "the request body is \(length) bytes; pool '\(pool)' takes at most \(limit) (its cohort's max_body_kb)",
+                   keepAlive: false, http10: http10, omitBody: isHead)
+        return .close
     }
 
     private func prepareForward() {
@@ -401,8 +523,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             flushAndClose()
             return
         }
-        resumeReading()
         drive()
+        resumeReadingIfRoom()
     }
 
     /// The upstream connection closed without a whole response.
@@ -475,9 +597,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             flushAndClose()
             return
         }
-        resumeReading()
         drive()
         flushOutput()
+        resumeReadingIfRoom()
     }
 
     // MARK: - Draining
@@ -547,6 +669,40 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context.flush()
     }
 
+    /// Writes what is pending, shuts the sending side, and drops what the client still
+    /// sends until it closes its side or `lingerTimeout` passes, then closes. For a
+    /// refusal whose request was not read whole: closing with unread bytes would send a
+    /// reset, which can destroy the answer before the client reads it.
+    private func closeInOrder() {
+        closing = true
+        lingering = true
+        inbound = nil
+        arrivalTimer?.cancel()
+        idleTimer?.cancel()
+        guard let context else { return }
+        writeOutput()
+        unflushed = false
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: written)
+        let timeout = loop.options.lingerTimeout
+        written.futureResult.assumeIsolated().whenComplete { [self] result in
+            guard case .success = result, !inputClosed else {
+                // Nothing more can come (or nothing could be written): close now.
+                context.close(promise: nil)
+                return
+            }
+            let shut = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: shut)
+            shut.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
+            lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                context.close(promise: nil)
+            }
+        }
+        // Dropping needs reading: whatever paused it no longer matters.
+        waitingForClient = false
+        resumeReading()
+    }
+
     private func flushAndClose() {
         arrivalTimer?.cancel()
         idleTimer?.cancel()
@@ -575,6 +731,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context.read()
     }
 
+    /// Reads again unless the client must wait: its answers are unread, or a request
+    /// is in flight and `maxWaitingInbound` bytes of the next ones are already held.
+    private func resumeReadingIfRoom() {
+        guard readingPaused, !waitingForClient, !closing else { return }
+        if exchange != nil, let waiting = inbound?.readableBytes, waiting > Self.maxWaitingInbound { return }
+        resumeReading()
+    }
+
     // MARK: - Timers
 
     private func armArrivalTimer() {
@@ -601,7 +765,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let deadline = max(lastActivity + timeout, .now() + .nanoseconds(max(timeout.nanoseconds / 10, 1_000_000)))
         idleTimer = loop.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             guard !closing else { return }
-            if NIODeadline.now() - lastActivity >= timeout && exchange == nil && inbound == nil {
+            let idle = NIODeadline.now() - lastActivity >= timeout
+            if idle && exchange == nil && (inbound == nil || waitingForClient) {
+                // Idle, or its answers unread for the whole timeout: what it holds goes.
                 closing = true
                 context?.close(promise: nil)
             } else {

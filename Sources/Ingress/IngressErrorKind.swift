@@ -8,7 +8,8 @@ enum IngressErrorKind: Sendable {
     case noScript
     /// 400 (or the parser's 408, 431, 501, 505): malformed HTTP.
     case badRequest
-    /// 413: a body over the ingress's limit.
+    /// 413: a body over the limit of the customer's pool (or, for a request not
+    /// routed to a pool, over the largest pool's limit).
     case tooLarge
     /// 502: the pool could not be reached or did not answer properly.
     case badGateway

@@ -17,9 +17,21 @@ public struct IngressOptions: Sendable {
     /// uses live on one loop, so a request never changes thread. One is plenty next
     /// to the pools on a small machine.
     public var eventLoopThreads: Int = 1
-    /// Limits on client requests. The body limit must cover the largest cohort's
-    /// `max_body_kb` (enterprise: 8 MiB): each pool enforces its own below it.
+    /// Limits on client requests. The body limit is used only while the routing table
+    /// gives no body limits (a table from an older supervisor): then it must cover the
+    /// largest cohort's `max_body_kb` (enterprise: 8 MiB). Otherwise a body is held to
+    /// its customer's pool's limit, and one not yet routed to the largest pool's.
     public var parserLimits = HTTPParserLimits(maxBodyBytes: 8 * 1024 * 1024)
+    /// Answers a client has not read, held by the ingress (past what the socket took):
+    /// over `high`, the ingress takes no further request from that client and stops
+    /// reading from it and from its pool connection, until the client reads them down
+    /// to `low`. Bounds what a client that pipelines without reading makes it hold.
+    public var clientWriteBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 * 1024, high: 64 * 1024)
+    /// After refusing a request whose rest it will not read (a body over the limit,
+    /// malformed framing), the ingress closes its sending side and drops what the
+    /// client still sends for up to this long before closing: closing with unread
+    /// bytes would reset the connection, and the client could lose the answer.
+    public var lingerTimeout = TimeAmount.seconds(1)
     /// The longest upstream response head accepted.
     public var maxResponseHeadBytes = 64 * 1024
     /// Idle upstream connections kept per pool port and event loop; more are closed

@@ -66,6 +66,7 @@ public final class IngressServer: Sendable {
                     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.maxMessagesPerRead, value: 16)
                     .channelOption(.allowRemoteHalfClosure, value: true)
+                    .channelOption(.writeBufferWaterMark, value: options.clientWriteBufferWaterMark)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             let handler = ClientConnectionHandler(loop: bound.value, allocator: channel.allocator)

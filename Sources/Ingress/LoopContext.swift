@@ -18,7 +18,13 @@ final class LoopContext {
     /// The ingress's own port: a pool said to listen there is refused, not looped to.
     let ownPort: Int?
     /// The table in force here; nil until the first one loads.
-    var routes: RoutingTable?
+    var routes: RoutingTable? {
+        didSet { maxBodyBytes = routes?.largestMaxBodyBytes ?? options.parserLimits.maxBodyBytes }
+    }
+    /// The largest body a request may have before its pool is known: the largest
+    /// pool's limit, or the ingress's own when the table gives none. Kept here so a
+    /// request reads an integer, not the table.
+    private(set) var maxBodyBytes: Int
     var stats = IngressStats()
     private(set) var draining = false
 
@@ -32,6 +38,7 @@ final class LoopContext {
         self.eventLoop = eventLoop
         self.ownPort = ownPort
         self.options = options
+        self.maxBodyBytes = options.parserLimits.maxBodyBytes
         self.statusLines = statusLines
         let pid = getpid()
         self.identityHeaders = Array("x-bulkhead-pool: ingress\r\nx-bulkhead-worker: \(pid)\r\n".utf8)

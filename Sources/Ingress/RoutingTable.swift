@@ -5,15 +5,21 @@ import HTTPWire
 /// supervisor writes (temp file + rename) whenever a customer or a pool moves.
 ///
 /// ```json
-/// {"version": 7, "pools": {"free": 8101, "pro": 8102}, "customers": {"acme": "pro"}}
+/// {"version": 7, "pools": {"free": 8101, "pro": 8102}, "customers": {"acme": "pro"},
+///  "max_body_bytes": {"free": 1048576, "pro": 4194304}}
 /// ```
+///
+/// `max_body_bytes` is each pool's cohort `max_body_kb` in bytes: the ingress refuses a
+/// larger body for a customer of that pool before buffering it. A file without it (a
+/// supervisor older than the key) leaves the ingress's own limit in force.
 ///
 /// Immutable once built, so the watcher hands the same instance to every event loop.
 public final class RoutingTable: Sendable {
     /// Where a customer's requests go.
     public enum Destination: Hashable, Sendable {
-        /// The customer's pool listens on `127.0.0.1:port`.
-        case pool(name: String, port: Int)
+        /// The customer's pool listens on `127.0.0.1:port` and takes bodies of at most
+        /// `maxBodyBytes` (nil: the table does not say; the ingress's own limit holds).
+        case pool(name: String, port: Int, maxBodyBytes: Int?)
         /// The customer is assigned to a pool the table gives no port for.
         case poolWithoutPort(name: String)
         /// The table does not know the customer.
@@ -26,19 +32,27 @@ public final class RoutingTable: Sendable {
     public let pools: [String: Int]
     /// Pool of each customer, by customer name.
     public let customers: [String: String]
+    /// The largest request body each pool takes, in bytes, by pool name.
+    public let maxBodyBytes: [String: Int]
+    /// The largest body any pool of the table takes (nil when the table gives no
+    /// limits): what the ingress accepts before it knows a request's pool.
+    public let largestMaxBodyBytes: Int?
     /// Each customer's destination, resolved once so a request costs one lookup.
     private let destinations: [String: Destination]
 
-    /// A table from its parts. Ports must be in 1...65535 (`parse` checks this).
-    public init(version: Int, pools: [String: Int], customers: [String: String]) {
+    /// A table from its parts. Ports must be in 1...65535 and body limits at least 0
+    /// (`parse` checks both).
+    public init(version: Int, pools: [String: Int], customers: [String: String], maxBodyBytes: [String: Int] = [:]) {
         self.version = version
         self.pools = pools
         self.customers = customers
+        self.maxBodyBytes = maxBodyBytes
+        self.largestMaxBodyBytes = maxBodyBytes.values.max()
         var destinations: [String: Destination] = [:]
         destinations.reserveCapacity(customers.count)
         for (customer, pool) in customers {
             if let port = pools[pool] {
-                destinations[customer] = .pool(name: pool, port: port)
+                destinations[customer] = .pool(name: pool, port: port, maxBodyBytes: maxBodyBytes[pool])
             } else {
                 destinations[customer] = .poolWithoutPort(name: pool)
             }
@@ -61,6 +75,12 @@ public final class RoutingTable: Sendable {
         var version: Int
         var pools: [String: Int]
         var customers: [String: String]
+        var maxBodyBytes: [String: Int]?
+
+        enum CodingKeys: String, CodingKey {
+            case version, pools, customers
+            case maxBodyBytes = "max_body_bytes"
+        }
     }
 
     /// Parses and checks the file's bytes.
@@ -76,7 +96,11 @@ public final class RoutingTable: Sendable {
         for (pool, port) in wire.pools.sorted(by: { $0.key < $1.key }) where !(1...65535).contains(port) {
             throw .malformed("pool '\(pool)' has port \(port); ports are 1 to 65535")
         }
-        return RoutingTable(version: wire.version, pools: wire.pools, customers: wire.customers)
+        let limits = wire.maxBodyBytes ?? [:]
+        for (pool, limit) in limits.sorted(by: { $0.key < $1.key }) where limit < 0 {
+            throw .malformed("pool '\(pool)' has max_body_bytes \(limit); a body limit is at least 0")
+        }
+        return RoutingTable(version: wire.version, pools: wire.pools, customers: wire.customers, maxBodyBytes: limits)
     }
 
     /// A decoding error in a person's words: what was wrong and where.

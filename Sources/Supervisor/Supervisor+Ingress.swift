@@ -109,16 +109,20 @@ extension Supervisor {
 
     // MARK: - Routing table
 
-    /// Writes the ingress's routing table atomically: pools' ports and customers' pools.
+    /// Writes the ingress's routing table atomically: pools' ports, customers' pools,
+    /// and each pool's body limit (so the ingress refuses a body over the customer's
+    /// cohort limit before buffering it, not only the largest cohort's).
     func writeRoutes(overrides: [String: String] = [:]) {
         guard let state = ingress else { return }
         state.routesVersion += 1
         var customers = catalog.assignments
         for (customer, pool) in overrides { customers[customer] = pool }
+        let maxBodyBytes: [String: Int] = pools.mapValues { $0.cohort.limits.maxBodyBytes }
         let table: [String: Any] = [
             "version": state.routesVersion,
             "pools": Dictionary(uniqueKeysWithValues: pools.map { ($0.key, $0.value.port) }),
             "customers": customers,
+            "max_body_bytes": maxBodyBytes,
         ]
         guard let data = try? JSONSerialization.data(withJSONObject: table, options: [.sortedKeys]) else { return }
         let temporary = routesFile + ".tmp"

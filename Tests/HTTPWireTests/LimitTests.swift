@@ -71,6 +71,86 @@ struct LimitTests {
         }
     }
 
+    @Test("headInProgress gives the head while the body arrives; a limit lowered then holds the chunks that follow")
+    func headInProgress() {
+        var parser = HTTPRequestParser(limits: HTTPParserLimits(maxBodyBytes: 100))
+        let lengthHead = Array(text: request("POST /c/s/x HTTP/1.1", ["Host: h", "Content-Length: 50"]))
+        lengthHead.withUnsafeBytes { bytes in
+            #expect(parser.headInProgress == nil, "no head before parsing")
+            guard case .incomplete(let state) = parser.parse(bytes), state.headComplete, let head = parser.headInProgress else {
+                Issue.record("the head is not in progress")
+                return
+            }
+            #expect(head.contentLength == 50)
+            #expect(head.bodyLength == 50)
+            #expect(head.headLength == bytes.count)
+            #expect(String(decoding: bytes[head.path], as: UTF8.self) == "/c/s/x")
+        }
+        // A chunked body: 30 bytes decoded, then the limit drops to 40; the next chunk
+        // of 20 crosses it and is refused at its size line.
+        parser = HTTPRequestParser(limits: HTTPParserLimits(maxBodyBytes: 100))
+        var input = Array(text: request("POST / HTTP/1.1", ["Host: h", "Transfer-Encoding: chunked"]) + "1e\r\n" + String(repeating: "a", count: 30) + "\r\n")
+        input.withUnsafeBytes { bytes in
+            guard case .incomplete = parser.parse(bytes) else {
+                Issue.record("not incomplete")
+                return
+            }
+        }
+        #expect(parser.headInProgress?.bodyLength == 30, "the chunked bytes decoded so far")
+        parser.limits.maxBodyBytes = 40
+        input += Array(text: "14\r\n")
+        input.withUnsafeBytes { bytes in
+            #expect(parser.parse(bytes) == .error(.bodyTooLarge))
+        }
+        #expect(parser.headInProgress == nil, "no head after a refusal")
+    }
+
+    @Test("stopsAfterHead: the call that completes a head with a body returns before the body, whatever is there")
+    func stopsAfterHead() {
+        var parser = HTTPRequestParser(limits: HTTPParserLimits(maxBodyBytes: 100))
+        parser.stopsAfterHead = true
+        // Head and a chunk size under the old limit in one buffer: the size is judged
+        // only after the caller lowered the limit.
+        let chunked = Array(text: request("POST / HTTP/1.1", ["Host: h", "Transfer-Encoding: chunked"]) + "50\r\n")
+        chunked.withUnsafeBytes { bytes in
+            #expect(parser.parse(bytes) == .incomplete(HTTPIncomplete(headComplete: true, expectsContinue: false, shouldSendContinue: false)))
+            parser.limits.maxBodyBytes = 10
+            #expect(parser.parse(bytes) == .error(.bodyTooLarge))
+        }
+        // A whole request: the stop, then the request on the next call; 100 Continue
+        // is still signalled once, by the call that waits for the body.
+        let whole = Array(text: request("POST / HTTP/1.1", ["Host: h", "Content-Length: 3"], body: "abc"))
+        parser.reset()
+        parser.limits.maxBodyBytes = 100
+        whole.withUnsafeBytes { bytes in
+            guard case .incomplete(let state) = parser.parse(bytes), state.headComplete else {
+                Issue.record("no stop after the head")
+                return
+            }
+            guard case .request(let head) = parser.parse(bytes) else {
+                Issue.record("no request on the call after the stop")
+                return
+            }
+            #expect(head.bodyLength == 3)
+        }
+        let expecting = Array(text: request("POST / HTTP/1.1", ["Host: h", "Content-Length: 3", "Expect: 100-continue"]))
+        parser.reset()
+        expecting.withUnsafeBytes { bytes in
+            #expect(parser.parse(bytes) == .incomplete(HTTPIncomplete(headComplete: true, expectsContinue: true, shouldSendContinue: false)))
+            #expect(parser.parse(bytes) == .incomplete(HTTPIncomplete(headComplete: true, expectsContinue: true, shouldSendContinue: true)))
+        }
+        // No body, no stop.
+        for text in [request("GET / HTTP/1.1", ["Host: h"]), request("POST / HTTP/1.1", ["Host: h", "Content-Length: 0"])] {
+            parser.reset()
+            Array(text: text).withUnsafeBytes { bytes in
+                guard case .request = parser.parse(bytes) else {
+                    Issue.record("stopped after a head without a body: \(text)")
+                    return
+                }
+            }
+        }
+    }
+
     @Test("a chunked body over maxBodyBytes is 413 at the chunk size that crosses it")
     func chunkedBodyLimit() {
         let limits = HTTPParserLimits(maxBodyBytes: 10)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Ingress
 import Testing
@@ -20,6 +23,57 @@ struct EdgeTests {
         #expect(response.status == 200)
         #expect(!response.text.lowercased().contains("expect:"))
         #expect(response.text.hasSuffix("\r\n\r\ndata"))
+    }
+
+    @Test("a client that pipelines without reading is left unread until it reads; then every answer arrives")
+    func nonReadingPipeliner() throws {
+        let setup = try Setup()
+        defer { setup.stop() }
+        let client = try TestClient(port: setup.ingress.port)
+        // A small receive buffer, so the answers pile up at the ingress, not here.
+        var small: Int32 = 4096
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        // 2000-byte answers: 8 MB in all, more than the sockets' buffers hold.
+        let total = 4000
+        let requests = Array(String(repeating: "GET /big/2000 HTTP/1.1\r\nHost: a.acme.localhost\r\n\r\n", count: total).utf8)
+        // Sent from a thread of its own: once the ingress stops reading, the send
+        // blocks until this test reads.
+        let fd = client.fd
+        let sent = DispatchSemaphore(value: 0)
+        Thread {
+            var offset = 0
+            while offset < requests.count {
+                let count = requests[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                offset += count
+            }
+            sent.signal()
+        }.start()
+        // The ingress takes requests until the answers it holds pass the watermark,
+        // then none: the count stands still well short of the total.
+        var taken = -1
+        var still = 0
+        let deadline = Date().addingTimeInterval(20)
+        while still < 5 && Date() < deadline {
+            usleep(100_000)
+            let now = setup.ingress.server.stats().requests
+            still = now == taken ? still + 1 : 0
+            taken = now
+        }
+        print("a client that does not read: the ingress took \(taken) of \(total) pipelined requests, then waited")
+        #expect(taken < total, "the ingress kept taking requests whose answers the client does not read")
+        // Reading lets it go on: every answer arrives whole, none lost. (A receive
+        // buffer of normal size again: a 4 KiB window makes loopback crawl.)
+        var normal: Int32 = 1 << 20
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &normal, socklen_t(MemoryLayout<Int32>.size))
+        var answered = 0
+        while answered < total, let response = try? client.readResponse(), response.status == 200, response.body.count == 2000 {
+            answered += 1
+        }
+        #expect(answered == total)
+        #expect(sent.wait(timeout: .now() + 10) == .success)
+        #expect(setup.ingress.server.stats().responses == total)
     }
 
     @Test("a request that does not arrive in time gets 408 and the close")

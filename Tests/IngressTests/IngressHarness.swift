@@ -78,10 +78,13 @@ struct Routes {
     var version: Int
     var pools: [String: Int]
     var customers: [String: String]
+    /// Each pool's body limit in bytes; nil leaves the key out (an older supervisor).
+    var maxBodyBytes: [String: Int]?
 
     var json: String {
-        let data = try? JSONSerialization.data(
-            withJSONObject: ["version": version, "pools": pools, "customers": customers], options: [.sortedKeys])
+        var object: [String: Any] = ["version": version, "pools": pools, "customers": customers]
+        if let maxBodyBytes { object["max_body_bytes"] = maxBodyBytes }
+        let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }

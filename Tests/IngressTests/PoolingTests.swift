@@ -109,6 +109,47 @@ struct PoolingTests {
         #expect(response.header("x-bulkhead-error") == "too-large")
     }
 
+    @Test("a body over the limit of the customer's pool gets 413 from its head; a larger pool's customer is served")
+    func poolBodyLimit() throws {
+        let free = try FakePool(name: "free")
+        let pro = try FakePool(name: "pro")
+        let ingress = try IngressHarness(routes: Routes(
+            version: 1, pools: ["free": free.port, "pro": pro.port], customers: ["acme": "pro", "demo-free": "free"],
+            maxBodyBytes: ["free": 1000, "pro": 100_000]))
+        defer {
+            ingress.stop()
+            free.stop()
+            pro.stop()
+        }
+        // The head alone: the 413 comes without any body byte sent.
+        let client = try TestClient(port: ingress.port)
+        try client.send("POST /x HTTP/1.1\r\nHost: a.demo-free.localhost\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 413, "no 100 Continue for a body that will be refused")
+        #expect(response.header("x-bulkhead-error") == "too-large")
+        #expect(response.header("x-bulkhead-pool") == "ingress")
+        #expect(response.json["message"]?.contains("pool 'free' takes at most 1000") == true, "\(response.json)")
+        #expect(response.header("connection") == "close")
+        #expect(client.waitForClose())
+
+        // A chunked body is counted as it arrives: 1000 bytes fit, the next chunk size
+        // crosses the limit and is refused before its data.
+        let chunked = try TestClient(port: ingress.port)
+        try chunked.send("POST /x HTTP/1.1\r\nHost: a.demo-free.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
+            + String(repeating: "c", count: 1000) + "\r\n1\r\n")
+        let refused = try chunked.readResponse()
+        #expect(refused.status == 413)
+        #expect(refused.json["message"]?.contains("limit of pool 'free'") == true, "\(refused.json)")
+        #expect(chunked.waitForClose())
+
+        // The same body goes through for a customer of the larger pool.
+        let served = try TestClient(port: ingress.port)
+        try served.send("POST /x HTTP/1.1\r\nHost: a.acme.localhost\r\nContent-Length: 5000\r\n\r\n" + String(repeating: "b", count: 5000))
+        #expect(try served.readResponse().header("x-bulkhead-pool") == "pro")
+        #expect(free.requests == 0, "nothing over free's limit reached free")
+        #expect(ingress.server.stats().badRequests == 2)
+    }
+
     @Test("a pool that is down gets 502 bad-gateway, and the client's connection goes on")
     func upstreamDown() throws {
         let free = try FakePool(name: "free")

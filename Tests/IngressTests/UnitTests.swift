@@ -108,9 +108,19 @@ struct RoutingTableTests {
         let json = #"{"version": 7, "pools": {"free": 8101, "pro": 8102}, "customers": {"acme": "pro", "lost": "enterprise"}}"#
         let table = try RoutingTable.parse(Data(json.utf8))
         #expect(table.version == 7)
-        #expect(table.destination(of: "acme") == .pool(name: "pro", port: 8102))
+        #expect(table.destination(of: "acme") == .pool(name: "pro", port: 8102, maxBodyBytes: nil))
         #expect(table.destination(of: "lost") == .poolWithoutPort(name: "enterprise"))
         #expect(table.destination(of: "nobody") == .unknownCustomer)
+        #expect(table.largestMaxBodyBytes == nil, "a file without body limits leaves the ingress's own")
+    }
+
+    @Test("each pool's body limit comes with its customers' destination")
+    func bodyLimits() throws {
+        let json = #"{"version": 2, "pools": {"free": 8101, "enterprise": 8103}, "customers": {"cheap": "free", "big": "enterprise"}, "max_body_bytes": {"free": 1048576, "enterprise": 8388608}}"#
+        let table = try RoutingTable.parse(Data(json.utf8))
+        #expect(table.destination(of: "cheap") == .pool(name: "free", port: 8101, maxBodyBytes: 1_048_576))
+        #expect(table.destination(of: "big") == .pool(name: "enterprise", port: 8103, maxBodyBytes: 8_388_608))
+        #expect(table.largestMaxBodyBytes == 8_388_608)
     }
 
     @Test("extra keys are ignored")
@@ -125,6 +135,8 @@ struct RoutingTableTests {
         (#"{"version": 1, "pools": {"free": "8101"}, "customers": {}}"#, "'pools.free' is not an integer"),
         (#"{"version": 1, "pools": {"free": 0}, "customers": {}}"#, "ports are 1 to 65535"),
         (#"{"version": 1, "pools": {}, "customers": {"acme": 3}}"#, "'customers.acme' is not a string"),
+        (#"{"version": 1, "pools": {}, "customers": {}, "max_body_bytes": {"free": -1}}"#, "a body limit is at least 0"),
+        (#"{"version": 1, "pools": {}, "customers": {}, "max_body_bytes": {"free": "1"}}"#, "'max_body_bytes.free' is not an integer"),
     ])
     func malformed(_ json: String, _ expected: String) {
         do {

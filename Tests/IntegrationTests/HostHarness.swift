@@ -18,6 +18,7 @@ final class HostHarness: @unchecked Sendable {
         var wallMilliseconds: Int = 400
         var instructions: Int = 5_000_000
         var memoryMB: Int = 16
+        var maxBodyKB: Int = 64
         var extra: String = ""
     }
 
@@ -95,7 +96,7 @@ final class HostHarness: @unchecked Sendable {
             instructions = \(pool.instructions)
             memory_mb = \(pool.memoryMB)
             wall_ms = \(pool.wallMilliseconds)
-            max_body_kb = 64
+            max_body_kb = \(pool.maxBodyKB)
 
             [gate]
             bake_seconds = 1
