@@ -40,7 +40,7 @@ public struct RulesSummary: Sendable, Equatable {
 /// string starting with `/`; `header`: `{"name": …}` with exactly one of `equals`
 /// (string), `contains` (string), `present` (boolean); `query`: `{"contains": …}` or
 /// `{"param": …, "equals": …}`), `action` (`block`, `log`, `skip`, `execute`),
-/// `status` (100–599) and `body` (string) for `block` only, `message` (string) for
+/// `status` (200–599: a block is a final answer, never an interim 1xx) and `body` (string) for `block` only, `message` (string) for
 /// `log` only, `ruleset` (a defined ruleset) for `execute` only and required there,
 /// and optional `killswitch` (boolean). No other key is accepted anywhere.
 ///
@@ -234,8 +234,8 @@ public enum RulesValidator {
         }
 
         if let status = fields["status"] {
-            guard let code = status.integer, (100...599).contains(code) else {
-                throw RulesError(.schema, #"\#(rule): "status" must be an integer from 100 to 599, got \#(status.described)"#)
+            guard let code = status.integer, (200...599).contains(code) else {
+                throw RulesError(.schema, #"\#(rule): "status" must be an integer from 200 to 599, got \#(status.described)"#)
             }
         }
         for key in ["body", "message"] {

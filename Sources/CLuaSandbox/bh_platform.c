@@ -138,8 +138,8 @@ static void bh_convert_verdict(lua_State *L, bh_context *ctx, int idx, bh_verdic
     } else {
         int exact = 0;
         lua_Integer status = lua_tointegerx(L, -1, &exact);
-        if (status_type != LUA_TNUMBER || !exact || status < 100 || status > 599) {
-            bh_fail(L, ctx, "bad verdict from on_request: status must be an integer from 100 to 599");
+        if (status_type != LUA_TNUMBER || !exact || status < 200 || status > 599) {
+            bh_fail(L, ctx, "bad verdict from on_request: status must be an integer from 200 to 599");
         }
         verdict->status = (int)status;
     }

@@ -160,7 +160,7 @@ public final class PlatformRuntime {
     /// Calls `on_request(req, rules)` under the limits and reads its verdict.
     ///
     /// `nil` is a pass. A table whose `action` is `"block"` is a block, with `status`
-    /// (an integer from 100 to 599, 403 when absent) and `body` (a string,
+    /// (an integer from 200 to 599, 403 when absent) and `body` (a string,
     /// ``defaultBlockBody`` when absent). Anything else — another action, a bad
     /// status, a string, `false` — breaks the contract and is `.failed`, not a pass:
     /// the request still goes through (the caller fails open), but the broken

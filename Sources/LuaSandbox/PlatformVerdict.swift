@@ -3,7 +3,7 @@ public enum PlatformVerdict: Sendable {
     /// Let the request through to the customer script (`on_request` returned nil).
     case pass
     /// Answer the request without running the customer script: `on_request` returned
-    /// `{ action = "block", status = …, body = … }`. `status` is 100...599 (403 when
+    /// `{ action = "block", status = …, body = … }`. `status` is 200...599 (403 when
     /// the runtime gave none), `body` is a copy (``PlatformRuntime/defaultBlockBody``
     /// when the runtime gave none).
     case block(status: Int, body: [UInt8])

@@ -19,9 +19,10 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO artifacts (kind, version, content, sha256, size, created_at, created_by)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?)
                     """,
-                arguments: [kind.rawValue, summary.version, content, sha256, size, summary.createdAt, actor])
+                // As bytes with their length: see `wholeText(_:column:)`.
+                arguments: [kind.rawValue, summary.version, Data(content.utf8), sha256, size, summary.createdAt, actor])
             try insertAudit(
                 db, at: summary.createdAt, actor: actor, action: .artifactPut,
                 subject: "artifact/\(kind.rawValue)/\(summary.version)",
@@ -30,11 +31,16 @@ extension SQLiteStore {
         }
     }
 
+    /// Selects an artifact with its content whole (see `wholeText(_:column:)`).
+    private static let artifactColumns =
+        "SELECT kind, version, CAST(content AS BLOB) AS content, sha256, size, created_at, created_by FROM artifacts"
+
     /// One version of `kind` with its content, or nil.
     public func artifact(kind: ArtifactKind, version: Int) throws -> Artifact? {
         try read("read \(kind) artifact \(version)") { db in
             try Row.fetchOne(
-                db, sql: "SELECT * FROM artifacts WHERE kind = ? AND version = ?", arguments: [kind.rawValue, version]
+                db,
+                sql: "\(Self.artifactColumns) WHERE kind = ? AND version = ?", arguments: [kind.rawValue, version]
             ).map(Artifact.init(row:))
         }
     }
@@ -57,7 +63,7 @@ extension SQLiteStore {
     public func latestArtifact(kind: ArtifactKind) throws -> Artifact? {
         try read("read the latest \(kind) artifact") { db in
             try Row.fetchOne(
-                db, sql: "SELECT * FROM artifacts WHERE kind = ? ORDER BY version DESC LIMIT 1", arguments: [kind.rawValue]
+                db, sql: "\(Self.artifactColumns) WHERE kind = ? ORDER BY version DESC LIMIT 1", arguments: [kind.rawValue]
             ).map(Artifact.init(row:))
         }
     }
@@ -88,6 +94,6 @@ extension ArtifactSummary {
 
 extension Artifact {
     init(row: Row) throws {
-        self.init(summary: try ArtifactSummary(row: row), content: try row.decode(String.self, forColumn: "content"))
+        self.init(summary: try ArtifactSummary(row: row), content: try SQLiteStore.wholeText(row, column: "content"))
     }
 }

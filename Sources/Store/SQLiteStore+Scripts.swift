@@ -122,7 +122,7 @@ extension SQLiteStore {
             }
             return ScriptSource(
                 version: try ScriptVersion(row: row, customer: customer, name: name),
-                source: try Self.sourceText(row))
+                source: try Self.wholeText(row, column: "source"))
         }
     }
 
@@ -229,7 +229,7 @@ extension SQLiteStore {
                         customer: try row.decode(String.self, forColumn: "customer"),
                         name: try row.decode(String.self, forColumn: "name"),
                         version: try row.decode(Int.self, forColumn: "active_version"),
-                        source: try Self.sourceText(row)),
+                        source: try Self.wholeText(row, column: "source")),
                     cohort: try row.decode(String.self, forColumn: "cohort"),
                     sha256: try row.decode(String.self, forColumn: "sha256"),
                     quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
@@ -239,11 +239,6 @@ extension SQLiteStore {
 
     // MARK: Internals
 
-    /// The `source` column of a row that selected it `CAST(… AS BLOB)`, whole: GRDB
-    /// reads TEXT as a C string, which would end it at a NUL byte.
-    private static func sourceText(_ row: Row) throws -> String {
-        String(decoding: try row.decode(Data.self, forColumn: "source"), as: UTF8.self)
-    }
 
     /// The columns of a ``ScriptSummary``; callers add `AND …` and `ORDER BY`.
     private static let summarySelect = """

@@ -87,6 +87,15 @@ public final class SQLiteStore: BulkheadStore {
 
     // MARK: - Helpers for the entity extensions
 
+    /// A TEXT column of a row that selected it `CAST(column AS BLOB)`, whole. GRDB
+    /// binds a String as a C string (length -1) and reads TEXT back as one, which cut
+    /// a script or artifact at its first NUL byte, a byte Lua reads fine inside a
+    /// string literal; so such columns go in as `CAST(? AS TEXT)` of the bytes and
+    /// come back as a blob.
+    static func wholeText(_ row: Row, column: String) throws -> String {
+        String(decoding: try row.decode(Data.self, forColumn: column), as: UTF8.self)
+    }
+
     /// Runs `body` in one write transaction (IMMEDIATE: GRDB takes the write lock
     /// first, so a concurrent process cannot make it fail half-way with SQLITE_BUSY);
     /// any error rolls it back whole. `operation` completes "could not …".

@@ -221,11 +221,12 @@ import Testing
     }
 
     @Test func actionFields() {
-        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 700}]}"#, #"rule "r": "status" must be an integer from 100 to 599, got 700"#)
-        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 99}]}"#, #"rule "r": "status" must be an integer from 100 to 599, got 99"#)
-        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 403.5}]}"#, #"rule "r": "status" must be an integer from 100 to 599, got 403.5"#)
-        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": "403"}]}"#, #"rule "r": "status" must be an integer from 100 to 599, got the string "403""#)
-        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": true}]}"#, #"rule "r": "status" must be an integer from 100 to 599, got true"#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 700}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got 700"#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 99}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got 99"#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 100}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got 100"#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": 403.5}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got 403.5"#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": "403"}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got the string "403""#)
+        expectRefused(#"{"rules": [{"id": "r", "action": "block", "status": true}]}"#, #"rule "r": "status" must be an integer from 200 to 599, got true"#)
         expectRefused(#"{"rules": [{"id": "r", "action": "block", "body": 1}]}"#, #"rule "r": "body" must be a string, got 1"#)
         expectRefused(#"{"rules": [{"id": "r", "action": "log", "message": {}}]}"#, #"rule "r": "message" must be a string, got an object"#)
         expectRefused(#"{"rules": [{"id": "r", "action": "log", "status": 403}]}"#, #"rule "r": "status" is only for action "block", not "log""#)

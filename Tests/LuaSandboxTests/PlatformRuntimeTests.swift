@@ -568,6 +568,7 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
               if p == "/noaction" then return {} end
               if p == "/status" then return { action = "block", status = 700 } end
               if p == "/status-text" then return { action = "block", status = "403" } end
+              if p == "/interim" then return { action = "block", status = 100, body = "forged head" } end
               if p == "/body" then return { action = "block", body = 5 } end
               if p == "/meta" then
                 -- Raw access only: an __index that says "block" is never consulted.
@@ -586,8 +587,10 @@ func defaultRuntime(rules: String? = nil, logs: Recorder<String>? = nil) throws 
         #expect(runtime.check("GET", "/allow") == .failed(.scriptError, prefix + #"action must be "block" (return nil to pass), got allow"#))
         #expect(runtime.check("GET", "/noaction") == .failed(.scriptError, prefix + #"action must be "block" (return nil to pass), got nil"#))
         #expect(runtime.check("GET", "/meta") == .failed(.scriptError, prefix + #"action must be "block" (return nil to pass), got nil"#))
-        #expect(runtime.check("GET", "/status") == .failed(.scriptError, prefix + "status must be an integer from 100 to 599"))
-        #expect(runtime.check("GET", "/status-text") == .failed(.scriptError, prefix + "status must be an integer from 100 to 599"))
+        #expect(runtime.check("GET", "/status") == .failed(.scriptError, prefix + "status must be an integer from 200 to 599"))
+        #expect(runtime.check("GET", "/status-text") == .failed(.scriptError, prefix + "status must be an integer from 200 to 599"))
+        // An interim status would let a body frame a second response.
+        #expect(runtime.check("GET", "/interim") == .failed(.scriptError, prefix + "status must be an integer from 200 to 599"))
         #expect(runtime.check("GET", "/body") == .failed(.scriptError, prefix + "body must be a string, got number"))
         #expect(runtime.check("GET", "/nil") == .pass)
     }

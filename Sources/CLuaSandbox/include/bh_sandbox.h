@@ -383,7 +383,7 @@ bh_outcome bh_platform_set_rules(lua_State *L, const char *json, size_t len);
 /// with `req` built from `request` exactly as a customer script gets it (a fresh
 /// table every call) and the rules table, then converts the result into `*verdict`
 /// with raw access only: nil is a pass; a table whose `action` is "block" is a
-/// block (`status` an integer from 100 to 599, default 403; `body` a string or
+/// block (`status` an integer from 200 to 599, default 403; `body` a string or
 /// nil); anything else raises "runtime.lua: bad verdict from on_request: ...".
 /// Returns a `bh_outcome` like `bh_call_handle` (limits first). On success the body
 /// view stays valid until `bh_call_end`; on failure `ctx->error` holds the message.
