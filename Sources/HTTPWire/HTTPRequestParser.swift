@@ -152,22 +152,7 @@ public struct HTTPRequestParser: Sendable {
             body = .contiguous(state.headEnd..<(overflow ? Int.max : max(end, state.headEnd)))
         case .chunked: body = .chunked(decodedLength: decodedBody.count)
         }
-        return HTTPRequestHead(
-            method: state.method,
-            knownMethod: state.knownMethod,
-            target: state.target,
-            path: state.path,
-            query: state.query,
-            host: state.host,
-            version: state.version,
-            keepAlive: state.keepAlive,
-            expectsContinue: state.expectContinue,
-            contentLength: state.contentLength,
-            body: body,
-            headerCount: fieldCount,
-            headLength: state.headEnd,
-            consumed: state.headEnd
-        )
+        return head(body: body, consumed: state.headEnd)
     }
 
     // MARK: - Accessors for the last request
@@ -242,7 +227,14 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private mutating func finish(body: HTTPBody, consumed: Int) -> HTTPParseResult {
-        let head = HTTPRequestHead(
+        let request = head(body: body, consumed: consumed)
+        state.active = false
+        return .request(request)
+    }
+
+    /// The request head the state describes, with `body` and `consumed` as given.
+    private func head(body: HTTPBody, consumed: Int) -> HTTPRequestHead {
+        HTTPRequestHead(
             method: state.method,
             knownMethod: state.knownMethod,
             target: state.target,
@@ -258,8 +250,6 @@ public struct HTTPRequestParser: Sendable {
             headLength: state.headEnd,
             consumed: consumed
         )
-        state.active = false
-        return .request(head)
     }
 }
 

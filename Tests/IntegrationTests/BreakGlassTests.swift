@@ -16,21 +16,6 @@ import Testing
         end
         """
 
-    /// The CLI with no terminal on stdin (a script or a pipeline).
-    func cli(_ host: HostHarness, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: host.binary)
-        process.arguments = arguments + ["--data", host.data.root]
-        let pipe = Pipe()
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
-    }
-
     /// The versions of `kind` in the store, read the way an operator would check (the file itself).
     func storedVersions(_ host: HostHarness, _ kind: ArtifactKind) throws -> [Int] {
         // The host has made its store: opening it creates nothing.
@@ -42,7 +27,7 @@ import Testing
 
     /// `status --json` as JSON.
     func statusJSON(_ host: HostHarness) throws -> [String: Any] {
-        let result = try cli(host, ["status", "--json"])
+        let result = try host.cli(["status", "--json"])
         guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
             throw HarnessError("status --json failed: \(result.output)")
         }
@@ -73,7 +58,7 @@ import Testing
         #expect(try storedVersions(host, .runtime) == [1, 2])
 
         // With no terminal and no --yes: the plan is shown, nothing is done.
-        let unconfirmed = try cli(host, ["break-glass", "rollback", "--kind", "runtime"])
+        let unconfirmed = try host.cli(["break-glass", "rollback", "--kind", "runtime"])
         print(unconfirmed.output)
         #expect(unconfirmed.status != 0)
         #expect(unconfirmed.output.contains("pin the runtime to v2"), "it says what it would pin")
@@ -81,13 +66,13 @@ import Testing
         #expect(try statusJSON(host)["pins"] as? [String: Int] == [:], "nothing pinned without confirmation")
 
         // Asking for the rejected version by name is refused with the gate's reason.
-        let rejected = try cli(host, ["break-glass", "rollback", "--kind", "runtime", "--to", "1", "--yes"])
+        let rejected = try host.cli(["break-glass", "rollback", "--kind", "runtime", "--to", "1", "--yes"])
         print(rejected.output)
         #expect(rejected.status != 0)
         #expect(rejected.output.contains("rejected by the gate"))
         #expect(try statusJSON(host)["pins"] as? [String: Int] == [:])
 
-        let rollback = try cli(host, ["break-glass", "rollback", "--kind", "runtime", "--yes"])
+        let rollback = try host.cli(["break-glass", "rollback", "--kind", "runtime", "--yes"])
         print(rollback.output)
         #expect(rollback.status == 0)
         #expect(rollback.output.contains("pin the runtime to v2"))
@@ -102,9 +87,9 @@ import Testing
         let json = try statusJSON(host)
         #expect(json["frozen"] as? Bool == false)
         #expect(json["pins"] as? [String: Int] == ["runtime": 2])
-        let text = try cli(host, ["status"])
+        let text = try host.cli(["status"])
         #expect(text.output.contains("runtime pinned to v2"), "status text: \(text.output)")
-        let breakGlass = try cli(host, ["break-glass", "status"])
+        let breakGlass = try host.cli(["break-glass", "status"])
         #expect(breakGlass.output.contains("pinned: runtime v2"))
         let page = try host.api("GET", "/", token: nil)
         #expect(page.status == 200)
@@ -115,22 +100,22 @@ import Testing
         #expect(metric(metrics, "bulkhead_pinned_version{kind=\"runtime\"}") == 2)
 
         // A rollout of the pinned kind is refused and stores nothing.
-        let refused = try cli(host, ["rollout", "start", "--kind", "runtime", try rollouts.writeFile(host, "next.lua", DefaultRuntime.source)])
+        let refused = try host.cli(["rollout", "start", "--kind", "runtime", try rollouts.writeFile(host, "next.lua", DefaultRuntime.source)])
         print(refused.output)
         #expect(refused.status != 0)
         #expect(refused.output.contains("pinned") && refused.output.contains("break-glass unpin --kind runtime"))
         #expect(try storedVersions(host, .runtime) == [1, 2], "the refused start stored no version")
 
         // The pin holds until unpin, which changes nothing that runs.
-        let unpin = try cli(host, ["break-glass", "unpin", "--kind", "runtime"])
+        let unpin = try host.cli(["break-glass", "unpin", "--kind", "runtime"])
         print(unpin.output)
         #expect(unpin.status == 0)
         #expect(try statusJSON(host)["pins"] as? [String: Int] == [:])
-        #expect(try cli(host, ["status"]).output.contains("nothing pinned"))
+        #expect(try host.cli(["status"]).output.contains("nothing pinned"))
         #expect(try host.api("GET", "/", token: nil).body.contains("data-pinned-runtime") == false)
         #expect(metric(try host.api("GET", "/metrics", token: nil).body, "bulkhead_pinned_version{kind=\"runtime\"}") == nil)
         #expect(try rollouts.versions(host).values.allSatisfy { $0.allSatisfy { $0.runtime == 2 } })
-        let events = try cli(host, ["events", "--json", "--last", "10000"])
+        let events = try host.cli(["events", "--json", "--last", "10000"])
         #expect(events.output.contains("break-glass.rollback") && events.output.contains("break-glass.unpin"), "both are audited")
         let again = try rollouts.startRollout(host, kind: "runtime", file: try rollouts.writeFile(host, "again.lua", DefaultRuntime.source))
         #expect(try rollouts.waitForEnd(host, again) == "completed", "rollouts run again once unpinned")
@@ -143,7 +128,7 @@ import Testing
         defer { host.stop() }
         try host.start()
         let rollouts = RolloutIntegrationTests()
-        let freeze = try cli(host, ["break-glass", "freeze"])
+        let freeze = try host.cli(["break-glass", "freeze"])
         #expect(freeze.status == 0)
         #expect(try statusJSON(host)["frozen"] as? Bool == true)
         #expect(metric(try host.api("GET", "/metrics", token: nil).body, "bulkhead_frozen") == 1)
@@ -151,14 +136,14 @@ import Testing
         for kind in ["rules", "runtime"] {
             let file = try rollouts.writeFile(
                 host, "artifact-\(kind)", kind == "rules" ? RolloutIntegrationTests.rules(killswitch: false) : DefaultRuntime.source)
-            let refused = try cli(host, ["rollout", "start", "--kind", kind, file])
+            let refused = try host.cli(["rollout", "start", "--kind", kind, file])
             print(refused.output)
             #expect(refused.status != 0)
             #expect(refused.output.contains("frozen"))
         }
         #expect(try storedVersions(host, .rules).isEmpty, "no rules version stored by a refused start")
         #expect(try storedVersions(host, .runtime).isEmpty, "no runtime version stored by a refused start")
-        #expect(try cli(host, ["break-glass", "unfreeze"]).status == 0)
+        #expect(try host.cli(["break-glass", "unfreeze"]).status == 0)
         let id = try rollouts.startRollout(
             host, kind: "rules", file: try rollouts.writeFile(host, "rules.json", RolloutIntegrationTests.rules(killswitch: false)))
         #expect(id == 1)
@@ -174,18 +159,9 @@ import Testing
             for command in [["break-glass", "status"], ["break-glass", "status", "--json"], ["events"],
                             ["break-glass", "freeze"], ["break-glass", "unpin", "--kind", "runtime"],
                             ["break-glass", "rollback", "--kind", "runtime", "--yes"]] {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: binary)
-                process.arguments = command + ["--data", data]
-                let pipe = Pipe()
-                process.standardInput = FileHandle.nullDevice
-                process.standardOutput = pipe
-                process.standardError = pipe
-                try process.run()
-                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                print("\(command) --data \(data): exit \(process.terminationStatus): \(output)")
-                #expect(process.terminationStatus == 1, "\(command) on \(data)")
+                let (status, output) = try HostHarness.cli(binary: binary, command + ["--data", data])
+                print("\(command) --data \(data): exit \(status): \(output)")
+                #expect(status == 1, "\(command) on \(data)")
                 #expect(output.contains(data + "/bulkhead.sqlite"), "\(command): the error names the store's path")
                 #expect(!output.contains("frozen: no"), "\(command): no answer made up")
                 #expect(try FileManager.default.contentsOfDirectory(atPath: root).isEmpty, "\(command) created nothing")

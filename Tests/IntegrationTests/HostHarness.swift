@@ -272,10 +272,18 @@ final class HostHarness: @unchecked Sendable {
 
     /// Runs the bulkhead CLI against this host's data directory.
     func cli(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try Self.cli(binary: binary, arguments + ["--data", data.root])
+    }
+
+    /// Runs the bulkhead CLI with no terminal on its standard input (so a command
+    /// that asks for confirmation on a TTY never waits for one); returns its exit
+    /// status and its standard output and error together.
+    static func cli(binary: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments + ["--data", data.root]
+        process.arguments = arguments
         let pipe = Pipe()
+        process.standardInput = FileHandle.nullDevice
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
