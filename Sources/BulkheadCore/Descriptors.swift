@@ -14,6 +14,20 @@ public enum Descriptors {
         return Int(limit.rlim_cur)
     }
 
+    /// Raises the soft limit on open descriptors to the hard one, as a server that
+    /// holds many connections should (the soft limit is often 1024 while the hard one
+    /// is far higher); returns the soft limit in force afterwards. A failure leaves
+    /// the limit as it was: the connection caps are computed from what is in force.
+    @discardableResult
+    public static func raiseToHardLimit() -> Int {
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return self.limit()
+    }
+
     /// Descriptors open now (the entries of /proc/self/fd, less the one that lists
     /// them); nil where /proc is not mounted.
     public static func openCount() -> Int? {

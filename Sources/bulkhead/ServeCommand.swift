@@ -30,7 +30,7 @@ struct ServeCommand: ParsableCommand {
     var ingress: String = "127.0.0.1:8100"
     @Option(help: ArgumentHelp(
         "Most connections the control API holds at once; a new one beyond it displaces the longest idle one.",
-        discussion: "Default: the smallest of 1024 and a quarter of the descriptor limit (ulimit -n). Either way, "
+        discussion: "Default: the smallest of 1024 and a quarter of the descriptor limit (serve raises its soft ulimit -n to the hard one). Either way, "
             + "descriptors for replacing every worker stay free."))
     var apiMaxConnections: Int?
     @Option(help: "Most control API connections one client address may hold (default: half the cap, at most 256).")
@@ -60,6 +60,9 @@ struct ServeCommand: ParsableCommand {
             return EscapingLogHandler(handler)
         }
         let logger = Logger(label: "bulkhead.supervisor")
+        // Before anything opens: the workers, the ingress and the API's cap all
+        // start from the limit in force.
+        Descriptors.raiseToHardLimit()
         let configuration = SupervisorConfiguration(
             cohortsDirectory: cohorts, data: DataDirectory(dataOptions.data), scriptsDirectory: scripts, demo: demo,
             workerExecutable: Self.ownExecutable(),
