@@ -40,6 +40,18 @@ extension Supervisor {
         let connection = FrameConnection(fd: fd)
         Sockets.setTimeouts(fd, seconds: 10)
         guard let frame = try? connection.readFrameNow() else { return }
+        // The socket's mode (0600, in a 0700 run/) is the first guard; the peer's
+        // credentials are the second, for a socket whose mode or directory was
+        // loosened after it was made. Only this user, or root, commands the host.
+        // (Checked after the frame is read, so that closing after the refusal is
+        // not a reset that destroys it; the frame itself is never decoded.)
+        let peer = try? Sockets.peerUID(of: fd)
+        guard let peer, peer == getuid() || peer == 0 else {
+            logger.warning("admin socket: refused a client of another user", metadata: ["uid": "\(peer.map(String.init) ?? "unknown")"])
+            let refusal = AdminResponse(ok: false, error: "the admin socket answers only uid \(getuid()) (the supervisor's user) and root")
+            try? connection.writeFrameNow(ControlCodec.encode(refusal))
+            return
+        }
         let response: AdminResponse
         if let request = ControlCodec.decode(AdminRequest.self, from: frame) {
             response = perform(request)

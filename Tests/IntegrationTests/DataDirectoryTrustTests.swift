@@ -178,6 +178,54 @@ import Testing
         try Self.expectRefused(host, path: data.run, saying: "can be written by its group or others (mode 0777)")
     }
 
+    /// The supervisor's side of the admin socket: with its directories and the
+    /// socket loosened after the start (a mistaken chmod), a client running as
+    /// nobody reaches the socket but is refused before any command is read, and a
+    /// freeze it sends never takes effect.
+    @Test func theSupervisorAnswersNoOtherUsersClient() throws {
+        let nobody = try Self.nobody()
+        let group = try #require(getpwnam("nobody")).pointee.pw_gid
+        let host = try Self.makeHost()
+        defer { host.stop() }
+        try host.start()
+        let data = host.data
+        for path in [data.root, data.run] { #expect(chmod(path, 0o755) == 0) }
+        #expect(chmod(data.adminSocket, 0o666) == 0)
+        // One admin frame (4-byte big-endian length, then the JSON request), the
+        // answer frame printed; run as nobody.
+        let client = """
+            import json, socket, struct, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(sys.argv[1])
+            body = json.dumps({"command": "break-glass-freeze", "arguments": {}}).encode()
+            s.sendall(struct.pack(">I", len(body)) + body)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            sys.stdout.write(data[4:].decode(errors="replace"))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid", "\(nobody)", "--regid", "\(group)", "--clear-groups",
+                             "/usr/bin/python3", "-c", client, data.adminSocket]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let answer = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        print("nobody's admin request answered: \(answer)")
+        #expect(answer.contains("answers only uid 0"), "\(answer)")
+        // Root's own client still works, and nobody's freeze did not happen.
+        for path in [data.root, data.run] { #expect(chmod(path, 0o700) == 0) }
+        let status = try host.cli(["status", "--json"])
+        #expect(status.status == 0, "\(status.output)")
+        #expect(status.output.contains("\"frozen\":false") || status.output.contains("\"frozen\" : false"), "\(status.output)")
+    }
+
     /// The CLI's side of the admin socket: a command goes only to a supervisor of
     /// the same user. Here nobody runs a real supervisor on their own data directory,
     /// and root's admin client is pointed at its socket.
