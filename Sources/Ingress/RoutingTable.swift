@@ -1,13 +1,10 @@
+import BulkheadCore
 import Foundation
 import HTTPWire
 
-/// Which pool serves each customer: the contents of `DATA/run/routes.json`, which the
-/// supervisor writes (temp file + rename) whenever a customer or a pool moves.
-///
-/// ```json
-/// {"version": 7, "pools": {"free": 8101, "pro": 8102}, "customers": {"acme": "pro"},
-///  "max_body_bytes": {"free": 1048576, "pro": 4194304}}
-/// ```
+/// Which pool serves each customer: the contents of `DATA/run/routes.json`
+/// (``IngressRoutes``), which the supervisor writes (temp file + rename) whenever a
+/// customer or a pool moves.
 ///
 /// `max_body_bytes` is each pool's cohort `max_body_kb` in bytes: the ingress refuses a
 /// larger body for a customer of that pool before buffering it. A file without it (a
@@ -71,23 +68,11 @@ public final class RoutingTable: Sendable {
     /// table kept) rather than read whole. A million customers fit in about 40 MB.
     public static let defaultMaxFileBytes = 64 * 1024 * 1024
 
-    private struct Wire: Decodable {
-        var version: Int
-        var pools: [String: Int]
-        var customers: [String: String]
-        var maxBodyBytes: [String: Int]?
-
-        enum CodingKeys: String, CodingKey {
-            case version, pools, customers
-            case maxBodyBytes = "max_body_bytes"
-        }
-    }
-
     /// Parses and checks the file's bytes.
     public static func parse(_ data: Data) throws(RoutesFileError) -> RoutingTable {
-        let wire: Wire
+        let wire: IngressRoutes
         do {
-            wire = try JSONDecoder().decode(Wire.self, from: data)
+            wire = try IngressRoutes.decode(data)
         } catch let error as DecodingError {
             throw .malformed(Self.describe(error))
         } catch {
@@ -96,11 +81,10 @@ public final class RoutingTable: Sendable {
         for (pool, port) in wire.pools.sorted(by: { $0.key < $1.key }) where !(1...65535).contains(port) {
             throw .malformed("pool '\(pool)' has port \(port); ports are 1 to 65535")
         }
-        let limits = wire.maxBodyBytes ?? [:]
-        for (pool, limit) in limits.sorted(by: { $0.key < $1.key }) where limit < 0 {
+        for (pool, limit) in wire.maxBodyBytes.sorted(by: { $0.key < $1.key }) where limit < 0 {
             throw .malformed("pool '\(pool)' has max_body_bytes \(limit); a body limit is at least 0")
         }
-        return RoutingTable(version: wire.version, pools: wire.pools, customers: wire.customers, maxBodyBytes: limits)
+        return RoutingTable(version: wire.version, pools: wire.pools, customers: wire.customers, maxBodyBytes: wire.maxBodyBytes)
     }
 
     /// A decoding error in a person's words: what was wrong and where.

@@ -41,16 +41,14 @@ struct ScriptsDirectory {
         result.identities[mapPath] = mapIdentity
         if mapIdentity == nil || known[mapPath] != mapIdentity,
            let text = try? String(contentsOfFile: mapPath, encoding: .utf8) {
-            for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-                guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                let cohort = parts.count == 2 ? parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : ""
-                guard parts.count == 2, ResourceName.isValid(parts[0]), ResourceName.isValid(cohort) else {
-                    result.problems.append("\(mapPath):\(number + 1): expected CUSTOMER = \"COHORT\"")
-                    continue
-                }
-                result.assignments[parts[0]] = cohort
+            do {
+                let map = try CustomersFile.parse(text, file: mapPath)
+                result.assignments = map.assignments
+                result.problems += map.problems.map(\.description)
+            } catch {
+                // Not TOML: no entry is taken, so every customer keeps the cohort
+                // the store has; the file is read again once it changes.
+                result.problems.append(error.description)
             }
         }
         let customers = (try? fileManager.contentsOfDirectory(atPath: directory)) ?? []

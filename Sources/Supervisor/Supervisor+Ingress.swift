@@ -117,14 +117,10 @@ extension Supervisor {
         state.routesVersion += 1
         var customers = catalog.assignments
         for (customer, pool) in overrides { customers[customer] = pool }
-        let maxBodyBytes: [String: Int] = pools.mapValues { $0.cohort.limits.maxBodyBytes }
-        let table: [String: Any] = [
-            "version": state.routesVersion,
-            "pools": Dictionary(uniqueKeysWithValues: pools.map { ($0.key, $0.value.port) }),
-            "customers": customers,
-            "max_body_bytes": maxBodyBytes,
-        ]
-        guard let data = try? JSONSerialization.data(withJSONObject: table, options: [.sortedKeys]) else { return }
+        let table = IngressRoutes(
+            version: state.routesVersion, pools: pools.mapValues(\.port), customers: customers,
+            maxBodyBytes: pools.mapValues { $0.cohort.limits.maxBodyBytes })
+        guard let data = try? table.encoded() else { return }
         let temporary = routesFile + ".tmp"
         if FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) {
             rename(temporary, routesFile)

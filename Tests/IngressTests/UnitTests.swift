@@ -1,3 +1,4 @@
+import BulkheadCore
 import Foundation
 import HTTPWire
 import NIOCore
@@ -121,6 +122,16 @@ struct RoutingTableTests {
         #expect(table.destination(of: "cheap") == .pool(name: "free", port: 8101, maxBodyBytes: 1_048_576))
         #expect(table.destination(of: "big") == .pool(name: "enterprise", port: 8103, maxBodyBytes: 8_388_608))
         #expect(table.largestMaxBodyBytes == 8_388_608)
+    }
+
+    @Test("the table the supervisor writes is the table the ingress reads")
+    func writtenByTheSupervisorsType() throws {
+        let routes = IngressRoutes(
+            version: 4, pools: ["free": 8101, "pro": 8102], customers: ["acme": "pro"], maxBodyBytes: ["free": 1024, "pro": 2048])
+        let table = try RoutingTable.parse(routes.encoded())
+        #expect(table.version == 4)
+        #expect(table.destination(of: "acme") == .pool(name: "pro", port: 8102, maxBodyBytes: 2048))
+        #expect(table.largestMaxBodyBytes == 2048)
     }
 
     @Test("extra keys are ignored")

@@ -111,6 +111,33 @@ import Testing
         print("the scripts directory's file back after an upload in \(afterUpload.map { String(format: "%.2f s", $0) } ?? "never"), after a delete in \(afterDelete.map { String(format: "%.2f s", $0) } ?? "never")")
     }
 
+    @Test func customersTomlIsReadAsTOMLAndAFileThatIsNotChangesNothing() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let map = host.scripts + "/customers.toml"
+        let good = try String(contentsOfFile: map, encoding: .utf8)
+        try host.writeScript(customer: "newco", name: "hello", source: "function handle(req) return 'hello newco' end")
+        let pro = try host.pool("pro").port
+        let free = try host.pool("free").port
+
+        // `newco = pro` is not TOML (the value is not quoted): the whole file is
+        // refused, with the file and line in the log, and nothing changes.
+        try (good + "newco = pro\n").write(toFile: map, atomically: true, encoding: .utf8)
+        let refused = waitFor(timeout: 10, interval: 0.05) { host.supervisorOutput().contains("customers.toml:4: not valid TOML") }
+        #expect(refused != nil, "\(host.supervisorOutput().suffix(2000))")
+        Thread.sleep(forTimeInterval: 1)
+        #expect(httpGet(port: pro, host: "hello.newco.localhost")?.body != "hello newco", "a customer from a refused file")
+        #expect(httpGet(port: free, host: "echo.c-free.localhost")?.body.hasPrefix("echo /") == true,
+                "the customers already assigned still serve")
+
+        // A quoted key is TOML: the customer is added.
+        try (good + "\"newco\" = \"pro\"\n").write(toFile: map, atomically: true, encoding: .utf8)
+        let added = waitFor(timeout: 10) { httpGet(port: pro, host: "hello.newco.localhost")?.body == "hello newco" }
+        #expect(added != nil, "a quoted customer key is read")
+        print("customers.toml: refused in \(refused.map { String(format: "%.2f s", $0) } ?? "never"), a quoted key served in \(added.map { String(format: "%.2f s", $0) } ?? "never")")
+    }
+
     @Test func badUploadsAreRefusedAndNothingIsStored() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }

@@ -75,4 +75,55 @@ import Testing
         let again = ScriptsDirectory.read(root, known: [:])
         #expect(again.sources == first.sources)
     }
+
+    // MARK: customers.toml is TOML
+
+    func writeCustomers(_ text: String) throws {
+        try text.write(toFile: ScriptsDirectory.customersPath(root), atomically: true, encoding: .utf8)
+    }
+
+    @Test func customersMayUseAnyTOMLKeyAndStringForm() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeCustomers("""
+            # customer = "cohort"
+            "acme" = "pro"
+            beta = 'free'  # a literal string
+            gamma="free"
+            """)
+        let read = ScriptsDirectory.read(root)
+        #expect(read.assignments == ["acme": "pro", "beta": "free", "gamma": "free"])
+        #expect(read.problems.isEmpty, "\(read.problems)")
+    }
+
+    @Test func aCustomersFileThatIsNotTOMLIsRefusedWhole() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeCustomers("acme = \"free\"\nbeta = pro\n")
+        let read = ScriptsDirectory.read(root)
+        // No entry of it is taken: the store keeps every customer's last cohort.
+        #expect(read.assignments.isEmpty)
+        #expect(read.problems.count == 1)
+        let problem = read.problems.first ?? ""
+        #expect(problem.hasPrefix(ScriptsDirectory.customersPath(root) + ":2: not valid TOML"), "\(problem)")
+        #expect(problem.contains("CUSTOMER = \"COHORT\""), "\(problem)")
+    }
+
+    @Test func badCustomerEntriesAreRefusedByKeyAndTheOthersKept() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeCustomers("""
+            "Acme" = "free"
+            loud = "PRO"
+            count = 3
+            nested.key = "free"
+            good = "free"
+            """)
+        let read = ScriptsDirectory.read(root)
+        #expect(read.assignments == ["good": "free"])
+        let path = ScriptsDirectory.customersPath(root)
+        #expect(read.problems.sorted() == [
+            "\(path): Acme: 'Acme' is not a valid customer name (\(ResourceName.rule))",
+            "\(path): count: must be a cohort name in quotes (\"COHORT\"), got integer",
+            "\(path): loud: 'PRO' is not a valid cohort name (\(ResourceName.rule))",
+            "\(path): nested: must be a cohort name in quotes (\"COHORT\"), got table",
+        ])
+    }
 }
