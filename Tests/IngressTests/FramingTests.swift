@@ -207,7 +207,7 @@ final class CannedPool: Sendable {
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }
             pending += chunk[0..<count]
-            while let end = Self.headEnd(pending) {
+            while let end = TestClient.headEnd(pending) {
                 let head = String(decoding: pending[0..<end], as: UTF8.self)
                 pending.removeFirst(end)
                 let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? "/"
@@ -223,15 +223,6 @@ final class CannedPool: Sendable {
         }
         // stop() closes the descriptor; closing it here too could close a reused number.
         shutdown(fd, Int32(SHUT_RDWR))
-    }
-
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for index in 0...(bytes.count - 4)
-        where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
-            return index + 4
-        }
-        return nil
     }
 
     /// Stops accepting and ends every connection (the threads see the end and return).

@@ -202,7 +202,9 @@ final class TestClient {
         return true
     }
 
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
+    /// The length of the head at the start of `bytes` (through its blank line), or
+    /// nil while it is incomplete.
+    static func headEnd(_ bytes: [UInt8]) -> Int? {
         guard bytes.count >= 4 else { return nil }
         for index in 0...(bytes.count - 4)
         where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
