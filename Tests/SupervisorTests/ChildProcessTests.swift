@@ -29,7 +29,7 @@ import Testing
     /// finished child with all of its output, not one that ran out of time.
     @Test func largeOutputIsNotATimeout() async throws {
         let started = Date()
-        let output = try #require(await Self.run("/bin/sh", ["-c", "head -c 200000 /dev/zero"], input: "", timeout: 10))
+        let output = try #require(await Self.run("/bin/sh", ["-c", "exec head -c 200000 /dev/zero"], input: "", timeout: 10))
         #expect(output.status == 0)
         #expect(output.text.utf8.count == 200_000)
         #expect(Date().timeIntervalSince(started) < 5)
@@ -65,7 +65,7 @@ import Testing
     /// Output past the limit (1 MiB) is refused with a message that says so; the
     /// child is stopped rather than read without end.
     @Test func outputPastTheLimitIsRefused() async throws {
-        let output = try #require(await Self.run("/bin/sh", ["-c", "head -c 2000000 /dev/zero"], input: "", timeout: 10))
+        let output = try #require(await Self.run("/bin/sh", ["-c", "exec head -c 2000000 /dev/zero"], input: "", timeout: 10))
         #expect(output.status != 0)
         #expect(output.text.contains("printed more than"))
     }
