@@ -1,4 +1,4 @@
-/// Which customer's script a request is for (DESIGN.md, "Addressing a script").
+/// Which customer's script a request is for (README, "Addressing").
 ///
 /// - By host: a Host of three or more labels that is not an IP address,
 ///   `SCRIPT.CUSTOMER.anything[:port]`, names both (case-insensitive, lower-cased);

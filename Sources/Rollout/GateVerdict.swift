@@ -125,7 +125,7 @@ public struct ProportionComparison: Codable, Sendable, Equatable, CustomStringCo
     /// `stageRate − baselineRate` (negative when the stage is better).
     public var increase: Double?
     /// The one-sided test of the increase; nil when either side has no requests.
-    public var test: ProportionTest?
+    public var test: TwoProportionTest?
     /// Whether `test` found the stage worse at the gate's α.
     public var significant: Bool
     /// The absolute rate limit applied, or nil when none is (script errors).
@@ -136,7 +136,7 @@ public struct ProportionComparison: Codable, Sendable, Equatable, CustomStringCo
     /// Creates a comparison; `compare(…)` computes one.
     public init(
         label: String, stageCount: Int, stageTotal: Int, stageRate: Double?, baselineCount: Int?,
-        baselineTotal: Int?, baselineRate: Double?, increase: Double?, test: ProportionTest?, significant: Bool,
+        baselineTotal: Int?, baselineRate: Double?, increase: Double?, test: TwoProportionTest?, significant: Bool,
         maxRate: Double?, maxIncrease: Double
     ) {
         self.label = label
@@ -167,9 +167,9 @@ public struct ProportionComparison: Codable, Sendable, Equatable, CustomStringCo
         let baselineRate = baseline.flatMap { rate($0.count, $0.total) }
         var increase: Double?
         if let stageRate, let baselineRate { increase = stageRate - baselineRate }
-        var test: ProportionTest?
+        var test: TwoProportionTest?
         if let baseline {
-            test = ProportionTest.oneSided(
+            test = TwoProportionTest.oneSided(
                 stageCount: stageCount, stageTotal: stageTotal, baselineCount: baseline.count,
                 baselineTotal: baseline.total)
         }

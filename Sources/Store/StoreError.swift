@@ -3,8 +3,8 @@ import Foundation
 
 /// Why the store refused or failed an operation, in words a person can act on.
 ///
-/// A struct around a private enum (STYLE.md): the reasons will grow with new backends
-/// and features without breaking callers. Choose a reaction (an HTTP status, an exit
+/// A struct around a private enum, not a public enum: the reasons will grow with new
+/// backends and features without breaking callers. Choose a reaction (an HTTP status, an exit
 /// code) from ``kind``; show ``description`` to the person.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// Broad classes of failure that callers react to differently.

@@ -7,8 +7,8 @@ import Testing
 
 /// Malformed HTTP on a pool's port and on the ingress: each gets a clean error and a
 /// closed connection, and the one worker behind both keeps serving everyone else.
-/// The statuses come from DESIGN.md's error table and HTTPParseError's documented
-/// statuses (head or header count over the limit: 431; body over `max_body_kb`:
+/// The statuses come from the errors the README lists under "Addressing" and
+/// HTTPParseError's documented statuses (head or header count over the limit: 431; body over `max_body_kb`:
 /// 413; bad framing: 400).
 @Suite(.serialized) struct BadInputTests {
     static let hostHeader = "Host: echo.acme.localhost\r\n"

@@ -8,8 +8,8 @@ import Testing
 /// run through both the real `bulkhead try` (the repository's free cohort: 10M
 /// instructions, 32 MiB, 1000 ms) and a live pool (`bulkhead serve`, real HTTP; the
 /// harness cohort: 5M instructions, 16 MiB, 400 ms). Every expectation is written from
-/// the contract (DESIGN.md "The script contract", README "The script contract" and
-/// the error table), not from what the code happens to do. After each hostile request
+/// the contract (README "The script contract", "Limits" and the errors listed under
+/// "Addressing"), not from what the code happens to do. After each hostile request
 /// on the pool a `control` script of the same customer must still answer 200 on a
 /// fresh connection: the worker survived, or it was replaced and only the hostile
 /// request failed.

@@ -6,7 +6,7 @@ import Foundation
 import Store
 import Testing
 
-/// What DESIGN.md promises about secrets and isolation, checked on a live host: tokens
+/// What the host promises about secrets and isolation, checked on a live host: tokens
 /// hashed at rest, the admin socket and token files 0600, one customer unable to reach
 /// another's scripts, and nothing a script or a request controls reaching the host's
 /// logs unescaped.

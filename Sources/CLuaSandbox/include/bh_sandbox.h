@@ -226,8 +226,8 @@ bh_outcome bh_open_sandbox(lua_State *L);
 /// timer (BH_TICK_NS) lands in the call, then counted with the instructions the
 /// time before that tick may have covered charged up front (BH_LAZY_CHARGE, at most
 /// 5% of such a budget). A call that ends within a tick, which is nearly every
-/// call, pays nothing per instruction; the count hook costs about 12% of a busy
-/// handler (NOTES.md). Each tick is a signal: 2,000 a second on a busy thread.
+/// call, pays nothing per instruction; the count hook, measured, costs about 12% of
+/// a busy handler. Each tick is a signal: 2,000 a second on a busy thread.
 #define BH_LAZY_MIN_BUDGET 10000000
 
 /// The tick: a periodic CLOCK_MONOTONIC timer of 500 µs.

@@ -6,7 +6,7 @@ import Musl
 import Darwin
 #endif
 
-/// A one-sided test of whether a stage's error proportion is greater than its
+/// A one-sided two-proportion test of whether a stage's error proportion is greater than its
 /// baseline's: H0 `p_stage ≤ p_baseline` against H1 `p_stage > p_baseline`.
 ///
 /// One-sided because only a worse stage matters: a stage with *fewer* errors than
@@ -19,7 +19,7 @@ import Darwin
 ///   number of errors; used when any expected count is smaller, where the normal
 ///   approximation is badly off (with 3/20 against 0/20 it gives p ≈ 0.036, the exact
 ///   answer is 3/26 ≈ 0.115).
-public struct ProportionTest: Codable, Sendable, Equatable {
+public struct TwoProportionTest: Codable, Sendable, Equatable {
     /// How the p-value was computed.
     public enum Method: String, Codable, Sendable {
         /// The pooled two-proportion z-test (normal approximation).
@@ -65,7 +65,7 @@ public struct ProportionTest: Codable, Sendable, Equatable {
     /// - Returns: nil when either total is 0: there is nothing to test.
     public static func oneSided(
         stageCount: Int, stageTotal: Int, baselineCount: Int, baselineTotal: Int
-    ) -> ProportionTest? {
+    ) -> TwoProportionTest? {
         guard stageTotal > 0, baselineTotal > 0 else { return nil }
         let n1 = stageTotal
         let n2 = baselineTotal
@@ -81,14 +81,14 @@ public struct ProportionTest: Codable, Sendable, Equatable {
         let z = pooledZ(x1: x1, n1: n1, x2: x2, n2: n2)
         if smallest < minimumExpectedCount {
             let p = fisherUpperTail(x1: x1, n1: n1, x2: x2, n2: n2)
-            return ProportionTest(method: .fisherExact, pValue: p, z: z, smallestExpectedCount: smallest)
+            return TwoProportionTest(method: .fisherExact, pValue: p, z: z, smallestExpectedCount: smallest)
         }
         // With every expected count ≥ 5 both kinds of outcome were seen, so the pooled
         // variance is positive and z is defined; the guard only keeps that true.
         guard let z else {
-            return ProportionTest(method: .pooledZ, pValue: 1, z: nil, smallestExpectedCount: smallest)
+            return TwoProportionTest(method: .pooledZ, pValue: 1, z: nil, smallestExpectedCount: smallest)
         }
-        return ProportionTest(method: .pooledZ, pValue: normalUpperTail(z), z: z, smallestExpectedCount: smallest)
+        return TwoProportionTest(method: .pooledZ, pValue: normalUpperTail(z), z: z, smallestExpectedCount: smallest)
     }
 
     // MARK: - The pooled z-test

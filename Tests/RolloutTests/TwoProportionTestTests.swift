@@ -7,9 +7,9 @@ import Testing
 /// SciPy 1.17 (`scipy.stats.fisher_exact(..., alternative="greater")`,
 /// `scipy.stats.norm.sf`).
 @Suite("One-sided test for two proportions")
-struct ProportionTestTests {
-    private func test(_ x1: Int, _ n1: Int, _ x2: Int, _ n2: Int) throws -> ProportionTest {
-        try #require(ProportionTest.oneSided(stageCount: x1, stageTotal: n1, baselineCount: x2, baselineTotal: n2))
+struct TwoProportionTestTests {
+    private func test(_ x1: Int, _ n1: Int, _ x2: Int, _ n2: Int) throws -> TwoProportionTest {
+        try #require(TwoProportionTest.oneSided(stageCount: x1, stageTotal: n1, baselineCount: x2, baselineTotal: n2))
     }
 
     private func close(_ actual: Double, _ expected: Double, relative: Double = 1e-9) -> Bool {
@@ -141,8 +141,8 @@ struct ProportionTestTests {
 
     @Test("no requests on a side: nothing to test")
     func emptySide() {
-        #expect(ProportionTest.oneSided(stageCount: 0, stageTotal: 0, baselineCount: 1, baselineTotal: 10) == nil)
-        #expect(ProportionTest.oneSided(stageCount: 1, stageTotal: 10, baselineCount: 0, baselineTotal: 0) == nil)
+        #expect(TwoProportionTest.oneSided(stageCount: 0, stageTotal: 0, baselineCount: 1, baselineTotal: 10) == nil)
+        #expect(TwoProportionTest.oneSided(stageCount: 1, stageTotal: 10, baselineCount: 0, baselineTotal: 0) == nil)
     }
 
     @Test("more errors than requests count as every request failing")
