@@ -22,21 +22,36 @@ enum ChildProcess {
     /// by a signal gives 128 plus the signal, and one that prints more than
     /// `outputLimit` bytes gives 125 and says so.
     ///
-    /// Blocks the calling thread: call it from a dispatch thread, never from a task
-    /// (the child's I/O runs on Swift's concurrency pool, which a blocked task would
-    /// starve).
+    /// Blocks the calling thread. The child's tasks run on `executor`'s dispatch
+    /// threads, not on Swift's cooperative pool (two threads here): code that blocks
+    /// those threads — as parallel tests do — once delayed a 20 ms check by ten
+    /// seconds, to its deadline.
     static func run(_ path: String, _ arguments: [String], input: String, timeout: Double, mergeStderr: Bool = true)
         -> (status: Int32, text: String)?
     {
         let outcome = Outcome()
         let finished = DispatchSemaphore(value: 0)
-        Task.detached {
+        Task(executorPreference: executor) {
             let result = await runAsync(path, arguments, input: input, timeout: timeout, mergeStderr: mergeStderr)
             outcome.value.withLock { $0 = result }
             finished.signal()
         }
         finished.wait()
         return outcome.value.withLock { $0 }
+    }
+
+    /// Where the child's tasks run (their child tasks inherit the preference).
+    private static let executor = DispatchTaskExecutor()
+
+    /// A task executor on a concurrent dispatch queue, whose threads grow as needed,
+    /// unlike the cooperative pool's.
+    private final class DispatchTaskExecutor: TaskExecutor {
+        private let queue = DispatchQueue(label: "bulkhead.child-process", attributes: .concurrent)
+
+        func enqueue(_ job: consuming ExecutorJob) {
+            let job = UnownedJob(job)
+            queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        }
     }
 
     /// Carries the result from the task back to the blocked caller.
