@@ -18,8 +18,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
-        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
-        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // MARK: Lua
@@ -87,10 +85,6 @@ let package = Package(
             dependencies: [
                 "BulkheadCore", "Store", "Rollout",
                 .product(name: "Logging", package: "swift-log"),
-                // The checks' short-lived child processes: output read while they run,
-                // a deadline that kills them.
-                .product(name: "Subprocess", package: "swift-subprocess"),
-                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         /// The ingress: routes each request by customer to its pool's port. No Lua.

@@ -1,118 +1,110 @@
-import Dispatch
-import Subprocess
-import Synchronization
-#if canImport(System)
-import System
-#else
-import SystemPackage
+#if canImport(Glibc)
+import Glibc
 #endif
+import Foundation
 
 /// Runs a short-lived helper process to completion, with stdin fed and its output
 /// collected while it runs, killing it past `timeout`. Used for the checks the
 /// supervisor must not run itself (`check-script`, `check-artifact`, a binary's probe).
+///
+/// Its writer and reader are threads of their own, not the dispatch pool or Swift's
+/// cooperative pool: the callers block dispatch threads while they wait (a storm of
+/// uploads arrives on them), and a check whose I/O waits for a pool thread runs out
+/// of time while the pool is busy. (swift-subprocess was tried here: its work runs
+/// as tasks, and 75 concurrent uploads either starved the cooperative pool or, on a
+/// dispatch-backed executor, found no thread left for the children's tasks.)
 enum ChildProcess {
     /// Most output kept from one child. The checks print a verdict or an error of a
-    /// few hundred bytes; a child that prints more than this is cut off and killed
-    /// rather than held in the supervisor's memory.
+    /// few hundred bytes; a child that prints more than this is killed rather than
+    /// held in the supervisor's memory.
     static let outputLimit = 1024 * 1024
 
     /// The exit status and everything it printed, or nil when it ran out of time. A
     /// program that cannot be started at all (a directory, no `#!` line, no execute
     /// permission for us) gives status 127 and says why, as a shell would; one killed
     /// by a signal gives 128 plus the signal, and one that prints more than
-    /// `outputLimit` bytes gives 125 and says so.
-    ///
-    /// Blocks the calling thread. The child's tasks run on `executor`'s dispatch
-    /// threads, not on Swift's cooperative pool (two threads here): code that blocks
-    /// those threads — as parallel tests do — once delayed a 20 ms check by ten
-    /// seconds, to its deadline.
+    /// `outputLimit` bytes gives 125 and says so. Blocks the calling thread.
     static func run(_ path: String, _ arguments: [String], input: String, timeout: Double, mergeStderr: Bool = true)
         -> (status: Int32, text: String)?
     {
-        let outcome = Outcome()
-        let finished = DispatchSemaphore(value: 0)
-        Task(executorPreference: executor) {
-            let result = await runAsync(path, arguments, input: input, timeout: timeout, mergeStderr: mergeStderr)
-            outcome.value.withLock { $0 = result }
-            finished.signal()
-        }
-        finished.wait()
-        return outcome.value.withLock { $0 }
-    }
-
-    /// Where the child's tasks run (their child tasks inherit the preference).
-    private static let executor = DispatchTaskExecutor()
-
-    /// A task executor on a concurrent dispatch queue, whose threads grow as needed,
-    /// unlike the cooperative pool's.
-    private final class DispatchTaskExecutor: TaskExecutor {
-        private let queue = DispatchQueue(label: "bulkhead.child-process", attributes: .concurrent)
-
-        func enqueue(_ job: consuming ExecutorJob) {
-            let job = UnownedJob(job)
-            queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-        }
-    }
-
-    /// Carries the result from the task back to the blocked caller.
-    private final class Outcome: Sendable {
-        let value = Mutex<(status: Int32, text: String)?>(nil)
-    }
-
-    /// `run` for callers that are tasks already.
-    static func runAsync(_ path: String, _ arguments: [String], input: String, timeout: Double, mergeStderr: Bool = true)
-        async -> (status: Int32, text: String)?
-    {
-        // The child and a timer race; whichever ends first cancels the other. A
-        // cancelled run kills the child (Subprocess's teardown ends with SIGKILL) and
-        // reaps it before the group returns, so nothing outlives the call.
-        await withTaskGroup(of: (status: Int32, text: String)??.self) { group in
-            group.addTask {
-                mergeStderr
-                    ? await collect(path, arguments, input: input, error: .combinedWithOutput)
-                    : await collect(path, arguments, input: input, error: .discarded)
-            }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
-                return .none
-            }
-            let first = await group.next() ?? .none
-            group.cancelAll()
-            return first ?? nil
-        }
-    }
-
-    /// Runs the child once; its output is read while it runs, so one that prints
-    /// more than a pipe holds (64 KiB on Linux) does not stall waiting for a reader.
-    /// Returns nil only when cancelled (the deadline passed).
-    private static func collect(_ path: String, _ arguments: [String], input: String,
-                                error: some ErrorOutputProtocol) async -> (status: Int32, text: String)?
-    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        // A crashing check must not spend seconds printing a backtrace.
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = environment
+        let stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = mergeStderr ? stdout : FileHandle.nullDevice
         do {
-            let result = try await Subprocess.run(
-                .path(FilePath(path)),
-                arguments: Arguments(arguments),
-                // A crashing check must not spend seconds printing a backtrace.
-                environment: .inherit.updating(["SWIFT_BACKTRACE": "enable=no"]),
-                input: .array(Array(input.utf8)),
-                output: .string(limit: outputLimit),
-                error: error)
-            if Task.isCancelled { return nil }
-            switch result.terminationStatus {
-            case .exited(let code): return (code, result.standardOutput)
-            case .signaled(let signal): return (128 + signal, result.standardOutput)
-            }
-        } catch let failure as SubprocessError {
-            if Task.isCancelled { return nil }
-            switch failure.code {
-            case .outputLimitExceeded:
-                return (125, "printed more than \(outputLimit) bytes")
-            default:
-                return (127, "cannot be started: \(failure)")
-            }
+            try process.run()
         } catch {
-            if Task.isCancelled { return nil }
-            return (127, "cannot be started: \(error)")
+            return (127, "cannot be started: \(error.localizedDescription)")
+        }
+        let pid = process.processIdentifier
+        Thread {
+            try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+        }.start()
+        // The output is read while the child runs: one that prints more than a pipe
+        // holds (64 KiB) would otherwise wait for a reader until its deadline.
+        let output = Output()
+        Thread {
+            let reader = stdout.fileHandleForReading
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                if !output.append(chunk) {
+                    kill(pid, SIGKILL)
+                    break
+                }
+            }
+            output.finished.signal()
+        }.start()
+
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(2_000) }
+        if process.isRunning {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        // The end of the output comes after the exit; a grandchild that still holds
+        // the pipe counts against the same deadline.
+        guard output.finished.wait(timeout: .now() + max(0, deadline.timeIntervalSinceNow)) == .success else { return nil }
+        let (data, overflowed) = output.collected
+        if overflowed { return (125, "printed more than \(outputLimit) bytes") }
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return (status, String(decoding: data, as: UTF8.self))
+    }
+
+    /// What the reader thread collected, handed to the waiting caller.
+    private final class Output: @unchecked Sendable {
+        /// Signalled once the reader has seen the end of the output (or stopped at the limit).
+        let finished = DispatchSemaphore(value: 0)
+        private let lock = NSLock()
+        private var data = Data()
+        private var overflowed = false
+
+        /// Adds a chunk; false (and nothing kept) once the total passes `outputLimit`.
+        func append(_ chunk: Data) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            guard data.count + chunk.count <= ChildProcess.outputLimit else {
+                overflowed = true
+                return false
+            }
+            data.append(chunk)
+            return true
+        }
+
+        var collected: (Data, Bool) {
+            lock.lock()
+            defer { lock.unlock() }
+            return (data, overflowed)
         }
     }
 }
