@@ -102,6 +102,12 @@ public enum OwnedFile {
             if code == ENOENT { return nil }
             throw code == ELOOP ? .symbolicLink(path: path) : .system(path: path, operation: "open", code: code)
         }
+        return try checkedRegularFile(fd, path: path, secret: secret)
+    }
+
+    /// Checks what `fd` (just opened at `path`) is, and returns it; closes it and
+    /// throws when it is not one regular file of ours.
+    private static func checkedRegularFile(_ fd: Int32, path: String, secret: Bool) throws(DataDirectoryError) -> Int32 {
         do {
             try check(descriptor: fd, path: path, is: .regularFile, secret: secret, singleLink: true)
         } catch {
@@ -137,14 +143,9 @@ public enum OwnedFile {
             let code = errno
             throw code == ELOOP ? .symbolicLink(path: path) : .system(path: path, operation: "open", code: code)
         }
-        do {
-            // O_NONBLOCK only kept a FIFO planted here from blocking the open; the
-            // check below refuses it, and a regular file ignores the flag.
-            try check(descriptor: fd, path: path, is: .regularFile, secret: secret, singleLink: true)
-        } catch {
-            close(fd)
-            throw error
-        }
+        // O_NONBLOCK only kept a FIFO planted here from blocking the open; the check
+        // refuses it, and a regular file ignores the flag.
+        _ = try checkedRegularFile(fd, path: path, secret: secret)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return fd
     }

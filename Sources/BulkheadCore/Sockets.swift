@@ -88,21 +88,6 @@ public enum Sockets {
         return fd
     }
 
-    /// Accepts one connection, retrying on EINTR. The new socket is close-on-exec.
-    /// For a single accept only: a loop uses `acceptRetrying`, which no error ends.
-    public static func accept(_ listener: Int32) throws(SystemError) -> Int32 {
-        while true {
-            let fd = Glibc.accept(listener, nil, nil)
-            if fd >= 0 {
-                // Set before any spawn can happen on this process's behalf: workers
-                // must inherit only the descriptors they are given on purpose.
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                return fd
-            }
-            if errno != EINTR { throw SystemError("accept") }
-        }
-    }
-
     /// Sets send and receive timeouts on a socket.
     public static func setTimeouts(_ fd: Int32, seconds: Double) {
         var time = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))

@@ -40,9 +40,6 @@ struct PoolSnapshot {
 }
 
 extension Supervisor {
-    /// Whether rollouts are frozen (break glass).
-    func frozen() -> Bool { (try? store.isFrozen()) ?? false }
-
     /// What the status page shows: the host, each pool's request and error totals
     /// once a second over the last five minutes, and the recent rollouts.
     public func pageData() -> (HostStatus, [String: [(at: Double, requests: Int, errors: Int)]], [(id: Int, status: RolloutStatus)]) {
