@@ -72,7 +72,7 @@ public final class HostMetricsServer: Sendable {
         }
         let bound = channel.localAddress?.port ?? port
         logger.info("host metrics listening", metadata: [
-            "address": "\(host):\(bound)", "max_connections": "\(cap)", "routes": "/metrics /healthz",
+            "address": "\(host):\(bound)", "connection_cap": "\(cap)", "routes": "/metrics /healthz",
         ])
         return HostMetricsServer(port: bound, group: group, channel: channel)
     }
