@@ -44,6 +44,53 @@ import Testing
         (status?["state"] as? [String: Any])?.keys.first ?? ""
     }
 
+    /// A runtime whose every request the watchdog must end: the canary slot crash-
+    /// loops (the runtime's chunk is named, no customer script is blamed). free's
+    /// gate allows one crash, so the guard (two crashes of one slot) is the first
+    /// to see a loop; the rollout's own bake could not have ended.
+    @Test func aRuntimeThatCrashLoopsTheCanaryIsPutBackByTheHostsGuard() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.writeRawCohort("free", Self.slowFree.replacingOccurrences(of: "min_requests = 100_000", with: "min_requests = 100_000\nmax_crashes = 1"))
+        try host.start()
+        let run = try host.steadyLoad(pools: ["pro", "enterprise"], seconds: 60)
+        defer { _ = run.stop() }
+        let runtime = host.root + "/looping-runtime.lua"
+        try """
+            function on_request(req, rules)
+              string.find(string.rep('a', 40), string.rep('a*', 40) .. 'b')
+              return nil
+            end
+            """.write(toFile: runtime, atomically: true, encoding: .utf8)
+        let port = try host.pool("free").port
+        let id = try #require(try host.cli(["rollout", "start", "--kind", "runtime", runtime]).output.split(separator: "\n").last.map(String.init))
+        var status: [String: Any]?
+        let ended = waitFor(timeout: 40, interval: 0.1) {
+            // Requests keep the canary busy; each one it takes ends it.
+            _ = httpGet(port: port, host: "echo.c-free.localhost", timeout: 3)
+            status = rolloutStatus(host, id)
+            return stateName(status) == "rolledBack"
+        }
+        let decisions = (status?["decisions"] as? [[String: Any]]) ?? []
+        for decision in decisions { print("decision: \(decision["by"] ?? "") \(decision["event"] ?? ""): \(decision["message"] ?? "")") }
+        #expect(ended != nil, "the rollout ends rolled back")
+        let failed = decisions.first { $0["event"] as? String == "failed" }
+        #expect(failed?["by"] as? String == "local guard", "\(decisions)")
+        #expect((failed?["message"] as? String)?.contains("crash-looped: 2 crash(es)") == true)
+        if let startedAt = decisions.first?["time"] as? Double, let failedAt = failed?["time"] as? Double {
+            print(String(format: "local guard: crash-looping canary put back %.1f s after the rollout started", failedAt - startedAt))
+            #expect(failedAt - startedAt < 20, "two watchdog ends take about 2 s")
+        }
+        #expect(waitFor(timeout: 10, interval: 0.05) {
+            (try? host.pool("free").workers.count { $0.ready && $0.stats.versions.runtime == 0 }) == 2
+        } != nil, "free serves on the last completed runtime")
+        #expect(try host.pool("free").quarantined.isEmpty, "no customer script is blamed for the runtime's loop")
+        let report = run.stop()
+        print(report.summary)
+        #expect(report["pro"]?.failed == 0)
+        #expect(report["enterprise"]?.failed == 0)
+    }
+
     @Test func aRuntimeWithANewPlatformErrorIsPutBackByTheHostsGuard() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }
