@@ -96,14 +96,26 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        /// The host's own `/metrics` and `/healthz` (`serve --metrics`): a small
+        /// listener on an event loop of its own, up whether the control API is or not.
+        .target(
+            name: "HostMetrics",
+            dependencies: [
+                "BulkheadCore", "Supervisor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         /// The control API (Hummingbird) customers and operators use.
         .target(
             name: "ControlAPI",
             dependencies: [
-                "BulkheadCore", "Store", "Supervisor",
+                "BulkheadCore", "Store", "Supervisor", "HostMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 // The connection guard's handler sits in Hummingbird's HTTP/1 pipeline.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -116,7 +128,8 @@ let package = Package(
         .executableTarget(
             name: "bulkhead",
             dependencies: [
-                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "Store", "Ingress",
+                "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "HostMetrics", "Store",
+                "Ingress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -8,6 +8,9 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var pools: [PoolStatus]
     /// The control API's address (`127.0.0.1:8080`), once it listens.
     public var api: String?
+    /// The host's own `/metrics` and `/healthz` address (`127.0.0.1:8090`), once it
+    /// listens (nil with `--metrics off`).
+    public var metrics: String?
     /// The ingress's address and pid, when it runs.
     public var ingress: String?
     /// The ingress process.

@@ -1,5 +1,6 @@
 import BulkheadCore
 import Foundation
+import HostMetrics
 import Hummingbird
 import Logging
 import Store

@@ -7,7 +7,8 @@ public struct RolloutDecision: Codable, Sendable, Equatable, CustomStringConvert
         case started
         /// A stage passed its gate (and the next began, unless frozen).
         case passed
-        /// A stage failed its gate; the rollout was rolled back.
+        /// A stage failed its gate, or a host's local guard put it back; the rollout
+        /// was rolled back.
         case failed
         /// A stage had too little data by its max bake time; the rollout paused.
         case inconclusive
@@ -38,7 +39,8 @@ public struct RolloutDecision: Codable, Sendable, Equatable, CustomStringConvert
     /// The stage's display name, if any.
     public var stageName: String?
     /// Who decided: an operator's name, `"gate"` for the health gate, `"freeze"` for
-    /// the global freeze, `"supervisor"` for a restart.
+    /// the global freeze, `"supervisor"` for a restart, `"local guard"` for a host's
+    /// `LocalGuard`.
     public var by: String
     /// The gate's verdict with its numbers, for gate decisions and for a promotion
     /// (the last verdict before it).

@@ -12,7 +12,8 @@ import BulkheadCore
 ///   (`RolloutPlan.baseline(forStage:in:)`);
 /// - the operator's `pause`, `resume`, `abort`, `promote`; the global
 ///   `setFrozen(_:now:)` (idempotent: calling it every tick with the current flag is
-///   fine); `restored(now:)` after a supervisor restart.
+///   fine); `restored(now:)` after a supervisor restart;
+/// - `hostGuardTripped(_:now:)` when a host's `LocalGuard` put slots back on its own.
 ///
 /// ## Invalid operations
 /// Operator commands (`start`, `pause`, `resume`, `abort`, `promote`) *throw* a
@@ -402,6 +403,30 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         var actions = [record(now, .unfrozen, stage: index, by: "freeze", message: "unfrozen")]
         if case .running(let index) = state { actions += advanceIfHeld(stage: index, now: now, by: "freeze") }
         return actions
+    }
+
+    /// The host's local guard put the new version's slots back on the previous
+    /// version on its own (see `LocalGuard`): the rollout rolls back as after a
+    /// failed gate, every stage that got the new version, and records a decision by
+    /// `"local guard"` with the guard's reason. In every active state, paused and
+    /// frozen included: the guard has already acted, and the rollout must not put
+    /// the version back. A report of another kind or version, or one that comes
+    /// after the rollout ended, changes nothing.
+    public mutating func hostGuardTripped(_ report: LocalGuardReport, now: Double) -> [RolloutAction] {
+        guard report.kind == kind, report.targetVersion == targetVersion, let index = currentStage else { return [] }
+        let now = clock(now)
+        let applied = stagesWithNewVersion
+        for stage in applied { hasNewVersion[stage] = false }
+        if progress[index] == .baking { progress[index] = .failed }
+        skipPendingStages()
+        let reason = "local guard: \(report.reason)"
+        state = .rolledBack(stage: index, reason: reason)
+        endStage()
+        var message = "the host's local guard put \(report.slotList) back on version \(report.restoredVersion): "
+            + "\(report.reason); rolling back \(names(applied)) to version \(previousVersion)"
+        if frozen { message += " (a freeze never stops an automatic rollback)" }
+        let entry = record(now, .failed, stage: index, by: "local guard", message: message)
+        return [entry, .rollback(toVersion: previousVersion, stages: applied)]
     }
 
     /// Tells the machine a new supervisor took it over (call once, after decoding

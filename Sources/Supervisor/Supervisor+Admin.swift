@@ -202,6 +202,7 @@ extension Supervisor {
                 })
         }
         var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        host.metrics = metricsAddress
         do {
             host.frozen = try store.isFrozen()
             host.pins = try BreakGlass.pins(store: store)

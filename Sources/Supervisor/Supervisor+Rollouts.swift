@@ -60,9 +60,12 @@ extension Supervisor {
 
     // MARK: - Versions per slot
 
-    /// The artifact version a slot of a pool should run now: the rollout's when one
-    /// covers the slot, else the pin of a break-glass rollback, else the pool's current.
+    /// The artifact version a slot of a pool should run now: the local guard's when
+    /// it holds the slot back, else the rollout's when one covers the slot, else the pin of a break-glass rollback, else the pool's current.
     func desiredVersion(_ kind: ArtifactKind, pool: String, slot: Int) -> Int {
+        // The local guard's hold wins over the rollout: it put the slot back, and the
+        // driver may not have heard yet.
+        if let held = localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
         if let rollout = rollouts[kind], let version = rollout.machine.version(forPool: pool, slot: slot) { return version }
         if let pinned = (try? store.pinnedVersion(of: kind)) ?? nil { return pinned }
         return ((try? store.activeVersion(of: kind, inPool: pool)) ?? nil) ?? 0
@@ -269,6 +272,7 @@ extension Supervisor {
     func driveRollouts() {
         let now = Self.wallClock()
         recordPoolSnapshots(now: now)
+        deliverGuardReports(now: now)
         // The freeze flag is read from the store (break glass may set it with the
         // supervisor down), so only while some rollout can be frozen.
         guard !rollouts.isEmpty else { return }
@@ -376,10 +380,11 @@ extension Supervisor {
             case .resetWindow:
                 startWindow(for: rollout)
             case .rollback(let version, let stages):
-                logger.error("rollout failed its gate; rolling back", metadata: [
+                logger.error("rollout failed; rolling back", metadata: [
                     "id": "\(rollout.id)", "kind": "\(kind)", "to": "\(version)",
                     "stages": "\(stages.map { rollout.machine.stages[$0].name })",
-                    "reason": "\(rollout.machine.lastVerdict?.reasons.joined(separator: "; ") ?? "")",
+                    "by": "\(rollout.machine.decisions.last?.by ?? "")",
+                    "reason": "\(rollout.machine.decisions.last?.message ?? "")",
                 ])
                 for index in stages { ship(kind, version: version, to: rollout.machine.stages[index]) }
             case .completed:
@@ -409,8 +414,15 @@ extension Supervisor {
 
     /// Puts `version` of `kind` on every slot of a stage.
     func ship(_ kind: ArtifactKind, version: Int, to stage: Stage) {
-        guard let pool = pools[stage.pool] else { return }
-        for slot in stage.slots where pool.slots.indices.contains(slot) {
+        ship(kind, version: version, pool: stage.pool, slots: stage.slots)
+    }
+
+    /// Puts `version` of `kind` on these slots of a pool; a slot the local guard
+    /// holds back gets the guard's version instead.
+    func ship(_ kind: ArtifactKind, version: Int, pool name: String, slots: [Int]) {
+        guard let pool = pools[name] else { return }
+        for slot in slots where pool.slots.indices.contains(slot) {
+            let version = localGuard.heldVersion(kind: kind, pool: name, slot: slot) ?? version
             if kind == .binary {
                 replaceWorker(pool: pool, slot: slot)
             } else if let worker = pool.slots[slot], let content = artifactContent(kind, version: version) {

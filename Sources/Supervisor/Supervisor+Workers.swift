@@ -315,6 +315,7 @@ extension Supervisor {
                 rollout.windowCrashes += 1
             }
         }
+        guardCrash(of: handle)
         logger.warning("worker exited; replacing it", metadata: [
             "pool": "\(handle.pool)", "slot": "\(handle.slot)", "pid": "\(handle.pid)",
             "reason": "\(handle.killReason ?? reason)",

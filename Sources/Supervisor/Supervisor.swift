@@ -6,6 +6,7 @@ import CBulkheadPosix
 import Dispatch
 import Foundation
 import Logging
+import Rollout
 import Store
 import Synchronization
 
@@ -95,6 +96,11 @@ public final class Supervisor: @unchecked Sendable {
     var savedDecisions: [Int: Int] = [:]
     /// Ticks since start (rollouts are driven every tenth).
     var ticks = 0
+    /// The host's own protection of the slots running a rollout's new version: it
+    /// acts on what this host observes, without the rollout's driver.
+    var localGuard = LocalGuard()
+    /// What the guard did, until the rollout's driver has taken it in.
+    var guardReports: [LocalGuardReport] = []
 
     /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
     var loadedScripts: [pid_t: Set<String>] = [:]
@@ -104,6 +110,8 @@ public final class Supervisor: @unchecked Sendable {
 
     /// The control API's address once it listens.
     var apiAddress: String?
+    /// The host's `/metrics` and `/healthz` address once it listens.
+    var metricsAddress: String?
 
     /// Records where the control API listens (shown by `status`).
     public func apiListening(on address: String) {
@@ -332,6 +340,9 @@ public final class Supervisor: @unchecked Sendable {
         timer.setEventHandler { [unowned self] in
             let now = Self.now()
             self.tick(now: now)
+            // Before the driver: the guard never waits for it, and the driver then
+            // learns what the guard did before judging the stage itself.
+            self.guardTick(now: now)
             self.ticks += 1
             if self.ticks % 10 == 0 { self.driveRollouts() }
             if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {

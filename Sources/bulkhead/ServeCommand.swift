@@ -3,6 +3,7 @@ import BulkheadCore
 import Foundation
 import Logging
 import ControlAPI
+import HostMetrics
 import Supervisor
 
 /// `bulkhead serve`: the supervisor.
@@ -29,6 +30,11 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Address of the ingress (routes by customer to its pool); 'off' runs none.")
     var ingress: String = "127.0.0.1:8100"
     @Option(help: ArgumentHelp(
+        "Address of the host's own /metrics and /healthz; port 0 picks a free one; 'off' serves none.",
+        discussion: "Served on a listener of its own, whether the control API is up, flooded or not. "
+            + "/healthz answers 200 when every pool has a ready worker, else 503 naming the pools that have none."))
+    var metrics: String = "127.0.0.1:8090"
+    @Option(help: ArgumentHelp(
         "Most connections the control API holds at once; a new one beyond it displaces the longest idle one.",
         discussion: "Default: the smallest of 1024 and a quarter of the descriptor limit (serve raises its soft ulimit -n to the hard one). Either way, "
             + "descriptors for replacing every worker stay free."))
@@ -47,6 +53,7 @@ struct ServeCommand: ParsableCommand {
         if let apiMaxConnectionsPerPeer, apiMaxConnectionsPerPeer < 1 {
             throw ValidationError("--api-max-connections-per-peer must be at least 1")
         }
+        if metrics != "off" { _ = try Self.split(address: metrics, option: "--metrics") }
         guard apiHeadTimeout > 0, apiHeadTimeout.isFinite else {
             throw ValidationError("--api-head-timeout must be a positive number of seconds")
         }
@@ -81,12 +88,29 @@ struct ServeCommand: ParsableCommand {
             FileHandle.standardError.write(Data("bulkhead serve: \(ControlCharacters.escaped("\(error)"))\n".utf8))
             throw ExitCode.failure
         }
+        // The host's own metrics, before the API: its descriptors count as in use
+        // when the API's cap is computed. A bind that fails is logged, and the host
+        // serves on without it (as without the API).
+        var metricsServer: HostMetricsServer?
+        var metricsReserve = 0
+        if metrics != "off" {
+            let (metricsHost, metricsPort) = try Self.split(address: metrics, option: "--metrics")
+            do {
+                let server = try HostMetricsServer.start(host: metricsHost, port: metricsPort, supervisor: supervisor, logger: logger)
+                supervisor.metricsListening(on: "\(metricsHost):\(server.port)")
+                metricsServer = server
+                metricsReserve = HostMetricsServer.defaultMaxConnections
+            } catch {
+                logger.error("host metrics cannot listen; serving without them", metadata: ["address": "\(metrics)", "error": "\(error)"])
+            }
+        }
+        defer { metricsServer?.stop() }
         let (host, port) = try Self.split(address: api, option: "--api")
         let apiLogger = Logger(label: "bulkhead.api")
         let (connections, warnings) = APIConnectionLimits.resolve(
             maxConnections: apiMaxConnections, maxPerPeer: apiMaxConnectionsPerPeer, headTimeout: apiHeadTimeout,
             descriptorLimit: Descriptors.limit(), descriptorsInUse: Descriptors.openCount() ?? 0,
-            reserved: supervisor.descriptorsToKeepFree())
+            reserved: supervisor.descriptorsToKeepFree() + metricsReserve)
         for warning in warnings { apiLogger.warning("\(warning)") }
         let application = ControlAPI.application(
             supervisor: supervisor, host: host, port: port, connections: connections, logger: apiLogger

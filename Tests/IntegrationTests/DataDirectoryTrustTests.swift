@@ -240,7 +240,8 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid", "\(nobody)", "--regid", "\(group)", "--clear-groups", host.binary, "serve",
-                             "--cohorts", host.cohorts, "--data", data.root, "--api", "127.0.0.1:0", "--ingress", "off"]
+                             "--cohorts", host.cohorts, "--data", data.root, "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                             "--ingress", "off"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

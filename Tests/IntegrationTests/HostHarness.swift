@@ -133,7 +133,7 @@ final class HostHarness: @unchecked Sendable {
     func start(waitForReady: Bool = true) throws {
         let process = Process()
         let serve = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                     "--api", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
+                     "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
         if let first = launcher.first {
             process.executableURL = URL(fileURLWithPath: first)
             process.arguments = Array(launcher.dropFirst()) + [binary] + serve
@@ -165,7 +165,7 @@ final class HostHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--api", "127.0.0.1:0",
-                             "--ingress", "127.0.0.1:0"]
+                             "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"]
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = pipe

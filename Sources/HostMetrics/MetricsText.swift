@@ -2,9 +2,11 @@ import BulkheadCore
 import Prometheus
 import Supervisor
 
-/// Renders `/metrics` in the Prometheus text format.
-enum MetricsText {
-    static func render(_ snapshot: MetricsSnapshot) -> String {
+/// Renders `/metrics` in the Prometheus text format: the host's own endpoint
+/// (`serve --metrics`) and the control API's `/metrics` share it.
+public enum MetricsText {
+    /// The Prometheus text of a snapshot.
+    public static func render(_ snapshot: MetricsSnapshot) -> String {
         // A registry per scrape, filled from the supervisor's running totals: the
         // totals only grow, so the counters are monotonic as Prometheus requires.
         let registry = PrometheusCollectorRegistry()
