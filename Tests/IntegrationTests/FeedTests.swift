@@ -47,7 +47,7 @@ import Testing
             let workers = try host.pool("free").workers.map(\.pid)
             let counters = try #require(try host.status().feed)
             let started = Date()
-            let answer = try host.api("PUT", "/v1/scripts/live", token: token, body: Array("return 'v\(version)'".utf8))
+            let answer = try host.api("PUT", "/v1/scripts/live", token: token, body: Array("function handle(req) return 'v\(version)' end".utf8))
             #expect(answer.status == 201, "\(answer.body)")
             let live = waitFor(timeout: 10, interval: 0.001) {
                 guard let pool = try? host.pool("free") else { return false }
@@ -78,19 +78,19 @@ import Testing
         defer { host.stop() }
         try host.start()
         let token = try host.addCustomer("acme", cohort: "free")
-        #expect(try host.api("PUT", "/v1/scripts/hello", token: token, body: Array("return 'hello v1'".utf8)).status == 201)
+        #expect(try host.api("PUT", "/v1/scripts/hello", token: token, body: Array("function handle(req) return 'hello v1' end".utf8)).status == 201)
         let port = try host.pool("free").port
         #expect(waitFor(timeout: 10) { httpGet(port: port, host: "hello.acme.localhost")?.body == "hello v1" } != nil)
-        host.stop()
+        // Stopped whole (its workers drain and exit), files kept.
+        host.signalSupervisor(SIGTERM)
+        #expect(waitFor(timeout: 10) { host.workerPIDsFromFiles().allSatisfy { kill($0, 0) != 0 } } != nil)
 
         // The control store is moved aside; a file that is not SQLite takes its name.
         let storeFile = host.data.storeFile
         let saved = host.root + "/saved.sqlite"
-        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: storeFile + suffix) {
-            try FileManager.default.moveItem(atPath: storeFile + suffix, toPath: saved + suffix)
-        }
-        try Data("this is not a database, it is a note\n".utf8).write(to: URL(fileURLWithPath: storeFile))
-        chmod(storeFile, 0o600)
+        for suffix in ["", "-wal", "-shm"] { _ = rename(storeFile + suffix, saved + suffix) }
+        #expect(FileManager.default.createFile(
+            atPath: storeFile, contents: Data("this is not a database, it is a note\n".utf8), attributes: [.posixPermissions: 0o600]))
 
         try host.start()
         let status = try host.status()
@@ -104,7 +104,7 @@ import Testing
 
         // Meanwhile the control store takes an upload (as control would), then comes back.
         let store = try SQLiteStore(path: saved)
-        _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "return 'hello v2'", actor: "test")
+        _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "function handle(req) return 'hello v2' end", actor: "test")
         try store.close()
         for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: saved + suffix) {
             _ = rename(saved + suffix, storeFile + suffix)
