@@ -45,15 +45,18 @@ extension Supervisor {
     // MARK: - Opening
 
     /// Opens the control store (for the control side's writes) when it is not open,
-    /// at most once a second; a failure is logged once and retried.
-    func openControlStore() {
-        guard controlStore.withLock({ $0 == nil }) else { return }
+    /// at most once a second; a failure is logged once and retried, and returned.
+    @discardableResult
+    func openControlStore() -> (any Error)? {
+        guard controlStore.withLock({ $0 == nil }) else { return nil }
         do {
             let opened = try SQLiteStore(dataDirectory: configuration.data)
             controlStore.withLock { $0 = opened }
             logger.info("control store open", metadata: ["file": "\(opened.path)"])
+            return nil
         } catch {
             noteFeedProblem("cannot open the control store; serving from the replica", error)
+            return error
         }
     }
 

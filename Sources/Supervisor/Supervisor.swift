@@ -173,8 +173,12 @@ public final class Supervisor: @unchecked Sendable {
             throw SupervisorStartError(description: "\(error)")
         }
         // The pools start from the replica whatever the control store's state: a
-        // damaged or locked one is reported and retried, not fatal.
-        openControlStore()
+        // damaged or locked one is reported and retried, not fatal. With no replica
+        // yet there is nothing to serve from, and the start stops naming the store.
+        if let error = openControlStore(), ((try? replica.appliedRevision()) ?? nil) == nil {
+            releaseLock()
+            throw SupervisorStartError(description: "\(error)")
+        }
         adminToken = try loadOrCreateAdminToken()
 
         let directory = CohortDirectory.load(configuration.cohortsDirectory)
