@@ -24,6 +24,8 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var pins: [String: Int] = [:]
     /// Why ``frozen`` and ``pins`` could not be read from the store, when they could not.
     public var breakGlassError: String?
+    /// Where the host's replica stands on the control store's change feed.
+    public var feed: FeedStatus?
 
     /// Creates a status.
     public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {
@@ -87,6 +89,8 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var heartbeatAge: Double
     /// Its latest cumulative stats.
     public var stats: WorkerStats
+    /// The script version this worker confirmed loading last (`customer/name@version`).
+    public var lastLoadedScript: String?
 
     /// Creates a worker status.
     public init(slot: Int, pid: Int32, ready: Bool, adopted: Bool, heartbeatAge: Double, stats: WorkerStats) {
@@ -127,5 +131,33 @@ public struct AdminResponse: Codable, Sendable, Equatable {
         self.ok = ok
         self.error = error
         self.result = result
+    }
+}
+
+/// The host replica against the control store's change feed, in `HostStatus`.
+public struct FeedStatus: Codable, Sendable, Equatable {
+    /// The feed revision the replica (and what the workers were sent) reflects; nil
+    /// before the first copy.
+    public var appliedRevision: Int?
+    /// The newest revision the feed had at the last look.
+    public var latestRevision: Int
+    /// Script rows (with their sources) read from the control store since start.
+    public var scriptsRead: Int
+    /// Script messages (load or unload) sent to workers since start, one per worker.
+    public var scriptsPushed: Int
+    /// Times the replica was copied whole (new, or behind the feed's pruning).
+    public var fullCopies: Int
+    /// Why the control store cannot be followed right now, when it cannot.
+    public var problem: String?
+
+    /// Creates a value.
+    public init(appliedRevision: Int?, latestRevision: Int, scriptsRead: Int, scriptsPushed: Int, fullCopies: Int,
+                problem: String?) {
+        self.appliedRevision = appliedRevision
+        self.latestRevision = latestRevision
+        self.scriptsRead = scriptsRead
+        self.scriptsPushed = scriptsPushed
+        self.fullCopies = fullCopies
+        self.problem = problem
     }
 }

@@ -19,7 +19,7 @@ struct SQLiteFileHeader {
 
     /// Refuses `path` (which exists) when it is not a bulkhead store or is visibly
     /// truncated. A file that passes may still be corrupt inside: `quick_check` follows.
-    static func check(path: String) throws {
+    static func check(path: String, applicationID expected: Int32 = StoreSchema.applicationID) throws {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw StoreError.cannotOpen(path: path, String(cString: strerror(errno)))
@@ -42,7 +42,7 @@ struct SQLiteFileHeader {
             throw StoreError.truncated(path: path, "it has \(size) bytes, fewer than the 100 of an SQLite header")
         }
         let applicationID = Int32(bitPattern: bigEndian32(bytes, at: 68))
-        guard applicationID == StoreSchema.applicationID else {
+        guard applicationID == expected else {
             throw StoreError.notBulkhead(path: path, applicationID: applicationID)
         }
         let pageSizeField = Int(bytes[16]) << 8 | Int(bytes[17])

@@ -25,6 +25,7 @@ extension SQLiteStore {
             try insertAudit(
                 db, at: customer.createdAt, actor: actor, action: .customerAdded, subject: "customer/\(name)",
                 detail: ["cohort": .string(cohort)])
+            try recordChange(db, .customer(name), at: customer.createdAt)
             return customer
         }
     }
@@ -66,9 +67,11 @@ extension SQLiteStore {
             let previous = customer.cohort
             customer.cohort = cohort
             try db.execute(sql: "UPDATE customers SET cohort = ? WHERE name = ?", arguments: [cohort, name])
+            let at = now()
             try insertAudit(
-                db, at: now(), actor: actor, action: .customerMoved, subject: "customer/\(name)",
+                db, at: at, actor: actor, action: .customerMoved, subject: "customer/\(name)",
                 detail: ["from": .string(previous), "to": .string(cohort)])
+            try recordChange(db, .customer(name), at: at)
             return customer
         }
     }

@@ -7,16 +7,18 @@ import GRDB
 extension SQLiteStore {
     /// Opens the pool on `path`: creates a missing store, refuses a damaged or foreign
     /// one untouched, then applies the durability settings and pending migrations.
-    static func open(path: String, configuration: SQLiteStoreConfiguration) throws -> DatabasePool {
+    static func open(
+        path: String, configuration: SQLiteStoreConfiguration, schema: any SQLiteSchema.Type = StoreSchema.self
+    ) throws -> DatabasePool {
         let operation = "open the store"
         try checkOwnFiles(of: path)
         try createDirectory(containing: path)
         if !FileManager.default.fileExists(atPath: path) {
-            try createStore(at: path, configuration: configuration)
+            try createStore(at: path, configuration: configuration, schema: schema)
         }
-        try SQLiteFileHeader.check(path: path)
+        try SQLiteFileHeader.check(path: path, applicationID: schema.applicationID)
         try SQLiteFileHeader.checkLog(of: path)
-        try checkContents(of: path, configuration: configuration)
+        try checkContents(of: path, configuration: configuration, schema: schema)
         do {
             let pool = try DatabasePool(path: path, configuration: connectionConfiguration(configuration, label: "store"))
             try pool.writeWithoutTransaction { db in
@@ -30,7 +32,7 @@ extension SQLiteStore {
                 }
             }
             // Brings a store made by an older build up to date; a no-op otherwise.
-            try StoreSchema.migrator.migrate(pool)
+            try schema.migrator.migrate(pool)
             return pool
         } catch {
             throw openError(error, path: path, operation: operation)
@@ -38,7 +40,7 @@ extension SQLiteStore {
     }
 
     /// GRDB settings shared by every connection the store opens.
-    private static func connectionConfiguration(_ configuration: SQLiteStoreConfiguration, label: String) -> Configuration {
+    static func connectionConfiguration(_ configuration: SQLiteStoreConfiguration, label: String) -> Configuration {
         var grdb = Configuration()
         grdb.label = "bulkhead.\(label)"
         grdb.foreignKeysEnabled = true
@@ -79,7 +81,9 @@ extension SQLiteStore {
     /// Why not create it in place: a crash half-way would leave a file at `path` that
     /// the next start could not tell from a damaged store. Linking (not renaming) never
     /// replaces a store another process created meanwhile: then that one is used.
-    private static func createStore(at path: String, configuration: SQLiteStoreConfiguration) throws {
+    private static func createStore(
+        at path: String, configuration: SQLiteStoreConfiguration, schema: any SQLiteSchema.Type
+    ) throws {
         if FileSystem.hasWALFrames(path + "-wal") {
             // Starting empty here would let SQLite replay someone else's log into it.
             throw StoreError.orphanedLog(path: path)
@@ -93,7 +97,7 @@ extension SQLiteStore {
             var grdb = connectionConfiguration(configuration, label: "store.create")
             grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             let queue = try DatabaseQueue(path: temporary, configuration: grdb)
-            try StoreSchema.migrator.migrate(queue)
+            try schema.migrator.migrate(queue)
             try queue.close()
             // 0600: the store holds token hashes. SQLite gives its -wal and -shm files
             // the mode of the database file.
@@ -114,7 +118,9 @@ extension SQLiteStore {
     /// checkpoints the log into the file and deletes the log. On a damaged store that
     /// would write into the file being refused and throw away the newest commits,
     /// which may live only in the log.
-    private static func checkContents(of path: String, configuration: SQLiteStoreConfiguration) throws {
+    private static func checkContents(
+        of path: String, configuration: SQLiteStoreConfiguration, schema: any SQLiteSchema.Type
+    ) throws {
         do {
             var grdb = connectionConfiguration(configuration, label: "store.check")
             grdb.readonly = true
@@ -122,7 +128,7 @@ extension SQLiteStore {
             defer { try? queue.close() }
             try queue.read { db in
                 let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
-                guard applicationID == StoreSchema.applicationID else {
+                guard applicationID == schema.applicationID else {
                     throw StoreError.notBulkhead(path: path, applicationID: applicationID)
                 }
                 // quick_check reads every page and checks the b-trees' structure, in time
@@ -137,8 +143,8 @@ extension SQLiteStore {
                         .prefix(5)
                     throw StoreError.corrupt(path: path, "PRAGMA quick_check found: " + problems.joined(separator: "; "))
                 }
-                let known = Set(StoreSchema.knownMigrations)
-                let unknown = try StoreSchema.migrator.appliedIdentifiers(db).subtracting(known)
+                let known = Set(schema.knownMigrations)
+                let unknown = try schema.migrator.appliedIdentifiers(db).subtracting(known)
                 guard unknown.isEmpty else {
                     throw StoreError.newerSchema(path: path, unknownMigrations: unknown.sorted())
                 }
@@ -150,7 +156,7 @@ extension SQLiteStore {
 
     /// Errors while opening: SQLite's "corrupt" and "not a database" become
     /// ``StoreError`` cases that name the file and say what to do.
-    private static func openError(_ error: any Error, path: String, operation: String) -> StoreError {
+    static func openError(_ error: any Error, path: String, operation: String) -> StoreError {
         if let error = error as? DatabaseError {
             switch error.resultCode {
             case .SQLITE_CORRUPT:

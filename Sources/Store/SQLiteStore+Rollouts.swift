@@ -40,6 +40,7 @@ extension SQLiteStore {
                     "kind": .string(kind.rawValue), "version": .int(version), "from_version": .int(fromVersion),
                     "status": .string(status),
                 ])
+            try recordChange(db, .rollout(record.id), at: at)
             return record
         }
     }
@@ -65,6 +66,7 @@ extension SQLiteStore {
                     "kind": .string(record.kind.rawValue), "version": .int(record.version),
                     "previous_status": .string(previousStatus), "status": .string(status), "finished": .bool(finished),
                 ])
+            try recordChange(db, .rollout(id), at: record.updatedAt)
             return record
         }
     }

@@ -63,6 +63,7 @@ extension SQLiteStore {
             detail = detail.merging(["version": .int(version), "sha256": .string(sha256), "size": .int(size)])
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptPut, subject: "script/\(customer)/\(name)", detail: detail)
+            try recordChange(db, .script(customer: customer, name: name), at: at)
             return ScriptVersion(
                 customer: customer, name: name, version: version, sha256: sha256, size: size, createdAt: at,
                 createdBy: actor)
@@ -161,6 +162,7 @@ extension SQLiteStore {
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)",
                 detail: ["from": .int(script.activeVersion), "to": .int(target), "released_quarantine": .bool(releases)])
+            try recordChange(db, .script(customer: customer, name: name), at: at)
             return try Self.requireSummary(db, customer: customer, name: name)
         }
     }
@@ -176,6 +178,7 @@ extension SQLiteStore {
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)",
                 detail: ["active_version": .int(script.activeVersion)])
+            try recordChange(db, .script(customer: customer, name: name), at: at)
         }
     }
 
@@ -198,6 +201,7 @@ extension SQLiteStore {
                 db, at: at, actor: actor, action: quarantined ? .scriptQuarantined : .scriptReleased,
                 subject: "script/\(customer)/\(name)",
                 detail: ["version": .int(script.activeVersion), "reason": .optional(reason)])
+            try recordChange(db, .script(customer: customer, name: name), at: at)
             return try Self.requireSummary(db, customer: customer, name: name)
         }
     }

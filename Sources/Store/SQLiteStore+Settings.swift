@@ -46,6 +46,7 @@ extension SQLiteStore {
             try insertAudit(
                 db, at: at, actor: actor, action: value == nil ? .settingCleared : .settingSet, subject: "setting/\(key)",
                 detail: ["value": .optional(value), "previous": .optional(previous)])
+            try recordChange(db, .ofSetting(key), at: at)
         }
     }
 

@@ -1,11 +1,25 @@
 import GRDB
 
+/// What opening an SQLite file of bulkhead needs to know about its schema: the
+/// control store and the host replica are opened, checked and migrated the same way.
+protocol SQLiteSchema {
+    /// `PRAGMA application_id` the first migration sets; a file without it is refused.
+    static var applicationID: Int32 { get }
+    /// Every migration, in order.
+    static var migrator: DatabaseMigrator { get }
+}
+
+extension SQLiteSchema {
+    /// The identifiers this build knows.
+    static var knownMigrations: [String] { migrator.migrations }
+}
+
 /// The SQLite schema, as named migrations from the first version on.
 ///
 /// Never edit a registered migration: a store created by an earlier build has it
 /// applied already. Add a new one at the end; a store that knows migrations this
 /// build does not is refused on open (it came from a newer bulkhead).
-enum StoreSchema {
+enum StoreSchema: SQLiteSchema {
     /// `PRAGMA application_id` of a bulkhead store ("BHST"), set by the first migration.
     /// An SQLite file without it is someone else's database, not ours to touch.
     static let applicationID: Int32 = 0x4248_5354
@@ -14,11 +28,29 @@ enum StoreSchema {
     static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-initial") { db in try createInitialSchema(db) }
+        migrator.registerMigration("v2-change-feed") { db in try createChangeFeed(db) }
         return migrator
     }()
 
-    /// The identifiers this build knows.
-    static var knownMigrations: [String] { migrator.migrations }
+    /// Version 2: the change feed. One row per change the data plane serves from,
+    /// written in the transaction of the change; `revision` only grows (AUTOINCREMENT:
+    /// never reused, even after pruning the newest). The key columns a kind does not
+    /// use are NULL. Host agents follow it instead of re-reading the store.
+    private static func createChangeFeed(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE changes (
+                revision       INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind           TEXT NOT NULL,
+                customer       TEXT,
+                name           TEXT,
+                artifact_kind  TEXT,
+                pool           TEXT,
+                rollout_id     INTEGER,
+                setting        TEXT,
+                at             TEXT NOT NULL
+            ) STRICT;
+            """)
+    }
 
     /// Version 1. Tables are STRICT, so a value of the wrong type is refused by SQLite
     /// instead of being read back later as something else. Times are GRDB's text

@@ -25,6 +25,8 @@ final class WorkerHandle {
     /// watchdog named it before ending the worker, or the crashed worker's note did.
     /// A rollout's gate leaves such an end out of the stage's crashes.
     var blamedScript: String?
+    /// The script version it confirmed loading last (`customer/name@version`), for `status`.
+    var lastLoadedScript: String?
 
     init(pid: pid_t, pool: String, slot: Int, instance: UInt64, isChild: Bool, now: Double) {
         self.pid = pid

@@ -39,6 +39,12 @@ public struct ScriptCatalog: Sendable, Equatable {
         scripts[spec.customer, default: [:]][spec.name] = spec
     }
 
+    /// Drops a script (deleted).
+    public mutating func remove(customer: String, name: String) {
+        scripts[customer]?[name] = nil
+        if scripts[customer]?.isEmpty == true { scripts[customer] = nil }
+    }
+
     /// Every script of the customers assigned to `cohort`.
     public func scripts(forCohort cohort: String) -> [ScriptSpec] {
         assignments.filter { $0.value == cohort }.keys.sorted().flatMap { customer in

@@ -197,8 +197,10 @@ extension Supervisor {
                     catalog.assignments[String(key.split(separator: "/").first ?? "")] == pool.cohort.name
                 }.sorted(),
                 workers: pool.slots.compactMap { $0 }.filter { !$0.exited }.map { worker in
-                    WorkerStatus(slot: worker.slot, pid: worker.pid, ready: worker.ready, adopted: !worker.isChild,
-                                 heartbeatAge: now - worker.lastHeartbeat, stats: worker.stats)
+                    var status = WorkerStatus(slot: worker.slot, pid: worker.pid, ready: worker.ready, adopted: !worker.isChild,
+                                              heartbeatAge: now - worker.lastHeartbeat, stats: worker.stats)
+                    status.lastLoadedScript = worker.lastLoadedScript
+                    return status
                 })
         }
         var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
@@ -213,6 +215,7 @@ extension Supervisor {
         host.rollouts = rollouts.values.sorted { $0.id < $1.id }.map {
             "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
         }
+        host.feed = feedStatus()
         if let state = ingress {
             host.ingress = "\(state.host):\(state.port)"
             host.ingressPID = state.pid > 0 ? state.pid : nil

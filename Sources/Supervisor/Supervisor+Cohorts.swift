@@ -18,7 +18,7 @@ extension Supervisor {
                 return .failure(ControlError(status: 404, kind: "not-found", message: "no pool '\(name)'"))
             }
             do {
-                try store.setWorkerCount(workers, ofPool: name, actor: "operator")
+                try replica.setWorkerCount(workers, ofPool: name, actor: "operator")
             } catch {
                 return .failure(Self.storeFailure(error))
             }
@@ -97,7 +97,7 @@ extension Supervisor {
             queue.sync { writeRoutes() }
             return .failure(Self.storeFailure(error))
         }
-        queue.sync { refreshCatalog() }
+        nudgeFeed()
         logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(plan.from)", "to": "\(cohort)"])
         return .success(["customer": customer, "from": plan.from, "to": cohort])
     }

@@ -41,7 +41,7 @@ extension Supervisor {
         let token = Self.newToken(prefix: "bht")
         do {
             let customer = try store.addCustomer(name: name, cohort: cohort, tokenHash: TokenHash.of(token: token), actor: actor)
-            queue.sync { refreshCatalog() }
+            nudgeFeed()
             return .success((customer, token))
         } catch let error as StoreError where error.kind == .conflict {
             return .failure(ControlError(status: 409, kind: "exists", message: "customer '\(name)' already exists"))
@@ -88,7 +88,7 @@ extension Supervisor {
                 _ = try store.setScriptQuarantined(customer: customer.name, name: name, quarantined: false, reason: nil, actor: actor)
             }
             forgetScriptFile(customer: customer.name, name: name)
-            queue.sync { refreshCatalog() }
+            nudgeFeed()
             return .success(version)
         } catch {
             return .failure(Self.storeFailure(error))
@@ -127,7 +127,7 @@ extension Supervisor {
             guard try store.script(customer: customer, name: name) != nil else { return .failure(.noSuchScript(name)) }
             let summary = try store.rollbackScript(customer: customer, name: name, to: version, actor: actor)
             forgetScriptFile(customer: customer, name: name)
-            queue.sync { refreshCatalog() }
+            nudgeFeed()
             return .success(summary)
         } catch {
             return .failure(Self.storeFailure(error))
@@ -140,7 +140,7 @@ extension Supervisor {
             guard try store.script(customer: customer, name: name) != nil else { return .failure(.noSuchScript(name)) }
             try store.deleteScript(customer: customer, name: name, actor: actor)
             forgetScriptFile(customer: customer, name: name)
-            queue.sync { refreshCatalog() }
+            nudgeFeed()
             return .success(())
         } catch {
             return .failure(Self.storeFailure(error))

@@ -6,22 +6,6 @@ import Foundation
 import Store
 
 extension Supervisor {
-    // MARK: - Catalog
-
-    /// Customers and active scripts as the store has them; also refreshes the
-    /// quarantine set, which the store keeps across restarts.
-    func loadCatalog() -> ScriptCatalog {
-        do {
-            let customers = try store.customers().map { (name: $0.name, cohort: $0.cohort) }
-            let active = try store.activeScripts()
-            quarantined = Set(active.filter(\.quarantined).map { "\($0.spec.customer)/\($0.spec.name)" })
-            return ScriptCatalog.from(customers: customers, active: active.map(\.spec))
-        } catch {
-            logger.error("cannot read the store; workers keep what they have", metadata: ["error": "\(error)"])
-            return catalog
-        }
-    }
-
     // MARK: - Tokens
 
     /// A new random token: `PREFIX_` and 40 hex digits (160 bits).

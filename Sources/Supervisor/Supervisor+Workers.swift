@@ -4,6 +4,7 @@ import Glibc
 import BulkheadCore
 import Dispatch
 import Foundation
+import Store
 
 extension WorkerHandle: @unchecked Sendable {}  // confined to the supervisor queue
 
@@ -200,6 +201,7 @@ extension Supervisor {
             appendLog(customer: customer, script: script, line: line)
         case .scriptLoaded(let customer, let name, let version):
             loadedScripts[handle.pid, default: []].insert("\(customer)/\(name)@\(version)")
+            handle.lastLoadedScript = "\(customer)/\(name)@\(version)"
             logger.debug("script loaded", metadata: ["script": "\(customer)/\(name)", "version": "\(version)", "pid": "\(handle.pid)"])
         case .scriptFailed(let customer, let name, let version, let kind, let message):
             logger.warning("worker kept the previous version of a script it could not load", metadata: [
@@ -252,11 +254,14 @@ extension Supervisor {
         guard count >= strikesToQuarantine, !quarantined.contains(key) else { return }
         quarantined.insert(key)
         do {
-            _ = try store.setScriptQuarantined(
-                customer: customer, name: script, quarantined: true,
+            // In the replica, with the version that ended the workers: a new version
+            // through the feed lifts it.
+            let version = catalog.scripts[customer]?[script]?.version ?? 0
+            try replica.setQuarantine(
+                ScriptAddress(customer: customer, name: script), version: version,
                 reason: "ended \(count) workers by \(reason)", actor: "watchdog")
         } catch {
-            logger.error("cannot record the quarantine in the store", metadata: ["script": "\(key)", "error": "\(error)"])
+            logger.error("cannot record the quarantine in the replica", metadata: ["script": "\(key)", "error": "\(error)"])
         }
         logger.error("script quarantined after repeated worker kills", metadata: ["script": "\(key)", "strikes": "\(count)"])
         appendLog(customer: customer, script: script, line: "quarantined after \(count) worker kills; upload a new version or unquarantine it")
@@ -270,7 +275,13 @@ extension Supervisor {
         let key = "\(customer)/\(script)"
         strikes[key] = nil
         guard quarantined.remove(key) != nil else { return false }
-        _ = try? store.setScriptQuarantined(customer: customer, name: script, quarantined: false, reason: nil, actor: "operator")
+        do {
+            try replica.setQuarantine(
+                ScriptAddress(customer: customer, name: script), version: catalog.scripts[customer]?[script]?.version ?? 0,
+                reason: nil, actor: "operator")
+        } catch {
+            logger.error("cannot record the release in the replica", metadata: ["script": "\(key)", "error": "\(error)"])
+        }
         if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
             for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: false)) }
         }

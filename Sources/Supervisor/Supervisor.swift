@@ -59,8 +59,22 @@ public final class Supervisor: @unchecked Sendable {
     var logger: Logger
     var pools: [String: PoolState] = [:]
     var catalog = ScriptCatalog()
-    /// The durable store; opened by `start()`.
-    var store: SQLiteStore!
+    /// The control store, once open: written by the control side (API, poller,
+    /// `--demo`, the rollout driver), only read by the host through the feed.
+    let controlStore = Mutex<SQLiteStore?>(nil)
+    /// The control store; throws while it cannot be opened (the host serves from its replica meanwhile).
+    var store: SQLiteStore {
+        get throws {
+            guard let store = controlStore.withLock({ $0 }) else {
+                throw ControlStoreUnavailable(path: configuration.data.storeFile)
+            }
+            return store
+        }
+    }
+    /// The host replica (`DATA/host.sqlite`), the only file the supervisor writes; opened by `start()`.
+    var replica: HostReplica!
+    /// Following the control store's change feed (on the queue).
+    var feed = FeedFollower()
     /// Checks uploads in a separate process.
     var checker: ScriptChecker { ScriptChecker(executable: configuration.workerExecutable) }
     /// The admin token (`DATA/admin.token`).
@@ -161,8 +175,15 @@ public final class Supervisor: @unchecked Sendable {
         try data.create()
         try takeLock()
         do {
-            store = try SQLiteStore(dataDirectory: data)
+            replica = try HostReplica(dataDirectory: data)
         } catch {
+            releaseLock()
+            throw SupervisorStartError(description: "\(error)")
+        }
+        // The pools start from the replica whatever the control store's state: a
+        // damaged or locked one is reported and retried, not fatal. With no replica
+        // yet there is nothing to serve from, and the start stops naming the store.
+        if let error = openControlStore(), ((try? replica.appliedRevision()) ?? nil) == nil {
             releaseLock()
             throw SupervisorStartError(description: "\(error)")
         }
@@ -191,7 +212,8 @@ public final class Supervisor: @unchecked Sendable {
 
         if configuration.demo { seedDemo(cohorts: cohorts.map(\.name)) }
         if let scripts = configuration.scriptsDirectory { syncScriptsDirectory(scripts) }
-        catalog = loadCatalog()
+        // What the control side wrote so far reaches the replica before the pools start.
+        queue.sync { catalog = loadCatalog() }
 
         let adopted = adoptLiveWorkers()
         try queue.sync {
@@ -199,7 +221,7 @@ public final class Supervisor: @unchecked Sendable {
             for original in cohorts {
                 var cohort = original
                 // A scale made with the CLI outlives the cohort file's `workers`.
-                if let workers = (try? store.workerCount(ofPool: cohort.name)) ?? nil {
+                if let workers = (try? replica.workerCount(ofPool: cohort.name)) ?? nil {
                     cohort.workers = workers
                     cohort.canaryWorkers = min(cohort.canaryWorkers, workers)
                 }
@@ -319,13 +341,13 @@ public final class Supervisor: @unchecked Sendable {
 
     private func loadKnownGood(pool: String) -> CohortConfiguration? {
         guard ResourceName.isValid(pool) else { return nil }
-        return (try? store.knownGood(pool: pool))??.configuration
+        return (try? replica.knownGood(pool: pool))??.configuration
     }
 
     private func saveKnownGood(_ cohort: CohortConfiguration) {
-        if (try? store.knownGood(pool: cohort.name))??.configuration == cohort { return }
+        if (try? replica.knownGood(pool: cohort.name))??.configuration == cohort { return }
         do {
-            try store.saveKnownGood(cohort, actor: "supervisor")
+            try replica.saveKnownGood(cohort, actor: "supervisor")
         } catch {
             logger.warning("cannot keep the cohort as last known good", metadata: ["pool": "\(cohort.name)", "error": "\(error)"])
         }
@@ -340,6 +362,7 @@ public final class Supervisor: @unchecked Sendable {
         timer.setEventHandler { [unowned self] in
             let now = Self.now()
             self.tick(now: now)
+            self.followFeed()
             // Before the driver: the guard never waits for it, and the driver then
             // learns what the guard did before judging the stage itself.
             self.guardTick(now: now)
@@ -427,26 +450,9 @@ public final class Supervisor: @unchecked Sendable {
             let changed = syncScriptsDirectory(directory)
             queue.async {
                 self.scanning = false
-                if changed { self.refreshCatalog() }
+                // A nudge only: the follower reads what changed from the feed.
+                if changed { self.followFeed() }
             }
-        }
-    }
-
-    /// Rebuilds the catalog from the store and sends workers what changed.
-    func refreshCatalog() {
-        let before = catalog
-        let quarantinedBefore = quarantined
-        catalog = loadCatalog()
-        if catalog != before {
-            publishCatalogChanges(from: before)
-            writeRoutes()
-        }
-        for key in quarantined.symmetricDifference(quarantinedBefore) {
-            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let cohort = catalog.assignments[parts[0]], let pool = pools[cohort] else { continue }
-            let now = quarantined.contains(key)
-            if !now { strikes[key] = nil }
-            for worker in pool.allWorkers { worker.send(.quarantine(customer: parts[0], name: parts[1], quarantined: now)) }
         }
     }
 
@@ -465,6 +471,7 @@ public final class Supervisor: @unchecked Sendable {
                 strikes[key] = nil
                 logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])
                 for worker in pool.allWorkers { worker.send(.putScript(spec)) }
+                feed.scriptsPushed += pool.allWorkers.count
             }
         }
         // Scripts deleted, or customers moved away: their old pool unloads them.
@@ -474,6 +481,7 @@ public final class Supervisor: @unchecked Sendable {
                 let stillHere = catalog.scripts[customer]?[name] != nil && catalog.assignments[customer] == cohort
                 if !stillHere {
                     for worker in pool.allWorkers { worker.send(.removeScript(customer: customer, name: name)) }
+                    feed.scriptsPushed += pool.allWorkers.count
                 }
             }
         }

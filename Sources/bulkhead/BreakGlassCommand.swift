@@ -174,7 +174,12 @@ struct BreakGlassCommand: ParsableCommand {
         func run() throws {
             let artifact = try artifactKind(kind)
             show(try perform("break-glass-unpin", arguments: ["kind": kind], data: dataOptions.data) { store, actor in
-                let pools = (try store.knownGoodCohorts()).map(\.configuration.name)
+                // The host keeps its pools' last known good cohorts in its replica.
+                var pools = (try store.knownGoodCohorts()).map(\.configuration.name)
+                let replicaConfiguration = { var settings = SQLiteStoreConfiguration(); settings.createIfMissing = false; return settings }()
+                if let replica = try? HostReplica(dataDirectory: DataDirectory(dataOptions.data), configuration: replicaConfiguration) {
+                    pools = Array(Set(pools + ((try? replica.knownGoodCohorts()) ?? []).map(\.configuration.name))).sorted()
+                }
                 try BreakGlass.unpin(kind: artifact, store: store, pools: pools, actor: actor)
                 return try offlineStatus(store)
             }, json: false)
@@ -213,12 +218,22 @@ struct EventsCommand: ParsableCommand {
             FileHandle.standardError.write(Data("bulkhead: cannot open the store: \(error)\n".utf8))
             throw ExitCode.failure
         }
+        // The host's own decisions (quarantines, scale, last known good) are in its
+        // replica's log: both logs print as one timeline, by time.
+        let replica = try? HostReplica(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
         var after = max(0, try store.latestAuditEventID() - last)
+        var replicaAfter = max(0, (try replica?.latestAuditEventID() ?? 0) - last)
         let formatter = ISO8601DateFormatter()
+        var first = true
         while true {
-            let events = try store.auditEvents(after: after, limit: 500)
+            let controlEvents = try store.auditEvents(after: after, limit: 500)
+            let hostEvents = (try? replica?.auditEvents(after: replicaAfter, limit: 500)) ?? []
+            after = controlEvents.last?.id ?? after
+            replicaAfter = hostEvents.last?.id ?? replicaAfter
+            var events = (controlEvents + hostEvents).sorted { $0.at < $1.at }
+            if first { events = Array(events.suffix(max(0, last))) }
+            first = false
             for event in events {
-                after = max(after, event.id)
                 if json {
                     print(try JSONOutput.line(event))
                 } else {

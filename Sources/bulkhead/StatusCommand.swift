@@ -104,12 +104,21 @@ enum StatusTable {
         }
         for rollout in status.rollouts ?? [] { notes.append(rollout) }
         notes.append(breakGlassLine(status))
+        if let feed = status.feed { notes.append(feedLine(feed)) }
         if let ingress = status.ingress { notes.append("ingress \(ingress)" + (status.ingressPID == nil ? " (restarting)" : "")) }
         return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.map { Terminal.wrap($0, width: 80) }.joined(separator: "\n"))
     }
 }
 
 extension StatusTable {
+    /// The replica's revision against the feed's: what the data plane serves is that current.
+    static func feedLine(_ feed: FeedStatus) -> String {
+        let applied = feed.appliedRevision.map(String.init) ?? "none"
+        var line = "replica at revision \(applied) of \(feed.latestRevision)"
+        if let problem = feed.problem { line += " (\(problem))" }
+        return line
+    }
+
     /// The freeze and the pins, always stated: "not frozen" is an answer, not a default.
     static func breakGlassLine(_ status: HostStatus) -> String {
         if let error = status.breakGlassError { return "break glass: unknown (\(error))" }

@@ -95,6 +95,9 @@ import Testing
             try Self.write(main, to: path)
             try Self.write(wal, to: path + "-wal")
             try Self.write(nil, to: path + "-shm")
+            // With a replica the host would start and serve from it (FeedTests); with
+            // none there is nothing to serve, and a damaged control store stops the start.
+            for suffix in ["", "-wal", "-shm"] { unlink(host.data.root + "/host.sqlite" + suffix) }
             let result = try host.runServeExpectingExit()
             let firstLine = result.output.split(separator: "\n").last { $0.contains("bulkhead serve:") } ?? "(no line from serve)"
             print("\(damage.name): exit \(result.status): \(firstLine)")

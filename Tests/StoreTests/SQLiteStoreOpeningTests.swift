@@ -39,7 +39,7 @@ import Testing
         #expect(diagnostics.journalMode == "wal")
         #expect(diagnostics.synchronous == 2)  // FULL
         #expect(diagnostics.foreignKeys)
-        #expect(diagnostics.migrations == ["v1-initial"])
+        #expect(diagnostics.migrations == ["v1-initial", "v2-change-feed"])
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         // Created under a temporary name and linked into place: nothing else is left.

@@ -1,0 +1,153 @@
+import BulkheadCore
+import Foundation
+import GRDB
+
+/// A read-only connection to a control store that a host agent follows: whether it
+/// changed (cheap), the changes after a revision, and only the rows they name.
+///
+/// Why a connection of its own, read-only: reading never takes or waits for the
+/// store's write lock (WAL readers read the last commit), so a writer that holds it
+/// (a stopped control process, a long write) cannot stall the supervisor; the busy
+/// timeout is short, and a busy store is simply "no news" until the next look.
+/// Not thread-safe: one owner (the supervisor's queue) calls it.
+public final class ChangeFeedReader {
+    /// The control store file, absolute.
+    public let path: String
+    private let queue: DatabaseQueue
+    /// The file's identity when opened: a store replaced under the same name (restored
+    /// from a backup) is read through a new connection.
+    private let identity: (device: UInt64, inode: UInt64)?
+
+    /// Opens `path` read-only. Throws a ``StoreError`` when it is missing, not a
+    /// bulkhead store, damaged, or of a schema without the change feed.
+    public init(path: String, busyTimeoutSeconds: Double = 0.05) throws {
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else { throw StoreError.missingStore(path: path) }
+        try SQLiteFileHeader.check(path: path)
+        identity = Self.inode(of: path)
+        do {
+            var configuration = SQLiteStore.connectionConfiguration(SQLiteStoreConfiguration(), label: "store.feed")
+            configuration.readonly = true
+            configuration.busyMode = .timeout(busyTimeoutSeconds)
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            _ = try queue.read { db in try SQLiteStore.feedBounds(db) }
+        } catch {
+            throw SQLiteStore.openError(error, path: path, operation: "follow the change feed")
+        }
+    }
+
+    /// Whether the file at ``path`` is still the one this connection reads.
+    public var isCurrentFile: Bool {
+        guard let identity, let now = Self.inode(of: path) else { return false }
+        return identity == now
+    }
+
+    /// Device and inode only: every commit changes the file's size and times.
+    private static func inode(of path: String) -> (device: UInt64, inode: UInt64)? {
+        FileIdentity(path: path).map { ($0.device, $0.inode) }
+    }
+
+    /// SQLite's `PRAGMA data_version` of this connection: it changes when another
+    /// connection commits, and costs no read of the database.
+    public func dataVersion() throws -> Int {
+        do {
+            return try queue.inDatabase { db in try Int.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
+        } catch {
+            throw SQLiteStore.translate(error, path: path, operation: "look for changes")
+        }
+    }
+
+    /// The changes after `revision` (at most `limit`) and the rows they name, from one
+    /// snapshot; or, when the feed cannot bring `revision` up to date (pruned past it,
+    /// or the store is older than the replica), every customer and active script.
+    public func update(after revision: Int?, limit: Int = 10_000) throws -> FeedRead {
+        try SQLiteStore.checkFeedLimit(limit)
+        do {
+            return try queue.read { db in
+                let bounds = try SQLiteStore.feedBounds(db)
+                guard let revision, bounds.canCatchUp(from: revision) else {
+                    return try Self.fullCopy(db, bounds: bounds)
+                }
+                let entries = try SQLiteStore.changes(db, after: revision, limit: limit)
+                var update = ReplicaUpdate(revision: entries.last?.revision ?? revision, isFullCopy: false)
+                var customers: Set<String> = []
+                var scripts: Set<ScriptAddress> = []
+                for entry in entries {
+                    switch entry.change {
+                    case .customer(let name): customers.insert(name)
+                    case .script(let customer, let name): scripts.insert(ScriptAddress(customer: customer, name: name))
+                    case .activeArtifact, .rollout, .freeze, .pin, .setting: break
+                    }
+                }
+                for name in customers.sorted() {
+                    if let cohort = try String.fetchOne(db, sql: "SELECT cohort FROM customers WHERE name = ?", arguments: [name]) {
+                        update.customers[name] = cohort
+                    }
+                }
+                for script in scripts.sorted() {
+                    if let active = try Self.activeScript(db, script) {
+                        update.scripts.append(active)
+                    } else {
+                        update.removedScripts.append(script)
+                    }
+                }
+                return FeedRead(bounds: bounds, entries: entries, update: update, scriptsRead: scripts.count)
+            }
+        } catch {
+            throw SQLiteStore.translate(error, path: path, operation: "read the change feed")
+        }
+    }
+
+    /// Closes the connection.
+    public func close() {
+        try? queue.close()
+    }
+
+    private static let activeSelect = """
+        SELECT s.customer, s.name, s.active_version, s.quarantined, CAST(v.source AS BLOB) AS source, v.sha256, c.cohort
+        FROM scripts s
+        JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
+        JOIN customers c ON c.name = s.customer
+        WHERE s.deleted = 0
+        """
+
+    private static func activeScript(_ db: Database, _ script: ScriptAddress) throws -> ActiveScript? {
+        try Row.fetchOne(db, sql: activeSelect + " AND s.customer = ? AND s.name = ?", arguments: [script.customer, script.name])
+            .map(ActiveScript.init(row:))
+    }
+
+    private static func fullCopy(_ db: Database, bounds: FeedBounds) throws -> FeedRead {
+        var update = ReplicaUpdate(revision: bounds.latest, isFullCopy: true)
+        for row in try Row.fetchAll(db, sql: "SELECT name, cohort FROM customers") {
+            update.customers[try row.decode(String.self, forColumn: "name")] = try row.decode(String.self, forColumn: "cohort")
+        }
+        update.scripts = try Row.fetchAll(db, sql: activeSelect + " ORDER BY s.customer, s.name").map(ActiveScript.init(row:))
+        return FeedRead(bounds: bounds, entries: [], update: update, scriptsRead: update.scripts.count)
+    }
+}
+
+/// What one look at the change feed found.
+public struct FeedRead: Sendable {
+    /// Where the feed stood.
+    public var bounds: FeedBounds
+    /// The changes read, oldest first (none for a full copy).
+    public var entries: [FeedEntry]
+    /// The rows to apply to the replica.
+    public var update: ReplicaUpdate
+    /// Script rows read from the control store (with their sources).
+    public var scriptsRead: Int
+}
+
+extension ActiveScript {
+    init(row: Row) throws {
+        self.init(
+            spec: ScriptSpec(
+                customer: try row.decode(String.self, forColumn: "customer"),
+                name: try row.decode(String.self, forColumn: "name"),
+                version: try row.decode(Int.self, forColumn: "active_version"),
+                source: try SQLiteStore.wholeText(row, column: "source")),
+            cohort: try row.decode(String.self, forColumn: "cohort"),
+            sha256: try row.decode(String.self, forColumn: "sha256"),
+            quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
+    }
+}

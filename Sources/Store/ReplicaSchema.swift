@@ -1,0 +1,84 @@
+import GRDB
+
+/// The schema of the host replica (`DATA/host.sqlite`), as named migrations; the
+/// rules of ``StoreSchema`` hold here too.
+enum ReplicaSchema: SQLiteSchema {
+    /// `PRAGMA application_id` of a host replica ("BHHR"): a control store is never
+    /// opened as a replica, nor the other way round.
+    static let applicationID: Int32 = 0x4248_4852
+
+    /// Every migration, in order.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-replica") { db in try createInitialSchema(db) }
+        return migrator
+    }()
+
+    /// Version 1. What the data plane serves (customers, active scripts, the applied
+    /// revision) and what only the host decides (quarantines, scale, last known good
+    /// cohorts), with an append-only audit log of the host's own changes.
+    private static func createInitialSchema(_ db: Database) throws {
+        try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+        try db.execute(sql: """
+            -- One row: the feed revision the rows below reflect, written in the same
+            -- transaction as the rows it applied.
+            CREATE TABLE feed_state (
+                id        INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+                revision  INTEGER NOT NULL CHECK (revision >= 0),
+                applied_at TEXT NOT NULL
+            ) STRICT;
+
+            CREATE TABLE customers (
+                name    TEXT NOT NULL PRIMARY KEY,
+                cohort  TEXT NOT NULL
+            ) STRICT;
+
+            CREATE TABLE scripts (
+                customer  TEXT NOT NULL,
+                name      TEXT NOT NULL,
+                version   INTEGER NOT NULL CHECK (version >= 1),
+                source    TEXT NOT NULL,
+                sha256    TEXT NOT NULL,
+                PRIMARY KEY (customer, name)
+            ) STRICT;
+
+            -- A quarantine holds the version that ended workers: another version
+            -- arriving through the feed is new code and lifts it.
+            CREATE TABLE quarantines (
+                customer  TEXT NOT NULL,
+                name      TEXT NOT NULL,
+                version   INTEGER NOT NULL,
+                reason    TEXT NOT NULL,
+                at        TEXT NOT NULL,
+                PRIMARY KEY (customer, name)
+            ) STRICT;
+
+            CREATE TABLE worker_counts (
+                pool        TEXT NOT NULL PRIMARY KEY,
+                workers     INTEGER NOT NULL CHECK (workers >= 0),
+                updated_at  TEXT NOT NULL
+            ) STRICT;
+
+            CREATE TABLE known_good_cohorts (
+                pool           TEXT NOT NULL PRIMARY KEY,
+                configuration  TEXT NOT NULL CHECK (json_valid(configuration)),
+                saved_at       TEXT NOT NULL
+            ) STRICT;
+
+            CREATE TABLE audit (
+                id       INTEGER PRIMARY KEY AUTOINCREMENT,
+                at       TEXT NOT NULL,
+                actor    TEXT NOT NULL,
+                action   TEXT NOT NULL,
+                subject  TEXT NOT NULL,
+                detail   TEXT NOT NULL CHECK (json_valid(detail))
+            ) STRICT;
+
+            CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+            CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+            """)
+    }
+}

@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Foundation
+import Store
+
+/// The control store could not be opened: the host serves from its replica, and
+/// operations that need the control store fail with this until it opens.
+struct ControlStoreUnavailable: Error, CustomStringConvertible {
+    /// The control store's path.
+    var path: String
+
+    var description: String {
+        "the control store \(path) is not open (unreadable, damaged or locked); the host serves from its replica meanwhile"
+    }
+}
+
+/// Where the supervisor stands on the control store's change feed. Touched only on
+/// the supervisor queue.
+struct FeedFollower {
+    /// The read-only connection to the control store, once it opened.
+    var reader: ChangeFeedReader?
+    /// The revision the replica (and the catalog) reflect; nil before the first copy.
+    var appliedRevision: Int?
+    /// The newest revision the feed had at the last look.
+    var latest = 0
+    /// `PRAGMA data_version` at the last look that caught up: unchanged means no news.
+    var dataVersion: Int?
+    /// Script rows read from the control store since start.
+    var scriptsRead = 0
+    /// Script messages (`putScript`, `removeScript`) sent to workers since start.
+    var scriptsPushed = 0
+    /// Full copies made since start (a new replica, or one behind the feed's pruning).
+    var fullCopies = 0
+    /// The problem last logged, so a store that stays unreadable is logged once.
+    var problem: String?
+    /// When opening the control store (or the feed) was last tried, monotonic seconds.
+    var lastOpenAttempt = -Double.infinity
+    /// Ticks since the file's identity was last checked.
+    var ticksSinceIdentityCheck = 0
+}
+
+extension Supervisor {
+    // MARK: - Opening
+
+    /// Opens the control store (for the control side's writes) when it is not open,
+    /// at most once a second; a failure is logged once and retried, and returned.
+    @discardableResult
+    func openControlStore() -> (any Error)? {
+        guard controlStore.withLock({ $0 == nil }) else { return nil }
+        do {
+            let opened = try SQLiteStore(dataDirectory: configuration.data)
+            controlStore.withLock { $0 = opened }
+            logger.info("control store open", metadata: ["file": "\(opened.path)"])
+            return nil
+        } catch {
+            noteFeedProblem("cannot open the control store; serving from the replica", error)
+            return error
+        }
+    }
+
+    /// The feed's reader, opened (or reopened, when the file was replaced) as needed.
+    private func feedReader(now: Double) -> ChangeFeedReader? {
+        if let reader = feed.reader {
+            feed.ticksSinceIdentityCheck += 1
+            guard feed.ticksSinceIdentityCheck >= 50 else { return reader }
+            feed.ticksSinceIdentityCheck = 0
+            if reader.isCurrentFile { return reader }
+            logger.warning("the control store was replaced; following the new file", metadata: ["file": "\(reader.path)"])
+            reader.close()
+            feed.reader = nil
+            feed.dataVersion = nil
+        }
+        guard now - feed.lastOpenAttempt >= 1 else { return nil }
+        feed.lastOpenAttempt = now
+        openControlStore()
+        do {
+            let reader = try ChangeFeedReader(path: configuration.data.storeFile)
+            feed.reader = reader
+            feed.dataVersion = nil
+            return reader
+        } catch {
+            noteFeedProblem("cannot follow the control store's change feed; serving from the replica", error)
+            return nil
+        }
+    }
+
+    private func noteFeedProblem(_ message: String, _ error: any Error) {
+        let text = "\(message): \(error)"
+        guard feed.problem != text else { return }
+        feed.problem = text
+        logger.error("\(message)", metadata: ["error": "\(error)"])
+    }
+
+    // MARK: - Following
+
+    /// Brings the replica and the workers up to the control store's feed: on each
+    /// tick, and when the control side nudges. Cheap when nothing changed (one
+    /// `PRAGMA data_version`); reads only the rows the new changes name, applies
+    /// them to the replica in one transaction with their revision, then sends workers
+    /// only what changed. A busy or unreadable store is "no news" (logged once).
+    func followFeed() {
+        guard let replica, let reader = feedReader(now: Self.now()) else { return }
+        do {
+            let version = try reader.dataVersion()
+            if version == feed.dataVersion { return }
+            let read = try reader.update(after: feed.appliedRevision)
+            feed.latest = read.bounds.latest
+            let update = read.update
+            let caughtUp = update.revision >= read.bounds.latest || update.isFullCopy
+            if !update.isFullCopy, update.revision == feed.appliedRevision {
+                if caughtUp { feed.dataVersion = version }
+                return
+            }
+            let lifted = try replica.apply(update, importQuarantines: feed.appliedRevision == nil)
+            feed.appliedRevision = update.revision
+            feed.scriptsRead += read.scriptsRead
+            if caughtUp { feed.dataVersion = version }
+            if feed.problem != nil {
+                feed.problem = nil
+                logger.info("following the control store's change feed again", metadata: ["revision": "\(update.revision)"])
+            }
+            if update.isFullCopy {
+                feed.fullCopies += 1
+                logger.info("replica copied whole from the control store", metadata: [
+                    "revision": "\(update.revision)", "scripts": "\(update.scripts.count)",
+                ])
+            }
+            publish(update, lifted: lifted)
+        } catch {
+            // Nothing applied: the replica's transaction rolled back whole, and the
+            // next look starts from the same revision.
+            feed.dataVersion = nil
+            noteFeedProblem("cannot read the control store's change feed; serving from the replica", error)
+        }
+    }
+
+    /// Applies an update (already in the replica) to the catalog and tells workers.
+    private func publish(_ update: ReplicaUpdate, lifted: [ScriptAddress]) {
+        let before = catalog
+        for script in lifted {
+            let key = script.description
+            strikes[key] = nil
+            if quarantined.remove(key) != nil, let cohort = before.assignments[script.customer], let pool = pools[cohort] {
+                for worker in pool.allWorkers { worker.send(.quarantine(customer: script.customer, name: script.name, quarantined: false)) }
+            }
+        }
+        if update.isFullCopy {
+            catalog = ScriptCatalog.from(
+                customers: update.customers.map { (name: $0.key, cohort: $0.value) }, active: update.scripts.map(\.spec))
+            if catalog != before {
+                publishCatalogChanges(from: before)
+                writeRoutes()
+            }
+            return
+        }
+        var next = catalog
+        for (name, cohort) in update.customers { next.assign(customer: name, to: cohort) }
+        for script in update.scripts { next.put(script.spec) }
+        for script in update.removedScripts { next.remove(customer: script.customer, name: script.name) }
+        catalog = next
+        let moved = Set(update.customers.keys.filter { before.assignments[$0] != next.assignments[$0] })
+        if !moved.isEmpty {
+            for pool in pools.values {
+                for worker in pool.allWorkers { worker.send(.customers(assignments: next.assignments)) }
+            }
+            for customer in moved.sorted() {
+                if let from = before.assignments[customer], let pool = pools[from] {
+                    for name in (before.scripts[customer] ?? [:]).keys.sorted() {
+                        send(.removeScript(customer: customer, name: name), to: pool)
+                    }
+                }
+                if let to = next.assignments[customer], let pool = pools[to] {
+                    for spec in (next.scripts[customer] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
+                        strikes["\(customer)/\(spec.name)"] = nil
+                        send(.putScript(spec), to: pool)
+                    }
+                }
+            }
+            writeRoutes()
+        }
+        let changed = Set(update.scripts.map { ScriptAddress(customer: $0.spec.customer, name: $0.spec.name) })
+            .union(update.removedScripts)
+        for script in changed.sorted() where !moved.contains(script.customer) {
+            let old = before.scripts[script.customer]?[script.name]
+            let new = next.scripts[script.customer]?[script.name]
+            guard old != new else { continue }
+            if let new, let cohort = next.assignments[script.customer], let pool = pools[cohort] {
+                strikes[script.description] = nil
+                logger.info("script version published", metadata: [
+                    "script": "\(script)", "version": "\(new.version)", "pool": "\(cohort)",
+                ])
+                send(.putScript(new), to: pool)
+            } else if new == nil, old != nil, let cohort = before.assignments[script.customer], let pool = pools[cohort] {
+                send(.removeScript(customer: script.customer, name: script.name), to: pool)
+            }
+        }
+    }
+
+    /// Sends a script message to every worker of `pool`, counted.
+    private func send(_ message: SupervisorMessage, to pool: PoolState) {
+        for worker in pool.allWorkers { worker.send(message) }
+        feed.scriptsPushed += pool.allWorkers.count
+    }
+
+    /// The control side changed the control store: the follower looks now instead of
+    /// at its next tick. It is told nothing but "look": what changed comes from the
+    /// feed, as it will when control runs in its own process. Off the queue.
+    func nudgeFeed() {
+        queue.sync { followFeed() }
+    }
+
+    // MARK: - Start
+
+    /// Follows the feed once, then builds the catalog and the quarantine set from the
+    /// replica: a host whose control store is unreadable serves what the replica holds.
+    /// On the queue.
+    func loadCatalog() -> ScriptCatalog {
+        feed.lastOpenAttempt = -Double.infinity
+        feed.appliedRevision = (try? replica.appliedRevision()) ?? nil
+        if feed.appliedRevision == nil { importHostState() }
+        followFeed()
+        do {
+            let contents = try replica.contents()
+            feed.appliedRevision = contents.revision
+            quarantined = Set(contents.quarantines.map(\.script.description))
+            return ScriptCatalog.from(
+                customers: contents.customers.map { (name: $0.key, cohort: $0.value) }, active: contents.scripts)
+        } catch {
+            logger.error("cannot read the replica; workers keep what they have", metadata: ["error": "\(error)"])
+            return catalog
+        }
+    }
+
+    /// A new replica beside a control store written by an earlier build takes over
+    /// the host's own state kept there (scale, last known good cohorts) once.
+    private func importHostState() {
+        guard let store = try? store else { return }
+        for cohort in (try? store.knownGoodCohorts()) ?? [] {
+            try? replica.saveKnownGood(cohort.configuration, actor: "supervisor")
+            if let workers = (try? store.workerCount(ofPool: cohort.configuration.name)) ?? nil,
+               (try? replica.workerCount(ofPool: cohort.configuration.name)) ?? nil == nil {
+                try? replica.setWorkerCount(workers, ofPool: cohort.configuration.name, actor: "supervisor")
+            }
+        }
+    }
+
+    /// Where the feed stands, for `status`.
+    func feedStatus() -> FeedStatus {
+        FeedStatus(
+            appliedRevision: feed.appliedRevision, latestRevision: feed.latest, scriptsRead: feed.scriptsRead,
+            scriptsPushed: feed.scriptsPushed, fullCopies: feed.fullCopies, problem: feed.problem)
+    }
+}
