@@ -342,7 +342,7 @@ public final class HostReplica: AuditLog, Sendable {
         }
     }
 
-    private func insertAudit(
+    func insertAudit(
         _ db: Database, at: Date, actor: String, action: AuditAction, subject: String, detail: AuditDetail
     ) throws {
         _ = try insertAudit(db, at: at, actor: actor, action: action, subject: subject, detailJSON: try detail.json())
@@ -358,11 +358,11 @@ public final class HostReplica: AuditLog, Sendable {
             id: Int(db.lastInsertedRowID), at: at, actor: actor, action: action, subject: subject, detail: detailJSON)
     }
 
-    private func write<T>(_ operation: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
+    func write<T>(_ operation: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch { throw translate(error, operation()) }
     }
 
-    private func read<T>(_ operation: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
+    func read<T>(_ operation: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.read(body) } catch { throw translate(error, operation()) }
     }
 

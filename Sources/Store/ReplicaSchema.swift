@@ -11,6 +11,7 @@ enum ReplicaSchema: SQLiteSchema {
     static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-replica") { db in try createInitialSchema(db) }
+        migrator.registerMigration("v2-host-overrides") { db in try createHostOverrides(db) }
         return migrator
     }()
 
@@ -79,6 +80,37 @@ enum ReplicaSchema: SQLiteSchema {
 
             CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+            """)
+    }
+
+    /// Version 2. Break glass as a host-local layer over the feed (the freeze, the
+    /// pins), and the host's reports on each running rollout's stage (what the
+    /// control plane's driver reads to judge it).
+    private static func createHostOverrides(_ db: Database) throws {
+        try db.execute(sql: """
+            -- One row while rollouts are frozen on this host.
+            CREATE TABLE freeze (
+                id     INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+                actor  TEXT NOT NULL,
+                at     TEXT NOT NULL
+            ) STRICT;
+
+            -- A kind pinned by break glass: every pool of this host runs `version`
+            -- whatever the feed says, until unpinned here.
+            CREATE TABLE pins (
+                kind     TEXT NOT NULL PRIMARY KEY CHECK (kind IN ('runtime', 'rules', 'binary')),
+                version  INTEGER NOT NULL CHECK (version >= 0),
+                actor    TEXT NOT NULL,
+                at       TEXT NOT NULL
+            ) STRICT;
+
+            -- The latest report on each running rollout's stage: its encoded
+            -- `StageReport` (a Codable value of the Rollout module), replaced whole.
+            CREATE TABLE stage_reports (
+                rollout     INTEGER NOT NULL PRIMARY KEY,
+                report      BLOB NOT NULL,
+                written_at  TEXT NOT NULL
+            ) STRICT;
             """)
     }
 }

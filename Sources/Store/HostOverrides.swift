@@ -1,0 +1,202 @@
+import BulkheadCore
+import Foundation
+import GRDB
+
+/// Break glass on one host: a layer over the change feed that takes precedence over
+/// it and holds until cleared on the host (`unfreeze`, `unpin`).
+public struct HostOverrides: Codable, Sendable, Equatable {
+    /// Who froze rollouts on this host, and when; nil when not frozen.
+    public var frozen: Mark?
+    /// Kinds pinned by break glass, with their version.
+    public var pins: [ArtifactKind: Pin]
+
+    /// Who set an override, and when.
+    public struct Mark: Codable, Sendable, Equatable {
+        /// The actor (`break-glass`, `operator`, …).
+        public var actor: String
+        /// When it was set.
+        public var at: Date
+
+        /// A mark.
+        public init(actor: String, at: Date) {
+            self.actor = actor
+            self.at = at
+        }
+    }
+
+    /// A pinned version.
+    public struct Pin: Codable, Sendable, Equatable {
+        /// Every pool of the host runs this version of the kind.
+        public var version: Int
+        /// Who pinned it, and when.
+        public var mark: Mark
+
+        /// A pin.
+        public init(version: Int, mark: Mark) {
+            self.version = version
+            self.mark = mark
+        }
+    }
+
+    /// No override: the host follows the feed.
+    public init(frozen: Mark? = nil, pins: [ArtifactKind: Pin] = [:]) {
+        self.frozen = frozen
+        self.pins = pins
+    }
+
+    /// Whether rollouts are frozen on this host.
+    public var isFrozen: Bool { frozen != nil }
+
+    /// The pinned version of `kind`, or nil.
+    public func pinnedVersion(of kind: ArtifactKind) -> Int? { pins[kind]?.version }
+
+    /// Reads the overrides in `db` (a host replica).
+    static func read(_ db: Database) throws -> HostOverrides {
+        var overrides = HostOverrides()
+        if let row = try Row.fetchOne(db, sql: "SELECT actor, at FROM freeze WHERE id = 1") {
+            overrides.frozen = Mark(actor: try row.decode(String.self, forColumn: "actor"), at: try row.decode(Date.self, forColumn: "at"))
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT kind, version, actor, at FROM pins") {
+            let text = try row.decode(String.self, forColumn: "kind")
+            guard let kind = ArtifactKind(rawValue: text) else {
+                throw StoreError.unreadableSetting("pins.\(text)", value: text, expected: "runtime, rules or binary")
+            }
+            overrides.pins[kind] = Pin(
+                version: try row.decode(Int.self, forColumn: "version"),
+                mark: Mark(actor: try row.decode(String.self, forColumn: "actor"), at: try row.decode(Date.self, forColumn: "at")))
+        }
+        return overrides
+    }
+}
+
+extension HostReplica {
+    // MARK: - Break glass (host overrides)
+
+    /// The freeze and the pins of this host.
+    public func overrides() throws -> HostOverrides {
+        try read("read the host's break-glass overrides") { db in try HostOverrides.read(db) }
+    }
+
+    /// Freezes or unfreezes rollouts on this host. Audited (as the control store
+    /// audits its settings: `setting.set` / `setting.clear` of `frozen`).
+    public func setFrozen(_ frozen: Bool, actor: String) throws {
+        try write("\(frozen ? "freeze" : "unfreeze") rollouts on this host") { db in
+            let at = clock()
+            let was = try Bool.fetchOne(db, sql: "SELECT 1 FROM freeze WHERE id = 1") ?? false
+            if frozen {
+                try db.execute(
+                    sql: "INSERT INTO freeze (id, actor, at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET actor = excluded.actor, at = excluded.at",
+                    arguments: [actor, at])
+            } else {
+                try db.execute(sql: "DELETE FROM freeze WHERE id = 1")
+            }
+            try insertAudit(
+                db, at: at, actor: actor, action: frozen ? .settingSet : .settingCleared, subject: "setting/\(SettingKey.frozen)",
+                detail: ["value": .bool(frozen), "previous": .bool(was)])
+        }
+    }
+
+    /// Pins `kind` to `version` on this host, or (nil) unpins it. Audited.
+    public func setPin(_ kind: ArtifactKind, version: Int?, actor: String) throws {
+        if let version, version < 0 { throw StoreError.invalidArgument("a pinned version is 0 or more, got \(version)") }
+        try write("\(version == nil ? "unpin" : "pin") the \(kind.rawValue) on this host") { db in
+            let at = clock()
+            let previous = try Int.fetchOne(db, sql: "SELECT version FROM pins WHERE kind = ?", arguments: [kind.rawValue])
+            if let version {
+                try db.execute(
+                    sql: """
+                        INSERT INTO pins (kind, version, actor, at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (kind) DO UPDATE SET version = excluded.version, actor = excluded.actor, at = excluded.at
+                        """,
+                    arguments: [kind.rawValue, version, actor, at])
+            } else {
+                try db.execute(sql: "DELETE FROM pins WHERE kind = ?", arguments: [kind.rawValue])
+            }
+            try insertAudit(
+                db, at: at, actor: actor, action: version == nil ? .settingCleared : .settingSet,
+                subject: "setting/\(SettingKey.pinnedVersion(kind))",
+                detail: ["value": .optional(version), "previous": .optional(previous)])
+        }
+    }
+
+    // MARK: - Stage reports
+
+    /// Replaces the host's report on rollout `rollout` (an encoded `StageReport`).
+    public func saveStageReport(rollout: Int, report: Data) throws {
+        try write("save the stage report of rollout \(rollout)") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO stage_reports (rollout, report, written_at) VALUES (?, ?, ?)
+                    ON CONFLICT (rollout) DO UPDATE SET report = excluded.report, written_at = excluded.written_at
+                    """,
+                arguments: [rollout, report, clock()])
+        }
+    }
+
+    /// Forgets the report on a rollout that ended.
+    public func removeStageReport(rollout: Int) throws {
+        try write("remove the stage report of rollout \(rollout)") { db in
+            try db.execute(sql: "DELETE FROM stage_reports WHERE rollout = ?", arguments: [rollout])
+        }
+    }
+
+    /// Every report, by rollout id.
+    public func stageReports() throws -> [Int: Data] {
+        try read("read the stage reports") { db in try HostReplicaReader.stageReports(db) }
+    }
+}
+
+/// A read-only connection to a host replica, for the control plane: the host's
+/// overrides, its stage reports and its applied revision. Reading never waits on the
+/// host's write lock (WAL), and nothing here can write the file: the host agent is
+/// its only writer. Not thread-safe: one owner calls it.
+public final class HostReplicaReader {
+    /// The replica file, absolute.
+    public let path: String
+    private let queue: DatabaseQueue
+
+    /// Opens `path` read-only. Throws a ``StoreError`` when it is missing, not a
+    /// host replica, damaged, or of a schema without the overrides.
+    public init(path: String, busyTimeoutSeconds: Double = 0.05) throws {
+        let path = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else { throw StoreError.missingStore(path: path) }
+        try SQLiteFileHeader.check(path: path)
+        do {
+            var configuration = SQLiteStore.connectionConfiguration(SQLiteStoreConfiguration(), label: "replica.reader")
+            configuration.readonly = true
+            configuration.busyMode = .timeout(busyTimeoutSeconds)
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            _ = try queue.read { db in try HostOverrides.read(db) }
+        } catch {
+            throw SQLiteStore.openError(error, path: path, operation: "read the host replica")
+        }
+    }
+
+    /// The host's break-glass overrides.
+    public func overrides() throws -> HostOverrides {
+        try read("read the host's break-glass overrides") { db in try HostOverrides.read(db) }
+    }
+
+    /// The host's stage reports (encoded `StageReport`s), by rollout id.
+    public func stageReports() throws -> [Int: Data] {
+        try read("read the stage reports") { db in try Self.stageReports(db) }
+    }
+
+    /// The feed revision the host has applied, or nil before its first copy.
+    public func appliedRevision() throws -> Int? {
+        try read("read the applied revision") { db in try Int.fetchOne(db, sql: "SELECT revision FROM feed_state WHERE id = 1") }
+    }
+
+    static func stageReports(_ db: Database) throws -> [Int: Data] {
+        var reports: [Int: Data] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT rollout, report FROM stage_reports") {
+            reports[try row.decode(Int.self, forColumn: "rollout")] = try row.decode(Data.self, forColumn: "report")
+        }
+        return reports
+    }
+
+    private func read<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try queue.read(body) } catch { throw SQLiteStore.translate(error, path: path, operation: operation) }
+    }
+}
