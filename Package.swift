@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // MARK: Lua
@@ -96,12 +99,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        /// The control API (Hummingbird) customers and operators use.
+        /// The control API (Hummingbird) customers and operators use, and the host
+        /// routes of admin.sock: typed operations, one router per surface.
         .target(
             name: "ControlAPI",
             dependencies: [
-                "BulkheadCore", "Store", "Supervisor",
+                "BulkheadCore", "Store", "Supervisor", "Rollout",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 // The connection guard's handler sits in Hummingbird's HTTP/1 pipeline.
@@ -119,6 +125,8 @@ let package = Package(
                 "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "Store", "Ingress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // The CLI is an HTTP client of control.sock and admin.sock.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         /// Calls per second through the sandbox, with and without limits.
@@ -160,7 +168,10 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "BulkheadCore", "Rollout"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BulkheadCore", "Supervisor", "Store", "LoadClient"]
+            dependencies: [
+                "BulkheadCore", "Supervisor", "Store", "LoadClient",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
     ]
 )

@@ -80,9 +80,6 @@ public final class Supervisor: @unchecked Sendable {
     /// Lines kept per script.
     static let logLinesPerScript = 500
     var lockFD: Int32 = -1
-    var adminFD: Int32 = -1
-    /// Set when the admin socket closes on purpose: the only thing that ends its accept loop.
-    let adminClosing = Atomic<Bool>(false)
     var shuttingDown = false
     var scanning = false
     /// Rollouts in progress, one per artifact kind.
@@ -212,7 +209,6 @@ public final class Supervisor: @unchecked Sendable {
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
-        try startAdminSocket()
         installSignalHandlers()
     }
 
@@ -359,13 +355,6 @@ public final class Supervisor: @unchecked Sendable {
     func beginShutdown() {
         guard !shuttingDown else { return }
         shuttingDown = true
-        if adminFD >= 0 {
-            adminClosing.store(true, ordering: .relaxed)
-            shutdown(adminFD, Int32(SHUT_RDWR))
-            close(adminFD)
-            adminFD = -1
-            unlink(configuration.data.adminSocket)
-        }
         stopIngress()
         for pool in pools.values {
             pool.restartDue.removeAll()
