@@ -170,6 +170,8 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "BulkheadCore", "Supervisor", "Store", "LoadClient",
+                // The route-parity test reads the route tables it checks against the spec.
+                "ControlAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

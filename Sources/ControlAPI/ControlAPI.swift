@@ -22,10 +22,15 @@ public enum ControlAPI {
 
         /// The path as openapi.yaml writes it: `/v1/scripts/{name}`.
         public var specPath: String {
-            path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
-                segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
-            }.joined(separator: "/")
+            ControlAPI.specPath(path)
         }
+    }
+
+    /// A Hummingbird path (`/v1/scripts/:name`) as openapi.yaml writes it (`/v1/scripts/{name}`).
+    static func specPath(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+        }.joined(separator: "/")
     }
 
     /// The router both listeners serve.

@@ -15,6 +15,11 @@ public enum HostRoutes {
         /// The path, Hummingbird's `:parameter` syntax.
         public let path: String
         let handler: @Sendable (HostOperations, Request, BasicRequestContext) async throws -> Response
+
+        /// The path as openapi.yaml writes it: `/v1/host/pools/{name}/scale`.
+        public var specPath: String {
+            ControlAPI.specPath(path)
+        }
     }
 
     /// The router `admin.sock` serves.
