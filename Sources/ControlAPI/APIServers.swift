@@ -66,11 +66,13 @@ public struct APIServers {
             onServerRunning: { _ in chmod(data.adminSocket, 0o600) },
             logger: logger)
         // Shut down in reverse: the listeners first (requests in flight finish),
-        // the supervisor last. A supervisor that stops on its own (its own SIGTERM
-        // handler drains the pools) shuts the group down gracefully, never cancels it.
+        // the supervisor last. The supervisor has no signal handler of its own: one
+        // that drained on SIGTERM would finish before the listeners, and the group
+        // cancels everything when a service ends out of turn, cutting those requests.
+        // A supervisor stopped some other way shuts the group down gracefully.
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: SupervisorService(supervisor: supervisor), successTerminationBehavior: .gracefullyShutdownGroup,
+                .init(service: SupervisorService(supervisor: supervisor, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: Listener(name: "admin socket", application: admin, logger: logger), successTerminationBehavior: .ignore),
                 .init(service: Listener(name: "control socket", application: control, logger: logger), successTerminationBehavior: .ignore),
@@ -88,14 +90,17 @@ public struct APIServers {
 }
 
 /// The supervisor as a service: it runs until it has stopped, and a graceful
-/// shutdown of the group asks it to drain.
+/// shutdown of the group asks it to drain. Being first in the group, it hears that
+/// only after every listener has finished its requests in flight.
 struct SupervisorService: Service {
     let supervisor: Supervisor
+    let logger: Logger
 
     func run() async throws {
         await withGracefulShutdownHandler {
             await offQueue { supervisor.wait() }
         } onGracefulShutdown: {
+            logger.info("API requests in flight finished; draining workers")
             supervisor.stop()
         }
     }

@@ -65,6 +65,7 @@ extension Supervisor {
             guard from != cohort else {
                 return .failure(ControlError(.sameCohort, "\(customer) is already in \(cohort)"))
             }
+            guard !shuttingDown else { return .failure(Self.stoppingFailure(customer, cohort)) }
             var assignments = catalog.assignments
             assignments[customer] = cohort
             let specs = (catalog.scripts[customer] ?? [:]).values.sorted { $0.name < $1.name }
@@ -87,6 +88,10 @@ extension Supervisor {
             if ready { break }
             usleep(5_000)
         }
+        // A stop that began during the warm-up drained the target's workers: they
+        // count as ready by having exited, but nothing would serve the customer there.
+        // Answer that plainly and leave the customer where it was.
+        if queue.sync(execute: { shuttingDown }) { return .failure(Self.stoppingFailure(customer, cohort)) }
         // 2. The ingress switches; requests already at the old pool finish there.
         queue.sync { writeRoutes(overrides: [customer: cohort]) }
         usleep(500_000)
@@ -100,6 +105,13 @@ extension Supervisor {
         queue.sync { refreshCatalog() }
         logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(plan.from)", "to": "\(cohort)"])
         return .success(CustomerMoved(customer: customer, from: plan.from, to: cohort))
+    }
+}
+
+extension Supervisor {
+    /// A move refused because the supervisor is draining its pools.
+    static func stoppingFailure(_ customer: String, _ cohort: String) -> ControlError {
+        ControlError(.noPool, "bulkhead serve is stopping and pool '\(cohort)' is draining; \(customer) was not moved; run the move again once serve is back")
     }
 }
 

@@ -115,7 +115,6 @@ public final class Supervisor: @unchecked Sendable {
     /// whose identity differs (new, changed, or not stored yet).
     let storedScriptFiles = Mutex(StoredScriptFiles())
     var timer: DispatchSourceTimer?
-    var signalSources: [DispatchSourceSignal] = []
     let stopped = DispatchSemaphore(value: 0)
 
     /// Creates a supervisor; nothing starts until `start()`.
@@ -209,10 +208,13 @@ public final class Supervisor: @unchecked Sendable {
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
-        installSignalHandlers()
+        // No signal handler of its own: SIGTERM belongs to the process's ServiceGroup,
+        // which lets API requests in flight finish and only then calls `stop()`. A
+        // drain started by the signal itself would pull the workers from under those
+        // requests (a `cohort move` warming its scripts) and end the group early.
     }
 
-    /// Blocks until the supervisor has stopped (after SIGTERM/SIGINT or `stop()`).
+    /// Blocks until the supervisor has stopped (after `stop()`).
     public func wait() {
         stopped.wait()
     }
@@ -337,19 +339,6 @@ public final class Supervisor: @unchecked Sendable {
         }
         timer.resume()
         self.timer = timer
-    }
-
-    private func installSignalHandlers() {
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-            source.setEventHandler { [unowned self] in
-                self.logger.info("signal received, draining workers", metadata: ["signal": "\(signalNumber)"])
-                self.beginShutdown()
-            }
-            source.resume()
-            signalSources.append(source)
-        }
     }
 
     func beginShutdown() {
