@@ -39,8 +39,12 @@ public struct APIServers {
         // One responder, one route table, two listeners.
         let responder = ControlAPI.router(operations: ControlOperations(supervisor: supervisor)).buildResponder()
         let tcpGuard = APIConnectionGuard(limits: connections, logger: logger)
-        // Its own guard: a TCP flood never holds the slots of the operator's socket.
-        let socketGuard = APIConnectionGuard(limits: connections, logger: logger)
+        // Each Unix socket has its own guard and accept ceiling: a TCP flood never
+        // holds the slots (or the descriptors) of the operator's sockets, and the host
+        // routes on admin.sock answer while the control router is swamped.
+        let local = APIConnectionLimits.localSocket
+        let controlGuard = APIConnectionGuard(limits: local, logger: logger)
+        let adminGuard = APIConnectionGuard(limits: local, logger: logger)
         let tcp = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [tcpGuard.makeHandler()])),
@@ -52,17 +56,21 @@ public struct APIServers {
         let control = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [
-                PeerCredentialsHandler(socketName: "the control socket", logger: logger), socketGuard.makeHandler(),
+                PeerCredentialsHandler(socketName: "the control socket", logger: logger), controlGuard.makeHandler(),
             ])),
-            configuration: .init(address: .unixDomainSocket(path: data.controlSocket), serverName: "bulkhead"),
+            configuration: .init(
+                address: .unixDomainSocket(path: data.controlSocket), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
             onServerRunning: { _ in chmod(data.controlSocket, 0o600) },
             logger: logger)
         let admin = Application(
             router: HostRoutes.router(operations: HostOperations(supervisor: supervisor)),
             server: .http1(configuration: .init(additionalChannelHandlers: [
-                PeerCredentialsHandler(socketName: "the admin socket", logger: logger),
+                PeerCredentialsHandler(socketName: "the admin socket", logger: logger), adminGuard.makeHandler(),
             ])),
-            configuration: .init(address: .unixDomainSocket(path: data.adminSocket), serverName: "bulkhead"),
+            configuration: .init(
+                address: .unixDomainSocket(path: data.adminSocket), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
             onServerRunning: { _ in chmod(data.adminSocket, 0o600) },
             logger: logger)
         // Shut down in reverse: the listeners first (requests in flight finish),

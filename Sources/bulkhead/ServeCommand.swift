@@ -86,7 +86,8 @@ struct ServeCommand: ParsableCommand {
         let (connections, warnings) = APIConnectionLimits.resolve(
             maxConnections: apiMaxConnections, maxPerPeer: apiMaxConnectionsPerPeer, headTimeout: apiHeadTimeout,
             descriptorLimit: Descriptors.limit(), descriptorsInUse: Descriptors.openCount() ?? 0,
-            reserved: supervisor.descriptorsToKeepFree())
+            // control.sock and admin.sock hold their own budgets: never taken by TCP.
+            reserved: supervisor.descriptorsToKeepFree() + 2 * APIConnectionLimits.localSocket.acceptCeiling)
         for warning in warnings { apiLogger.warning("\(warning)") }
         let servers = APIServers(host: host, port: port, connections: connections)
         let data = settings.data
