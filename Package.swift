@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // MARK: Lua
@@ -109,12 +112,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        /// The control API (Hummingbird) customers and operators use.
+        /// The control API (Hummingbird) customers and operators use, and the host
+        /// routes of admin.sock: typed operations, one router per surface.
         .target(
             name: "ControlAPI",
             dependencies: [
-                "BulkheadCore", "Store", "Supervisor", "HostMetrics",
+                "BulkheadCore", "Store", "Supervisor", "Rollout", "HostMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 // The connection guard's handler sits in Hummingbird's HTTP/1 pipeline.
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -132,6 +138,8 @@ let package = Package(
                 "Ingress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // The CLI is an HTTP client of control.sock and admin.sock.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         /// Calls per second through the sandbox, with and without limits.
@@ -173,7 +181,12 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "BulkheadCore", "Rollout"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BulkheadCore", "Supervisor", "Store", "LoadClient"]
+            dependencies: [
+                "BulkheadCore", "Supervisor", "Store", "LoadClient",
+                // The route-parity test reads the route tables it checks against the spec.
+                "ControlAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
     ]
 )

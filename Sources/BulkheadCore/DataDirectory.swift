@@ -24,8 +24,10 @@ public struct DataDirectory: Sendable, Equatable {
     public var logs: String { root + "/logs" }
     /// The supervisor's lock file: whoever holds it supervises.
     public var lockFile: String { run + "/supervisor.lock" }
-    /// The operators' admin socket.
+    /// The host's socket (0600): the host routes (`/v1/host/…`: status, break glass, scale).
     public var adminSocket: String { run + "/admin.sock" }
+    /// The control API's socket (0600): the same routes as TCP, for the CLI.
+    public var controlSocket: String { run + "/control.sock" }
     /// The demo customers' tokens, written by `serve --demo` (0600).
     public var demoTokens: String { root + "/demo-tokens" }
     /// The operators' admin token for the control API (0600).

@@ -103,37 +103,6 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// A request on the admin socket.
-public struct AdminRequest: Codable, Sendable, Equatable {
-    /// The command, e.g. `status`.
-    public var command: String
-    /// Named arguments.
-    public var arguments: [String: String]
-
-    /// Creates a request.
-    public init(command: String, arguments: [String: String] = [:]) {
-        self.command = command
-        self.arguments = arguments
-    }
-}
-
-/// The answer on the admin socket: JSON of the command's result, or an error.
-public struct AdminResponse: Codable, Sendable, Equatable {
-    /// Whether the command succeeded.
-    public var ok: Bool
-    /// Why not, for a person.
-    public var error: String?
-    /// The result as JSON text.
-    public var result: String?
-
-    /// Creates a response.
-    public init(ok: Bool, error: String? = nil, result: String? = nil) {
-        self.ok = ok
-        self.error = error
-        self.result = result
-    }
-}
-
 /// The host replica against the control store's change feed, in `HostStatus`.
 public struct FeedStatus: Codable, Sendable, Equatable {
     /// The feed revision the replica (and what the workers were sent) reflects; nil

@@ -3,26 +3,40 @@ import Foundation
 import Store
 import Supervisor
 
-// The JSON bodies of the control API. Every one has a schema in openapi.yaml.
+// The JSON bodies of the control API and the host routes. Every one has a schema in
+// openapi.yaml; the CLI decodes the same types and prints them as they came for `--json`.
 
-struct ErrorBody: Codable {
-    var error: String
-    var message: String
+/// Every refusal: `{"error": KIND, "message": …}`.
+public struct ErrorBody: Codable, Sendable {
+    /// The kind (`not-found`, `too-large`, …): `ControlError.Kind`'s raw value.
+    public var error: String
+    /// What failed and what to do.
+    public var message: String
 }
 
-struct Health: Codable {
-    var status: String
-    var pools: Int
+/// `GET /healthz`.
+public struct Health: Codable, Sendable {
+    /// `ok` while the process answers.
+    public var status: String
+    /// Pools running.
+    public var pools: Int
 }
 
-struct UploadAnswer: Codable {
-    var name: String
-    var version: Int
-    var sha256: String
-    var size: Int
-    var createdAt: Date
+/// A stored script version (`PUT /v1/scripts/{name}`).
+public struct UploadAnswer: Codable, Sendable {
+    /// The name.
+    public var name: String
+    /// The version number.
+    public var version: Int
+    /// SHA-256 of the source, hex.
+    public var sha256: String
+    /// Size in bytes.
+    public var size: Int
+    /// When it was stored.
+    public var createdAt: Date
 
-    init(_ version: ScriptVersion) {
+    /// Creates the body from the store's record.
+    public init(_ version: ScriptVersion) {
         name = version.name
         self.version = version.version
         sha256 = version.sha256
@@ -36,16 +50,25 @@ struct UploadAnswer: Codable {
     }
 }
 
-struct ScriptInfo: Codable {
-    var name: String
-    var activeVersion: Int
-    var latestVersion: Int
-    var sha256: String
-    var size: Int
-    var quarantined: Bool
-    var updatedAt: Date
+/// One script of a customer.
+public struct ScriptInfo: Codable, Sendable {
+    /// The name.
+    public var name: String
+    /// The version live on the workers.
+    public var activeVersion: Int
+    /// The newest stored version.
+    public var latestVersion: Int
+    /// SHA-256 of the source, hex.
+    public var sha256: String
+    /// Size in bytes.
+    public var size: Int
+    /// Whether it is quarantined for killing workers.
+    public var quarantined: Bool
+    /// When it last changed.
+    public var updatedAt: Date
 
-    init(_ summary: ScriptSummary) {
+    /// Creates the body from the store's record.
+    public init(_ summary: ScriptSummary) {
         name = summary.name
         activeVersion = summary.activeVersion
         latestVersion = summary.latestVersion
@@ -63,23 +86,35 @@ struct ScriptInfo: Codable {
     }
 }
 
-struct ScriptList: Codable {
-    var scripts: [ScriptInfo]
+/// A customer's scripts.
+public struct ScriptList: Codable, Sendable {
+    /// The scripts, by name.
+    public var scripts: [ScriptInfo]
 }
 
-struct ScriptDetail: Codable {
-    var script: ScriptInfo
-    var source: String
+/// One script with its active source.
+public struct ScriptDetail: Codable, Sendable {
+    /// The script.
+    public var script: ScriptInfo
+    /// The active version's source.
+    public var source: String
 }
 
-struct VersionInfo: Codable {
-    var version: Int
-    var sha256: String
-    var size: Int
-    var createdAt: Date
-    var createdBy: String
+/// One stored version of a script.
+public struct VersionInfo: Codable, Sendable {
+    /// The version number.
+    public var version: Int
+    /// SHA-256 of the source, hex.
+    public var sha256: String
+    /// Size in bytes.
+    public var size: Int
+    /// When it was stored.
+    public var createdAt: Date
+    /// Who stored it (`customer:NAME`, `operator`, …).
+    public var createdBy: String
 
-    init(_ version: ScriptVersion) {
+    /// Creates the body from the store's record.
+    public init(_ version: ScriptVersion) {
         self.version = version.version
         sha256 = version.sha256
         size = version.size
@@ -94,44 +129,73 @@ struct VersionInfo: Codable {
     }
 }
 
-struct VersionList: Codable {
-    var versions: [VersionInfo]
+/// Every stored version of a script.
+public struct VersionList: Codable, Sendable {
+    /// Oldest first.
+    public var versions: [VersionInfo]
 }
 
-struct LogLines: Codable {
-    var lines: [String]
+/// A script's recent log lines and errors.
+public struct LogLines: Codable, Sendable {
+    /// Oldest first.
+    public var lines: [String]
 }
 
-struct RollbackRequest: Codable {
-    var version: Int?
+/// The body of a script rollback: empty, `{}` or `{"version": N}`.
+public struct RollbackRequest: Codable, Sendable {
+    /// The version number.
+    public var version: Int?
 
     /// Strict: an object with at most `version`, a positive integer; anything else is nil.
-    static func parse(_ data: Data) -> RollbackRequest? {
+    public static func parse(_ data: Data) -> RollbackRequest? {
         guard let object = try? JSONDecoder().decode([String: Int].self, from: data),
               Set(object.keys).isSubset(of: ["version"])
         else { return nil }
         guard let version = object["version"] else { return RollbackRequest(version: nil) }
         return version >= 1 ? RollbackRequest(version: version) : nil
     }
+
+    /// Creates the body.
+    public init(version: Int?) {
+        self.version = version
+    }
 }
 
-struct CreateCustomer: Codable {
-    var name: String
-    var cohort: String
+/// The body of `POST /v1/admin/customers`.
+public struct CreateCustomer: Codable, Sendable {
+    /// The name.
+    public var name: String
+    /// The cohort.
+    public var cohort: String
+
+    /// Creates the body.
+    public init(name: String, cohort: String) {
+        self.name = name
+        self.cohort = cohort
+    }
 }
 
-struct NewCustomer: Codable {
-    var name: String
-    var cohort: String
-    var token: String
+/// A created customer with its token (shown once).
+public struct NewCustomer: Codable, Sendable {
+    /// The name.
+    public var name: String
+    /// The cohort.
+    public var cohort: String
+    /// The customer's API token.
+    public var token: String
 }
 
-struct CustomerInfo: Codable {
-    var name: String
-    var cohort: String
-    var createdAt: Date
+/// One customer.
+public struct CustomerInfo: Codable, Sendable {
+    /// The name.
+    public var name: String
+    /// The cohort.
+    public var cohort: String
+    /// When it was stored.
+    public var createdAt: Date
 
-    init(_ customer: Customer) {
+    /// Creates the body from the store's record.
+    public init(_ customer: Customer) {
         name = customer.name
         cohort = customer.cohort
         createdAt = customer.createdAt
@@ -143,23 +207,159 @@ struct CustomerInfo: Codable {
     }
 }
 
-struct CustomerList: Codable {
-    var customers: [CustomerInfo]
+/// Every customer.
+public struct CustomerList: Codable, Sendable {
+    /// By name.
+    public var customers: [CustomerInfo]
 }
 
-struct Released: Codable {
-    var released: String
+/// A released quarantine (`customer/name`).
+public struct Released: Codable, Sendable {
+    /// `customer/name`.
+    public var released: String
 }
 
-struct StartRollout: Codable {
-    var kind: String
-    var content: String
+/// The body of `POST /v1/admin/rollouts`.
+public struct StartRollout: Codable, Sendable {
+    /// `runtime`, `rules` or `binary`.
+    public var kind: ArtifactKind
+    /// The artifact: the runtime's source, the rules JSON, or the binary's absolute path.
+    public var content: String
+
+    /// Creates the body.
+    public init(kind: ArtifactKind, content: String) {
+        self.kind = kind
+        self.content = content
+    }
 }
 
-struct RolloutCreated: Codable {
-    var id: Int
+/// A started rollout's id.
+public struct RolloutCreated: Codable, Sendable {
+    /// The rollout id.
+    public var id: Int
 }
 
-struct RolloutList: Codable {
-    var rollouts: [RolloutSummary]
+/// The last 50 rollouts, newest first.
+public struct RolloutList: Codable, Sendable {
+    /// Newest first.
+    public var rollouts: [RolloutSummary]
+}
+
+/// One script with its customer (`GET /v1/admin/scripts`).
+public struct CustomerScriptInfo: Codable, Sendable {
+    /// The customer.
+    public var customer: String
+    /// The script's name.
+    public var name: String
+    /// The version live on the workers.
+    public var activeVersion: Int
+    /// The newest stored version.
+    public var latestVersion: Int
+    /// SHA-256 of the active source, hex.
+    public var sha256: String
+    /// Size of the active source in bytes.
+    public var size: Int
+    /// Whether it is quarantined for killing workers.
+    public var quarantined: Bool
+    /// When it last changed.
+    public var updatedAt: Date
+
+    /// Creates the body from the store's record.
+    public init(_ summary: ScriptSummary) {
+        customer = summary.customer
+        name = summary.name
+        activeVersion = summary.activeVersion
+        latestVersion = summary.latestVersion
+        sha256 = summary.sha256
+        size = summary.size
+        quarantined = summary.quarantined
+        updatedAt = summary.updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case customer, name, sha256, size, quarantined
+        case activeVersion = "active_version"
+        case latestVersion = "latest_version"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// Scripts of every customer, or of one (`GET /v1/admin/scripts?customer=NAME`).
+public struct CustomerScriptList: Codable, Sendable {
+    /// By customer, then name.
+    public var scripts: [CustomerScriptInfo]
+}
+
+/// The body of `POST /v1/admin/customers/{name}/move`.
+public struct MoveCustomer: Codable, Sendable {
+    /// The cohort to move to.
+    public var cohort: String
+
+    /// Creates the body.
+    public init(cohort: String) {
+        self.cohort = cohort
+    }
+}
+
+// MARK: Host routes (admin.sock)
+
+/// The body of a break-glass change: who asks, for the audit log.
+public struct BreakGlassChange: Codable, Sendable {
+    /// Who runs the command (`user@host`); `break-glass` when left out.
+    public var actor: String?
+
+    /// Creates the body.
+    public init(actor: String?) {
+        self.actor = actor
+    }
+}
+
+/// The body of a break-glass rollback, or of its plan.
+public struct BreakGlassRollback: Codable, Sendable {
+    /// The artifact kind to pin.
+    public var kind: ArtifactKind
+    /// The version to pin; the newest that completed a rollout when left out.
+    public var version: Int?
+    /// Whether a version a gate rejected may be pinned.
+    public var allowRejected: Bool?
+    /// Who runs the command, for the audit log.
+    public var actor: String?
+
+    /// Creates the body.
+    public init(kind: ArtifactKind, version: Int?, allowRejected: Bool, actor: String?) {
+        self.kind = kind
+        self.version = version
+        self.allowRejected = allowRejected
+        self.actor = actor
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, version, actor
+        case allowRejected = "allow_rejected"
+    }
+}
+
+/// The body of a break-glass unpin.
+public struct BreakGlassUnpin: Codable, Sendable {
+    /// The artifact kind to release.
+    public var kind: ArtifactKind
+    /// Who runs the command, for the audit log.
+    public var actor: String?
+
+    /// Creates the body.
+    public init(kind: ArtifactKind, actor: String?) {
+        self.kind = kind
+        self.actor = actor
+    }
+}
+
+/// The body of `POST /v1/host/pools/{name}/scale`.
+public struct ScalePool: Codable, Sendable {
+    /// Workers, 0 to 64 (0 drains the pool).
+    public var workers: Int
+
+    /// Creates the body.
+    public init(workers: Int) {
+        self.workers = workers
+    }
 }

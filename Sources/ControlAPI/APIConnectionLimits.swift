@@ -22,6 +22,14 @@ public struct APIConnectionLimits: Sendable, Equatable {
     /// The most connections per address the default allows.
     public static let defaultPerPeerCeiling = 256
 
+    /// The budget of each of the host's Unix sockets (`control.sock`, `admin.sock`):
+    /// its own, never shared with TCP or with the other socket, so a flood of the TCP
+    /// listener (or a runaway script of the operator's on one socket) leaves the
+    /// other ways in open. Their peers are this user or root, so there is no second
+    /// address to share with: one peer may hold the whole budget. `serve` keeps
+    /// both budgets' descriptors free of the TCP cap.
+    public static let localSocket = APIConnectionLimits(maxConnections: 16, maxPerPeer: 16)
+
     /// Connections open at once counting those displaced and still closing: at it
     /// the server stops accepting until closes catch up (newcomers wait in the
     /// listen backlog), so the descriptors the API holds are bounded, bursts included.

@@ -2,235 +2,215 @@ import BulkheadCore
 import Foundation
 import HostMetrics
 import Hummingbird
+import HummingbirdAuth
 import Logging
 import Store
 import Rollout
 import Supervisor
 
 /// The control API: customers upload and manage their scripts; operators use
-/// `/v1/admin/…` with the admin token. Built on Hummingbird, served from the
-/// supervisor process.
+/// `/v1/admin/…`. One route table (`ControlAPI.routes`), served by one router on
+/// TCP (`--api`, tokens) and on `DATA/run/control.sock` (peers checked at accept).
 public enum ControlAPI {
-    /// Builds the application. `onRunning` receives the real port (the address may
-    /// ask for port 0). `connections` bounds what clients can make it hold (see
-    /// `APIConnectionLimits.resolve`, which keeps the supervisor's reserve free).
-    public static func application(
-        supervisor: Supervisor, host: String, port: Int, connections: APIConnectionLimits, logger: Logger,
-        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        let router = Router()
-        router.add(middleware: MethodNotAllowedMiddleware())
-        let handlers = Handlers(supervisor: supervisor)
-        handlers.register(on: router)
-        let connectionGuard = APIConnectionGuard(limits: connections, logger: logger)
-        return Application(
-            router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [connectionGuard.makeHandler()])),
-            configuration: .init(
-                address: .hostname(host, port: port), serverName: "bulkhead",
-                availableConnectionsDelegate: .maximum(connections.acceptCeiling, logger: logger)),
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
-    }
-}
+    /// One route: its method, its path (Hummingbird's `:parameter` syntax) and what
+    /// answers it, given the operations and the request's context.
+    public struct Route: Sendable {
+        /// The HTTP method.
+        public let method: HTTPRequest.Method
+        /// The path, `/v1/scripts/:name`.
+        public let path: String
+        let handler: @Sendable (ControlOperations, Request, APIRequestContext) async throws -> Response
 
-/// The route handlers.
-struct Handlers: Sendable {
-    let supervisor: Supervisor
+        /// The path as openapi.yaml writes it: `/v1/scripts/{name}`.
+        public var specPath: String {
+            ControlAPI.specPath(path)
+        }
+    }
+
+    /// A Hummingbird path (`/v1/scripts/:name`) as openapi.yaml writes it (`/v1/scripts/{name}`).
+    static func specPath(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+        }.joined(separator: "/")
+    }
+
+    /// The router both listeners serve.
+    public static func router(operations: ControlOperations) -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        // Middleware first: Hummingbird wraps each route in the middleware added before it.
+        router.add(middleware: APIErrorMiddleware(table: routes.map { ($0.method, $0.path) }))
+        router.add(middleware: TokenAuthenticator(supervisor: operations.supervisor))
+        for route in routes {
+            router.on(RouterPath(route.path), method: route.method) { request, context in
+                try await route.handler(operations, request, context)
+            }
+        }
+        return router
+    }
 
     /// Largest request body the API reads at all; the cohort's own limit is checked after.
     static let maxBodyBytes = 17 * 1024 * 1024
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/") { _, _ in
-            let (status, history, rollouts) = await offQueue { supervisor.pageData() }
+    /// Every route of the control API.
+    public static let routes: [Route] = [
+        Route(method: .get, path: "/") { operations, _, _ in
+            let (status, history, rollouts) = await offQueue { operations.supervisor.pageData() }
             let html = StatusPage.render(status: status, history: history, rollouts: rollouts, now: Date().timeIntervalSince1970)
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: html)))
-        }
-        router.get("/healthz") { _, _ in
-            json(Health(status: "ok", pools: supervisor.currentStatus().pools.count))
-        }
-        router.get("/openapi.yaml") { _, _ in
+        },
+        Route(method: .get, path: "/healthz") { operations, _, _ in
+            json(Health(status: "ok", pools: operations.status().pools.count))
+        },
+        Route(method: .get, path: "/openapi.yaml") { _, _, _ in
             guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
                   let data = try? Data(contentsOf: url)
-            else { return failure(ControlError(status: 500, kind: "missing", message: "the OpenAPI spec is not bundled")) }
+            else { throw ControlError(.missing, "the OpenAPI spec is not bundled") }
             return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-        }
-        router.get("/metrics") { _, _ in
+        },
+        Route(method: .get, path: "/metrics") { operations, _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: MetricsText.render(supervisor.metricsSnapshot()))))
-        }
+                     body: .init(byteBuffer: ByteBuffer(string: MetricsText.render(operations.supervisor.metricsSnapshot()))))
+        },
 
         // MARK: Customer routes
-        router.put("/v1/scripts/:name") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                let body: ByteBuffer
-                do {
-                    body = try await request.body.collect(upTo: Self.maxBodyBytes)
-                } catch {
-                    return failure(ControlError(status: 413, kind: "too-large", message: "the script is larger than any cohort allows"))
-                }
-                let data = Data(buffer: body)
-                let result = await offQueue { supervisor.putScript(customer: customer, name: name, source: data, actor: "customer:\(customer.name)") }
-                switch result {
-                case .success(let version): return json(UploadAnswer(version), status: .created)
-                case .failure(let error): return failure(error)
-                }
-            }
-        }
-        router.get("/v1/scripts") { request, _ in
-            try await customerRoute(request) { customer in
-                respond(await offQueue { supervisor.listScripts(customer: customer.name) }) { ScriptList(scripts: $0.map(ScriptInfo.init)) }
-            }
-        }
-        router.get("/v1/scripts/:name") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                return respond(await offQueue { supervisor.script(customer: customer.name, name: name) }) {
-                    ScriptDetail(script: ScriptInfo($0.0), source: $0.1)
-                }
-            }
-        }
-        router.get("/v1/scripts/:name/versions") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                return respond(await offQueue { supervisor.scriptVersions(customer: customer.name, name: name) }) {
-                    VersionList(versions: $0.map(VersionInfo.init))
-                }
-            }
-        }
-        router.get("/v1/scripts/:name/logs") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                return respond(await offQueue { supervisor.scriptLogLines(customer: customer.name, name: name) }) { LogLines(lines: $0) }
-            }
-        }
-        router.post("/v1/scripts/:name/rollback") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                let body = (try? await request.body.collect(upTo: 4096)) ?? ByteBuffer()
-                var requested: Int?
-                if body.readableBytes > 0 {
-                    guard let decoded = RollbackRequest.parse(Data(buffer: body)) else {
-                        return failure(ControlError(status: 400, kind: "invalid", message: "the body must be empty, {} or {\"version\": N} with N ≥ 1"))
-                    }
-                    requested = decoded.version
-                }
-                let target = requested
-                return respond(await offQueue {
-                    supervisor.rollbackScript(customer: customer.name, name: name, to: target, actor: "customer:\(customer.name)")
-                }) { ScriptInfo($0) }
-            }
-        }
-        router.delete("/v1/scripts/:name") { request, context in
-            try await customerRoute(request) { customer in
-                let name = context.parameters.get("name") ?? ""
-                switch await offQueue({ supervisor.deleteScript(customer: customer.name, name: name, actor: "customer:\(customer.name)") }) {
-                case .success: return Response(status: .noContent)
-                case .failure(let error): return failure(error)
-                }
-            }
-        }
+        Route(method: .put, path: "/v1/scripts/:name") { operations, request, context in
+            let customer = try context.requireCustomer()
+            let source = try await scriptBody(request)
+            let answer = try await operations.putScript(
+                customer, name: parameter("name", context), source: source, actor: "customer:\(customer.name)")
+            return json(answer, status: .created)
+        },
+        Route(method: .get, path: "/v1/scripts") { operations, _, context in
+            json(try await operations.scripts(of: try context.requireCustomer().name))
+        },
+        Route(method: .get, path: "/v1/scripts/:name") { operations, _, context in
+            json(try await operations.script(of: try context.requireCustomer().name, name: parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/scripts/:name/versions") { operations, _, context in
+            json(try await operations.versions(of: try context.requireCustomer().name, name: parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/scripts/:name/logs") { operations, _, context in
+            json(try await operations.logs(of: try context.requireCustomer().name, name: parameter("name", context)))
+        },
+        Route(method: .post, path: "/v1/scripts/:name/rollback") { operations, request, context in
+            let customer = try context.requireCustomer()
+            let version = try await rollbackVersion(request)
+            return json(try await operations.rollbackScript(
+                of: customer.name, name: parameter("name", context), to: version, actor: "customer:\(customer.name)"))
+        },
+        Route(method: .delete, path: "/v1/scripts/:name") { operations, _, context in
+            let customer = try context.requireCustomer()
+            try await operations.deleteScript(of: customer.name, name: parameter("name", context), actor: "customer:\(customer.name)")
+            return Response(status: .noContent)
+        },
 
         // MARK: Admin routes
-        router.get("/v1/admin/status") { request, _ in
-            try await adminRoute(request) { json(supervisor.currentStatus()) }
-        }
-        router.get("/v1/admin/customers") { request, _ in
-            try await adminRoute(request) {
-                respond(await offQueue { supervisor.listCustomers() }) { CustomerList(customers: $0.map(CustomerInfo.init)) }
+        Route(method: .get, path: "/v1/admin/status") { operations, _, context in
+            try context.requireAdmin()
+            return json(operations.status())
+        },
+        Route(method: .get, path: "/v1/admin/customers") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.customers())
+        },
+        Route(method: .post, path: "/v1/admin/customers") { operations, request, context in
+            try context.requireAdmin()
+            let create = try await decode(CreateCustomer.self, request, limit: 4096, "the body must be {\"name\": …, \"cohort\": …}")
+            return json(try await operations.addCustomer(create, actor: context.actor), status: .created)
+        },
+        Route(method: .post, path: "/v1/admin/customers/:name/move") { operations, request, context in
+            try context.requireAdmin()
+            let move = try await decode(MoveCustomer.self, request, limit: 4096, "the body must be {\"cohort\": …}")
+            return json(try await operations.moveCustomer(parameter("name", context), to: move.cohort, actor: context.actor))
+        },
+        Route(method: .get, path: "/v1/admin/scripts") { operations, request, context in
+            try context.requireAdmin()
+            return json(try await operations.allScripts(of: request.uri.queryParameters["customer"].map(String.init)))
+        },
+        Route(method: .put, path: "/v1/admin/scripts/:customer/:name") { operations, request, context in
+            try context.requireAdmin()
+            let source = try await scriptBody(request)
+            let answer = try await operations.putScript(
+                for: parameter("customer", context), name: parameter("name", context), source: source, actor: context.actor)
+            return json(answer, status: .created)
+        },
+        Route(method: .post, path: "/v1/admin/scripts/:customer/:name/rollback") { operations, request, context in
+            try context.requireAdmin()
+            let version = try await rollbackVersion(request)
+            return json(try await operations.rollbackScript(
+                of: parameter("customer", context), name: parameter("name", context), to: version, actor: context.actor))
+        },
+        Route(method: .post, path: "/v1/admin/scripts/:customer/:name/unquarantine") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.releaseQuarantine(of: parameter("customer", context), name: parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/admin/rollouts") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.rollouts())
+        },
+        Route(method: .post, path: "/v1/admin/rollouts") { operations, request, context in
+            try context.requireAdmin()
+            let start = try await decode(StartRollout.self, request, limit: maxBodyBytes,
+                                         "the body must be {\"kind\": \"runtime|rules|binary\", \"content\": …}")
+            return json(try await operations.startRollout(start, actor: context.actor), status: .created)
+        },
+        Route(method: .get, path: "/v1/admin/rollouts/:id") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.rollout(rolloutID(context)))
+        },
+        Route(method: .post, path: "/v1/admin/rollouts/:id/:command") { operations, _, context in
+            try context.requireAdmin()
+            let name = parameter("command", context)
+            guard let command = ControlOperations.RolloutCommand(rawValue: name) else {
+                throw ControlError(.notFound, "no rollout command '\(name)'")
             }
-        }
-        router.post("/v1/admin/customers") { request, _ in
-            try await adminRoute(request) {
-                let body = (try? await request.body.collect(upTo: 4096)) ?? ByteBuffer()
-                guard let create = try? JSONDecoder().decode(CreateCustomer.self, from: Data(buffer: body)) else {
-                    return failure(ControlError(status: 400, kind: "invalid", message: "the body must be {\"name\": …, \"cohort\": …}"))
-                }
-                switch await offQueue({ supervisor.addCustomer(name: create.name, cohort: create.cohort, actor: "admin-api") }) {
-                case .success(let (customer, token)):
-                    return json(NewCustomer(name: customer.name, cohort: customer.cohort, token: token), status: .created)
-                case .failure(let error):
-                    return failure(error)
-                }
-            }
-        }
-        router.get("/v1/admin/rollouts") { request, _ in
-            try await adminRoute(request) {
-                let records = await offQueue { supervisor.rolloutSummaries() }
-                return respond(records) { RolloutList(rollouts: $0) }
-            }
-        }
-        router.post("/v1/admin/rollouts") { request, _ in
-            try await adminRoute(request) {
-                let body = (try? await request.body.collect(upTo: Self.maxBodyBytes)) ?? ByteBuffer()
-                guard let start = try? JSONDecoder().decode(StartRollout.self, from: Data(buffer: body)),
-                      let kind = ArtifactKind(rawValue: start.kind)
-                else {
-                    return failure(ControlError(status: 400, kind: "invalid",
-                                                message: "the body must be {\"kind\": \"runtime|rules|binary\", \"content\": …}"))
-                }
-                switch await offQueue({ supervisor.startRollout(kind: kind, content: start.content, actor: "admin-api") }) {
-                case .success(let id): return json(RolloutCreated(id: id), status: .created)
-                case .failure(let error): return failure(error)
-                }
-            }
-        }
-        router.get("/v1/admin/rollouts/:id") { request, context in
-            try await adminRoute(request) {
-                let id = context.parameters.get("id").flatMap { Int($0) } ?? -1
-                return respond(await offQueue { supervisor.rolloutStatus(id: id) }) { $0 }
-            }
-        }
-        router.post("/v1/admin/rollouts/:id/:command") { request, context in
-            try await adminRoute(request) {
-                let id = context.parameters.get("id").flatMap { Int($0) } ?? -1
-                let command = context.parameters.get("command") ?? ""
-                guard ["pause", "resume", "abort", "promote"].contains(command) else {
-                    return failure(ControlError(status: 404, kind: "not-found", message: "no rollout command '\(command)'"))
-                }
-                return respond(await offQueue { supervisor.operate(rollout: id, command: command, actor: "admin-api") }) { $0 }
-            }
-        }
-        router.post("/v1/admin/scripts/:customer/:name/unquarantine") { request, context in
-            try await adminRoute(request) {
-                let customer = context.parameters.get("customer") ?? ""
-                let name = context.parameters.get("name") ?? ""
-                switch await offQueue({ supervisor.releaseQuarantine(customer: customer, name: name) }) {
-                case .success: return json(Released(released: "\(customer)/\(name)"))
-                case .failure(let error): return failure(error)
-                }
-            }
+            return json(try await operations.operate(rollout: rolloutID(context), command, actor: context.actor))
+        },
+    ]
+
+    // MARK: Reading requests
+
+    static func parameter(_ name: String, _ context: some RequestContext) -> String {
+        context.parameters.get(name) ?? ""
+    }
+
+    static func rolloutID(_ context: some RequestContext) -> Int {
+        context.parameters.get("id").flatMap { Int($0) } ?? -1
+    }
+
+    /// A script upload's body, up to the largest any cohort allows.
+    static func scriptBody(_ request: Request) async throws(ControlError) -> Data {
+        do {
+            return Data(buffer: try await request.body.collect(upTo: maxBodyBytes))
+        } catch {
+            throw ControlError(.tooLarge, "the script is larger than any cohort allows")
         }
     }
 
-    // MARK: Authentication
-
-    private func bearer(_ request: Request) -> String? {
-        guard let value = request.headers[.authorization] else { return nil }
-        let prefix = "Bearer "
-        guard value.hasPrefix(prefix) else { return nil }
-        let token = value.dropFirst(prefix.count).trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+    /// The version a rollback asks for: nil for the previous one.
+    static func rollbackVersion(_ request: Request) async throws(ControlError) -> Int? {
+        let body = (try? await request.body.collect(upTo: 4096)) ?? ByteBuffer()
+        guard body.readableBytes > 0 else { return nil }
+        guard let decoded = RollbackRequest.parse(Data(buffer: body)) else {
+            throw ControlError(.invalid, "the body must be empty, {} or {\"version\": N} with N ≥ 1")
+        }
+        return decoded.version
     }
 
-    private func customerRoute(_ request: Request, _ body: (Customer) async throws -> Response) async throws -> Response {
-        guard let token = bearer(request) else {
-            return failure(ControlError(status: 401, kind: "unauthorized", message: "send Authorization: Bearer TOKEN (your customer token)"))
-        }
-        guard let customer = await offQueue({ supervisor.authenticate(token: token) }) else {
-            return failure(ControlError(status: 401, kind: "unauthorized", message: "the token is not valid"))
-        }
-        return try await body(customer)
+    /// A JSON body, or `invalid` with `message`.
+    static func decode<Body: Decodable>(_ type: Body.Type, _ request: Request, limit: Int, _ message: String) async throws(ControlError) -> Body {
+        let body = (try? await request.body.collect(upTo: limit)) ?? ByteBuffer()
+        guard let decoded = try? JSONDecoder().decode(type, from: Data(buffer: body)) else { throw ControlError(.invalid, message) }
+        return decoded
     }
+}
 
-    private func adminRoute(_ request: Request, _ body: () async throws -> Response) async throws -> Response {
-        guard let token = bearer(request), supervisor.isAdminToken(token) else {
-            return failure(ControlError(status: 401, kind: "unauthorized", message: "send Authorization: Bearer ADMIN_TOKEN (DATA/admin.token)"))
-        }
-        return try await body()
+extension APIRequestContext {
+    /// Who an operator's change is audited as: `admin-api` over TCP, `operator` over
+    /// `control.sock` (the CLI).
+    var actor: String {
+        listener == .controlSocket ? "operator" : "admin-api"
     }
 }
 
@@ -254,43 +234,64 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Respon
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 
-func failure(_ error: ControlError) -> Response {
-    json(ErrorBody(error: error.kind, message: error.message), status: HTTPResponse.Status(code: error.status))
-}
-
-func respond<T, U: Encodable>(_ result: Result<T, ControlError>, _ transform: (T) -> U) -> Response {
-    switch result {
-    case .success(let value): json(transform(value))
-    case .failure(let error): failure(error)
+/// The one place a `ControlError.Kind` becomes an HTTP status.
+extension HTTPResponse.Status {
+    init(for kind: ControlError.Kind) {
+        switch kind {
+        case .invalid, .invalidName, .invalidRuntime, .invalidRules, .invalidBinary, .syntax, .scriptError, .noHandle,
+             .limitCPU, .limitMemory, .limitWall, .checkFailed, .notUTF8, .noCohort:
+            self = .badRequest
+        case .unauthorized: self = .unauthorized
+        case .forbidden: self = .forbidden
+        case .notFound: self = .notFound
+        case .methodNotAllowed: self = .methodNotAllowed
+        case .exists, .conflict, .sameCohort, .frozen, .pinned, .notPinned, .rejectedVersion, .rolloutRunning, .rolloutEnded,
+             .rollout, .notQuarantined:
+            self = .conflict
+        case .tooLarge: self = .contentTooLarge
+        case .rateLimited: self = .tooManyRequests
+        case .noPool, .controlPlaneUnavailable: self = .serviceUnavailable
+        case .diskFull: self = .init(code: 507, reasonPhrase: "Insufficient Storage")
+        case .store, .missing, .internal: self = .internalServerError
+        }
     }
 }
 
-/// Answers 405 with `Allow` for a known path asked with a method it does not take
-/// (the router alone would say 404, as if the path did not exist).
-struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// Path patterns (one segment per `*`) and the methods they take.
-    static var routes: [(pattern: [String], methods: String)] {
-        [
-            ([], "GET"), (["healthz"], "GET"), (["metrics"], "GET"), (["openapi.yaml"], "GET"),
-            (["v1", "scripts"], "GET"), (["v1", "scripts", "*"], "GET, PUT, DELETE"),
-            (["v1", "scripts", "*", "versions"], "GET"), (["v1", "scripts", "*", "logs"], "GET"),
-            (["v1", "scripts", "*", "rollback"], "POST"), (["v1", "admin", "status"], "GET"),
-            (["v1", "admin", "customers"], "GET, POST"), (["v1", "admin", "rollouts"], "GET, POST"),
-            (["v1", "admin", "rollouts", "*"], "GET"), (["v1", "admin", "rollouts", "*", "*"], "POST"), (["v1", "admin", "scripts", "*", "*", "unquarantine"], "POST"),
-        ]
+/// The answer to a refusal: `{"error": kind, "message": …}` with the kind's status.
+func failure(_ error: ControlError) -> Response {
+    json(ErrorBody(error: error.kind.rawValue, message: error.message), status: HTTPResponse.Status(for: error.kind))
+}
+
+/// Turns the `ControlError` a handler throws into its answer, and a known path asked
+/// with a method it does not take into 405 with `Allow` (the router alone would say
+/// 404, as if the path did not exist).
+struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Path patterns (one segment per `*`) and the methods they take, from the route table.
+    let routes: [(pattern: [String], methods: String)]
+
+    init(table: [(HTTPRequest.Method, String)]) {
+        var methods: [[String]: [String]] = [:]
+        var order: [[String]] = []
+        for (method, path) in table {
+            let pattern = path.split(separator: "/").map { $0.hasPrefix(":") ? "*" : String($0) }
+            if methods[pattern] == nil { order.append(pattern) }
+            methods[pattern, default: []].append(method.rawValue)
+        }
+        routes = order.map { ($0, (methods[$0] ?? []).joined(separator: ", ")) }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as ControlError {
+            return failure(error)
         } catch let error as HTTPError where error.status == .notFound {
             let segments = request.uri.path.split(separator: "/").map(String.init)
-            guard let route = Self.routes.first(where: { route in
+            guard let route = routes.first(where: { route in
                 route.pattern.count == segments.count
                     && zip(route.pattern, segments).allSatisfy { $0 == "*" || $0 == $1 }
             }) else { throw error }
-            var response = failure(ControlError(
-                status: 405, kind: "method-not-allowed", message: "\(request.method) is not allowed here; use \(route.methods)"))
+            var response = failure(ControlError(.methodNotAllowed, "\(request.method) is not allowed here; use \(route.methods)"))
             response.headers[.allow] = route.methods
             return response
         }

@@ -127,18 +127,15 @@ public enum BreakGlass {
         let why: String
         if let version {
             guard version >= 0 else {
-                throw ControlError(status: 400, kind: "invalid", message: "--to takes a version of 0 or more, got \(version)")
+                throw ControlError(.invalid, "--to takes a version of 0 or more, got \(version)")
             }
             if version > 0, try store.artifact(kind: kind, version: version) == nil {
                 let latest = try store.latestArtifact(kind: kind)?.version ?? 0
-                throw ControlError(status: 404, kind: "not-found",
-                                   message: "there is no \(kind) version \(version) (versions 0 to \(latest) exist)")
+                throw ControlError(.notFound, "there is no \(kind) version \(version) (versions 0 to \(latest) exist)")
             }
             if let rejected = rejection(of: version, kind: kind, rollouts: rollouts) {
                 guard allowRejected else {
-                    throw ControlError(
-                        status: 409, kind: "rejected-version",
-                        message: "\(rejected). Pinning it would put on every pool what the gate stopped; nothing was changed. "
+                    throw ControlError(.rejectedVersion, "\(rejected). Pinning it would put on every pool what the gate stopped; nothing was changed. "
                             + "Leave out --to for the newest completed version, or pass --allow-rejected if you mean it")
                 }
                 warnings.append(rejected)
@@ -201,7 +198,7 @@ public enum BreakGlass {
     @discardableResult
     public static func unpin(kind: ArtifactKind, store: some BulkheadStore, pools: [String], actor: String) throws -> Int {
         guard let pinned = try store.pinnedVersion(of: kind) else {
-            throw ControlError(status: 409, kind: "not-pinned", message: "the \(kind) is not pinned; nothing was changed")
+            throw ControlError(.notPinned, "the \(kind) is not pinned; nothing was changed")
         }
         // The current versions first: a failure half-way leaves the pin in place.
         for pool in pools { try store.setActiveVersion(pinned, of: kind, inPool: pool, actor: actor) }

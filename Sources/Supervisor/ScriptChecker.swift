@@ -25,13 +25,11 @@ struct ScriptChecker: Sendable {
         ]
         let timeout = Double(limits.wallMilliseconds) / 1000 + 3
         guard let output = ChildProcess.run(executable, arguments, input: source, timeout: timeout, mergeStderr: false) else {
-            return ControlError(status: 400, kind: "limit-wall",
-                                message: "\(name).lua: loading the script ran past the \(limits.wallMilliseconds) ms deadline")
+            return ControlError(.limitWall, "\(name).lua: loading the script ran past the \(limits.wallMilliseconds) ms deadline")
         }
         let data = Data(output.text.utf8)
         guard let verdict = try? JSONDecoder().decode(Verdict.self, from: data) else {
-            return ControlError(status: 400, kind: "check-failed",
-                                message: "\(name).lua: the script check ended without a verdict (status \(output.status)); the script may crash the sandbox")
+            return ControlError(.checkFailed, "\(name).lua: the script check ended without a verdict (status \(output.status)); the script may crash the sandbox")
         }
         if verdict.ok { return nil }
         let kind = verdict.kind ?? "script-error"
@@ -41,7 +39,10 @@ struct ScriptChecker: Sendable {
         case "limit-memory": message += " (the top-level chunk passed the \(limits.memoryMB) MiB memory cap)"
         default: break
         }
-        return ControlError(status: 400, kind: kind == "script-error" && message.contains("handle") ? "no-handle" : kind,
-                            message: message)
+        // The check's kinds are the sandbox's `ScriptError.Kind` raw values; one this
+        // build does not know is still a refused script, never an accepted one.
+        let refusal = kind == "script-error" && message.contains("handle") ? ControlError.Kind.noHandle
+            : ControlError.Kind(rawValue: kind) ?? .scriptError
+        return ControlError(refusal, message)
     }
 }

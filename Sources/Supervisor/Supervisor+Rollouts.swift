@@ -119,9 +119,7 @@ extension Supervisor {
                 let actions = try machine.start(now: Self.wallClock(), by: actor)
                 let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
                 guard artifact.version == next else {
-                    return .failure(ControlError(
-                        status: 500, kind: "store",
-                        message: "the store gave the \(kind) version \(artifact.version), not \(next) as expected; start the rollout again"))
+                    return .failure(ControlError(.store, "the store gave the \(kind) version \(artifact.version), not \(next) as expected; start the rollout again"))
                 }
                 let record = try store.createRollout(
                     kind: kind, version: artifact.version, fromVersion: previous, status: Self.statusName(machine.state),
@@ -135,7 +133,7 @@ extension Supervisor {
                 perform(actions, for: rollout)
                 return .success(record.id)
             } catch let error as RolloutError {
-                return .failure(ControlError(status: 409, kind: "rollout", message: "\(error)"))
+                return .failure(ControlError(.rollout, "\(error)"))
             } catch {
                 return .failure(Self.storeFailure(error))
             }
@@ -145,22 +143,18 @@ extension Supervisor {
     /// Why a rollout of `kind` cannot start now, or nil (on the queue).
     func startRefusal(_ kind: ArtifactKind) throws -> ControlError? {
         if let running = rollouts[kind] {
-            return ControlError(status: 409, kind: "rollout-running",
-                                message: "rollout \(running.id) of the \(kind) is still running; one per kind at a time")
+            return ControlError(.rolloutRunning, "rollout \(running.id) of the \(kind) is still running; one per kind at a time")
         }
         if let stored = try store.runningRollout(kind: kind) {
-            return ControlError(status: 409, kind: "rollout-running",
-                                message: "rollout \(stored.id) of the \(kind) is unfinished in the store (\(stored.status)); one per kind at a time")
+            return ControlError(.rolloutRunning, "rollout \(stored.id) of the \(kind) is unfinished in the store (\(stored.status)); one per kind at a time")
         }
         if try store.isFrozen() {
-            return ControlError(status: 409, kind: "frozen", message: "rollouts are frozen (break-glass freeze); unfreeze first")
+            return ControlError(.frozen, "rollouts are frozen (break-glass freeze); unfreeze first")
         }
         // A pin is the operator's word that the kind stays where it is: only the
         // operator lifts it (no rollout moves on from it silently).
         if let pinned = try store.pinnedVersion(of: kind) {
-            return ControlError(
-                status: 409, kind: "pinned",
-                message: "the \(kind) is pinned to version \(pinned) by break glass; nothing was stored. "
+            return ControlError(.pinned, "the \(kind) is pinned to version \(pinned) by break glass; nothing was stored. "
                     + "Release it first with: bulkhead break-glass unpin --kind \(kind.rawValue)")
         }
         return nil
@@ -173,7 +167,7 @@ extension Supervisor {
         switch kind {
         case .rules:
             if case .failure(let error) = RulesValidator.validate(Array(content.utf8)) {
-                return ControlError(status: 400, kind: "invalid-rules", message: "\(error)")
+                return ControlError(.invalidRules, "\(error)")
             }
             return nil
         case .runtime:
@@ -231,9 +225,9 @@ extension Supervisor {
         queue.sync {
             guard let rollout = rollouts.values.first(where: { $0.id == id }) else {
                 if let record = (try? store.rollout(id: id)) ?? nil {
-                    return .failure(ControlError(status: 409, kind: "rollout-ended", message: "rollout \(id) has ended (\(record.status))"))
+                    return .failure(ControlError(.rolloutEnded, "rollout \(id) has ended (\(record.status))"))
                 }
-                return .failure(ControlError(status: 404, kind: "not-found", message: "no rollout \(id)"))
+                return .failure(ControlError(.notFound, "no rollout \(id)"))
             }
             let now = Self.wallClock()
             do {
@@ -243,13 +237,13 @@ extension Supervisor {
                 case "resume": actions = try rollout.machine.resume(now: now, by: actor)
                 case "abort": actions = try rollout.machine.abort(now: now, by: actor)
                 case "promote": actions = try rollout.machine.promote(now: now, by: actor)
-                default: return .failure(ControlError(status: 400, kind: "invalid", message: "unknown rollout command '\(command)'"))
+                default: return .failure(ControlError(.invalid, "unknown rollout command '\(command)'"))
                 }
                 perform(actions, for: rollout)
                 save(rollout, force: true)
                 return .success(rollout.machine.status)
             } catch {
-                return .failure(ControlError(status: 409, kind: "rollout", message: "\(error)"))
+                return .failure(ControlError(.rollout, "\(error)"))
             }
         }
     }
@@ -258,10 +252,10 @@ extension Supervisor {
     public func rolloutStatus(id: Int) -> Result<RolloutStatus, ControlError> {
         if let live = queue.sync(execute: { rollouts.values.first { $0.id == id }?.machine.status }) { return .success(live) }
         guard let record = (try? store.rollout(id: id)) ?? nil else {
-            return .failure(ControlError(status: 404, kind: "not-found", message: "no rollout \(id)"))
+            return .failure(ControlError(.notFound, "no rollout \(id)"))
         }
         guard let machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) else {
-            return .failure(ControlError(status: 500, kind: "store", message: "rollout \(id) cannot be read"))
+            return .failure(ControlError(.store, "rollout \(id) cannot be read"))
         }
         return .success(machine.status)
     }

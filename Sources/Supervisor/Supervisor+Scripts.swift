@@ -32,11 +32,11 @@ extension Supervisor {
     /// Adds a customer to a cohort; returns it with its new API token (shown once).
     public func addCustomer(name: String, cohort: String, actor: String) -> Result<(Customer, String), ControlError> {
         guard ResourceName.isValid(name) else {
-            return .failure(ControlError(status: 400, kind: "invalid-name", message: "'\(name)' is not a valid customer name (\(ResourceName.rule))"))
+            return .failure(ControlError(.invalidName, "'\(name)' is not a valid customer name (\(ResourceName.rule))"))
         }
         guard queue.sync(execute: { pools[cohort] != nil }) else {
             let known = queue.sync { pools.keys.sorted().joined(separator: ", ") }
-            return .failure(ControlError(status: 400, kind: "no-cohort", message: "no cohort '\(cohort)'; cohorts: \(known)"))
+            return .failure(ControlError(.noCohort, "no cohort '\(cohort)'; cohorts: \(known)"))
         }
         let token = Self.newToken(prefix: "bht")
         do {
@@ -44,7 +44,7 @@ extension Supervisor {
             nudgeFeed()
             return .success((customer, token))
         } catch let error as StoreError where error.kind == .conflict {
-            return .failure(ControlError(status: 409, kind: "exists", message: "customer '\(name)' already exists"))
+            return .failure(ControlError(.exists, "customer '\(name)' already exists"))
         } catch {
             return .failure(Self.storeFailure(error))
         }
@@ -61,23 +61,19 @@ extension Supervisor {
     /// of the customer's pool. Nothing is stored when validation fails.
     public func putScript(customer: Customer, name: String, source: Data, actor: String) -> Result<ScriptVersion, ControlError> {
         guard ResourceName.isValid(name) else {
-            return .failure(ControlError(status: 400, kind: "invalid-name", message: "'\(name)' is not a valid script name (\(ResourceName.rule))"))
+            return .failure(ControlError(.invalidName, "'\(name)' is not a valid script name (\(ResourceName.rule))"))
         }
         guard let limits = queue.sync(execute: { pools[customer.cohort]?.cohort.limits }) else {
-            return .failure(ControlError(status: 503, kind: "no-pool", message: "the \(customer.cohort) pool is not running"))
+            return .failure(ControlError(.noPool, "the \(customer.cohort) pool is not running"))
         }
         guard source.count <= limits.maxScriptBytes else {
-            return .failure(ControlError(
-                status: 413, kind: "too-large",
-                message: "the script is \(source.count) bytes; the \(customer.cohort) cohort allows \(limits.maxScriptBytes) (limits.max_script_kb = \(limits.maxScriptKB))"))
+            return .failure(ControlError(.tooLarge, "the script is \(source.count) bytes; the \(customer.cohort) cohort allows \(limits.maxScriptBytes) (limits.max_script_kb = \(limits.maxScriptKB))"))
         }
         guard let text = String(validatingUTF8Data: source) else {
-            return .failure(ControlError(status: 400, kind: "not-utf8", message: "the script is not UTF-8 text"))
+            return .failure(ControlError(.notUTF8, "the script is not UTF-8 text"))
         }
         guard takeUploadToken(customer: customer.name) else {
-            return .failure(ControlError(
-                status: 429, kind: "rate-limited",
-                message: "more than \(Int(Self.uploadRate)) uploads per second; wait and retry"))
+            return .failure(ControlError(.rateLimited, "more than \(Int(Self.uploadRate)) uploads per second; wait and retry"))
         }
         if let refusal = checker.check(name: name, source: text, limits: limits) {
             return .failure(refusal)
@@ -161,7 +157,7 @@ extension Supervisor {
     public func releaseQuarantine(customer: String, name: String) -> Result<Void, ControlError> {
         queue.sync { unquarantine(customer: customer, script: name) }
             ? .success(())
-            : .failure(ControlError(status: 409, kind: "not-quarantined", message: "\(customer)/\(name) is not quarantined"))
+            : .failure(ControlError(.notQuarantined, "\(customer)/\(name) is not quarantined"))
     }
 
     /// The host at a glance (thread-safe).
@@ -203,14 +199,14 @@ extension Supervisor {
     static func storeFailure(_ error: any Error) -> ControlError {
         if let error = error as? StoreError {
             switch error.kind {
-            case .notFound: return ControlError(status: 404, kind: "not-found", message: error.description)
-            case .invalid: return ControlError(status: 400, kind: "invalid", message: error.description)
-            case .conflict: return ControlError(status: 409, kind: "conflict", message: error.description)
-            case .diskFull: return ControlError(status: 507, kind: "disk-full", message: error.description)
+            case .notFound: return ControlError(.notFound, error.description)
+            case .invalid: return ControlError(.invalid, error.description)
+            case .conflict: return ControlError(.conflict, error.description)
+            case .diskFull: return ControlError(.diskFull, error.description)
             default: break
             }
         }
-        return ControlError(status: 500, kind: "store", message: "\(error)")
+        return ControlError(.store, "\(error)")
     }
 }
 

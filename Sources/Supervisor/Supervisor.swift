@@ -95,9 +95,6 @@ public final class Supervisor: @unchecked Sendable {
     /// Lines kept per script.
     static let logLinesPerScript = 500
     var lockFD: Int32 = -1
-    var adminFD: Int32 = -1
-    /// Set when the admin socket closes on purpose: the only thing that ends its accept loop.
-    let adminClosing = Atomic<Bool>(false)
     var shuttingDown = false
     var scanning = false
     /// Rollouts in progress, one per artifact kind.
@@ -140,7 +137,6 @@ public final class Supervisor: @unchecked Sendable {
     /// whose identity differs (new, changed, or not stored yet).
     let storedScriptFiles = Mutex(StoredScriptFiles())
     var timer: DispatchSourceTimer?
-    var signalSources: [DispatchSourceSignal] = []
     let stopped = DispatchSemaphore(value: 0)
 
     /// Creates a supervisor; nothing starts until `start()`.
@@ -242,11 +238,13 @@ public final class Supervisor: @unchecked Sendable {
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
-        try startAdminSocket()
-        installSignalHandlers()
+        // No signal handler of its own: SIGTERM belongs to the process's ServiceGroup,
+        // which lets API requests in flight finish and only then calls `stop()`. A
+        // drain started by the signal itself would pull the workers from under those
+        // requests (a `cohort move` warming its scripts) and end the group early.
     }
 
-    /// Blocks until the supervisor has stopped (after SIGTERM/SIGINT or `stop()`).
+    /// Blocks until the supervisor has stopped (after `stop()`).
     public func wait() {
         stopped.wait()
     }
@@ -377,29 +375,9 @@ public final class Supervisor: @unchecked Sendable {
         self.timer = timer
     }
 
-    private func installSignalHandlers() {
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-            source.setEventHandler { [unowned self] in
-                self.logger.info("signal received, draining workers", metadata: ["signal": "\(signalNumber)"])
-                self.beginShutdown()
-            }
-            source.resume()
-            signalSources.append(source)
-        }
-    }
-
     func beginShutdown() {
         guard !shuttingDown else { return }
         shuttingDown = true
-        if adminFD >= 0 {
-            adminClosing.store(true, ordering: .relaxed)
-            shutdown(adminFD, Int32(SHUT_RDWR))
-            close(adminFD)
-            adminFD = -1
-            unlink(configuration.data.adminSocket)
-        }
         stopIngress()
         for pool in pools.values {
             pool.restartDue.removeAll()

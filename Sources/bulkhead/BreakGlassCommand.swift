@@ -3,12 +3,15 @@ import Glibc
 #endif
 import ArgumentParser
 import BulkheadCore
+import ControlAPI
 import Foundation
+import NIOHTTP1
 import Store
 import Supervisor
 
 /// `bulkhead break-glass`: the instant path, audited. Works with the supervisor up
-/// (over the admin socket, applied at once) and down (on the store directly;
+/// (over the host routes of `admin.sock`, applied at once; the control API may be
+/// down) and down (on the store directly;
 /// `bulkhead serve` applies it on start). Needs neither the HTTP API nor a token.
 /// With no supervisor it acts only on a store that exists: a mistyped `--data` is an
 /// error naming the path, never a new empty store.
@@ -19,22 +22,21 @@ struct BreakGlassCommand: ParsableCommand {
         subcommands: [Freeze.self, Unfreeze.self, Rollback.self, Unpin.self, Status.self]
     )
 
-    /// Runs `command` on the supervisor when it answers, else `offline` on the store
-    /// (which must exist); returns the answer.
-    static func perform<Answer: Decodable>(
-        _ command: String, arguments: [String: String] = [:], data: String,
+    /// Runs the host route `method path` (with `body(actor)`) on the supervisor when
+    /// it answers, else `offline` on the store (which must exist); returns the answer.
+    static func perform<Answer: Decodable, Body: Encodable>(
+        _ method: HTTPMethod, _ path: String, body: ((String) -> Body)?, data: String,
         offline: (SQLiteStore, String) throws -> Answer
     ) throws -> Answer {
         let actor = BreakGlass.actor()
         let directory = DataDirectory(data)
-        var withActor = arguments
-        withActor["actor"] = actor
-        if let response = try? AdminClient.call(AdminRequest(command: command, arguments: withActor), data: directory, timeout: 10) {
-            guard response.ok else {
-                FileHandle.standardError.write(Data("bulkhead: \(response.error ?? "failed")\n".utf8))
-                throw ExitCode.failure
+        let client = APIClient(data: data)
+        if let answer = try? client.send(method, path, body: try body.map { try JSONEncoder().encode($0(actor)) }, to: .host, timeout: 10) {
+            try APIClient.check(answer)
+            guard let decoded = try? APIClient.decoder.decode(Answer.self, from: answer.body) else {
+                fail("the supervisor sent an answer this CLI cannot read: \(answer.text.prefix(200))")
             }
-            return try JSONDecoder().decode(Answer.self, from: Data((response.result ?? "{}").utf8))
+            return decoded
         }
         // No supervisor: straight to the store, if there is one.
         let store = try openStore(directory)
@@ -85,7 +87,7 @@ struct BreakGlassCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop every rollout from advancing (automatic rollbacks still happen).")
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            show(try perform("break-glass-freeze", data: dataOptions.data) { store, actor in
+            show(try perform(.POST, "/v1/host/break-glass/freeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data) { store, actor in
                 try BreakGlass.setFrozen(true, store: store, actor: actor)
                 return try offlineStatus(store)
             }, json: false)
@@ -96,7 +98,7 @@ struct BreakGlassCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let rollouts advance again.")
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            show(try perform("break-glass-unfreeze", data: dataOptions.data) { store, actor in
+            show(try perform(.POST, "/v1/host/break-glass/unfreeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data) { store, actor in
                 try BreakGlass.setFrozen(false, store: store, actor: actor)
                 return try offlineStatus(store)
             }, json: false)
@@ -118,11 +120,12 @@ struct BreakGlassCommand: ParsableCommand {
 
         func run() throws {
             let artifact = try artifactKind(kind)
-            var arguments = ["kind": kind]
-            if let to { arguments["version"] = String(to) }
-            if allowRejected { arguments["allow-rejected"] = "true" }
             let allowRejected = allowRejected
-            let plan: BreakGlass.RollbackPlan = try perform("break-glass-plan", arguments: arguments, data: dataOptions.data) { store, _ in
+            let plan: BreakGlass.RollbackPlan = try perform(
+                .POST, "/v1/host/break-glass/plan",
+                body: { _ in BreakGlassRollback(kind: artifact, version: to, allowRejected: allowRejected, actor: nil) },
+                data: dataOptions.data
+            ) { store, _ in
                 try BreakGlass.plan(kind: artifact, to: to, allowRejected: allowRejected, store: store,
                                     running: try BreakGlass.storedVersions(kind: artifact, store: store))
             }
@@ -142,8 +145,11 @@ struct BreakGlassCommand: ParsableCommand {
                 }
             }
             // The version confirmed is the version sent: what was shown is what is pinned.
-            arguments["version"] = String(plan.version)
-            show(try perform("break-glass-rollback", arguments: arguments, data: dataOptions.data) { store, actor in
+            show(try perform(
+                .POST, "/v1/host/break-glass/rollback",
+                body: { BreakGlassRollback(kind: artifact, version: plan.version, allowRejected: allowRejected, actor: $0) },
+                data: dataOptions.data
+            ) { store, actor in
                 try BreakGlass.rollback(kind: artifact, to: plan.version, allowRejected: allowRejected, store: store, actor: actor)
                 return try offlineStatus(store)
             }, json: false)
@@ -173,7 +179,7 @@ struct BreakGlassCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
             let artifact = try artifactKind(kind)
-            show(try perform("break-glass-unpin", arguments: ["kind": kind], data: dataOptions.data) { store, actor in
+            show(try perform(.POST, "/v1/host/break-glass/unpin", body: { BreakGlassUnpin(kind: artifact, actor: $0) }, data: dataOptions.data) { store, actor in
                 // The host keeps its pools' last known good cohorts in its replica.
                 var pools = (try store.knownGoodCohorts()).map(\.configuration.name)
                 let replicaConfiguration = { var settings = SQLiteStoreConfiguration(); settings.createIfMissing = false; return settings }()
@@ -191,7 +197,7 @@ struct BreakGlassCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            show(try perform("break-glass-status", data: dataOptions.data) { store, _ in
+            show(try perform(.GET, "/v1/host/break-glass", body: Optional<(String) -> BreakGlassChange>.none, data: dataOptions.data) { store, _ in
                 try BreakGlass.status(store: store)
             }, json: json)
         }

@@ -11,7 +11,9 @@ struct Bulkhead: ParsableCommand {
         discussion: """
             A supervisor (`bulkhead serve`) runs one pool of worker processes per customer cohort \
             (cohorts/*.toml). `bulkhead try` runs a script once through exactly the sandbox and limits \
-            of a cohort's workers.
+            of a cohort's workers. The other commands speak HTTP to a running `serve`, as the API's \
+            JSON bodies, over two sockets only you (or root) may use: DATA/run/control.sock for the \
+            control routes and DATA/run/admin.sock for the host routes (status, break glass, scale, logs).
             """,
         subcommands: [
             ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,

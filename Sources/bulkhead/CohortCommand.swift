@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulkheadCore
+import ControlAPI
 import Foundation
 import Supervisor
 
@@ -10,8 +11,7 @@ struct CohortCommand: ParsableCommand {
         subcommands: [List.self, Show.self, Move.self, Scale.self, Drain.self])
 
     static func status(_ data: String) throws -> HostStatus {
-        let result = try AdminCall.perform(AdminRequest(command: "status"), data: data)
-        return try JSONDecoder().decode(HostStatus.self, from: Data(result.utf8))
+        try APIClient(data: data).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self).0
     }
 
     struct List: ParsableCommand {
@@ -60,8 +60,9 @@ struct CohortCommand: ParsableCommand {
         @Option(help: "The cohort to move to.") var to: String
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            _ = try AdminCall.perform(
-                AdminRequest(command: "cohort-move", arguments: ["customer": customer, "cohort": to]), data: dataOptions.data)
+            _ = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/admin/customers/\(APIClient.segment(customer))/move", body: MoveCustomer(cohort: to), to: .control,
+                as: CustomerMoved.self, timeout: 60)
             print("\(customer) moved to \(to)")
         }
     }
@@ -72,8 +73,8 @@ struct CohortCommand: ParsableCommand {
         @Option(help: "Workers, 0 to 64.") var workers: Int
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            _ = try AdminCall.perform(
-                AdminRequest(command: "cohort-scale", arguments: ["pool": name, "workers": String(workers)]), data: dataOptions.data)
+            _ = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/host/pools/\(APIClient.segment(name))/scale", body: ScalePool(workers: workers), to: .host, as: PoolScaled.self)
             print("\(name) scaled to \(workers) workers")
         }
     }
@@ -84,7 +85,8 @@ struct CohortCommand: ParsableCommand {
         @Argument(help: "The cohort.") var name: String
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            _ = try AdminCall.perform(AdminRequest(command: "cohort-scale", arguments: ["pool": name, "workers": "0"]), data: dataOptions.data)
+            _ = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/host/pools/\(APIClient.segment(name))/scale", body: ScalePool(workers: 0), to: .host, as: PoolScaled.self)
             print("\(name) drained; bring it back with: bulkhead cohort scale \(name) --workers N")
         }
     }

@@ -1,8 +1,9 @@
 import ArgumentParser
 import BulkheadCore
+import ControlAPI
 import Foundation
 
-/// `bulkhead customer`: add and list customers (over the admin socket).
+/// `bulkhead customer`: add and list customers (over `control.sock`).
 struct CustomerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "customer",
@@ -17,11 +18,10 @@ struct CustomerCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
 
         func run() throws {
-            let result = try AdminCall.perform(
-                AdminRequest(command: "customer-add", arguments: ["name": name, "cohort": cohort]), data: dataOptions.data)
-            let created = try JSONDecoder().decode([String: String].self, from: Data(result.utf8))
-            print("customer \(name) added to the \(cohort) cohort; its API token (shown once):")
-            print(created["token"] ?? "")
+            let (created, _) = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/admin/customers", body: CreateCustomer(name: name, cohort: cohort), to: .control, as: NewCustomer.self)
+            print("customer \(created.name) added to the \(created.cohort) cohort; its API token (shown once):")
+            print(created.token)
         }
     }
 
@@ -31,13 +31,12 @@ struct CustomerCommand: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let result = try AdminCall.perform(AdminRequest(command: "customer-list"), data: dataOptions.data)
+            let (list, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/admin/customers", to: .control, as: CustomerList.self)
             if json {
-                print(result)
+                print(answer.text)
                 return
             }
-            let customers = try JSONDecoder().decode([[String: String]].self, from: Data(result.utf8))
-            print(Table.render([["CUSTOMER", "COHORT"]] + customers.map { [$0["name"] ?? "", $0["cohort"] ?? ""] }))
+            print(Table.render([["CUSTOMER", "COHORT"]] + list.customers.map { [$0.name, $0.cohort] }))
         }
     }
 }

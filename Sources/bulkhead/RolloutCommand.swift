@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import BulkheadCore
+import ControlAPI
 import Foundation
 import Rollout
 import Supervisor
@@ -22,7 +23,7 @@ struct RolloutCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
 
         func run() throws {
-            guard ArtifactKind(rawValue: kind) != nil else { throw ValidationError("--kind is one of runtime, rules, binary") }
+            guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary") }
             let content: String
             if kind == "binary" {
                 content = URL(fileURLWithPath: file).standardizedFileURL.path
@@ -30,9 +31,10 @@ struct RolloutCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
                 content = String(decoding: data, as: UTF8.self)
             }
-            let result = try AdminCall.perform(
-                AdminRequest(command: "rollout-start", arguments: ["kind": kind, "content": content]), data: dataOptions.data)
-            let id = (try? JSONDecoder().decode([String: Int].self, from: Data(result.utf8)))?["id"] ?? 0
+            let (created, _) = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/admin/rollouts", body: StartRollout(kind: artifact, content: content), to: .control,
+                as: RolloutCreated.self, timeout: 60)
+            let id = created.id
             print("rollout \(id) of the \(kind) started; follow it with: bulkhead rollout watch \(id)")
             print(id)
         }
@@ -44,14 +46,13 @@ struct RolloutCommand: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let result = try AdminCall.perform(AdminRequest(command: "rollout-list"), data: dataOptions.data)
+            let (list, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/admin/rollouts", to: .control, as: RolloutList.self)
             if json {
-                print(result)
+                print(answer.text)
                 return
             }
-            let rows = try JSONDecoder().decode([RolloutSummary].self, from: Data(result.utf8))
             print(Table.render([["ID", "KIND", "VERSION", "FROM", "STATE"]]
-                + rows.map { [String($0.id), $0.kind, String($0.version), String($0.from), $0.status] }))
+                + list.rollouts.map { [String($0.id), $0.kind, String($0.version), String($0.from), $0.status] }))
         }
     }
 
@@ -62,12 +63,11 @@ struct RolloutCommand: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let result = try AdminCall.perform(AdminRequest(command: "rollout-status", arguments: ["id": String(id)]), data: dataOptions.data)
+            let (status, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self)
             if json {
-                print(result)
+                print(answer.text)
                 return
             }
-            let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
             print(RolloutView.render(status, id: id, live: false))
         }
     }
@@ -82,10 +82,10 @@ struct RolloutCommand: ParsableCommand {
             let terminal = isatty(STDOUT_FILENO) == 1
             var lastLines = 0
             while true {
-                let result = try AdminCall.perform(AdminRequest(command: "rollout-status", arguments: ["id": String(id)]), data: dataOptions.data)
-                let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+                let (status, answer) = try APIClient(data: dataOptions.data).call(
+                    .GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self)
                 if json {
-                    print(result)
+                    print(answer.text)
                 } else {
                     let text = terminal ? Terminal.fit(RolloutView.render(status, id: id, live: true)) : RolloutView.render(status, id: id, live: true)
                     if terminal && lastLines > 0 { print("\u{1B}[\(lastLines)A\u{1B}[J", terminator: "") }
@@ -101,8 +101,7 @@ struct RolloutCommand: ParsableCommand {
 
     /// Runs pause, resume, abort or promote.
     static func operate(_ command: String, id: Int, data: String) throws {
-        let result = try AdminCall.perform(AdminRequest(command: "rollout-\(command)", arguments: ["id": String(id)]), data: data)
-        let status = try JSONDecoder().decode(RolloutStatus.self, from: Data(result.utf8))
+        let (status, _) = try APIClient(data: data).call(.POST, "/v1/admin/rollouts/\(id)/\(command)", to: .control, as: RolloutStatus.self)
         print("rollout \(id): \(status.state)")
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulkheadCore
+import ControlAPI
 import Foundation
 
 /// `bulkhead script`: operate on customers' scripts.
@@ -25,18 +26,20 @@ struct ScriptCommand: ParsableCommand {
             guard let source = String(data: data, encoding: .utf8) else {
                 throw ValidationError("\(file) is not UTF-8 text; nothing was uploaded")
             }
-            let result = try AdminCall.perform(
-                AdminRequest(command: "script-put", arguments: [
-                    "customer": customer, "script": name, "source": source,
-                ]), data: dataOptions.data)
-            let version = try JSONDecoder().decode(VersionAnswer.self, from: Data(result.utf8))
+            let client = APIClient(data: dataOptions.data)
+            let uri = "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))"
+            let answer: APIClient.Answer
+            do {
+                answer = try client.send(.PUT, uri, body: Data(source.utf8), to: .control)
+            } catch {
+                fail("cannot reach the supervisor at \(client.path(of: .control)): \(error)")
+            }
+            try APIClient.check(answer)
+            guard let version = try? APIClient.decoder.decode(UploadAnswer.self, from: answer.body) else {
+                fail("the supervisor sent an answer this CLI cannot read: \(answer.text.prefix(200))")
+            }
             print("\(customer)/\(name) version \(version.version) (sha256 \(version.sha256)) is live")
             print(version.version)
-        }
-
-        struct VersionAnswer: Decodable {
-            var version: Int
-            var sha256: String
         }
     }
 
@@ -47,22 +50,14 @@ struct ScriptCommand: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            var arguments: [String: String] = [:]
-            if let customer { arguments["customer"] = customer }
-            let result = try AdminCall.perform(AdminRequest(command: "script-list", arguments: arguments), data: dataOptions.data)
+            let query = customer.map { "?customer=\(APIClient.segment($0))" } ?? ""
+            let (list, answer) = try APIClient(data: dataOptions.data).call(
+                .GET, "/v1/admin/scripts" + query, to: .control, as: CustomerScriptList.self)
             if json {
-                print(result)
+                print(answer.text)
                 return
             }
-            struct Row: Decodable {
-                var customer: String
-                var name: String
-                var activeVersion: Int
-                var latestVersion: Int
-                var quarantined: Bool
-            }
-            let rows = try JSONDecoder().decode([Row].self, from: Data(result.utf8))
-            print(Table.render([["CUSTOMER", "SCRIPT", "ACTIVE", "LATEST", "STATE"]] + rows.map {
+            print(Table.render([["CUSTOMER", "SCRIPT", "ACTIVE", "LATEST", "STATE"]] + list.scripts.map {
                 [$0.customer, $0.name, String($0.activeVersion), String($0.latestVersion), $0.quarantined ? "quarantined" : "ok"]
             }))
         }
@@ -76,9 +71,9 @@ struct ScriptCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
 
         func run() throws {
-            var arguments = ["customer": customer, "script": name]
-            if let to { arguments["version"] = String(to) }
-            _ = try AdminCall.perform(AdminRequest(command: "script-rollback", arguments: arguments), data: dataOptions.data)
+            _ = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/rollback",
+                body: RollbackRequest(version: to), to: .control, as: ScriptInfo.self)
             print("\(customer)/\(name) rolled back")
         }
     }
@@ -90,8 +85,9 @@ struct ScriptCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
 
         func run() throws {
-            _ = try AdminCall.perform(
-                AdminRequest(command: "unquarantine", arguments: ["customer": customer, "script": name]), data: dataOptions.data)
+            _ = try APIClient(data: dataOptions.data).call(
+                .POST, "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/unquarantine",
+                to: .control, as: Released.self)
             print("released \(customer)/\(name)")
         }
     }
@@ -103,11 +99,10 @@ struct ScriptCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
 
         func run() throws {
-            let result = try AdminCall.perform(
-                AdminRequest(command: "logs", arguments: ["customer": customer, "script": name]), data: dataOptions.data)
-            let lines = (try? JSONDecoder().decode([String].self, from: Data(result.utf8))) ?? []
+            let (logs, _) = try APIClient(data: dataOptions.data).call(
+                .GET, "/v1/host/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/logs", to: .host, as: LogLines.self)
             // Script output: escaped, so it cannot drive the operator's terminal.
-            for line in lines { print(ControlCharacters.escaped(line)) }
+            for line in logs.lines { print(ControlCharacters.escaped(line)) }
         }
     }
 }

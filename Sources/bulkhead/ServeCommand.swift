@@ -110,25 +110,30 @@ struct ServeCommand: ParsableCommand {
         let (connections, warnings) = APIConnectionLimits.resolve(
             maxConnections: apiMaxConnections, maxPerPeer: apiMaxConnectionsPerPeer, headTimeout: apiHeadTimeout,
             descriptorLimit: Descriptors.limit(), descriptorsInUse: Descriptors.openCount() ?? 0,
-            reserved: supervisor.descriptorsToKeepFree() + metricsReserve)
+            // control.sock and admin.sock hold their own budgets: never taken by TCP.
+            reserved: supervisor.descriptorsToKeepFree() + metricsReserve + 2 * APIConnectionLimits.localSocket.acceptCeiling)
         for warning in warnings { apiLogger.warning("\(warning)") }
-        let application = ControlAPI.application(
-            supervisor: supervisor, host: host, port: port, connections: connections, logger: apiLogger
-        ) { port in
-            supervisor.apiListening(on: "\(host):\(port)")
-            apiLogger.info("control API listening", metadata: [
-                "address": "\(host):\(port)", "max_connections": "\(connections.maxConnections)",
-                "max_connections_per_peer": "\(connections.maxPerPeer)", "head_timeout_s": "\(connections.headTimeout)",
-            ])
-        }
+        let servers = APIServers(host: host, port: port, connections: connections)
+        let data = settings.data
+        // The group runs on Swift's concurrency; this thread only waits for it to end,
+        // which is after requests in flight finished and the supervisor drained.
+        let finished = DispatchSemaphore(value: 0)
         Task {
             do {
-                try await application.run()
+                try await servers.run(supervisor: supervisor, data: data, logger: apiLogger) { port in
+                    supervisor.apiListening(on: "\(host):\(port)")
+                    apiLogger.info("control API listening", metadata: [
+                        "address": "\(host):\(port)", "max_connections": "\(connections.maxConnections)",
+                        "max_connections_per_peer": "\(connections.maxPerPeer)", "head_timeout_s": "\(connections.headTimeout)",
+                    ])
+                }
             } catch {
-                apiLogger.error("control API stopped", metadata: ["error": "\(error)"])
+                apiLogger.error("API listeners stopped", metadata: ["error": "\(error)"])
+                supervisor.stop()
             }
+            finished.signal()
         }
-        supervisor.wait()
+        finished.wait()
     }
 
     /// Splits `HOST:PORT`.

@@ -6,7 +6,7 @@ import BulkheadCore
 import Foundation
 import Supervisor
 
-/// `bulkhead status`: the pools at a glance, from the admin socket.
+/// `bulkhead status`: the pools at a glance, from the host (`admin.sock`).
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
@@ -24,13 +24,10 @@ struct StatusCommand: ParsableCommand {
         var lastLines = 0
         let terminal = isatty(STDOUT_FILENO) == 1
         repeat {
-            let response = try AdminCall.perform(AdminRequest(command: "status"), data: dataOptions.data)
+            let (status, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self)
             if json {
-                print(response)
+                print(answer.text)
             } else {
-                guard let status = try? JSONDecoder().decode(HostStatus.self, from: Data(response.utf8)) else {
-                    throw ValidationError("the supervisor sent a status this CLI cannot read")
-                }
                 var text = StatusTable.render(status, previous: previous)
                 if watch && terminal {
                     text = Terminal.fit(text)
@@ -43,24 +40,6 @@ struct StatusCommand: ParsableCommand {
             fflush(nil)
             if watch { usleep(1_000_000) }
         } while watch
-    }
-}
-
-/// Calls the admin socket and turns failures into a clean exit.
-enum AdminCall {
-    static func perform(_ request: AdminRequest, data: String) throws -> String {
-        let response: AdminResponse
-        do {
-            response = try AdminClient.call(request, data: DataDirectory(data))
-        } catch {
-            FileHandle.standardError.write(Data("bulkhead: cannot reach the supervisor at \(DataDirectory(data).adminSocket): \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-        guard response.ok else {
-            FileHandle.standardError.write(Data("bulkhead: \(response.error ?? "failed")\n".utf8))
-            throw ExitCode.failure
-        }
-        return response.result ?? "null"
     }
 }
 

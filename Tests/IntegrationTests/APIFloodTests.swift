@@ -112,6 +112,36 @@ import Testing
         try host.waitUntilReady(timeout: 10)
     }
 
+    /// `control.sock` and `admin.sock` each hold their own small budget: idle
+    /// connections piled on the control socket take a bounded number of the
+    /// supervisor's descriptors, a new request there still gets in (the idle ones
+    /// give way), and `bulkhead status` on the admin socket answers meanwhile.
+    @Test func eachUnixSocketKeepsItsOwnConnectionBudget() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let supervisorPID = try #require(host.supervisor?.processIdentifier)
+        let before = try #require(Self.openDescriptors(of: supervisorPID))
+        // Fewer than the listen backlog, so every connect returns at once.
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<120 {
+            guard let fd = try? Sockets.connectUnix(path: host.data.controlSocket) else { break }
+            idle.append(fd)
+        }
+        #expect(idle.count == 120, "every connect to control.sock returned")
+        usleep(500_000)
+        let held = try #require(Self.openDescriptors(of: supervisorPID)) - before
+        let status = try host.cli(["status"])
+        let control = try host.control("GET", "/v1/admin/status")
+        print("120 idle connections on control.sock: the supervisor holds \(held) more descriptors; "
+              + "bulkhead status exit \(status.status); a new control.sock request \(control.status)")
+        // The budget is 16 connections plus a few still closing; without one, all 120.
+        #expect(held <= 60, "control.sock holds a bounded number of connections (\(held))")
+        #expect(status.status == 0, "bulkhead status answers on admin.sock: \(status.output.prefix(300))")
+        #expect(control.status == 200, "a new request on control.sock gets in past the idle ones: \(control.body.prefix(300))")
+    }
+
     /// A connection that never completes a request head is closed after the head
     /// timeout (5 s by default), whether it sends nothing or dribbles a head a byte at
     /// a time.

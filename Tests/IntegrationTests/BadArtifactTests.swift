@@ -92,7 +92,7 @@ import Testing
             }
         }
         let list = try host.cli(["rollout", "list", "--json"])
-        #expect(list.output.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", "no rollout was created: \(list.output)")
+        #expect(list.output.trimmingCharacters(in: .whitespacesAndNewlines) == #"{"rollouts":[]}"#, "no rollout was created: \(list.output)")
         #expect(try rollouts.versions(host) == versionsBefore, "no worker got anything")
         let events = try host.cli(["events", "--json", "--last", "10000"])
         #expect(!events.output.contains("artifact"), "no artifact was stored: \(events.output.suffix(500))")

@@ -191,34 +191,30 @@ import Testing
         let data = host.data
         for path in [data.root, data.run] { #expect(chmod(path, 0o755) == 0) }
         #expect(chmod(data.adminSocket, 0o666) == 0)
-        // One admin frame (4-byte big-endian length, then the JSON request), the
-        // answer frame printed; run as nobody.
-        let client = """
-            import json, socket, struct, sys
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect(sys.argv[1])
-            body = json.dumps({"command": "break-glass-freeze", "arguments": {}}).encode()
-            s.sendall(struct.pack(">I", len(body)) + body)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk: break
-                data += chunk
-            sys.stdout.write(data[4:].decode(errors="replace"))
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid", "\(nobody)", "--regid", "\(group)", "--clear-groups",
-                             "/usr/bin/python3", "-c", client, data.adminSocket]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let answer = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        print("nobody's admin request answered: \(answer)")
-        #expect(answer.contains("answers only uid 0"), "\(answer)")
+        #expect(chmod(data.controlSocket, 0o666) == 0)
+        // A real HTTP client (curl) as nobody: a freeze on admin.sock, and a customer
+        // (the operator's identity on control.sock needs no token) on control.sock.
+        func asNobody(_ socket: String, _ method: String, _ path: String, _ body: String) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid", "\(nobody)", "--regid", "\(group)", "--clear-groups",
+                                 "/usr/bin/curl", "-sS", "--max-time", "5", "--unix-socket", socket, "-X", method,
+                                 "-H", "content-type: application/json", "--data", body, "-w", " %{http_code}", "http://localhost" + path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let answer = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return answer
+        }
+        let answer = try asNobody(data.adminSocket, "POST", "/v1/host/break-glass/freeze", "{}")
+        print("nobody's freeze on admin.sock answered: \(answer)")
+        #expect(answer.contains("answers only uid 0") && answer.hasSuffix(" 403"), "\(answer)")
+        let control = try asNobody(data.controlSocket, "POST", "/v1/admin/customers", #"{"name": "mallory", "cohort": "free"}"#)
+        print("nobody's customer add on control.sock answered: \(control)")
+        #expect(control.contains("answers only uid 0") && control.hasSuffix(" 403"), "\(control)")
+        #expect(try host.control("GET", "/v1/admin/customers").body.contains("mallory") == false)
         // Root's own client still works, and nobody's freeze did not happen.
         for path in [data.root, data.run] { #expect(chmod(path, 0o700) == 0) }
         let status = try host.cli(["status", "--json"])
@@ -228,7 +224,7 @@ import Testing
 
     /// The CLI's side of the admin socket: a command goes only to a supervisor of
     /// the same user. Here nobody runs a real supervisor on their own data directory,
-    /// and root's admin client is pointed at its socket.
+    /// and root's CLI is pointed at its socket.
     @Test func theAdminClientSendsNothingToAnotherUsersSupervisor() throws {
         let nobody = try Self.nobody()
         let group = try #require(getpwnam("nobody")).pointee.pw_gid
@@ -252,12 +248,13 @@ import Testing
         }
         let listening = waitFor(timeout: 20, interval: 0.05) { FileManager.default.fileExists(atPath: data.adminSocket) }
         try #require(listening != nil, "nobody's supervisor did not start")
-        do {
-            let answer = try AdminClient.call(AdminRequest(command: "status"), data: data, timeout: 5)
-            Issue.record("root's admin client talked to nobody's supervisor: \(answer)")
-        } catch {
-            #expect("\(error)".contains("\(data.adminSocket) is served by uid \(nobody), not by you (uid 0)"), "\(error)")
-        }
+        // The CLI's own check, before it sends anything.
+        let answer = try HostHarness.cli(binary: host.binary, ["status", "--data", data.root])
+        #expect(answer.status != 0)
+        // The CLI refuses nobody's directory before it reaches the socket; its socket
+        // check (the served-by-uid refusal) stands behind that one.
+        #expect(answer.output.contains("\(data.adminSocket) is served by uid \(nobody), not by you (uid 0)")
+            || answer.output.contains("is owned by uid \(nobody), not by you (uid 0)"), "\(answer.output)")
     }
 
     // MARK: The store

@@ -13,25 +13,24 @@ import Testing
     /// The `string.find` that runs for hours in C: only the watchdog ends it.
     static let pathologicalFind = "string.find(string.rep('a', 40), string.rep('a*', 40) .. 'b')"
 
-    // MARK: Helpers (over the admin socket, in process: no CLI start-up in the timings)
+    // MARK: Helpers (over control.sock, in process: no CLI start-up in the timings)
 
-    func admin(_ host: HostHarness, _ command: String, _ arguments: [String: String] = [:]) throws -> Any {
-        let response = try AdminClient.call(AdminRequest(command: command, arguments: arguments), data: host.data, timeout: 10)
-        guard response.ok, let text = response.result else {
-            throw HarnessError("\(command) failed: \(response.error ?? "no answer")")
-        }
-        return try JSONSerialization.jsonObject(with: Data(text.utf8))
+    func admin(_ host: HostHarness, _ method: String, _ path: String, _ body: [String: String]? = nil) throws -> Any {
+        let bytes = try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) } ?? []
+        let answer = try host.control(method, path, body: bytes)
+        guard (200..<300).contains(answer.status) else { throw HarnessError("\(method) \(path) failed: \(answer.status) \(answer.body)") }
+        return try JSONSerialization.jsonObject(with: Data(answer.body.utf8))
     }
 
     func startRollout(_ host: HostHarness, kind: String, content: String) throws -> Int {
-        let answer = try admin(host, "rollout-start", ["kind": kind, "content": content]) as? [String: Any]
-        guard let id = answer?["id"] as? Int else { throw HarnessError("rollout-start answered \(String(describing: answer))") }
+        let answer = try admin(host, "POST", "/v1/admin/rollouts", ["kind": kind, "content": content]) as? [String: Any]
+        guard let id = answer?["id"] as? Int else { throw HarnessError("rollout start answered \(String(describing: answer))") }
         return id
     }
 
     func rollout(_ host: HostHarness, _ id: Int) throws -> [String: Any] {
-        guard let status = try admin(host, "rollout-status", ["id": String(id)]) as? [String: Any] else {
-            throw HarnessError("rollout-status of \(id) is not an object")
+        guard let status = try admin(host, "GET", "/v1/admin/rollouts/\(id)") as? [String: Any] else {
+            throw HarnessError("rollout status of \(id) is not an object")
         }
         return status
     }

@@ -202,10 +202,12 @@ final class HostHarness: @unchecked Sendable {
     }
 
     func status() throws -> HostStatus {
-        let response = try AdminClient.call(AdminRequest(command: "status"), data: data, timeout: 5)
-        guard response.ok, let text = response.result,
-              let status = try? JSONDecoder().decode(HostStatus.self, from: Data(text.utf8))
-        else { throw HarnessError("bad status answer: \(response)") }
+        guard let answer = SocketClient.request(socket: data.adminSocket, "GET", "/v1/host/status", timeout: 5) else {
+            throw HarnessError("no status answer on \(data.adminSocket)")
+        }
+        guard answer.status == 200, let status = try? JSONDecoder().decode(HostStatus.self, from: Data(answer.body.utf8)) else {
+            throw HarnessError("bad status answer: \(answer.status) \(answer.body)")
+        }
         return status
     }
 

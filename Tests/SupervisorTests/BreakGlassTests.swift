@@ -109,7 +109,7 @@ import Testing
             try BreakGlass.plan(kind: .runtime, to: 1, allowRejected: false, store: scratch.store, running: [:])
         } throws: { error in
             let refusal = error as? ControlError
-            return refusal?.kind == "rejected-version" && refusal?.message.contains("free canary") == true
+            return refusal?.kind == .rejectedVersion && refusal?.message.contains("free canary") == true
                 && refusal?.message.contains("--allow-rejected") == true
         }
         #expect(throws: ControlError.self) {

@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Store
+import Supervisor
+
+/// Everything `bulkhead serve` answers on, as services of one `ServiceGroup`: the
+/// control router on TCP and on `DATA/run/control.sock`, the host routes on
+/// `DATA/run/admin.sock`, and the supervisor. SIGTERM (or SIGINT) shuts the group
+/// down gracefully: the listeners stop accepting, requests in flight finish, then
+/// the supervisor drains its pools.
+public struct APIServers {
+    /// Where the control API listens on TCP.
+    public var host: String
+    /// Its port; 0 picks a free one.
+    public var port: Int
+    /// What clients of the TCP listener can make it hold.
+    public var connections: APIConnectionLimits
+    /// Longest the group waits for requests in flight once asked to stop.
+    public var gracefulShutdownLimit: Duration = .seconds(30)
+
+    /// The servers of `host:port`.
+    public init(host: String, port: Int, connections: APIConnectionLimits) {
+        self.host = host
+        self.port = port
+        self.connections = connections
+    }
+
+    /// Runs until the group is shut down (a signal, or the supervisor stopping).
+    /// `onRunning` receives the TCP listener's real port.
+    public func run(
+        supervisor: Supervisor, data: DataDirectory, logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        // One responder, one route table, two listeners.
+        let responder = ControlAPI.router(operations: ControlOperations(supervisor: supervisor)).buildResponder()
+        let tcpGuard = APIConnectionGuard(limits: connections, logger: logger)
+        // Each Unix socket has its own guard and accept ceiling: a TCP flood never
+        // holds the slots (or the descriptors) of the operator's sockets, and the host
+        // routes on admin.sock answer while the control router is swamped.
+        let local = APIConnectionLimits.localSocket
+        let controlGuard = APIConnectionGuard(limits: local, logger: logger)
+        let adminGuard = APIConnectionGuard(limits: local, logger: logger)
+        let tcp = Application(
+            responder: responder,
+            server: .http1(configuration: .init(additionalChannelHandlers: [tcpGuard.makeHandler()])),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(connections.acceptCeiling, logger: logger)),
+            onServerRunning: { [port] channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+        let control = Application(
+            responder: responder,
+            server: .http1(configuration: .init(additionalChannelHandlers: [
+                PeerCredentialsHandler(socketName: "the control socket", logger: logger), controlGuard.makeHandler(),
+            ])),
+            configuration: .init(
+                address: .unixDomainSocket(path: data.controlSocket), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
+            onServerRunning: { _ in chmod(data.controlSocket, 0o600) },
+            logger: logger)
+        let admin = Application(
+            router: HostRoutes.router(operations: HostOperations(supervisor: supervisor)),
+            server: .http1(configuration: .init(additionalChannelHandlers: [
+                PeerCredentialsHandler(socketName: "the admin socket", logger: logger), adminGuard.makeHandler(),
+            ])),
+            configuration: .init(
+                address: .unixDomainSocket(path: data.adminSocket), serverName: "bulkhead",
+                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
+            onServerRunning: { _ in chmod(data.adminSocket, 0o600) },
+            logger: logger)
+        // Shut down in reverse: the listeners first (requests in flight finish),
+        // the supervisor last. The supervisor has no signal handler of its own: one
+        // that drained on SIGTERM would finish before the listeners, and the group
+        // cancels everything when a service ends out of turn, cutting those requests.
+        // A supervisor stopped some other way shuts the group down gracefully.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: SupervisorService(supervisor: supervisor, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: Listener(name: "admin socket", application: admin, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: Listener(name: "control socket", application: control, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: Listener(name: "control API", application: tcp, logger: logger), successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+            .with(maxGracefulShutdown: gracefulShutdownLimit))
+        defer {
+            unlink(data.controlSocket)
+            unlink(data.adminSocket)
+        }
+        try await group.run()
+    }
+}
+
+/// The supervisor as a service: it runs until it has stopped, and a graceful
+/// shutdown of the group asks it to drain. Being first in the group, it hears that
+/// only after every listener has finished its requests in flight.
+struct SupervisorService: Service {
+    let supervisor: Supervisor
+    let logger: Logger
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await offQueue { supervisor.wait() }
+        } onGracefulShutdown: {
+            logger.info("API requests in flight finished; draining workers")
+            supervisor.stop()
+        }
+    }
+}
+
+/// One listener as a service. A listener that fails (its address taken) is logged
+/// and leaves the rest running: the pools keep serving without an API (fail static).
+struct Listener<App: ApplicationProtocol>: Service {
+    let name: String
+    let application: App
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await application.run()
+        } catch {
+            logger.error("\(name) stopped", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension ServiceGroupConfiguration {
+    func with(maxGracefulShutdown limit: Duration) -> Self {
+        var configuration = self
+        configuration.maximumGracefulShutdownDuration = limit
+        return configuration
+    }
+}
