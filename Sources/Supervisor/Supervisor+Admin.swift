@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BulkheadCore
+import Control
 import Foundation
 import Store
 
@@ -108,7 +109,8 @@ extension Supervisor {
             let frozen = request.command == "break-glass-freeze"
             return answer(Result { () throws -> BreakGlass.Status in
                 try BreakGlass.setFrozen(frozen, store: store, actor: arguments["actor"] ?? "break-glass")
-                queue.sync { driveRollouts() }
+                // The driver takes the freeze in now rather than at its next drive.
+                driver?.drive()
                 return try BreakGlass.status(store: store)
             }.mapError(Self.controlFailure))
         case "break-glass-plan", "break-glass-rollback":
@@ -180,7 +182,7 @@ extension Supervisor {
 
     /// The last 50 rollouts, newest first.
     public func rolloutSummaries() -> Result<[RolloutSummary], ControlError> {
-        Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure).map { records in
+        (driver.map { $0.records(limit: 50) } ?? Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure)).map { records in
             records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
         }
     }

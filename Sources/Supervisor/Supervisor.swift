@@ -5,6 +5,7 @@ import BulkheadCore
 import CBulkheadPosix
 import Dispatch
 import Foundation
+import Control
 import Logging
 import Rollout
 import Store
@@ -100,21 +101,23 @@ public final class Supervisor: @unchecked Sendable {
     let adminClosing = Atomic<Bool>(false)
     var shuttingDown = false
     var scanning = false
-    /// Rollouts in progress, one per artifact kind.
+    /// Rollouts in progress, one per artifact kind, as the feed last showed the
+    /// driver's machines (the stage runner's view; only the driver changes them).
     var rollouts: [ArtifactKind: ActiveRollout] = [:]
+    /// The stage runner's active versions and what each slot was given.
+    var stages = StageRunnerState()
+    /// The rollout driver: its own queue and timer, no state shared with the
+    /// supervisor (they meet in the stores). Set once by `start()`, on the queue.
+    var driver: RolloutDriver?
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
     /// Per pool, (time, requests, errors) totals once a second, for the status page.
     var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
-    /// Decisions already saved per rollout.
-    var savedDecisions: [Int: Int] = [:]
-    /// Ticks since start (rollouts are driven every tenth).
+    /// Ticks since start (stages are reported every tenth).
     var ticks = 0
     /// The host's own protection of the slots running a rollout's new version: it
     /// acts on what this host observes, without the rollout's driver.
     var localGuard = LocalGuard()
-    /// What the guard did, until the rollout's driver has taken it in.
-    var guardReports: [LocalGuardReport] = []
 
     /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
     var loadedScripts: [pid_t: Set<String>] = [:]
@@ -217,7 +220,6 @@ public final class Supervisor: @unchecked Sendable {
 
         let adopted = adoptLiveWorkers()
         try queue.sync {
-            loadRollouts()
             for original in cohorts {
                 var cohort = original
                 // A scale made with the CLI outlives the cohort file's `workers`.
@@ -238,7 +240,10 @@ public final class Supervisor: @unchecked Sendable {
                     close(worker.listenFD)
                 }
             }
-            resumeRollouts()
+            // The pools run: the stage runner acknowledges the running stages (their
+            // windows start now), then the driver resumes the rollouts.
+            acknowledgeStages()
+            startDriver()
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
@@ -363,11 +368,11 @@ public final class Supervisor: @unchecked Sendable {
             let now = Self.now()
             self.tick(now: now)
             self.followFeed()
-            // Before the driver: the guard never waits for it, and the driver then
-            // learns what the guard did before judging the stage itself.
+            // Before the stage reports: the guard never waits for the driver, and its
+            // trip goes out with the next report.
             self.guardTick(now: now)
             self.ticks += 1
-            if self.ticks % 10 == 0 { self.driveRollouts() }
+            if self.ticks % 10 == 0 { self.runStages() }
             if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {
                 lastScriptScan = now
                 self.rescanScripts(directory)
@@ -393,6 +398,7 @@ public final class Supervisor: @unchecked Sendable {
     func beginShutdown() {
         guard !shuttingDown else { return }
         shuttingDown = true
+        driver?.stop()
         if adminFD >= 0 {
             adminClosing.store(true, ordering: .relaxed)
             shutdown(adminFD, Int32(SHUT_RDWR))
