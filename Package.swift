@@ -186,7 +186,7 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "BulkheadCore", "Rollout"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BulkheadCore", "Supervisor", "Store", "LoadClient"]
+            dependencies: ["BulkheadCore", "Supervisor", "Store", "Rollout", "LoadClient"]
         ),
     ]
 )
