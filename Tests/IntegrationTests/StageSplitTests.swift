@@ -148,4 +148,55 @@ import Testing
         #expect(report["pro"]?.failed == 0)
         #expect(report["enterprise"]?.failed == 0)
     }
+
+    /// free alone, two workers, one canary, with a gate that cannot pass within the
+    /// test: only an operator's promote moves a stage on.
+    static let slowFree = """
+        name = "free"
+        order = 1
+        port = 0
+        workers = 2
+        canary_workers = 1
+
+        [gate]
+        bake_seconds = 300
+        max_bake_seconds = 600
+        min_requests = 100_000
+        """
+
+    @Test func aHostRestartedWithoutTheControlStoreStartsEachSlotOnItsVersion() throws {
+        let host = try HostHarness(pools: [HostHarness.Pool(name: "free", order: 1)])
+        defer { host.stop() }
+        try host.writeRawCohort("free", Self.slowFree)
+        try host.start()
+        // Rules 1 completed by hand (promoted through both stages): free's active version.
+        let rules = try startRollout(host, kind: "rules", content: Self.rules)
+        for _ in 0..<2 {
+            let promote = try host.cli(["rollout", "promote", String(rules)])
+            #expect(promote.status == 0, "\(promote.output)")
+        }
+        let files = Files(host)
+        #expect(waitFor(timeout: 10, interval: 0.05) { files.look(rules).storedState == "completed" } != nil)
+        // Runtime 1 on the canary only: its rollout runs, at stage 0.
+        let runtime = try startRollout(host, kind: "runtime", content: DefaultRuntime.source + "\n-- runtime 1\n")
+        let expected = [ArtifactVersions(runtime: 1, rules: 1, binary: 0), ArtifactVersions(runtime: 0, rules: 1, binary: 0)]
+        func versions() -> [ArtifactVersions] {
+            ((try? host.pool("free").workers) ?? []).sorted { $0.slot < $1.slot }.map(\.stats.versions)
+        }
+        #expect(waitFor(timeout: 10, interval: 0.05) { versions() == expected } != nil, "before the restart: \(versions())")
+        #expect(files.look(runtime).storedState == "running stage 0")
+
+        // Stopped whole, and restarted with the control store replaced by a note.
+        host.signalSupervisor(SIGTERM)
+        #expect(waitFor(timeout: 10) { host.workerPIDsFromFiles().allSatisfy { kill($0, 0) != 0 } } != nil)
+        let storeFile = host.data.storeFile
+        for suffix in ["", "-wal", "-shm"] { _ = rename(storeFile + suffix, host.root + "/saved.sqlite" + suffix) }
+        #expect(FileManager.default.createFile(
+            atPath: storeFile, contents: Data("not a database\n".utf8), attributes: [.posixPermissions: 0o600]))
+        try host.start()
+        #expect(try host.status().feed?.problem != nil, "the control store cannot be read")
+        let restarted = waitFor(timeout: 10, interval: 0.05) { versions() == expected }
+        print("restarted without the control store: free runs \(versions())")
+        #expect(restarted != nil, "each slot starts on its version from the replica: \(versions())")
+    }
 }
