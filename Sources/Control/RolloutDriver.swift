@@ -40,6 +40,9 @@ public final class RolloutDriver: @unchecked Sendable {
     private var reader: HostReplicaReader?
     /// The last problem logged, so a steady failure is logged once (on the queue).
     private var problem: String?
+    /// Whether the stored rollouts were read at start; until then (a control store
+    /// that could not be opened) each drive tries again (on the queue).
+    private var resumed = false
     private var timer: DispatchSourceTimer?
 
     /// Creates a driver; nothing runs until `start()`.
@@ -72,7 +75,7 @@ public final class RolloutDriver: @unchecked Sendable {
     /// as the unit tests do).
     public func start(interval: Double? = 0.2) {
         queue.sync {
-            reload(resume: true)
+            resumeStored()
             guard let interval else { return }
             let timer = DispatchSource.makeTimerSource(queue: queue)
             timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -304,9 +307,10 @@ public final class RolloutDriver: @unchecked Sendable {
 
     // MARK: - Driving (on the queue)
 
-    /// Reads the running rollouts from the store (at start, or after the store
-    /// refused a save); with `resume`, each is told a new driver took it over.
-    private func reload(resume: Bool) {
+    /// Reads the running rollouts from the store and tells each a new driver took it
+    /// over (its running stage bakes again from now), saved at once: the host
+    /// acknowledges the stage anew when it reads that.
+    private func resumeStored() {
         let store: SQLiteStore
         do {
             store = try openStore()
@@ -314,6 +318,7 @@ public final class RolloutDriver: @unchecked Sendable {
             note("cannot read the running rollouts; retrying", error)
             return
         }
+        resumed = true
         var found: [ArtifactKind: DrivenRollout] = [:]
         for kind in ArtifactKind.allCases {
             guard let record = (try? store.runningRollout(kind: kind)) ?? nil else { continue }
@@ -321,24 +326,21 @@ public final class RolloutDriver: @unchecked Sendable {
                 logger.error("a stored rollout cannot be read; it is held", metadata: ["id": "\(record.id)"])
                 continue
             }
-            var rollout = running[kind].flatMap { $0.id == record.id ? $0 : nil } ?? DrivenRollout(id: record.id, machine: machine)
-            if resume {
-                rollout = DrivenRollout(id: record.id, machine: machine)
-                let actions = rollout.machine.restored(now: clock())
-                logger.info("rollout resumed by a new driver", metadata: [
-                    "id": "\(rollout.id)", "kind": "\(kind)", "state": "\(rollout.machine.state)",
-                ])
-                perform(actions, for: &rollout, store: store)
-                rollout.savedStatus = ""
-            }
+            var rollout = DrivenRollout(id: record.id, machine: machine)
+            let actions = rollout.machine.restored(now: clock())
+            logger.info("rollout resumed by a new driver", metadata: [
+                "id": "\(rollout.id)", "kind": "\(kind)", "state": "\(rollout.machine.state)",
+            ])
+            perform(actions, for: &rollout, store: store)
             found[kind] = rollout
         }
         running = found
-        if resume { for rollout in running.values { keep(rollout, store: store, force: true) } }
+        for rollout in found.values { keep(rollout, store: store, force: true) }
     }
 
     /// One drive: the freeze, then each rollout's latest fresh report.
     private func driveOnQueue() {
+        if !resumed { resumeStored() }
         guard !running.isEmpty else { return }
         let store: SQLiteStore
         do {

@@ -155,6 +155,7 @@ extension ChangeFeedReader {
                 update.activeVersions.append(ReplicaActiveVersion(kind: kind, pool: pool, version: version))
                 if let version { versions.insert(ArtifactVersionKey(kind: kind, version: version)) }
             case .pin(let kind):
+                update.pins.insert(kind)
                 if let version = try intSetting(db, SettingKey.pinnedVersion(kind)) {
                     versions.insert(ArtifactVersionKey(kind: kind, version: version))
                 }

@@ -16,7 +16,7 @@ extension Supervisor {
             checks: ArtifactChecker(executable: configuration.workerExecutable),
             cohorts: pools.values.map(\.cohort), logger: logger)
         driver.start()
-        self.driver = driver
+        driverSlot.withLock { $0 = driver }
     }
 
     /// The driver; the supervisor creates it in `start()`.

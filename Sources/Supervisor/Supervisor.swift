@@ -107,8 +107,11 @@ public final class Supervisor: @unchecked Sendable {
     /// The stage runner's active versions and what each slot was given.
     var stages = StageRunnerState()
     /// The rollout driver: its own queue and timer, no state shared with the
-    /// supervisor (they meet in the stores). Set once by `start()`, on the queue.
-    var driver: RolloutDriver?
+    /// supervisor (they meet in the stores). Set once by `start()`; read from any
+    /// thread (the API's forwards), hence the lock.
+    let driverSlot = Mutex<RolloutDriver?>(nil)
+    /// The rollout driver, once started.
+    var driver: RolloutDriver? { driverSlot.withLock { $0 } }
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
     /// Per pool, (time, requests, errors) totals once a second, for the status page.
