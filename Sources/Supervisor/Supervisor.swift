@@ -3,9 +3,9 @@ import Glibc
 #endif
 import BulkheadCore
 import CBulkheadPosix
+import Control
 import Dispatch
 import Foundation
-import Control
 import Logging
 import Rollout
 import Store
