@@ -82,11 +82,20 @@ let package = Package(
                 "BulkheadCore", "CBulkheadPosix", "CLuaSandbox", "LuaSandbox", "HTTPWire",
             ]
         ),
+        /// The control plane's rollout driver: owns the rollouts' state machines,
+        /// judges stages on the hosts' reports, writes only the control store.
+        .target(
+            name: "Control",
+            dependencies: [
+                "BulkheadCore", "Store", "Rollout",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// Pools, restarts, takeover: starts and watches the workers.
         .target(
             name: "Supervisor",
             dependencies: [
-                "BulkheadCore", "Store", "Rollout",
+                "BulkheadCore", "Store", "Rollout", "Control",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -169,6 +178,10 @@ let package = Package(
             dependencies: ["Store", "BulkheadCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
+        .testTarget(
+            name: "ControlTests",
+            dependencies: ["Control", "Store", "Rollout", "BulkheadCore", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "BulkheadCore", "Rollout", "Store"]),
         .testTarget(
             name: "IngressTests",
@@ -182,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "BulkheadCore", "Supervisor", "Store", "LoadClient",
+                "BulkheadCore", "Supervisor", "Store", "Rollout", "LoadClient",
                 // The route-parity test reads the route tables it checks against the spec.
                 "ControlAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -91,6 +91,7 @@ public final class ChangeFeedReader {
                         update.removedScripts.append(script)
                     }
                 }
+                try Self.readStageChanges(db, changes: entries.map(\.change), into: &update)
                 return FeedRead(bounds: bounds, entries: entries, update: update, scriptsRead: scripts.count)
             }
         } catch {
@@ -122,6 +123,7 @@ public final class ChangeFeedReader {
             update.customers[try row.decode(String.self, forColumn: "name")] = try row.decode(String.self, forColumn: "cohort")
         }
         update.scripts = try Row.fetchAll(db, sql: activeSelect + " ORDER BY s.customer, s.name").map(ActiveScript.init(row:))
+        try readStageChanges(db, changes: try allStageChanges(db), into: &update)
         return FeedRead(bounds: bounds, entries: [], update: update, scriptsRead: update.scripts.count)
     }
 }

@@ -161,7 +161,7 @@ public final class HostReplicaReader {
         let path = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         self.path = path
         guard FileManager.default.fileExists(atPath: path) else { throw StoreError.missingStore(path: path) }
-        try SQLiteFileHeader.check(path: path)
+        try SQLiteFileHeader.check(path: path, applicationID: ReplicaSchema.applicationID)
         do {
             var configuration = SQLiteStore.connectionConfiguration(SQLiteStoreConfiguration(), label: "replica.reader")
             configuration.readonly = true

@@ -51,6 +51,10 @@ public struct ReplicaContents: Sendable, Equatable {
     public var scripts: [ScriptSpec]
     /// Scripts the host quarantined.
     public var quarantines: [ReplicaQuarantine]
+    /// The running rollouts, as the feed last copied them.
+    public var rollouts: [ReplicaRollout] = []
+    /// Each pool's active artifact versions.
+    public var activeVersions: [ReplicaActiveVersion] = []
 }
 
 /// Rows from the control store to apply to the replica, up to one feed revision.
@@ -66,6 +70,22 @@ public struct ReplicaUpdate: Sendable, Equatable {
     public var scripts: [ActiveScript] = []
     /// Scripts deleted, or no longer readable as active.
     public var removedScripts: [ScriptAddress] = []
+    /// Rollouts created or updated that still run (one per kind).
+    public var rollouts: [ReplicaRollout] = []
+    /// Rollouts that ended (or are gone): the replica forgets them.
+    public var endedRollouts: [Int] = []
+    /// Active versions set or cleared.
+    public var activeVersions: [ReplicaActiveVersion] = []
+    /// Contents of the artifact versions the rows above make a slot run.
+    public var artifacts: [ReplicaArtifact] = []
+    /// Kinds whose break-glass pin was set or cleared.
+    public var pins: Set<ArtifactKind> = []
+
+    /// Whether the update changes what a slot should run (rollouts, active versions, pins).
+    public var changesStages: Bool {
+        isFullCopy || !rollouts.isEmpty || !endedRollouts.isEmpty || !activeVersions.isEmpty || !artifacts.isEmpty
+            || !pins.isEmpty
+    }
 
     /// Creates an update.
     public init(revision: Int, isFullCopy: Bool) {
@@ -136,9 +156,11 @@ public final class HostReplica: AuditLog, Sendable {
                     version: try row.decode(Int.self, forColumn: "version"),
                     source: try SQLiteStore.wholeText(row, column: "source"))
             }
-            return ReplicaContents(
+            var contents = ReplicaContents(
                 revision: try Int.fetchOne(db, sql: "SELECT revision FROM feed_state WHERE id = 1"),
                 customers: customers, scripts: scripts, quarantines: try Self.quarantines(db))
+            (contents.rollouts, contents.activeVersions) = try Self.readArtifacts(db)
+            return contents
         }
     }
 
@@ -178,6 +200,7 @@ public final class HostReplica: AuditLog, Sendable {
                         arguments: [spec.customer, spec.name, spec.version, "quarantined before the replica existed", at])
                 }
             }
+            try Self.applyArtifacts(update, db)
             // A quarantine whose script is gone or runs another version is lifted.
             let lifted = try Row.fetchAll(
                 db,

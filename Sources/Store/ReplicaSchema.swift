@@ -12,6 +12,7 @@ enum ReplicaSchema: SQLiteSchema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-replica") { db in try createInitialSchema(db) }
         migrator.registerMigration("v2-host-overrides") { db in try createHostOverrides(db) }
+        migrator.registerMigration("v3-host-artifacts") { db in try createHostArtifacts(db) }
         return migrator
     }()
 
@@ -111,6 +112,41 @@ enum ReplicaSchema: SQLiteSchema {
                 report      BLOB NOT NULL,
                 written_at  TEXT NOT NULL
             ) STRICT;
+            """)
+    }
+
+    /// Version 3. What the host's stage runner serves from without the control store:
+    /// each pool's active artifact versions, the running rollouts (their encoded
+    /// machines, as the feed copied them) and the content of every artifact version
+    /// a slot can run. A host restarted while the control store is unreadable starts
+    /// each slot on its version from these.
+    private static func createHostArtifacts(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE active_artifacts (
+                kind     TEXT NOT NULL CHECK (kind IN ('runtime', 'rules', 'binary')),
+                pool     TEXT NOT NULL,
+                version  INTEGER NOT NULL CHECK (version >= 0),
+                PRIMARY KEY (kind, pool)
+            ) STRICT;
+
+            -- At most one running rollout per kind, as in the control store.
+            CREATE TABLE running_rollouts (
+                kind     TEXT NOT NULL PRIMARY KEY CHECK (kind IN ('runtime', 'rules', 'binary')),
+                rollout  INTEGER NOT NULL,
+                state    BLOB NOT NULL
+            ) STRICT;
+
+            CREATE TABLE artifacts (
+                kind     TEXT NOT NULL CHECK (kind IN ('runtime', 'rules', 'binary')),
+                version  INTEGER NOT NULL CHECK (version >= 1),
+                content  TEXT NOT NULL,
+                PRIMARY KEY (kind, version)
+            ) STRICT;
+
+            -- A replica written before these tables copies the control store whole
+            -- once more: the feed after its revision would not bring back the active
+            -- versions and rollouts set before it.
+            DELETE FROM feed_state;
             """)
     }
 }

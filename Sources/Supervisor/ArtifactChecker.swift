@@ -2,12 +2,13 @@
 import Glibc
 #endif
 import BulkheadCore
+import Control
 import Foundation
 
 /// Checks platform artifacts that need a process: a runtime's Lua syntax (compiled,
 /// never run, by `bulkhead check-artifact` — the supervisor does not link Lua), and a
 /// worker binary, which must start and answer a health probe.
-struct ArtifactChecker {
+struct ArtifactChecker: ArtifactProcessChecks {
     let executable: String
 
     /// Largest runtime accepted.

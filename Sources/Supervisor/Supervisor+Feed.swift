@@ -128,6 +128,7 @@ extension Supervisor {
                 ])
             }
             publish(update, lifted: lifted)
+            applyStages(update)
         } catch {
             // Nothing applied: the replica's transaction rolled back whole, and the
             // next look starts from the same revision.
@@ -225,6 +226,7 @@ extension Supervisor {
             let contents = try replica.contents()
             feed.appliedRevision = contents.revision
             quarantined = Set(contents.quarantines.map(\.script.description))
+            loadStages(contents)
             return ScriptCatalog.from(
                 customers: contents.customers.map { (name: $0.key, cohort: $0.value) }, active: contents.scripts)
         } catch {

@@ -69,7 +69,8 @@ extension Supervisor {
     }
 
     /// Carries out what the guard decided: the slots go back at once, a log line and
-    /// an audit event say why, and the report waits for the rollout's driver.
+    /// an audit event (in the host's own log) say why, and the trip goes to the
+    /// driver with every later stage report of the rollout.
     func performGuard(_ actions: [LocalGuardAction]) {
         for action in actions {
             switch action {
@@ -82,26 +83,13 @@ extension Supervisor {
                     ship(report.kind, version: report.restoredVersion, pool: pool, slots: slots)
                 }
                 do {
-                    _ = try store.appendAudit(actor: "local guard", action: AuditAction("rollout.guard"),
-                                              subject: "rollout/\(report.rollout)", detail: jsonText(report))
+                    _ = try replica.appendAudit(actor: "local guard", action: AuditAction("rollout.guard"),
+                                                subject: "rollout/\(report.rollout)", detail: jsonText(report))
                 } catch {
-                    logger.error("cannot record the local guard's action in the audit log", metadata: ["error": "\(error)"])
+                    logger.error("cannot record the local guard's action in the host's audit log", metadata: ["error": "\(error)"])
                 }
-                guardReports.append(report)
+                if let rollout = rollouts[report.kind], rollout.id == report.rollout { rollout.guardTrip = report }
             }
-        }
-    }
-
-    /// Hands the guard's reports to the rollouts they concern (the driver's side):
-    /// each rolls back with a decision naming the guard.
-    func deliverGuardReports(now: Double) {
-        let reports = guardReports
-        guardReports = []
-        for report in reports {
-            guard let rollout = rollouts[report.kind], rollout.id == report.rollout else { continue }
-            let actions = rollout.machine.hostGuardTripped(report, now: now)
-            perform(actions, for: rollout)
-            save(rollout)
         }
     }
 

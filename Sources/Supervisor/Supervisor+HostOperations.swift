@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BulkheadCore
+import Control
 import Foundation
 import Store
 
@@ -12,7 +13,8 @@ extension Supervisor {
     public func setFrozen(_ frozen: Bool, actor: String) -> Result<BreakGlass.Status, ControlError> {
         Result { () throws -> BreakGlass.Status in
             try BreakGlass.setFrozen(frozen, store: store, actor: actor)
-            queue.sync { driveRollouts() }
+            // The driver takes the freeze in now rather than at its next drive.
+            driver?.drive()
             return try BreakGlass.status(store: store)
         }.mapError(Self.controlFailure)
     }
@@ -77,7 +79,7 @@ extension Supervisor {
 
     /// The last 50 rollouts, newest first.
     public func rolloutSummaries() -> Result<[RolloutSummary], ControlError> {
-        Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure).map { records in
+        (driver.map { $0.records(limit: 50) } ?? Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure)).map { records in
             records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
         }
     }

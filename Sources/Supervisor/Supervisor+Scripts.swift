@@ -196,18 +196,7 @@ extension Supervisor {
         }
     }
 
-    static func storeFailure(_ error: any Error) -> ControlError {
-        if let error = error as? StoreError {
-            switch error.kind {
-            case .notFound: return ControlError(.notFound, error.description)
-            case .invalid: return ControlError(.invalid, error.description)
-            case .conflict: return ControlError(.conflict, error.description)
-            case .diskFull: return ControlError(.diskFull, error.description)
-            default: break
-            }
-        }
-        return ControlError(.store, "\(error)")
-    }
+    static func storeFailure(_ error: any Error) -> ControlError { .fromStore(error) }
 }
 
 extension String {

@@ -83,6 +83,7 @@ extension Supervisor {
             defer { close(controlFD) }
             // The slot's binary: a binary rollout runs another build in some slots.
             let binaryVersion = desiredVersion(.binary, pool: pool.cohort.name, slot: slot)
+            stages.given[SlotArtifact(kind: .binary, pool: pool.cohort.name, slot: slot)] = binaryVersion
             let executable = artifactContent(.binary, version: binaryVersion) ?? configuration.workerExecutable
             pid = try WorkerSpawner.spawn(.init(
                 executable: executable, pool: pool.cohort.name, slot: slot, instance: instance,

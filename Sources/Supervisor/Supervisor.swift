@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BulkheadCore
 import CBulkheadPosix
+import Control
 import Dispatch
 import Foundation
 import Logging
@@ -97,21 +98,26 @@ public final class Supervisor: @unchecked Sendable {
     var lockFD: Int32 = -1
     var shuttingDown = false
     var scanning = false
-    /// Rollouts in progress, one per artifact kind.
+    /// Rollouts in progress, one per artifact kind, as the feed last showed the
+    /// driver's machines (the stage runner's view; only the driver changes them).
     var rollouts: [ArtifactKind: ActiveRollout] = [:]
+    /// The stage runner's active versions and what each slot was given.
+    var stages = StageRunnerState()
+    /// The rollout driver: its own queue and timer, no state shared with the
+    /// supervisor (they meet in the stores). Set once by `start()`; read from any
+    /// thread (the API's forwards), hence the lock.
+    let driverSlot = Mutex<RolloutDriver?>(nil)
+    /// The rollout driver, once started.
+    var driver: RolloutDriver? { driverSlot.withLock { $0 } }
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
     /// Per pool, (time, requests, errors) totals once a second, for the status page.
     var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
-    /// Decisions already saved per rollout.
-    var savedDecisions: [Int: Int] = [:]
-    /// Ticks since start (rollouts are driven every tenth).
+    /// Ticks since start (stages are reported every tenth).
     var ticks = 0
     /// The host's own protection of the slots running a rollout's new version: it
     /// acts on what this host observes, without the rollout's driver.
     var localGuard = LocalGuard()
-    /// What the guard did, until the rollout's driver has taken it in.
-    var guardReports: [LocalGuardReport] = []
 
     /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
     var loadedScripts: [pid_t: Set<String>] = [:]
@@ -213,7 +219,6 @@ public final class Supervisor: @unchecked Sendable {
 
         let adopted = adoptLiveWorkers()
         try queue.sync {
-            loadRollouts()
             for original in cohorts {
                 var cohort = original
                 // A scale made with the CLI outlives the cohort file's `workers`.
@@ -234,7 +239,10 @@ public final class Supervisor: @unchecked Sendable {
                     close(worker.listenFD)
                 }
             }
-            resumeRollouts()
+            // The pools run: the stage runner acknowledges the running stages (their
+            // windows start now), then the driver resumes the rollouts.
+            acknowledgeStages()
+            startDriver()
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
             startTimer()
         }
@@ -361,11 +369,11 @@ public final class Supervisor: @unchecked Sendable {
             let now = Self.now()
             self.tick(now: now)
             self.followFeed()
-            // Before the driver: the guard never waits for it, and the driver then
-            // learns what the guard did before judging the stage itself.
+            // Before the stage reports: the guard never waits for the driver, and its
+            // trip goes out with the next report.
             self.guardTick(now: now)
             self.ticks += 1
-            if self.ticks % 10 == 0 { self.driveRollouts() }
+            if self.ticks % 10 == 0 { self.runStages() }
             if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {
                 lastScriptScan = now
                 self.rescanScripts(directory)
@@ -378,6 +386,7 @@ public final class Supervisor: @unchecked Sendable {
     func beginShutdown() {
         guard !shuttingDown else { return }
         shuttingDown = true
+        driver?.stop()
         stopIngress()
         for pool in pools.values {
             pool.restartDue.removeAll()

@@ -1,0 +1,531 @@
+import BulkheadCore
+import Dispatch
+import Foundation
+import Logging
+import Rollout
+import Store
+
+/// The rollout driver: owns the running rollouts' state machines, starts and operates
+/// rollouts, and judges each stage on the host's `StageReport`s.
+///
+/// It talks to the host only through files: it reads the host's reports from the host
+/// replica (`HostReplicaReader`, read-only: the host is that file's only writer) and
+/// writes what it decides to the control store only (the machine with
+/// `updateRollout`, which records a `.rollout(id)` change in the feed; the decision
+/// audit; each pool's active version on completion). The host's stage runner follows
+/// the feed and ships the versions. So the driver runs the same in the supervisor's
+/// process or in `bulkhead control`: where it runs is where it is created.
+///
+/// Every stored property below `queue` is touched only on `queue`; the public methods
+/// hop onto it. It never calls back into its creator, so a caller may wait on it from
+/// its own queue.
+public final class RolloutDriver: @unchecked Sendable {
+    /// Serializes every read and write of the state below.
+    private let queue = DispatchQueue(label: "bulkhead.control.rollouts")
+    private let openStore: @Sendable () throws -> SQLiteStore
+    private let replicaPath: String
+    private let checks: any ArtifactProcessChecks
+    private let clock: @Sendable () -> Double
+    private let logger: Logger
+    /// Fault injection (`BULKHEAD_FAULT_HOLD_ROLLOUT_DRIVER=1`): the periodic drive does
+    /// nothing, as if the driver's process were stopped; starts and operator commands
+    /// still work. For the tests that show the host holds a stage on its own.
+    private let held: Bool
+
+    /// The running rollouts, one per kind (on the queue).
+    private var running: [ArtifactKind: DrivenRollout] = [:]
+    /// The cohorts rollouts are planned over, as last given (on the queue).
+    private var cohorts: [CohortConfiguration]
+    /// The host replica's reader, once the file could be opened (on the queue).
+    private var reader: HostReplicaReader?
+    /// The last problem logged, so a steady failure is logged once (on the queue).
+    private var problem: String?
+    /// Whether the stored rollouts were read at start; until then (a control store
+    /// that could not be opened) each drive tries again (on the queue).
+    private var resumed = false
+    private var timer: DispatchSourceTimer?
+
+    /// Creates a driver; nothing runs until `start()`.
+    ///
+    /// - Parameters:
+    ///   - store: opens (or returns) the control store; throws while it cannot.
+    ///   - replicaPath: the host replica whose stage reports the driver reads.
+    ///   - checks: the producer's checks that need a process.
+    ///   - cohorts: the pools rollouts are planned over.
+    ///   - clock: wall-clock seconds (rollouts are stored and resumed after a restart).
+    public init(
+        store: @escaping @Sendable () throws -> SQLiteStore, replicaPath: String, checks: any ArtifactProcessChecks,
+        cohorts: [CohortConfiguration], logger: Logger,
+        clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
+        self.openStore = store
+        self.replicaPath = replicaPath
+        self.checks = checks
+        self.cohorts = cohorts
+        self.logger = logger
+        self.clock = clock
+        self.held = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_HOLD_ROLLOUT_DRIVER"] == "1"
+    }
+
+    // MARK: - Life
+
+    /// Reloads the rollouts the store says are running and resumes them (each running
+    /// stage bakes again from now: the window before cannot be measured), then drives
+    /// every `interval` seconds on the driver's own timer (nil: only `drive()` drives,
+    /// as the unit tests do).
+    public func start(interval: Double? = 0.2) {
+        queue.sync {
+            resumeStored()
+            guard let interval else { return }
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + interval, repeating: interval)
+            timer.setEventHandler { [weak self] in
+                guard let self, !self.held else { return }
+                self.driveOnQueue()
+            }
+            timer.resume()
+            self.timer = timer
+        }
+    }
+
+    /// Stops the timer; what is stored stays (another driver resumes it).
+    public func stop() {
+        queue.sync {
+            timer?.cancel()
+            timer = nil
+            reader = nil
+        }
+    }
+
+    /// Drives once now: reads the host's reports and lets each machine decide.
+    public func drive() {
+        queue.sync { driveOnQueue() }
+    }
+
+    /// The pools changed (scale): later rollouts are planned over these.
+    public func setCohorts(_ cohorts: [CohortConfiguration]) {
+        queue.sync { self.cohorts = cohorts }
+    }
+
+    // MARK: - Starting
+
+    /// Validates an artifact, stores it as the next version of its kind and starts
+    /// rolling it out; returns the rollout id. A start that is refused (invalid,
+    /// frozen, pinned, one already running, a plan the engine refuses) stores
+    /// nothing: every check comes before the artifact is written.
+    public func startRollout(kind: ArtifactKind, content: String, actor: String) -> Result<Int, ControlError> {
+        // Off the queue: a runtime check or a binary probe runs a process (up to 10 s).
+        if let refusal = validate(kind, content: content) { return .failure(refusal) }
+        return queue.sync {
+            do {
+                let store = try openStore()
+                if let refusal = try startRefusal(kind, store: store) { return .failure(refusal) }
+                let first = cohorts.min { $0.order < $1.order }?.name ?? ""
+                let previous = try pinnedVersion(kind, store: store) ?? store.activeVersion(of: kind, inPool: first) ?? 0
+                // The machine is made and started before the artifact is stored, with
+                // the version the store will hand out next (the driver is the only
+                // writer of artifacts): a plan the engine refuses stores nothing either.
+                let next = ((try store.latestArtifact(kind: kind))?.version ?? 0) + 1
+                let now = clock()
+                var machine = try RolloutMachine(
+                    kind: kind, targetVersion: next, previousVersion: previous,
+                    stages: RolloutPlan.stages(cohorts: cohorts), now: now, frozen: false)
+                let actions = try machine.start(now: now, by: actor)
+                let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
+                guard artifact.version == next else {
+                    return .failure(ControlError(.store, "the store gave the \(kind) version \(artifact.version), not \(next) as expected; start the rollout again"))
+                }
+                let record = try store.createRollout(
+                    kind: kind, version: artifact.version, fromVersion: previous, status: Self.statusName(machine.state),
+                    state: try JSONEncoder().encode(machine), actor: actor)
+                var rollout = DrivenRollout(id: record.id, machine: machine)
+                rollout.savedStatus = Self.statusName(machine.state)
+                rollout.savedDecisions = machine.decisions.count
+                logger.info("rollout started", metadata: [
+                    "id": "\(record.id)", "kind": "\(kind)", "version": "\(artifact.version)", "from": "\(previous)",
+                ])
+                // The machine's first stage was applied as it was created: the host
+                // ships it when the record reaches it through the feed.
+                perform(actions, for: &rollout, store: store)
+                running[kind] = rollout
+                return .success(record.id)
+            } catch let error as RolloutError {
+                return .failure(ControlError(.rollout, "\(error)"))
+            } catch {
+                return .failure(Self.storeFailure(error))
+            }
+        }
+    }
+
+    /// Why a rollout of `kind` cannot start now, or nil (on the queue).
+    private func startRefusal(_ kind: ArtifactKind, store: SQLiteStore) throws -> ControlError? {
+        if let running = running[kind] {
+            return ControlError(.rolloutRunning, "rollout \(running.id) of the \(kind) is still running; one per kind at a time")
+        }
+        if let stored = try store.runningRollout(kind: kind) {
+            return ControlError(.rolloutRunning, "rollout \(stored.id) of the \(kind) is unfinished in the store (\(stored.status)); one per kind at a time")
+        }
+        if try isFrozen(store: store) {
+            return ControlError(.frozen, "rollouts are frozen (break-glass freeze); unfreeze first")
+        }
+        // A pin is the operator's word that the kind stays where it is: only the
+        // operator lifts it (no rollout moves on from it silently).
+        if let pinned = try pinnedVersion(kind, store: store) {
+            return ControlError(
+                .pinned,
+                "the \(kind) is pinned to version \(pinned) by break glass; nothing was stored. "
+                    + "Release it first with: bulkhead break-glass unpin --kind \(kind.rawValue)")
+        }
+        return nil
+    }
+
+    /// The producer's checks, before anything ships.
+    private func validate(_ kind: ArtifactKind, content: String) -> ControlError? {
+        // Fault injection for the test that workers still refuse what slipped past.
+        if ProcessInfo.processInfo.environment["BULKHEAD_FAULT_SKIP_PRODUCER_VALIDATION"] == "1" { return nil }
+        switch kind {
+        case .rules:
+            if case .failure(let error) = RulesValidator.validate(Array(content.utf8)) {
+                return ControlError(.invalidRules, "\(error)")
+            }
+            return nil
+        case .runtime:
+            return checks.checkRuntime(content)
+        case .binary:
+            return checks.probeBinary(content)
+        }
+    }
+
+    // MARK: - Break glass (read where it is kept today)
+
+    /// Whether rollouts are frozen. The one place the driver reads the freeze: it
+    /// moves with break glass into the hosts' overrides.
+    private func isFrozen(store: SQLiteStore) throws -> Bool {
+        try store.isFrozen()
+    }
+
+    /// The version break glass pinned `kind` to, or nil. The one place the driver
+    /// reads the pins.
+    private func pinnedVersion(_ kind: ArtifactKind, store: SQLiteStore) throws -> Int? {
+        try store.pinnedVersion(of: kind)
+    }
+
+    /// A break-glass rollback finished the rollout of `kind` in the store: the driver
+    /// lets go of it at once (a later save would be refused anyway).
+    public func forget(_ kind: ArtifactKind) {
+        queue.sync { _ = running.removeValue(forKey: kind) }
+    }
+
+    // MARK: - Operator commands
+
+    /// What an operator can do to a running rollout.
+    public enum Command: String, Sendable, CaseIterable {
+        /// Stop advancing (the stage is still judged).
+        case pause
+        /// Go on after a pause.
+        case resume
+        /// Put every stage back on the previous version.
+        case abort
+        /// Pass the current stage now.
+        case promote
+    }
+
+    /// Pause, resume, abort or promote a rollout.
+    public func operate(rollout id: Int, command: Command, actor: String) -> Result<RolloutStatus, ControlError> {
+        queue.sync {
+            guard let kind = running.first(where: { $0.value.id == id })?.key, var rollout = running[kind] else {
+                do {
+                    if let record = try openStore().rollout(id: id) {
+                        return .failure(ControlError(.rolloutEnded, "rollout \(id) has ended (\(record.status))"))
+                    }
+                } catch {
+                    return .failure(Self.storeFailure(error))
+                }
+                return .failure(ControlError(.notFound, "no rollout \(id)"))
+            }
+            let now = clock()
+            do {
+                let store = try openStore()
+                let actions: [RolloutAction]
+                switch command {
+                case .pause: actions = try rollout.machine.pause(now: now, by: actor)
+                case .resume: actions = try rollout.machine.resume(now: now, by: actor)
+                case .abort: actions = try rollout.machine.abort(now: now, by: actor)
+                case .promote: actions = try rollout.machine.promote(now: now, by: actor)
+                }
+                perform(actions, for: &rollout, store: store)
+                keep(rollout, store: store, force: true)
+                return .success(rollout.machine.status)
+            } catch let error as RolloutError {
+                return .failure(ControlError(.rollout, "\(error)"))
+            } catch {
+                return .failure(Self.storeFailure(error))
+            }
+        }
+    }
+
+    // MARK: - Reading
+
+    /// A rollout's status, running or ended.
+    public func status(id: Int) -> Result<RolloutStatus, ControlError> {
+        if let live = queue.sync(execute: { running.values.first { $0.id == id }?.machine.status }) { return .success(live) }
+        let record: RolloutRecord
+        do {
+            guard let found = try openStore().rollout(id: id) else {
+                return .failure(ControlError(.notFound, "no rollout \(id)"))
+            }
+            record = found
+        } catch {
+            return .failure(Self.storeFailure(error))
+        }
+        guard let machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) else {
+            return .failure(ControlError(.store, "rollout \(id) cannot be read"))
+        }
+        return .success(machine.status)
+    }
+
+    /// The newest rollouts' records, newest first.
+    public func records(limit: Int) -> Result<[RolloutRecord], ControlError> {
+        Result { try openStore().rollouts(limit: limit) }.mapError(Self.storeFailure)
+    }
+
+    /// The running rollouts and the newest ended ones (up to `limit` in all), newest
+    /// first, for the status page.
+    public func recent(limit: Int) -> [(id: Int, status: RolloutStatus)] {
+        var list = queue.sync { running.values.map { (id: $0.id, status: $0.machine.status) } }
+        for record in ((try? openStore().rollouts(limit: limit)) ?? []) where !list.contains(where: { $0.id == record.id }) {
+            if let machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) {
+                list.append((id: record.id, status: machine.status))
+            }
+        }
+        return list.sorted { $0.id > $1.id }
+    }
+
+    // MARK: - Driving (on the queue)
+
+    /// Reads the running rollouts from the store and tells each a new driver took it
+    /// over (its running stage bakes again from now), saved at once: the host
+    /// acknowledges the stage anew when it reads that.
+    private func resumeStored() {
+        let store: SQLiteStore
+        do {
+            store = try openStore()
+        } catch {
+            note("cannot read the running rollouts; retrying", error)
+            return
+        }
+        resumed = true
+        var found: [ArtifactKind: DrivenRollout] = [:]
+        for kind in ArtifactKind.allCases {
+            guard let record = (try? store.runningRollout(kind: kind)) ?? nil else { continue }
+            guard let machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) else {
+                logger.error("a stored rollout cannot be read; it is held", metadata: ["id": "\(record.id)"])
+                continue
+            }
+            var rollout = DrivenRollout(id: record.id, machine: machine)
+            let actions = rollout.machine.restored(now: clock())
+            logger.info("rollout resumed by a new driver", metadata: [
+                "id": "\(rollout.id)", "kind": "\(kind)", "state": "\(rollout.machine.state)",
+            ])
+            perform(actions, for: &rollout, store: store)
+            found[kind] = rollout
+        }
+        running = found
+        for rollout in found.values { keep(rollout, store: store, force: true) }
+    }
+
+    /// One drive: the freeze, then each rollout's latest fresh report.
+    private func driveOnQueue() {
+        if !resumed { resumeStored() }
+        guard !running.isEmpty else { return }
+        let store: SQLiteStore
+        do {
+            store = try openStore()
+        } catch {
+            note("cannot open the control store; rollouts do not advance", error)
+            return
+        }
+        let now = clock()
+        let frozen: Bool
+        do {
+            frozen = try isFrozen(store: store)
+        } catch {
+            // Never advance on a freeze that could not be read.
+            note("cannot read the freeze; rollouts do not advance", error)
+            return
+        }
+        let reports = hostReports()
+        for kind in running.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
+            guard var rollout = running[kind] else { continue }
+            var actions = rollout.machine.setFrozen(frozen, now: now)
+            if let report = reports[rollout.id] {
+                actions += take(report, into: &rollout, now: now)
+            }
+            perform(actions, for: &rollout, store: store)
+            keep(rollout, store: store)
+        }
+    }
+
+    /// What `report` changes in the rollout's machine: a guard trip rolls back; a
+    /// fresh sample of the machine's current stage and version is judged; anything
+    /// else (another stage, another version, a window older than the stage's bake, a
+    /// sample already judged) is stale and changes nothing.
+    private func take(_ report: StageReport, into rollout: inout DrivenRollout, now: Double) -> [RolloutAction] {
+        let machine = rollout.machine
+        guard report.rollout == rollout.id, report.version == machine.targetVersion else { return [] }
+        // The guard has already put the slots back on the host: a rollback never
+        // waits for the stage to match (the driver may have moved on meanwhile).
+        if let trip = report.guardTrip {
+            return rollout.machine.hostGuardTripped(trip, now: now)
+        }
+        guard let stage = machine.currentStage, report.stage == stage,
+              report.acknowledgedAt >= (machine.bakeStartedAt ?? -Double.infinity),
+              report.measuredAt > rollout.lastMeasuredAt
+        else { return [] }
+        rollout.lastMeasuredAt = report.measuredAt
+        return rollout.machine.observe(stage: report.sample, baseline: report.baseline, now: now)
+    }
+
+    /// The host's latest reports, by rollout id; none while the replica cannot be read.
+    private func hostReports() -> [Int: StageReport] {
+        do {
+            if reader == nil { reader = try HostReplicaReader(path: replicaPath) }
+            guard let reader else { return [:] }
+            var reports: [Int: StageReport] = [:]
+            for (id, data) in try reader.stageReports() {
+                do {
+                    reports[id] = try JSONDecoder().decode(StageReport.self, from: data)
+                } catch {
+                    note("a stage report cannot be read; it is ignored", error)
+                }
+            }
+            if problem != nil {
+                problem = nil
+                logger.info("reading the host's stage reports again")
+            }
+            return reports
+        } catch {
+            reader = nil
+            note("cannot read the host's stage reports; rollouts do not advance", error)
+            return [:]
+        }
+    }
+
+    /// Carries out what the machine decided: all of it writes to the control store.
+    private func perform(_ actions: [RolloutAction], for rollout: inout DrivenRollout, store: SQLiteStore) {
+        let kind = rollout.machine.kind
+        for action in actions {
+            switch action {
+            case .apply, .resetWindow, .rollback:
+                // The host's stage runner ships the versions and (re)starts the window
+                // when it reads the saved machine: nothing to do here but save it.
+                break
+            case .completed:
+                // Before the machine is saved as completed: the host never sees the
+                // rollout gone while the pools' active versions are still the old ones
+                // (it would ship the old version back for a moment).
+                let pools = Set(cohorts.map(\.name)).union(rollout.machine.stages.map(\.pool))
+                for pool in pools.sorted() {
+                    do {
+                        try store.setActiveVersion(rollout.machine.targetVersion, of: kind, inPool: pool, actor: "rollout \(rollout.id)")
+                    } catch {
+                        logger.error("cannot record the completed version", metadata: ["pool": "\(pool)", "error": "\(error)"])
+                    }
+                }
+                logger.info("rollout completed", metadata: ["id": "\(rollout.id)", "kind": "\(kind)", "version": "\(rollout.machine.targetVersion)"])
+            case .paused(let reason):
+                logger.warning("rollout paused", metadata: ["id": "\(rollout.id)", "reason": "\(reason)"])
+            case .record(let decision):
+                if decision.event == .failed {
+                    logger.error("rollout failed; rolling back", metadata: [
+                        "id": "\(rollout.id)", "kind": "\(kind)", "to": "\(rollout.machine.previousVersion)",
+                        "by": "\(decision.by)", "reason": "\(decision.message)",
+                    ])
+                }
+                logger.info("rollout decision", metadata: ["id": "\(rollout.id)", "decision": "\(decision)"])
+                do {
+                    _ = try store.appendAudit(actor: "rollout \(rollout.id)", action: AuditAction("rollout.decision"),
+                                              subject: "rollout/\(rollout.id)", detail: Self.json(decision))
+                } catch {
+                    logger.error("cannot record a rollout decision in the audit log", metadata: ["id": "\(rollout.id)", "error": "\(error)"])
+                }
+            }
+        }
+        running[kind] = rollout
+    }
+
+    /// Writes the machine to the store when its state or decisions changed (or when
+    /// forced), and lets go of it once it ended. A record the store says has ended
+    /// (a break-glass rollback finished it) is let go too.
+    private func keep(_ rollout: DrivenRollout, store: SQLiteStore, force: Bool = false) {
+        var rollout = rollout
+        let kind = rollout.machine.kind
+        let status = Self.statusName(rollout.machine.state)
+        if force || status != rollout.savedStatus || rollout.machine.decisions.count != rollout.savedDecisions {
+            do {
+                _ = try store.updateRollout(
+                    id: rollout.id, status: status, state: try JSONEncoder().encode(rollout.machine),
+                    finished: rollout.machine.state.isFinished, actor: "rollout \(rollout.id)")
+                rollout.savedStatus = status
+                rollout.savedDecisions = rollout.machine.decisions.count
+            } catch let error as StoreError where error.kind == .conflict || error.kind == .notFound {
+                logger.warning("the stored rollout ended without the driver; letting go of it", metadata: [
+                    "id": "\(rollout.id)", "error": "\(error)",
+                ])
+                running[kind] = nil
+                return
+            } catch {
+                // Kept in memory: the next drive saves it again.
+                logger.error("cannot save the rollout", metadata: ["id": "\(rollout.id)", "error": "\(error)"])
+            }
+        }
+        running[kind] = rollout.machine.state.isFinished && rollout.savedStatus == status ? nil : rollout
+    }
+
+    private func note(_ message: String, _ error: any Error) {
+        let text = "\(message): \(error)"
+        guard problem != text else { return }
+        problem = text
+        logger.error("\(message)", metadata: ["error": "\(error)"])
+    }
+
+    // MARK: - Helpers
+
+    /// The state in one word, as the store's status column keeps it.
+    public static func statusName(_ state: RolloutMachine.State) -> String {
+        switch state {
+        case .pending: "pending"
+        case .running(let stage): "running stage \(stage)"
+        case .paused(let stage, _): "paused at stage \(stage)"
+        case .completed: "completed"
+        case .rolledBack(let stage, _): "rolled back at stage \(stage)"
+        case .aborted: "aborted"
+        }
+    }
+
+    /// A store failure as the control plane reports it.
+    static func storeFailure(_ error: any Error) -> ControlError { .fromStore(error) }
+
+    private static func json<Value: Encodable>(_ value: Value) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}
+
+/// A running rollout as the driver holds it (a value, kept in `RolloutDriver.running`).
+struct DrivenRollout {
+    let id: Int
+    var machine: RolloutMachine
+    /// The status last written to the store, to save only on transitions.
+    var savedStatus = ""
+    /// The decisions already saved.
+    var savedDecisions = 0
+    /// When the last report judged was measured: a report is judged once.
+    var lastMeasuredAt = -Double.infinity
+
+    init(id: Int, machine: RolloutMachine) {
+        self.id = id
+        self.machine = machine
+    }
+}

@@ -1,0 +1,410 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BulkheadCore
+import Control
+import Foundation
+import Rollout
+import Store
+
+/// A running rollout as the host's stage runner sees it: the machine the driver last
+/// saved (read from the feed or the replica, never written here) and what the host
+/// needs to measure its stage. Touched only on the supervisor queue.
+final class ActiveRollout {
+    let id: Int
+    /// The driver's machine, as last read.
+    var machine: RolloutMachine
+    /// The stage and bake start the host last put on the slots and acknowledged; a
+    /// different pair in the machine (a new stage, a window the driver restarted)
+    /// is acknowledged anew.
+    var acknowledged: (stage: Int, bakeStartedAt: Double?)?
+    /// When the host acknowledged it (wall clock): the window's start.
+    var acknowledgedAt = 0.0
+    /// Each worker's stats when the current stage's window began (by pid).
+    var windowBase: [pid_t: WorkerStats] = [:]
+    /// Worker crashes in the current stage's slots since the window began, but
+    /// for those a customer script was blamed for.
+    var windowCrashes = 0
+    /// Crashes in the stage's slots since the window began that a customer script
+    /// was blamed for, by script: left out of the gate's count, shown in its verdict.
+    var windowCrashesLeftOut: [String: Int] = [:]
+    /// What the local guard did to this rollout's slots, reported with every stage
+    /// report until the rollout ends.
+    var guardTrip: LocalGuardReport?
+
+    init(id: Int, machine: RolloutMachine) {
+        self.id = id
+        self.machine = machine
+    }
+}
+
+/// A pool's totals taken once a second, for the baseline of a last stage (the
+/// pool in the window before the stage began).
+struct PoolSnapshot {
+    var at: Double
+    /// Every worker's totals (what a binary rollout's baseline reads).
+    var sample: StageSample
+    /// The same split by the runtime and rules versions that made them, summed
+    /// over the pool's workers (what runtime and rules baselines read).
+    var byVersion: [VersionCounts] = []
+}
+
+/// A slot's artifact kind, as the key of what it was last given.
+struct SlotArtifact: Hashable {
+    var kind: ArtifactKind
+    var pool: String
+    var slot: Int
+}
+
+extension Supervisor {
+    /// Wall-clock seconds: rollouts are stored and resumed after a restart.
+    static func wallClock() -> Double { Date().timeIntervalSince1970 }
+
+    // MARK: - What the feed says (on the queue)
+
+    /// Takes in the running rollouts and active versions the replica holds (at start,
+    /// before the pools: each slot starts on its version with or without the control store).
+    func loadStages(_ contents: ReplicaContents) {
+        stages.activeVersions = [:]
+        for active in contents.activeVersions {
+            if let version = active.version { stages.activeVersions[active.kind, default: [:]][active.pool] = version }
+        }
+        rollouts = [:]
+        for copy in contents.rollouts { takeRollout(copy) }
+        stages.reported = Set(((try? replica.stageReports()) ?? [:]).keys)
+    }
+
+    /// Applies the stage rows of a feed update (already in the replica): rollouts
+    /// that moved, ended or began, and active versions; then ships what changed and
+    /// acknowledges new stages.
+    func applyStages(_ update: ReplicaUpdate) {
+        guard update.changesStages else { return }
+        if update.isFullCopy {
+            stages.activeVersions = [:]
+            let kept = Set(update.rollouts.map(\.id))
+            rollouts = rollouts.filter { kept.contains($0.value.id) }
+        }
+        for active in update.activeVersions {
+            stages.activeVersions[active.kind, default: [:]][active.pool] = active.version
+        }
+        for id in update.endedRollouts {
+            if let kind = rollouts.first(where: { $0.value.id == id })?.key {
+                logger.info("rollout ended", metadata: ["id": "\(id)", "kind": "\(kind)"])
+                rollouts[kind] = nil
+            }
+        }
+        for copy in update.rollouts { takeRollout(copy) }
+        reconcileSlots()
+        acknowledgeStages()
+    }
+
+    /// Keeps the driver's latest machine of a running rollout (the host's measurement
+    /// of its window stays when it is the same rollout).
+    private func takeRollout(_ copy: ReplicaRollout) {
+        guard let machine = try? JSONDecoder().decode(RolloutMachine.self, from: copy.state) else {
+            logger.error("a running rollout cannot be read; its slots keep their versions", metadata: ["id": "\(copy.id)"])
+            return
+        }
+        guard !machine.state.isFinished else {
+            rollouts[copy.kind] = nil
+            return
+        }
+        if let known = rollouts[copy.kind], known.id == copy.id {
+            known.machine = machine
+        } else {
+            rollouts[copy.kind] = ActiveRollout(id: copy.id, machine: machine)
+        }
+    }
+
+    // MARK: - Versions per slot
+
+    /// The version break glass pinned `kind` to, or nil. The one place the host reads
+    /// the pins: they move into the replica's overrides.
+    func hostPinnedVersion(_ kind: ArtifactKind) -> Int? {
+        (try? store.pinnedVersion(of: kind)) ?? nil
+    }
+
+    /// The artifact version a slot of a pool should run now: the pin of a break-glass
+    /// rollback, else the local guard's when it holds the slot back, else the
+    /// rollout's when one covers the slot, else the pool's active version, else 0.
+    func desiredVersion(_ kind: ArtifactKind, pool: String, slot: Int, pinned: Int?? = nil) -> Int {
+        if let pinned = pinned ?? hostPinnedVersion(kind) { return pinned }
+        // The local guard's hold wins over the rollout: it put the slot back, and the
+        // driver may not have heard yet.
+        if let held = localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
+        if let rollout = rollouts[kind], let version = rollout.machine.version(forPool: pool, slot: slot) { return version }
+        return stages.activeVersions[kind]?[pool] ?? 0
+    }
+
+    /// An artifact's content: version 0 is what ships with this build; others come
+    /// from the replica, or (a version the replica never got) the control store.
+    func artifactContent(_ kind: ArtifactKind, version: Int) -> String? {
+        if version == 0 {
+            switch kind {
+            case .runtime: return DefaultRuntime.source
+            case .rules: return #"{"rules":[],"rulesets":{}}"#
+            case .binary: return configuration.workerExecutable
+            }
+        }
+        if let content = (try? replica.artifactContent(kind: kind, version: version)) ?? nil { return content }
+        return (try? store.artifact(kind: kind, version: version))??.content
+    }
+
+    /// Sends a worker the runtime and rules its slot should run.
+    func sendArtifacts(to handle: WorkerHandle) {
+        for kind in [ArtifactKind.runtime, .rules] {
+            let version = desiredVersion(kind, pool: handle.pool, slot: handle.slot)
+            guard let content = artifactContent(kind, version: version) else {
+                logger.error("artifact version missing from the replica and the store", metadata: ["kind": "\(kind)", "version": "\(version)"])
+                continue
+            }
+            handle.send(.setArtifact(kind: kind, version: version, content: content))
+            stages.given[SlotArtifact(kind: kind, pool: handle.pool, slot: handle.slot)] = version
+        }
+        // The binary a worker runs is chosen when it is spawned; an adopted worker
+        // is taken to run its slot's (as before the split: adoption replaces nothing).
+        let binary = SlotArtifact(kind: .binary, pool: handle.pool, slot: handle.slot)
+        if stages.given[binary] == nil {
+            stages.given[binary] = desiredVersion(.binary, pool: handle.pool, slot: handle.slot)
+        }
+    }
+
+    /// Ships every slot whose desired version differs from what it was last given,
+    /// and only those.
+    func reconcileSlots() {
+        for kind in ArtifactKind.allCases {
+            let pinned = hostPinnedVersion(kind)
+            for name in pools.keys.sorted() {
+                guard let pool = pools[name] else { continue }
+                for slot in pool.slots.indices {
+                    let version = desiredVersion(kind, pool: name, slot: slot, pinned: .some(pinned))
+                    if stages.given[SlotArtifact(kind: kind, pool: name, slot: slot)] != version {
+                        give(kind, version: version, pool: pool, slot: slot)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `version` of `kind` on these slots of a pool; a slot the local guard
+    /// holds back gets the guard's version instead.
+    func ship(_ kind: ArtifactKind, version: Int, pool name: String, slots: [Int]) {
+        guard let pool = pools[name] else { return }
+        for slot in slots where pool.slots.indices.contains(slot) {
+            give(kind, version: localGuard.heldVersion(kind: kind, pool: name, slot: slot) ?? version, pool: pool, slot: slot)
+        }
+    }
+
+    /// Gives one slot `version`: a new worker for a binary, a message otherwise.
+    private func give(_ kind: ArtifactKind, version: Int, pool: PoolState, slot: Int) {
+        let key = SlotArtifact(kind: kind, pool: pool.cohort.name, slot: slot)
+        if kind == .binary {
+            stages.given[key] = version
+            // A slot with no worker (restarting) gets the version when it is spawned.
+            if pool.slots[slot] != nil { replaceWorker(pool: pool, slot: slot) }
+        } else if let worker = pool.slots[slot] {
+            guard let content = artifactContent(kind, version: version) else {
+                logger.error("artifact version missing from the replica and the store", metadata: ["kind": "\(kind)", "version": "\(version)"])
+                return
+            }
+            worker.send(.setArtifact(kind: kind, version: version, content: content))
+            stages.given[key] = version
+        }
+    }
+
+    /// Starts a new worker in a slot (with the slot's desired binary); the old one
+    /// keeps serving until the new one is ready, then drains.
+    func replaceWorker(pool: PoolState, slot: Int) {
+        if let old = pool.slots[slot], !old.exited {
+            old.draining = true
+            pool.leaving.append(old)
+            pool.awaitingReplacement[slot] = old
+        }
+        pool.slots[slot] = nil
+        spawnWorker(pool: pool, slot: slot)
+    }
+
+    /// A break-glass rollback was written to the store (the rollout of the kind
+    /// aborted there, the pin set): the driver lets go of the rollout, and every
+    /// slot not on the pinned version gets it now.
+    func applyPin(_ kind: ArtifactKind, version: Int) {
+        driver?.forget(kind)
+        rollouts[kind] = nil
+        logger.warning("break-glass rollback: every pool pinned", metadata: ["kind": "\(kind)", "version": "\(version)"])
+        reconcileSlots()
+    }
+
+    // MARK: - Stages (on the queue)
+
+    /// Acknowledges each rollout's current stage once its version is on the slots: the
+    /// stage's window starts now. Again when the driver restarted the window (a new
+    /// bake start for the same stage), and after a supervisor restart.
+    func acknowledgeStages() {
+        guard !pools.isEmpty else { return }
+        for rollout in rollouts.values.sorted(by: { $0.id < $1.id }) {
+            guard let stage = rollout.machine.currentStage else { continue }
+            let bake = rollout.machine.bakeStartedAt
+            if let acknowledged = rollout.acknowledged, acknowledged.stage == stage, acknowledged.bakeStartedAt == bake { continue }
+            startWindow(for: rollout)
+            rollout.acknowledged = (stage, bake)
+            rollout.acknowledgedAt = Self.wallClock()
+            logger.info("rollout stage acknowledged", metadata: [
+                "id": "\(rollout.id)", "stage": "\(rollout.machine.stages[stage].name)", "version": "\(rollout.machine.targetVersion)",
+            ])
+        }
+    }
+
+    /// Every ~200 ms: the pools' snapshots, then one `StageReport` per running rollout
+    /// into the replica (what the driver judges the stage on), and the reports of
+    /// rollouts that ended removed.
+    func runStages() {
+        let now = Self.wallClock()
+        recordPoolSnapshots(now: now)
+        acknowledgeStages()
+        var live = Set<Int>()
+        for rollout in rollouts.values.sorted(by: { $0.id < $1.id }) {
+            live.insert(rollout.id)
+            guard let report = stageReport(rollout, now: now) else { continue }
+            do {
+                try replica.saveStageReport(rollout: rollout.id, report: try JSONEncoder().encode(report))
+                stages.reported.insert(rollout.id)
+                stages.reportProblem = nil
+            } catch {
+                let text = "\(error)"
+                if stages.reportProblem != text {
+                    stages.reportProblem = text
+                    logger.error("cannot write the stage report; the rollout does not advance", metadata: [
+                        "id": "\(rollout.id)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+        for id in stages.reported.subtracting(live).sorted() {
+            if (try? replica.removeStageReport(rollout: id)) != nil { stages.reported.remove(id) }
+        }
+    }
+
+    /// What the host measured of a rollout's acknowledged stage, or nil before any.
+    func stageReport(_ rollout: ActiveRollout, now: Double) -> StageReport? {
+        let machine = rollout.machine
+        guard let index = rollout.acknowledged?.stage, machine.stages.indices.contains(index) else {
+            // A guard trip is reported even so: a rollback never waits.
+            return rollout.guardTrip.map { trip in
+                StageReport(rollout: rollout.id, stage: machine.currentStage ?? 0, version: machine.targetVersion,
+                            acknowledgedAt: rollout.acknowledgedAt, measuredAt: now, sample: StageSample(), baseline: nil, guardTrip: trip)
+            }
+        }
+        let stage = machine.stages[index]
+        // The stage is judged on what its version did, the baseline on what
+        // the previous version did: counts of any other version (one rolled
+        // back just before, reported late) belong to neither.
+        var sample = measure(pool: stage.pool, slots: stage.slots, rollout: rollout, version: machine.targetVersion)
+        sample.crashes = rollout.windowCrashes
+        sample.crashesLeftOut = rollout.windowCrashesLeftOut
+        let previous = machine.previousVersion
+        let baseline = RolloutPlan.baseline(forStage: index, in: machine.stages).map { source -> StageSample in
+            switch source {
+            case .concurrent(let pool, let slots):
+                return measure(pool: pool, slots: slots, rollout: rollout, version: previous)
+            case .beforeStage(let pool, _):
+                return poolWindow(pool: pool, endingAt: machine.bakeStartedAt ?? now, seconds: stage.gate.bakeSeconds,
+                                  kind: machine.kind, version: previous)
+            }
+        }
+        return StageReport(rollout: rollout.id, stage: index, version: machine.targetVersion, acknowledgedAt: rollout.acknowledgedAt,
+                           measuredAt: now, sample: sample, baseline: baseline, guardTrip: rollout.guardTrip)
+    }
+
+    /// What these slots served under `version` of the rollout's kind since the
+    /// stage's window began.
+    func measure(pool name: String, slots: [Int], rollout: ActiveRollout, version: Int) -> StageSample {
+        var sample = StageSample()
+        guard let pool = pools[name] else { return sample }
+        for slot in slots where pool.slots.indices.contains(slot) {
+            guard let worker = pool.slots[slot], !worker.exited else { continue }
+            sample.add(StageSample.window(
+                from: rollout.windowBase[worker.pid], to: worker.stats, kind: rollout.machine.kind, version: version))
+        }
+        return sample
+    }
+
+    /// Once a second, each pool's totals (for the baseline before a last stage).
+    func recordPoolSnapshots(now: Double) {
+        if let last = poolSnapshots.values.first?.last, now - last.at < 1 { return }
+        for (name, pool) in pools {
+            var sample = StageSample()
+            var byVersion: [VersionCounts] = []
+            for worker in pool.allWorkers {
+                sample.add(StageSample(VersionCounts(totalsOf: worker.stats)))
+                for entry in worker.stats.byVersion ?? [] {
+                    if let index = byVersion.firstIndex(where: { $0.sameVersions(as: entry) }) {
+                        byVersion[index].add(entry)
+                    } else {
+                        byVersion.append(entry)
+                    }
+                }
+            }
+            var list = poolSnapshots[name] ?? []
+            list.append(PoolSnapshot(at: now, sample: sample, byVersion: byVersion))
+            if list.count > 300 { list.removeFirst(list.count - 300) }
+            poolSnapshots[name] = list
+            // The status page's chart: the pool's monotonic totals once a second.
+            let total = totals[name] ?? PoolTotals()
+            var points = pageHistory[name] ?? []
+            points.append((at: now, requests: total.requests, errors: total.errors.values.reduce(0, +)))
+            if points.count > 300 { points.removeFirst(points.count - 300) }
+            pageHistory[name] = points
+        }
+    }
+
+    /// What a pool served under `version` of `kind` in the `seconds` before `end`,
+    /// from the snapshots. Worker restarts make cumulative sums go down; such a
+    /// window reads as empty.
+    func poolWindow(pool: String, endingAt end: Double, seconds: Double, kind: ArtifactKind, version: Int) -> StageSample {
+        guard let list = poolSnapshots[pool], let last = list.last(where: { $0.at <= end }),
+              let first = list.last(where: { $0.at <= end - seconds }) ?? list.first
+        else { return StageSample() }
+        if kind != .binary {
+            return StageSample.window(from: first.byVersion, to: last.byVersion, kind: kind, version: version)
+        }
+        var sample = StageSample(
+            requests: max(0, last.sample.requests - first.sample.requests),
+            platformErrors: max(0, last.sample.platformErrors - first.sample.platformErrors),
+            scriptErrors: max(0, last.sample.scriptErrors - first.sample.scriptErrors))
+        for (signature, count) in last.sample.signatures {
+            let delta = count - (first.sample.signatures[signature] ?? 0)
+            if delta > 0 { sample.signatures[signature] = delta }
+        }
+        if let later = last.sample.latency, let earlier = first.sample.latency { sample.latency = later.since(earlier) }
+        return sample
+    }
+
+    /// Starts a new measurement window: every worker's stats now are its base.
+    func startWindow(for rollout: ActiveRollout) {
+        rollout.windowBase = [:]
+        rollout.windowCrashes = 0
+        rollout.windowCrashesLeftOut = [:]
+        for pool in pools.values {
+            for worker in pool.allWorkers { rollout.windowBase[worker.pid] = worker.stats }
+        }
+    }
+
+    /// The state in one word, as the store's status column keeps it.
+    static func statusName(_ state: RolloutMachine.State) -> String {
+        RolloutDriver.statusName(state)
+    }
+}
+
+/// The host's stage runner's own state, beside `Supervisor.rollouts`. Touched only on
+/// the supervisor queue.
+struct StageRunnerState {
+    /// Each pool's active version of each kind, as the feed (or the replica) says.
+    var activeVersions: [ArtifactKind: [String: Int]] = [:]
+    /// The version each slot was last given, so a slot is shipped only when its
+    /// desired version changes.
+    var given: [SlotArtifact: Int] = [:]
+    /// Rollouts whose report is in the replica (removed once they end).
+    var reported: Set<Int> = []
+    /// The last failure to write a report, logged once.
+    var reportProblem: String?
+}

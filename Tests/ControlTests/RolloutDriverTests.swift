@@ -1,0 +1,190 @@
+import BulkheadCore
+import Control
+import Foundation
+import Logging
+import Rollout
+import Store
+import Synchronization
+import Testing
+
+/// The driver against a real control store and a real host replica in a temp dir:
+/// the host's side is played by writing `StageReport`s into the replica, as the
+/// supervisor's stage runner does, and what the driver decided is read back from
+/// the control store (the machine, the feed, the audit log).
+@Suite struct RolloutDriverTests {
+    /// A clock the test moves by hand.
+    final class TestClock: Sendable {
+        let seconds = Mutex(1_000_000.0)
+        var now: Double { seconds.withLock { $0 } }
+        func advance(_ by: Double) { seconds.withLock { $0 += by } }
+    }
+
+    /// The producer's process checks are not exercised here (rules are validated in
+    /// process); a runtime or binary reaching them is a test bug.
+    struct NoProcessChecks: ArtifactProcessChecks {
+        func checkRuntime(_ source: String) -> ControlError? {
+            ControlError(.internal, "no runtime checks in this test")
+        }
+        func probeBinary(_ path: String) -> ControlError? {
+            ControlError(.internal, "no binary probes in this test")
+        }
+    }
+
+    /// A control store, a host replica and a driver over pools free (2 workers, 1
+    /// canary) and pro (2 workers): stages "free canary", "free", "pro".
+    final class Fixture {
+        let directory: URL
+        let store: SQLiteStore
+        let replica: HostReplica
+        let clock = TestClock()
+        let driver: RolloutDriver
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("driver-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let store = try SQLiteStore(path: directory.appendingPathComponent("bulkhead.sqlite").path)
+            self.store = store
+            replica = try HostReplica(path: directory.appendingPathComponent("host.sqlite").path)
+            let cohorts = [
+                try Self.cohort("free", order: 1, workers: 2, canary: 1),
+                try Self.cohort("pro", order: 2, workers: 2, canary: 0),
+            ]
+            let clock = clock
+            driver = RolloutDriver(
+                store: { store }, replicaPath: replica.path, checks: NoProcessChecks(), cohorts: cohorts,
+                logger: Logger(label: "test.driver"), clock: { clock.now })
+            driver.start(interval: nil)
+        }
+
+        deinit {
+            driver.stop()
+            try? FileManager.default.removeItem(at: directory)
+        }
+
+        static func cohort(_ name: String, order: Int, workers: Int, canary: Int) throws -> CohortConfiguration {
+            try CohortConfiguration.parse(
+                """
+                name = "\(name)"
+                order = \(order)
+                port = 0
+                workers = \(workers)
+                canary_workers = \(canary)
+                [gate]
+                bake_seconds = 10
+                max_bake_seconds = 60
+                min_requests = 50
+                """, file: "cohorts/\(name).toml")
+        }
+
+        /// Starts a rules rollout; fails the test when refused.
+        func start() throws -> Int {
+            try driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test").get()
+        }
+
+        /// What the driver stored of rollout `id`.
+        func stored(_ id: Int) throws -> RolloutMachine {
+            let record = try #require(try store.rollout(id: id))
+            return try JSONDecoder().decode(RolloutMachine.self, from: record.state)
+        }
+
+        /// Writes a report into the replica as the host would.
+        func report(_ report: StageReport) throws {
+            try replica.saveStageReport(rollout: report.rollout, report: try JSONEncoder().encode(report))
+        }
+    }
+
+    /// A healthy window: 500 requests, no errors, p99 20 ms.
+    static let healthy = StageSample(requests: 500, p99Milliseconds: 20)
+
+    @Test func aReportOnAStaleStageOrWindowIsIgnored() throws {
+        let fixture = try Fixture()
+        let id = try fixture.start()
+        let started = try fixture.stored(id)
+        #expect(started.currentStage == 0)
+        let bake = try #require(started.bakeStartedAt)
+        fixture.clock.advance(20)
+        let decisions = started.decisions.count
+        // Passing numbers, but for stage 1 (not begun), for another version, and for
+        // stage 0 over a window that began before the stage's bake.
+        try fixture.report(StageReport(rollout: id, stage: 1, version: 1, acknowledgedAt: bake + 0.1, measuredAt: bake + 20,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 7, acknowledgedAt: bake + 0.1, measuredAt: bake + 20.1,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 1, acknowledgedAt: bake - 5, measuredAt: bake + 20.2,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        let after = try fixture.stored(id)
+        #expect(after.state == .running(stage: 0), "\(after.state)")
+        #expect(after.decisions.count == decisions, "no decision was taken on a stale report")
+        #expect(try fixture.driver.status(id: id).get().currentStage == 0)
+    }
+
+    @Test func aPassingReportAdvancesTheStageAndWritesARolloutChange() throws {
+        let fixture = try Fixture()
+        let id = try fixture.start()
+        let bake = try #require(try fixture.stored(id).bakeStartedAt)
+        let before = try fixture.store.feedBounds().latest
+        fixture.clock.advance(11)
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 1, acknowledgedAt: bake + 0.2, measuredAt: bake + 11,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        let after = try fixture.stored(id)
+        #expect(after.state == .running(stage: 1), "\(after.state)")
+        #expect(after.stagesWithNewVersion == [0, 1])
+        #expect(try fixture.store.rollout(id: id)?.status == "running stage 1")
+        let changes = try fixture.store.changes(after: before, limit: 100).map(\.change)
+        #expect(changes.contains(.rollout(id)), "the feed tells the host: \(changes)")
+        let audit = try fixture.store.auditEvents(after: 0, limit: 1000).filter { $0.action.rawValue == "rollout.decision" }
+        #expect(audit.contains { $0.detail.contains("passed") }, "the decision is audited")
+        // The same report again (already judged) decides nothing more.
+        fixture.clock.advance(11)
+        fixture.driver.drive()
+        #expect(try fixture.stored(id).state == .running(stage: 1))
+        // The host never wrote the replica's reports through the driver: it only reads.
+        #expect(try fixture.replica.stageReports().count == 1)
+    }
+
+    @Test func aGuardTripInAReportRollsBack() throws {
+        let fixture = try Fixture()
+        let id = try fixture.start()
+        let bake = try #require(try fixture.stored(id).bakeStartedAt)
+        fixture.clock.advance(1)
+        let trip = LocalGuardReport(
+            rollout: id, kind: .rules, stage: 0, targetVersion: 1, restoredVersion: 0, slots: ["free": [0]],
+            reason: .crashLoop(pool: "free", slot: 0, crashes: 2, threshold: 2), time: bake + 0.8)
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 1, acknowledgedAt: bake + 0.1, measuredAt: bake + 1,
+                                       sample: StageSample(requests: 3), baseline: nil, guardTrip: trip))
+        fixture.driver.drive()
+        let after = try fixture.stored(id)
+        guard case .rolledBack(let stage, let reason) = after.state else {
+            Issue.record("not rolled back: \(after.state)")
+            return
+        }
+        #expect(stage == 0)
+        #expect(reason.contains("local guard"))
+        #expect(after.decisions.last?.by == "local guard")
+        #expect(after.stagesWithNewVersion.isEmpty)
+        #expect(try fixture.store.rollout(id: id)?.finished == true)
+        #expect(try fixture.store.runningRollout(kind: .rules) == nil)
+    }
+
+    @Test func aRefusedStartStoresNothing() throws {
+        let fixture = try Fixture()
+        // Invalid rules: refused by validation.
+        let invalid = fixture.driver.startRollout(kind: .rules, content: #"{"rules": 3}"#, actor: "test")
+        #expect(throws: ControlError.self) { try invalid.get() }
+        // Frozen: refused before anything is written.
+        try fixture.store.setFrozen(true, actor: "test")
+        let bounds = try fixture.store.feedBounds()
+        let frozen = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        switch frozen {
+        case .success(let id): Issue.record("started rollout \(id) while frozen")
+        case .failure(let error): #expect(error.kind == .frozen, "\(error)")
+        }
+        #expect(try fixture.store.latestArtifact(kind: .rules) == nil, "no artifact stored")
+        #expect(try fixture.store.rollouts(limit: 10).isEmpty, "no rollout stored")
+        #expect(try fixture.store.feedBounds() == bounds, "nothing in the feed")
+    }
+}
