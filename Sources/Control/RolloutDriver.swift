@@ -226,12 +226,6 @@ public final class RolloutDriver: @unchecked Sendable {
         try hostOverrides().pinnedVersion(of: kind)
     }
 
-    /// A break-glass rollback finished the rollout of `kind` in the store: the driver
-    /// lets go of it at once (a later save would be refused anyway).
-    public func forget(_ kind: ArtifactKind) {
-        queue.sync { _ = running.removeValue(forKey: kind) }
-    }
-
     // MARK: - Operator commands
 
     /// What an operator can do to a running rollout.

@@ -34,7 +34,20 @@ struct BreakGlassCommand: ParsableCommand {
         let actor = BreakGlass.actor()
         let directory = DataDirectory(data)
         let client = APIClient(data: data)
-        if let answer = try? client.send(method, path, body: try body.map { try JSONEncoder().encode($0(actor)) }, to: .host, timeout: 10) {
+        // A read first, with nothing to apply: a stopped agent keeps what was sent in
+        // its socket and would apply a write when it resumes, after this command had
+        // said nothing was changed. Only an agent that answers is sent the write.
+        let statusPath = "/v1/host/break-glass"
+        if let probe = try? client.send(.GET, statusPath, to: .host, timeout: 5) {
+            let answer: APIClient.Answer
+            if method == .GET && path == statusPath {
+                answer = probe
+            } else if let sent = try? client.send(method, path, body: try body.map { try JSONEncoder().encode($0(actor)) }, to: .host, timeout: 10) {
+                answer = sent
+            } else {
+                fail("the host agent at \(directory.adminSocket) took the request but did not answer within 10 s; "
+                     + "it may still apply it. Check with: bulkhead break-glass status --data \(data)")
+            }
             try APIClient.check(answer)
             guard let decoded = try? APIClient.decoder.decode(Answer.self, from: answer.body) else {
                 fail("the host agent sent an answer this CLI cannot read: \(answer.text.prefix(200))")
