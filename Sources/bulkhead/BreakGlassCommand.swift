@@ -58,6 +58,11 @@ struct BreakGlassCommand: ParsableCommand {
         let replica = try openReplica(directory)
         let lock = writes ? try takeAgentLock(directory) : -1
         defer { if lock >= 0 { close(lock) } }
+        // A freeze or pins a control store from before still holds come over first
+        // (once), as the agent's start would bring them: this write goes on top.
+        if writes, let store = try? controlStore(directory) {
+            _ = try? BreakGlass.importLegacy(from: store, into: replica)
+        }
         do {
             return try offline(replica, actor)
         } catch {
@@ -115,14 +120,17 @@ struct BreakGlassCommand: ParsableCommand {
         return fd
     }
 
+    /// The control store of `directory`, for reading (never created).
+    static func controlStore(_ directory: DataDirectory) throws -> SQLiteStore {
+        var configuration = SQLiteStoreConfiguration()
+        configuration.createIfMissing = false
+        configuration.busyTimeoutSeconds = 1
+        return try SQLiteStore(dataDirectory: directory, configuration: configuration)
+    }
+
     /// The control store's history (read-only) when it can be read, else the replica's.
     static func history(_ directory: DataDirectory, replica: HostReplica) throws -> BreakGlass.History {
-        try BreakGlass.History.read(store: {
-            var configuration = SQLiteStoreConfiguration()
-            configuration.createIfMissing = false
-            configuration.busyTimeoutSeconds = 1
-            return try SQLiteStore(dataDirectory: directory, configuration: configuration)
-        }, replica: replica)
+        try BreakGlass.History.read(store: { try controlStore(directory) }, replica: replica)
     }
 
     /// The status after a change made on the replica, with a note that the agent applies it on start.
@@ -220,12 +228,7 @@ struct BreakGlassCommand: ParsableCommand {
             ) { replica, actor in
                 // The content of the version from the control store when it can be
                 // read (the replica may not hold it yet), so serve starts on it alone.
-                let store = try? { () throws -> SQLiteStore in
-                    var configuration = SQLiteStoreConfiguration()
-                    configuration.createIfMissing = false
-                    configuration.busyTimeoutSeconds = 1
-                    return try SQLiteStore(dataDirectory: directory, configuration: configuration)
-                }()
+                let store = try? controlStore(directory)
                 try BreakGlass.rollback(
                     kind: artifact, to: plan.version, allowRejected: allowRejected, history: try history(directory, replica: replica),
                     replica: replica, content: { version in (try? store?.artifact(kind: artifact, version: version))??.content }, actor: actor)
