@@ -189,6 +189,7 @@ public final class Supervisor: @unchecked Sendable {
             releaseLock()
             throw SupervisorStartError(description: "\(error)")
         }
+        importLegacyOverrides()
         adminToken = try loadOrCreateAdminToken()
 
         let directory = CohortDirectory.load(configuration.cohortsDirectory)

@@ -13,7 +13,9 @@ struct Bulkhead: ParsableCommand {
             (cohorts/*.toml). `bulkhead try` runs a script once through exactly the sandbox and limits \
             of a cohort's workers. The other commands speak HTTP to a running `serve`, as the API's \
             JSON bodies, over two sockets only you (or root) may use: DATA/run/control.sock for the \
-            control routes and DATA/run/admin.sock for the host routes (status, break glass, scale, logs).
+            control routes and DATA/run/admin.sock for the host routes (status, break glass, scale, logs). \
+            Break glass is the host's own, kept in its replica DATA/host.sqlite: with no `serve` running it \
+            works on that file, under serve's lock.
             """,
         subcommands: [
             ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
