@@ -121,7 +121,7 @@ public final class RolloutDriver: @unchecked Sendable {
                 let store = try openStore()
                 if let refusal = try startRefusal(kind, store: store) { return .failure(refusal) }
                 let first = cohorts.min { $0.order < $1.order }?.name ?? ""
-                let previous = try pinnedVersion(kind, store: store) ?? store.activeVersion(of: kind, inPool: first) ?? 0
+                let previous = try pinnedVersion(kind, store: store) ?? hostActiveVersion(kind, pool: first) ?? store.activeVersion(of: kind, inPool: first) ?? 0
                 // The machine is made and started before the artifact is stored, with
                 // the version the store will hand out next (the driver is the only
                 // writer of artifacts): a plan the engine refuses stores nothing either.
@@ -213,6 +213,16 @@ public final class RolloutDriver: @unchecked Sendable {
             self.reader = nil
             throw error
         }
+    }
+
+    /// The version of `kind` the host runs in `pool` outside any rollout, or nil
+    /// when it never recorded one. It wins over the control store's: after a
+    /// break-glass pin is lifted the host keeps the pinned version, and a rollout
+    /// must start from (and roll back to) what the pools run, not what last completed.
+    private func hostActiveVersion(_ kind: ArtifactKind, pool: String) throws -> Int? {
+        _ = try hostOverrides()
+        guard let reader else { return nil }
+        return try reader.activeVersion(of: kind, inPool: pool)
     }
 
     /// Whether rollouts are frozen on the host. The one place the driver reads the freeze.

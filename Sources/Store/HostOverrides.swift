@@ -252,6 +252,15 @@ public final class HostReplicaReader {
         try read("read the applied revision") { db in try Int.fetchOne(db, sql: "SELECT revision FROM feed_state WHERE id = 1") }
     }
 
+    /// The version of `kind` the host runs in `pool` when no rollout covers a slot
+    /// (after an unpin: the pinned version), or nil when the host never recorded one.
+    public func activeVersion(of kind: ArtifactKind, inPool pool: String) throws -> Int? {
+        try read("read the host's active \(kind.rawValue) version of pool \(pool)") { db in
+            try Int.fetchOne(
+                db, sql: "SELECT version FROM active_artifacts WHERE kind = ? AND pool = ?", arguments: [kind.rawValue, pool])
+        }
+    }
+
     static func stageReports(_ db: Database) throws -> [Int: Data] {
         var reports: [Int: Data] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT rollout, report FROM stage_reports") {

@@ -213,6 +213,19 @@ import Testing
         #expect(try fixture.store.latestArtifact(kind: .rules)?.version == 1, "only the first rollout's version is stored")
     }
 
+    @Test func aRolloutAfterAnUnpinStartsFromTheVersionTheHostRuns() throws {
+        let fixture = try Fixture()
+        // The control store's last completed rules are v2 (found bad later); break
+        // glass pinned the host to v1 and was lifted, which leaves v1 running there.
+        for _ in 1...2 { _ = try fixture.store.putArtifact(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test") }
+        for pool in ["free", "pro"] { try fixture.store.setActiveVersion(2, of: .rules, inPool: pool, actor: "test") }
+        try fixture.replica.keepActiveVersion(1, of: .rules, pools: ["free", "pro"], actor: "break-glass:test")
+        let id = try fixture.start()
+        // What it replaces, and what a failed gate would put back, is v1, not the bad v2.
+        #expect(try fixture.stored(id).previousVersion == 1)
+        #expect(try fixture.store.rollout(id: id)?.fromVersion == 1)
+    }
+
     @Test func aFreezeOnTheHostStopsTheStageFromAdvancing() throws {
         let fixture = try Fixture()
         let id = try fixture.start()
