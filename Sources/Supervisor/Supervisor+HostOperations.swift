@@ -13,8 +13,6 @@ extension Supervisor {
     public func setFrozen(_ frozen: Bool, actor: String) -> Result<BreakGlass.Status, ControlError> {
         Result { () throws -> BreakGlass.Status in
             try BreakGlass.setFrozen(frozen, store: store, actor: actor)
-            // The driver takes the freeze in now rather than at its next drive.
-            driver?.drive()
             return try BreakGlass.status(store: store)
         }.mapError(Self.controlFailure)
     }
@@ -59,29 +57,8 @@ extension Supervisor {
         Result { try BreakGlass.status(store: store) }.mapError(Self.controlFailure)
     }
 
-    /// Every customer's scripts.
-    public func allScripts() -> Result<[ScriptSummary], ControlError> {
-        Result { try store.allScripts() }.mapError(Self.storeFailure)
-    }
-
-    /// A customer by name.
-    public func customer(named name: String) -> Result<Customer, ControlError> {
-        switch Result(catching: { try store.customer(named: name) }) {
-        case .success(let found?): .success(found)
-        case .success(nil): .failure(ControlError(.notFound, "no customer '\(name)'"))
-        case .failure(let error): .failure(Self.storeFailure(error))
-        }
-    }
-
     static func controlFailure(_ error: any Error) -> ControlError {
         (error as? ControlError) ?? storeFailure(error)
-    }
-
-    /// The last 50 rollouts, newest first.
-    public func rolloutSummaries() -> Result<[RolloutSummary], ControlError> {
-        (driver.map { $0.records(limit: 50) } ?? Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure)).map { records in
-            records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
-        }
     }
 
     /// The host at a glance.
@@ -102,7 +79,7 @@ extension Supervisor {
                     return status
                 })
         }
-        var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list)
         host.metrics = metricsAddress
         do {
             host.frozen = try store.isFrozen()
@@ -115,9 +92,11 @@ extension Supervisor {
             "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
         }
         host.feed = feedStatus()
+        host.control = controlStatus()
+        host.api = host.control?.api
         if let state = ingress {
             host.ingress = "\(state.host):\(state.port)"
-            host.ingressPID = state.pid > 0 ? state.pid : nil
+            host.ingressPID = state.process.isRunning ? state.process.pid : nil
         }
         return host
     }
@@ -141,17 +120,4 @@ extension Supervisor {
         encoder.outputFormatting = [.sortedKeys]
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "null"
     }
-}
-/// One line of `rollout list`.
-public struct RolloutSummary: Codable, Sendable {
-    /// Rollout id.
-    public var id: Int
-    /// Artifact kind.
-    public var kind: String
-    /// The version it ships.
-    public var version: Int
-    /// The version it replaces.
-    public var from: Int
-    /// Its state.
-    public var status: String
 }

@@ -225,10 +225,10 @@ extension Supervisor {
     }
 
     /// A break-glass rollback was written to the store (the rollout of the kind
-    /// aborted there, the pin set): the driver lets go of the rollout, and every
-    /// slot not on the pinned version gets it now.
+    /// aborted there, the pin set): every slot not on the pinned version gets it now.
+    /// The driver, in the control process, lets go of the rollout when the store
+    /// refuses its next save of an ended rollout.
     func applyPin(_ kind: ArtifactKind, version: Int) {
-        driver?.forget(kind)
         rollouts[kind] = nil
         logger.warning("break-glass rollback: every pool pinned", metadata: ["kind": "\(kind)", "version": "\(version)"])
         reconcileSlots()
