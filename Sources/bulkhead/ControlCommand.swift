@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import BulkheadCore
+import CBulkheadPosix
 import Control
 import ControlAPI
 import Foundation
@@ -37,6 +38,10 @@ struct ControlCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Nothing inherited past stdio: a descriptor the agent's own parent left open
+        // (a pipe someone waits on for EOF) must not live on in a process that
+        // outlives the agent.
+        bh_close_from(3)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -30,6 +30,8 @@ final class HostHarness: @unchecked Sendable {
     private(set) var supervisor: Process?
     private var supervisorLog: FileHandle?
     var environment: [String: String] = [:]
+    /// The `--api` serve passes to its control process.
+    var apiAddress = "127.0.0.1:0"
     /// Extra arguments for `bulkhead serve` (e.g. `--demo`).
     var serveArguments: [String] = []
     /// A command that execs `bulkhead serve` in place (same pid), e.g.
@@ -134,7 +136,7 @@ final class HostHarness: @unchecked Sendable {
     func start(waitForReady: Bool = true, waitForControl: Bool = true) throws {
         let process = Process()
         let serve = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                     "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
+                     "--api", apiAddress, "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
         if let first = launcher.first {
             process.executableURL = URL(fileURLWithPath: first)
             process.arguments = Array(launcher.dropFirst()) + [binary] + serve
@@ -172,7 +174,8 @@ final class HostHarness: @unchecked Sendable {
                 if let control = status.control, control.up, control.api != nil {
                     // A few ticks for the agent to look at the feed after control's writes.
                     usleep(150_000)
-                    if let feed = try? self.status().feed, feed.appliedRevision == feed.latestRevision { return }
+                    // A control store the agent cannot follow (a test damaged it) has nothing to catch up with.
+                    if let feed = try? self.status().feed, feed.appliedRevision == feed.latestRevision || feed.problem != nil { return }
                     last = "replica behind the feed"
                 } else {
                     last = "control not up: \(String(describing: status.control))"
