@@ -196,24 +196,34 @@ public final class RolloutDriver: @unchecked Sendable {
         }
     }
 
-    // MARK: - Break glass (read where it is kept today)
+    // MARK: - Break glass (the host's overrides, read from its replica)
 
-    /// Whether rollouts are frozen. The one place the driver reads the freeze: it
-    /// moves with break glass into the hosts' overrides.
+    /// The host's freeze and pins, read from its replica (on the queue). A replica
+    /// that does not exist yet (no host agent has started) holds none; one that
+    /// cannot be read throws, and nothing advances or starts on it.
+    private func hostOverrides() throws -> HostOverrides {
+        if reader == nil {
+            guard FileManager.default.fileExists(atPath: replicaPath) else { return HostOverrides() }
+            reader = try HostReplicaReader(path: replicaPath)
+        }
+        guard let reader else { return HostOverrides() }
+        do {
+            return try reader.overrides()
+        } catch {
+            self.reader = nil
+            throw error
+        }
+    }
+
+    /// Whether rollouts are frozen on the host. The one place the driver reads the freeze.
     private func isFrozen(store: SQLiteStore) throws -> Bool {
-        try store.isFrozen()
+        try hostOverrides().isFrozen
     }
 
-    /// The version break glass pinned `kind` to, or nil. The one place the driver
-    /// reads the pins.
+    /// The version the host's break glass pinned `kind` to, or nil. The one place the
+    /// driver reads the pins.
     private func pinnedVersion(_ kind: ArtifactKind, store: SQLiteStore) throws -> Int? {
-        try store.pinnedVersion(of: kind)
-    }
-
-    /// A break-glass rollback finished the rollout of `kind` in the store: the driver
-    /// lets go of it at once (a later save would be refused anyway).
-    public func forget(_ kind: ArtifactKind) {
-        queue.sync { _ = running.removeValue(forKey: kind) }
+        try hostOverrides().pinnedVersion(of: kind)
     }
 
     // MARK: - Operator commands
@@ -357,6 +367,17 @@ public final class RolloutDriver: @unchecked Sendable {
         let reports = hostReports()
         for kind in running.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
             guard var rollout = running[kind] else { continue }
+            // The host pinned the kind: its pools run the pin whatever the rollout
+            // says, so the rollout cannot finish there; it ends here, saying why.
+            if let pinned = try? pinnedVersion(kind, store: store),
+               let actions = try? rollout.machine.abort(now: now, by: "break glass: the host pinned the \(kind) to v\(pinned)") {
+                logger.warning("rollout aborted: the host pinned its kind", metadata: [
+                    "id": "\(rollout.id)", "kind": "\(kind)", "pinned": "\(pinned)",
+                ])
+                perform(actions, for: &rollout, store: store)
+                keep(rollout, store: store)
+                continue
+            }
             var actions = rollout.machine.setFrozen(frozen, now: now)
             if let report = reports[rollout.id] {
                 actions += take(report, into: &rollout, now: now)

@@ -34,6 +34,10 @@ struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
 
     private var fields: [String: Value]
 
+    init(_ fields: [String: Value]) {
+        self.fields = fields
+    }
+
     init(dictionaryLiteral elements: (String, Value)...) {
         fields = Dictionary(elements, uniquingKeysWith: { _, last in last })
     }

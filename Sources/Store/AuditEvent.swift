@@ -72,4 +72,7 @@ public struct AuditAction: RawRepresentable, Codable, Hashable, Sendable, Custom
     public static let settingCleared = AuditAction("setting.clear")
     /// A pool's last known good cohort configuration changed.
     public static let knownGoodSaved = AuditAction("cohort.known-good")
+    /// A control store's freeze and pins from before break glass moved into the host
+    /// replica were brought into it (once).
+    public static let breakGlassImported = AuditAction("break-glass.import")
 }

@@ -76,7 +76,7 @@ public final class ChangeFeedReader {
                     switch entry.change {
                     case .customer(let name): customers.insert(name)
                     case .script(let customer, let name): scripts.insert(ScriptAddress(customer: customer, name: name))
-                    case .activeArtifact, .rollout, .freeze, .pin, .setting: break
+                    case .activeArtifact, .rollout, .setting: break
                     }
                 }
                 for name in customers.sorted() {

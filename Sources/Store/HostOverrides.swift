@@ -119,6 +119,70 @@ extension HostReplica {
         }
     }
 
+    /// Brings a control store's freeze and pins from before break glass moved into
+    /// the replica over once: done only when the replica has not imported before
+    /// (an audit row `break-glass.import` marks it) and there is something to bring.
+    /// Afterwards the control store's old settings are ignored. Returns whether it
+    /// imported anything.
+    @discardableResult
+    public func importControlStoreOverrides(frozen: Bool, pins: [ArtifactKind: Int], actor: String) throws -> Bool {
+        guard frozen || !pins.isEmpty else { return false }
+        return try write("import the control store's freeze and pins") { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM audit WHERE action = ? LIMIT 1", arguments: [AuditAction.breakGlassImported.rawValue]) != true
+            else { return false }
+            let at = clock()
+            if frozen, try Bool.fetchOne(db, sql: "SELECT 1 FROM freeze WHERE id = 1") != true {
+                try db.execute(sql: "INSERT INTO freeze (id, actor, at) VALUES (1, ?, ?)", arguments: [actor, at])
+            }
+            for (kind, version) in pins.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where version >= 0 {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO pins (kind, version, actor, at) VALUES (?, ?, ?, ?)",
+                    arguments: [kind.rawValue, version, actor, at])
+            }
+            var detail: [String: AuditDetail.Value] = ["frozen": .bool(frozen)]
+            for (kind, version) in pins { detail["pinned.\(kind.rawValue)"] = .int(version) }
+            try insertAudit(db, at: at, actor: actor, action: .breakGlassImported, subject: "break-glass", detail: AuditDetail(detail))
+            return true
+        }
+    }
+
+    /// Records that every pool of this host runs `version` of `kind` when nothing
+    /// else says otherwise (what an unpin leaves behind), until the feed brings a new
+    /// active version. Audited.
+    public func keepActiveVersion(_ version: Int, of kind: ArtifactKind, pools: [String], actor: String) throws {
+        try write("keep \(kind.rawValue) v\(version) as the pools' active version") { db in
+            for pool in pools.sorted() {
+                try db.execute(
+                    sql: """
+                        INSERT INTO active_artifacts (kind, pool, version) VALUES (?, ?, ?)
+                        ON CONFLICT (kind, pool) DO UPDATE SET version = excluded.version
+                        """,
+                    arguments: [kind.rawValue, pool, version])
+            }
+            try insertAudit(
+                db, at: clock(), actor: actor, action: .settingSet, subject: "setting/active.\(kind.rawValue)",
+                detail: ["value": .int(version), "pools": .string(pools.sorted().joined(separator: ","))])
+        }
+    }
+
+    /// Keeps an artifact version's content, so a slot pinned to it starts without the
+    /// control store. Not audited: it changes nothing a slot runs by itself.
+    public func keepArtifact(_ artifact: ReplicaArtifact) throws {
+        guard artifact.version >= 1 else { return }
+        try write("keep \(artifact.kind.rawValue) artifact \(artifact.version)") { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO artifacts (kind, version, content) VALUES (?, ?, CAST(? AS TEXT))",
+                arguments: [artifact.kind.rawValue, artifact.version, Data(artifact.content.utf8)])
+        }
+    }
+
+    /// The artifact versions of `kind` whose content the replica holds.
+    public func artifactVersions(of kind: ArtifactKind) throws -> [Int] {
+        try read("read the \(kind.rawValue) versions in the replica") { db in
+            try Int.fetchAll(db, sql: "SELECT version FROM artifacts WHERE kind = ? ORDER BY version", arguments: [kind.rawValue])
+        }
+    }
+
     // MARK: - Stage reports
 
     /// Replaces the host's report on rollout `rollout` (an encoded `StageReport`).

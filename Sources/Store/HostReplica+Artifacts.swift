@@ -21,7 +21,7 @@ public struct ReplicaRollout: Sendable, Equatable {
     }
 }
 
-/// The version of an artifact kind that a pool runs when no rollout or pin says
+/// The version of an artifact kind that a pool runs when no rollout or host pin says
 /// otherwise; nil `version` when the control store no longer records one.
 public struct ReplicaActiveVersion: Sendable, Hashable {
     /// The kind.
@@ -126,7 +126,7 @@ extension HostReplica {
 }
 
 extension ChangeFeedReader {
-    /// Adds to `update` what a `.rollout`, `.activeArtifact` or `.pin` change names:
+    /// Adds to `update` what a `.rollout` or `.activeArtifact` change names:
     /// the rollout (running, or ended), the pool's active version, and the content of
     /// every artifact version these make a slot run.
     static func readStageChanges(_ db: Database, changes: [StoreChange], into update: inout ReplicaUpdate) throws {
@@ -154,12 +154,7 @@ extension ChangeFeedReader {
                 update.activeVersions.removeAll { $0.kind == kind && $0.pool == pool }
                 update.activeVersions.append(ReplicaActiveVersion(kind: kind, pool: pool, version: version))
                 if let version { versions.insert(ArtifactVersionKey(kind: kind, version: version)) }
-            case .pin(let kind):
-                update.pins.insert(kind)
-                if let version = try intSetting(db, SettingKey.pinnedVersion(kind)) {
-                    versions.insert(ArtifactVersionKey(kind: kind, version: version))
-                }
-            case .customer, .script, .freeze, .setting:
+            case .customer, .script, .setting:
                 break
             }
         }
@@ -173,13 +168,13 @@ extension ChangeFeedReader {
         }
     }
 
-    /// For a full copy: every running rollout, every active version and pin.
+    /// For a full copy: every running rollout and every active version.
     static func allStageChanges(_ db: Database) throws -> [StoreChange] {
         var changes: [StoreChange] = try Int.fetchAll(db, sql: "SELECT id FROM rollouts WHERE finished = 0 ORDER BY id").map { .rollout($0) }
         for key in try String.fetchAll(db, sql: "SELECT key FROM settings ORDER BY key") {
             let change = StoreChange.ofSetting(key)
             switch change {
-            case .activeArtifact, .pin: changes.append(change)
+            case .activeArtifact: changes.append(change)
             default: break
             }
         }

@@ -78,13 +78,10 @@ public struct ReplicaUpdate: Sendable, Equatable {
     public var activeVersions: [ReplicaActiveVersion] = []
     /// Contents of the artifact versions the rows above make a slot run.
     public var artifacts: [ReplicaArtifact] = []
-    /// Kinds whose break-glass pin was set or cleared.
-    public var pins: Set<ArtifactKind> = []
 
-    /// Whether the update changes what a slot should run (rollouts, active versions, pins).
+    /// Whether the update changes what a slot should run (rollouts, active versions).
     public var changesStages: Bool {
         isFullCopy || !rollouts.isEmpty || !endedRollouts.isEmpty || !activeVersions.isEmpty || !artifacts.isEmpty
-            || !pins.isEmpty
     }
 
     /// Creates an update.

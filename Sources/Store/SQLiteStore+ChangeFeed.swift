@@ -77,11 +77,6 @@ extension SQLiteStore {
         case .rollout(let id):
             kind = "rollout"
             rolloutID = id
-        case .freeze:
-            kind = "freeze"
-        case .pin(let artifact):
-            kind = "pin"
-            artifactKind = artifact.rawValue
         case .setting(let key):
             kind = "setting"
             setting = key
@@ -116,9 +111,11 @@ extension FeedEntry {
         case "rollout":
             change = .rollout(try required("rollout_id", Int.self))
         case "freeze":
-            change = .freeze
+            // Written before break glass moved into the hosts' replicas: a setting
+            // no host follows any more.
+            change = .setting(SettingKey.frozen)
         case "pin":
-            change = .pin(try ArtifactKind(row: row, column: "artifact_kind"))
+            change = .setting(SettingKey.pinnedVersion(try ArtifactKind(row: row, column: "artifact_kind")))
         case "setting":
             change = .setting(try required("setting", String.self))
         default:

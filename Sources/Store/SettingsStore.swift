@@ -18,10 +18,12 @@ public protocol SettingsStore: Sendable {
 
 /// The setting keys bulkhead uses.
 public enum SettingKey {
-    /// `true` while rollouts are frozen (break glass).
+    /// `true` while rollouts were frozen, in a control store from before break glass
+    /// moved into the host replica: read once, to import it (`HostOverrides`).
     public static let frozen = "frozen"
 
-    /// The version of `kind` pinned by a break-glass rollback; no rollout of `kind` runs while set.
+    /// The version of `kind` pinned by a break-glass rollback, in a control store from
+    /// before break glass moved into the host replica: read once, to import it.
     public static func pinnedVersion(_ kind: ArtifactKind) -> String {
         "pinned.\(kind.rawValue)"
     }
@@ -40,8 +42,10 @@ public enum SettingKey {
 // MARK: - Typed helpers
 
 extension SettingsStore {
-    /// Whether rollouts are frozen (false when never set).
-    public func isFrozen() throws -> Bool {
+    /// Whether a control store from before break glass moved into the host replica
+    /// says rollouts are frozen (false when never set). Only the one-time import reads
+    /// it; nothing writes it any more.
+    public func legacyFrozen() throws -> Bool {
         guard let value = try setting(SettingKey.frozen) else { return false }
         switch value {
         case "true": return true
@@ -50,19 +54,10 @@ extension SettingsStore {
         }
     }
 
-    /// Freezes or unfreezes rollouts.
-    public func setFrozen(_ frozen: Bool, actor: String) throws {
-        try setSetting(SettingKey.frozen, to: frozen ? "true" : "false", actor: actor)
-    }
-
-    /// The version of `kind` pinned by break glass, or nil.
-    public func pinnedVersion(of kind: ArtifactKind) throws -> Int? {
+    /// The version of `kind` a control store from before break glass moved into the
+    /// host replica has pinned, or nil. Only the one-time import reads it.
+    public func legacyPinnedVersion(of kind: ArtifactKind) throws -> Int? {
         try intSetting(SettingKey.pinnedVersion(kind))
-    }
-
-    /// Pins `kind` to `version` (nil: unpins).
-    public func setPinnedVersion(_ version: Int?, of kind: ArtifactKind, actor: String) throws {
-        try setIntSetting(SettingKey.pinnedVersion(kind), to: version, actor: actor)
     }
 
     /// The version of `kind` that `pool` runs, or nil when never recorded.

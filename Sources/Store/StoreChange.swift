@@ -14,19 +14,15 @@ public enum StoreChange: Sendable, Hashable {
     case activeArtifact(ArtifactKind, pool: String)
     /// A rollout record was created or updated.
     case rollout(Int)
-    /// The break-glass freeze was set or cleared.
-    case freeze
-    /// A break-glass pin of an artifact kind was set or cleared.
-    case pin(ArtifactKind)
     /// Another host-wide setting changed (`workers.POOL`, …); names the key.
     case setting(String)
 
     /// The change a write of the setting `key` makes, or nil for a key the data plane
     /// does not serve from.
     static func ofSetting(_ key: String) -> StoreChange {
-        if key == SettingKey.frozen { return .freeze }
+        // The freeze and pins are not here: break glass lives in each host's replica
+        // (`HostOverrides`), never in the control store, so the feed carries neither.
         for kind in ArtifactKind.allCases {
-            if key == SettingKey.pinnedVersion(kind) { return .pin(kind) }
             let prefix = SettingKey.activeVersion(kind, pool: "")
             if key.hasPrefix(prefix), key.count > prefix.count {
                 return .activeArtifact(kind, pool: String(key.dropFirst(prefix.count)))

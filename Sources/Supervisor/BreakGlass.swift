@@ -3,10 +3,13 @@ import Foundation
 import Rollout
 import Store
 
-/// Break glass: the operator's instant path, with no circular dependency. It works
-/// on the store alone — the supervisor applies what the store says (on start, and
-/// at once when it is up and asked over the admin socket) — needs neither the HTTP
-/// API nor a token, and every action is in the audit log with who and when.
+/// Break glass: the operator's instant path, with no circular dependency. It is a
+/// layer of overrides in the host's own replica (`HostOverrides`: the freeze, the
+/// pins) that takes precedence over the change feed and holds until cleared on the
+/// host. It works on the replica alone (the host agent applies it at once when asked
+/// over `admin.sock`, or on start when it was written with no agent running), reads
+/// the control store only to choose a version, needs neither the HTTP API nor a
+/// token, and every action is in the replica's audit log with who and when.
 ///
 /// It must never make things worse: a rollback pins, by default, the newest version
 /// that completed a rollout (one every pool has run under the gate), never one a gate
@@ -57,9 +60,61 @@ public enum BreakGlass {
         public var warnings: [String]
     }
 
-    /// Stops (or lets go of) every rollout's advance. Automatic rollbacks still happen.
-    public static func setFrozen(_ frozen: Bool, store: some BulkheadStore, actor: String) throws {
-        try store.setFrozen(frozen, actor: actor)
+    /// What break glass reads about the history of each artifact kind: the rollouts
+    /// (read-only, from the control store) and the versions that exist. With no
+    /// control store to read, what the host's replica holds stands in.
+    public struct History: Sendable {
+        /// Every rollout recorded, newest first (empty when only the replica was read).
+        public var rollouts: [RolloutRecord]
+        /// The newest stored version of each kind.
+        public var latest: [ArtifactKind: Int]
+        /// Versions known to exist beyond 1...latest (the replica's artifacts).
+        public var known: [ArtifactKind: Set<Int>]
+        /// Per kind, the version every completed rollout left active, when only the
+        /// replica could be read (its active versions are what completed rollouts left).
+        public var replicaActive: [ArtifactKind: Int]
+        /// The unfinished rollout of each kind, `id (state)`.
+        public var running: [ArtifactKind: String]
+        /// Set when the control store could not be read: why, for the plan's reader.
+        public var fallback: String?
+
+        /// Reads the control store (only reads: the host never writes it).
+        public static func read(store: some BulkheadStore) throws -> History {
+            var history = History(rollouts: try store.rollouts(limit: Int(Int32.max)), latest: [:], known: [:], replicaActive: [:], running: [:])
+            for kind in ArtifactKind.allCases {
+                history.latest[kind] = try store.latestArtifact(kind: kind)?.version ?? 0
+                if let record = try store.runningRollout(kind: kind) { history.running[kind] = "\(record.id) (\(record.status))" }
+            }
+            return history
+        }
+
+        /// What the replica holds, for when the control store cannot be read.
+        public static func read(replica: HostReplica, because reason: String) throws -> History {
+            let contents = try replica.contents()
+            var history = History(rollouts: [], latest: [:], known: [:], replicaActive: [:], running: [:], fallback: reason)
+            for kind in ArtifactKind.allCases {
+                history.known[kind] = Set(try replica.artifactVersions(of: kind))
+                history.latest[kind] = 0
+                if let newest = contents.activeVersions.filter({ $0.kind == kind }).compactMap(\.version).max() {
+                    history.replicaActive[kind] = newest
+                }
+            }
+            for rollout in contents.rollouts { history.running[rollout.kind] = "\(rollout.id)" }
+            return history
+        }
+
+        /// The control store's history when it can be read, else the replica's.
+        public static func read(store: () throws -> SQLiteStore, replica: HostReplica) throws -> History {
+            do {
+                return try read(store: try store())
+            } catch {
+                return try read(replica: replica, because: "the control store cannot be read (\(error))")
+            }
+        }
+
+        func exists(_ kind: ArtifactKind, _ version: Int) -> Bool {
+            version == 0 || version <= (latest[kind] ?? 0) || known[kind]?.contains(version) == true
+        }
     }
 
     // MARK: - Choosing the version
@@ -121,7 +176,14 @@ public enum BreakGlass {
     public static func plan(
         kind: ArtifactKind, to version: Int?, allowRejected: Bool, store: some BulkheadStore, running: [String: Set<Int>]
     ) throws -> RollbackPlan {
-        let rollouts = try store.rollouts(limit: Int(Int32.max))
+        try plan(kind: kind, to: version, allowRejected: allowRejected, history: try History.read(store: store), running: running)
+    }
+
+    /// Works out what a rollback of `kind` would do from `history`, without changing anything.
+    public static func plan(
+        kind: ArtifactKind, to version: Int?, allowRejected: Bool, history: History, running: [String: Set<Int>]
+    ) throws -> RollbackPlan {
+        let rollouts = history.rollouts
         var warnings: [String] = []
         let target: Int
         let why: String
@@ -129,8 +191,8 @@ public enum BreakGlass {
             guard version >= 0 else {
                 throw ControlError(.invalid, "--to takes a version of 0 or more, got \(version)")
             }
-            if version > 0, try store.artifact(kind: kind, version: version) == nil {
-                let latest = try store.latestArtifact(kind: kind)?.version ?? 0
+            guard history.exists(kind, version) else {
+                let latest = max(history.latest[kind] ?? 0, history.known[kind]?.max() ?? 0)
                 throw ControlError(.notFound, "there is no \(kind) version \(version) (versions 0 to \(latest) exist)")
             }
             if let rejected = rejection(of: version, kind: kind, rollouts: rollouts) {
@@ -142,89 +204,106 @@ public enum BreakGlass {
             }
             target = version
             why = "asked for with --to"
+        } else if history.fallback != nil {
+            // Without the rollouts, the pools' active versions are what completed rollouts left.
+            let active = history.replicaActive[kind] ?? 0
+            (target, why) = (active, active == 0
+                ? "no completed \(kind) rollout is known to this host: the \(kind) built into bulkhead (version 0)"
+                : "the \(kind) version the pools' last completed rollout left active, as this host's replica holds it")
         } else {
             (target, why) = defaultTarget(kind: kind, rollouts: rollouts)
         }
-        let aborts = try store.runningRollout(kind: kind).map { "\($0.id) (\($0.status))" }
+        if let fallback = history.fallback { warnings.append("\(fallback): the choice is made from this host's replica") }
         let pools = running.keys.sorted().map { RollbackPlan.PoolChange(pool: $0, from: (running[$0] ?? []).sorted()) }
-        return RollbackPlan(kind: kind, version: target, why: why, pools: pools, aborts: aborts, warnings: warnings)
+        return RollbackPlan(kind: kind, version: target, why: why, pools: pools, aborts: history.running[kind], warnings: warnings)
     }
 
-    /// Per pool, the versions of `kind` its slots run by the store alone (no
-    /// supervisor to ask): the rollout's version of each slot while one runs, else
-    /// the pin, else the pool's current version.
-    public static func storedVersions(kind: ArtifactKind, store: some BulkheadStore) throws -> [String: Set<Int>] {
-        let machine = try store.runningRollout(kind: kind).flatMap { try? JSONDecoder().decode(RolloutMachine.self, from: $0.state) }
-        let pinned = try store.pinnedVersion(of: kind)
+    /// Per pool, the versions of `kind` its slots run by the replica alone (no host
+    /// agent to ask): the pin, else the running rollout's version of each slot, else
+    /// the pool's active version.
+    public static func storedVersions(kind: ArtifactKind, replica: HostReplica) throws -> [String: Set<Int>] {
+        let contents = try replica.contents()
+        let machine = contents.rollouts.first { $0.kind == kind }.flatMap { try? JSONDecoder().decode(RolloutMachine.self, from: $0.state) }
+        let pinned = try replica.overrides().pinnedVersion(of: kind)
         var result: [String: Set<Int>] = [:]
-        for cohort in try store.knownGoodCohorts() {
+        for cohort in try replica.knownGoodCohorts() {
             let pool = cohort.configuration.name
-            let usual = try pinned ?? store.activeVersion(of: kind, inPool: pool) ?? 0
-            result[pool] = Set((0..<max(1, cohort.configuration.workers)).map { machine?.version(forPool: pool, slot: $0) ?? usual })
+            let usual = contents.activeVersions.first { $0.kind == kind && $0.pool == pool }?.version ?? 0
+            let workers = (try replica.workerCount(ofPool: pool)) ?? cohort.configuration.workers
+            result[pool] = Set((0..<max(1, workers)).map { pinned ?? machine?.version(forPool: pool, slot: $0) ?? usual })
         }
         return result
     }
 
     // MARK: - Acting
 
-    /// Pins every pool to `version` of `kind` and aborts any rollout of that kind;
-    /// returns the version. `version` is checked as ``plan(kind:to:allowRejected:store:running:)``
-    /// checks it (a version a gate rejected needs `allowRejected`).
+    /// Stops (or lets go of) every rollout's advance on this host. Rollbacks still happen.
+    public static func setFrozen(_ frozen: Bool, replica: HostReplica, actor: String) throws {
+        try replica.setFrozen(frozen, actor: actor)
+    }
+
+    /// Pins every pool of this host to `version` of `kind` in its replica; returns the
+    /// version. `version` is checked as ``plan(kind:to:allowRejected:history:running:)``
+    /// checks it (a version a gate rejected needs `allowRejected`). The running rollout
+    /// of the kind is not written here: the host stops following it at once (the pin
+    /// wins), and the driver, reading the pin, aborts it.
     @discardableResult
     public static func rollback(
-        kind: ArtifactKind, to version: Int?, allowRejected: Bool = false, store: some BulkheadStore, actor: String
+        kind: ArtifactKind, to version: Int?, allowRejected: Bool = false, history: History, replica: HostReplica,
+        content: (Int) -> String?, actor: String
     ) throws -> Int {
-        let target = try plan(kind: kind, to: version, allowRejected: allowRejected, store: store, running: [:]).version
-        if let record = try store.runningRollout(kind: kind) {
-            var status = "aborted by break-glass"
-            var state = record.state
-            if var machine = try? JSONDecoder().decode(RolloutMachine.self, from: record.state) {
-                _ = try? machine.abort(now: Date().timeIntervalSince1970, by: actor)
-                state = (try? JSONEncoder().encode(machine)) ?? record.state
-                status = "aborted"
-            }
-            _ = try store.updateRollout(id: record.id, status: status, state: state, finished: true, actor: actor)
+        let target = try plan(kind: kind, to: version, allowRejected: allowRejected, history: history, running: [:]).version
+        // The content first, so a slot started later runs the pin without the control store.
+        if target > 0, let text = content(target) {
+            try replica.keepArtifact(ReplicaArtifact(kind: kind, version: target, content: text))
         }
-        try store.setPinnedVersion(target, of: kind, actor: actor)
-        _ = try store.appendAudit(
+        try replica.setPin(kind, version: target, actor: actor)
+        _ = try replica.appendAudit(
             actor: actor, action: AuditAction("break-glass.rollback"), subject: kind.rawValue,
             detail: "{\"kind\":\"\(kind.rawValue)\",\"version\":\(target)}")
         return target
     }
 
-    /// Lets go of the pin of `kind`. What runs does not change: the pinned version
-    /// becomes every pool's current one (so the release itself ships nothing at once),
-    /// and the next rollout of the kind starts from it. Returns the version that was pinned.
+    /// Lets go of the pin of `kind` on this host. What runs does not change: the
+    /// pinned version becomes every pool's active one in the replica (so the release
+    /// ships nothing), until the feed brings a new active version (a rollout of the
+    /// kind completing). Returns the version that was pinned.
     @discardableResult
-    public static func unpin(kind: ArtifactKind, store: some BulkheadStore, pools: [String], actor: String) throws -> Int {
-        guard let pinned = try store.pinnedVersion(of: kind) else {
-            throw ControlError(.notPinned, "the \(kind) is not pinned; nothing was changed")
+    public static func unpin(kind: ArtifactKind, replica: HostReplica, pools: [String], actor: String) throws -> Int {
+        guard let pinned = try replica.overrides().pinnedVersion(of: kind) else {
+            throw ControlError(.notPinned, "the \(kind) is not pinned on this host; nothing was changed")
         }
-        // The current versions first: a failure half-way leaves the pin in place.
-        for pool in pools { try store.setActiveVersion(pinned, of: kind, inPool: pool, actor: actor) }
-        try store.setPinnedVersion(nil, of: kind, actor: actor)
-        _ = try store.appendAudit(
+        // The active versions first: a failure half-way leaves the pin in place.
+        try replica.keepActiveVersion(pinned, of: kind, pools: pools, actor: actor)
+        try replica.setPin(kind, version: nil, actor: actor)
+        _ = try replica.appendAudit(
             actor: actor, action: AuditAction("break-glass.unpin"), subject: kind.rawValue,
             detail: "{\"kind\":\"\(kind.rawValue)\",\"version\":\(pinned)}")
         return pinned
     }
 
-    /// Frozen flag, pins and unfinished rollouts.
-    public static func status(store: some BulkheadStore) throws -> Status {
+    /// The host's freeze and pins, and the unfinished rollouts (from `history`).
+    public static func status(replica: HostReplica, history: History?) throws -> Status {
+        let overrides = try replica.overrides()
         var running: [String: String] = [:]
-        for kind in ArtifactKind.allCases {
-            if let record = try store.runningRollout(kind: kind) { running[kind.rawValue] = "\(record.id) (\(record.status))" }
-        }
-        return Status(frozen: try store.isFrozen(), pins: try pins(store: store), running: running)
+        for (kind, text) in history?.running ?? [:] { running[kind.rawValue] = text }
+        return Status(frozen: overrides.isFrozen, pins: pins(overrides), running: running)
     }
 
-    /// The pinned version of each pinned kind.
-    public static func pins(store: some SettingsStore) throws -> [String: Int] {
-        var pins: [String: Int] = [:]
+    /// The pinned version of each pinned kind, keyed by kind name.
+    public static func pins(_ overrides: HostOverrides) -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: overrides.pins.map { ($0.key.rawValue, $0.value.version) })
+    }
+
+    /// Brings a control store's freeze and pins from before break glass moved into
+    /// the replica over, once (see ``HostReplica/importControlStoreOverrides(frozen:pins:actor:)``).
+    @discardableResult
+    public static func importLegacy(from store: some SettingsStore, into replica: HostReplica) throws -> Bool {
+        var pins: [ArtifactKind: Int] = [:]
         for kind in ArtifactKind.allCases {
-            if let version = try store.pinnedVersion(of: kind) { pins[kind.rawValue] = version }
+            if let version = try store.legacyPinnedVersion(of: kind) { pins[kind] = version }
         }
-        return pins
+        return try replica.importControlStoreOverrides(frozen: try store.legacyFrozen(), pins: pins, actor: "break-glass.import")
     }
 
     /// Who is acting: the login name and, when set, `SUDO_USER`.

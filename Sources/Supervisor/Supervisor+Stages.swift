@@ -69,6 +69,7 @@ extension Supervisor {
         for active in contents.activeVersions {
             if let version = active.version { stages.activeVersions[active.kind, default: [:]][active.pool] = version }
         }
+        reloadOverrides()
         rollouts = [:]
         for copy in contents.rollouts { takeRollout(copy) }
         stages.reported = Set(((try? replica.stageReports()) ?? [:]).keys)
@@ -109,6 +110,13 @@ extension Supervisor {
             rollouts[copy.kind] = nil
             return
         }
+        // While this host is frozen, a stage that would put the new version on more
+        // slots waits (the replica keeps it; an unfreeze takes it); a rollback, an
+        // abort or a narrower stage is taken at once.
+        if stages.overrides.isFrozen, widens(machine, over: rollouts[copy.kind].flatMap { $0.id == copy.id ? $0.machine : nil }) {
+            logger.warning("host frozen: a rollout stage that widens the new version waits", metadata: ["id": "\(copy.id)"])
+            return
+        }
         if let known = rollouts[copy.kind], known.id == copy.id {
             known.machine = machine
         } else {
@@ -116,12 +124,45 @@ extension Supervisor {
         }
     }
 
+    /// Whether `machine` puts its new version on more of this host's slots than `known`
+    /// (nil: a rollout the host has not followed yet, on no slot).
+    func widens(_ machine: RolloutMachine, over known: RolloutMachine?) -> Bool {
+        func count(_ machine: RolloutMachine?) -> Int {
+            guard let machine else { return 0 }
+            var slots = 0
+            for (name, pool) in pools {
+                for slot in pool.slots.indices where machine.version(forPool: name, slot: slot) == machine.targetVersion { slots += 1 }
+            }
+            return slots
+        }
+        return count(machine) > count(known)
+    }
+
     // MARK: - Versions per slot
 
-    /// The version break glass pinned `kind` to, or nil. The one place the host reads
-    /// the pins: they move into the replica's overrides.
+    /// The version break glass pinned `kind` to on this host, or nil. The one place
+    /// the stage runner reads the pins: the replica's overrides, as last loaded.
     func hostPinnedVersion(_ kind: ArtifactKind) -> Int? {
-        (try? store.pinnedVersion(of: kind)) ?? nil
+        stages.overrides.pinnedVersion(of: kind)
+    }
+
+    /// Loads the replica's overrides into the stage runner (on the queue). A replica
+    /// that cannot be read keeps the last ones loaded: an override holds until cleared.
+    func reloadOverrides() {
+        do {
+            stages.overrides = try replica.overrides()
+        } catch {
+            logger.error("cannot read the break-glass overrides from the replica; keeping the last ones", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Takes the running rollouts the replica holds again (after an unfreeze: the
+    /// stages the freeze held back), then ships and acknowledges what changed.
+    func retakeRollouts() {
+        guard let contents = try? replica.contents() else { return }
+        for copy in contents.rollouts { takeRollout(copy) }
+        reconcileSlots()
+        acknowledgeStages()
     }
 
     /// The artifact version a slot of a pool should run now: the pin of a break-glass
@@ -222,16 +263,6 @@ extension Supervisor {
         }
         pool.slots[slot] = nil
         spawnWorker(pool: pool, slot: slot)
-    }
-
-    /// A break-glass rollback was written to the store (the rollout of the kind
-    /// aborted there, the pin set): every slot not on the pinned version gets it now.
-    /// The driver, in the control process, lets go of the rollout when the store
-    /// refuses its next save of an ended rollout.
-    func applyPin(_ kind: ArtifactKind, version: Int) {
-        rollouts[kind] = nil
-        logger.warning("break-glass rollback: every pool pinned", metadata: ["kind": "\(kind)", "version": "\(version)"])
-        reconcileSlots()
     }
 
     // MARK: - Stages (on the queue)
@@ -403,6 +434,8 @@ struct StageRunnerState {
     /// The version each slot was last given, so a slot is shipped only when its
     /// desired version changes.
     var given: [SlotArtifact: Int] = [:]
+    /// The host's break-glass overrides, as last loaded from the replica.
+    var overrides = HostOverrides()
     /// Rollouts whose report is in the replica (removed once they end).
     var reported: Set<Int> = []
     /// The last failure to write a report, logged once.

@@ -30,8 +30,9 @@ extension Supervisor {
                  pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited }.count, pool.cohort.workers, pool.policy.isDegraded)
             })
         }
-        snapshot.frozen = try? store.isFrozen()
-        snapshot.pins = (try? BreakGlass.pins(store: store)) ?? [:]
+        let overrides = try? replica.overrides()
+        snapshot.frozen = overrides?.isFrozen
+        snapshot.pins = overrides.map(BreakGlass.pins) ?? [:]
         return snapshot
     }
 

@@ -165,6 +165,7 @@ public final class Supervisor: @unchecked Sendable {
             releaseLock()
             throw SupervisorStartError(description: "\(error)")
         }
+        importLegacyOverrides()
 
         let directory = CohortDirectory.load(configuration.cohortsDirectory)
         var cohorts = directory.cohorts

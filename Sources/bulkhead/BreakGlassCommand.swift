@@ -9,62 +9,135 @@ import NIOHTTP1
 import Store
 import Supervisor
 
-/// `bulkhead break-glass`: the instant path, audited. Works with the supervisor up
-/// (over the host routes of `admin.sock`, applied at once; the control API may be
-/// down) and down (on the store directly;
-/// `bulkhead serve` applies it on start). Needs neither the HTTP API nor a token.
-/// With no supervisor it acts only on a store that exists: a mistyped `--data` is an
-/// error naming the path, never a new empty store.
+/// `bulkhead break-glass`: the instant path, audited. Break glass is the host's own
+/// override layer in its replica (`DATA/host.sqlite`): with the host agent running it
+/// goes over the host routes of `admin.sock` (applied at once; control may be down);
+/// with none running it works on the replica file, under the agent's lock, and
+/// `bulkhead serve` applies it on start. Needs neither the HTTP API nor a token. It
+/// acts only on a replica that exists: a mistyped `--data` is an error naming the
+/// path, never a new empty file. An agent that holds the lock but does not answer is
+/// never written behind: the command says so and changes nothing.
 struct BreakGlassCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "break-glass",
-        abstract: "Freeze rollouts or pin every pool to an artifact version, with or without a running supervisor.",
+        abstract: "Freeze rollouts or pin every pool to an artifact version on this host, with or without a running agent.",
         subcommands: [Freeze.self, Unfreeze.self, Rollback.self, Unpin.self, Status.self]
     )
 
-    /// Runs the host route `method path` (with `body(actor)`) on the supervisor when
-    /// it answers, else `offline` on the store (which must exist); returns the answer.
+    /// Runs the host route `method path` (with `body(actor)`) on the agent when it
+    /// answers, else `offline` on the replica (which must exist; a `writes` action
+    /// only while it holds the agent's lock); returns the answer.
     static func perform<Answer: Decodable, Body: Encodable>(
-        _ method: HTTPMethod, _ path: String, body: ((String) -> Body)?, data: String,
-        offline: (SQLiteStore, String) throws -> Answer
+        _ method: HTTPMethod, _ path: String, body: ((String) -> Body)?, data: String, writes: Bool,
+        offline: (HostReplica, String) throws -> Answer
     ) throws -> Answer {
         let actor = BreakGlass.actor()
         let directory = DataDirectory(data)
         let client = APIClient(data: data)
-        if let answer = try? client.send(method, path, body: try body.map { try JSONEncoder().encode($0(actor)) }, to: .host, timeout: 10) {
+        // A read first, with nothing to apply: a stopped agent keeps what was sent in
+        // its socket and would apply a write when it resumes, after this command had
+        // said nothing was changed. Only an agent that answers is sent the write.
+        let statusPath = "/v1/host/break-glass"
+        if let probe = try? client.send(.GET, statusPath, to: .host, timeout: 5) {
+            let answer: APIClient.Answer
+            if method == .GET && path == statusPath {
+                answer = probe
+            } else if let sent = try? client.send(method, path, body: try body.map { try JSONEncoder().encode($0(actor)) }, to: .host, timeout: 10) {
+                answer = sent
+            } else {
+                fail("the host agent at \(directory.adminSocket) took the request but did not answer within 10 s; "
+                     + "it may still apply it. Check with: bulkhead break-glass status --data \(data)")
+            }
             try APIClient.check(answer)
             guard let decoded = try? APIClient.decoder.decode(Answer.self, from: answer.body) else {
-                fail("the supervisor sent an answer this CLI cannot read: \(answer.text.prefix(200))")
+                fail("the host agent sent an answer this CLI cannot read: \(answer.text.prefix(200))")
             }
             return decoded
         }
-        // No supervisor: straight to the store, if there is one.
-        let store = try openStore(directory)
+        // No agent answers: straight to the replica, if there is one.
+        let replica = try openReplica(directory)
+        let lock = writes ? try takeAgentLock(directory) : -1
+        defer { if lock >= 0 { close(lock) } }
+        // A freeze or pins a control store from before still holds come over first
+        // (once), as the agent's start would bring them: this write goes on top.
+        if writes, let store = try? controlStore(directory) {
+            _ = try? BreakGlass.importLegacy(from: store, into: replica)
+        }
         do {
-            return try offline(store, actor)
+            return try offline(replica, actor)
         } catch {
             FileHandle.standardError.write(Data("bulkhead: \(error)\n".utf8))
             throw ExitCode.failure
         }
     }
 
-    /// Opens the existing store of `directory`; a missing one is an error naming its
+    /// Opens the existing replica of `directory`; a missing one is an error naming its
     /// path, and nothing is created.
-    static func openStore(_ directory: DataDirectory) throws -> SQLiteStore {
+    static func openReplica(_ directory: DataDirectory) throws -> HostReplica {
         var configuration = SQLiteStoreConfiguration()
         configuration.createIfMissing = false
         do {
-            return try SQLiteStore(dataDirectory: directory, configuration: configuration)
+            return try HostReplica(dataDirectory: directory, configuration: configuration)
         } catch {
-            FileHandle.standardError.write(Data("bulkhead: no supervisor answers at \(directory.adminSocket), and \(error)\n".utf8))
+            FileHandle.standardError.write(Data(
+                "bulkhead: no host agent answers at \(directory.adminSocket), and \(error)\n".utf8))
             throw ExitCode.failure
         }
     }
 
-    /// The status after a change made on the store, with a note that the supervisor applies it later.
-    static func offlineStatus(_ store: SQLiteStore) throws -> BreakGlass.Status {
-        let status = try BreakGlass.status(store: store)
-        FileHandle.standardError.write(Data("bulkhead: no supervisor running; written to the store (bulkhead serve applies it on start)\n".utf8))
+    /// Takes the host agent's lock (`DATA/run/supervisor.lock`) without waiting, for
+    /// the length of an offline write; returns its descriptor (-1: no `run/`, so no
+    /// agent can be running). A lock held means an agent runs that did not answer on
+    /// `admin.sock`: nothing is written behind its back.
+    static func takeAgentLock(_ directory: DataDirectory) throws -> Int32 {
+        let path = directory.lockFile
+        // O_NOFOLLOW: never a file a link points at.
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            if errno == ENOENT { return -1 }
+            FileHandle.standardError.write(Data("bulkhead: \(SystemError("open \(path)")); nothing was changed\n".utf8))
+            throw ExitCode.failure
+        }
+        do {
+            try OwnedFile.check(descriptor: fd, path: path, is: .regularFile, singleLink: true)
+        } catch {
+            close(fd)
+            FileHandle.standardError.write(Data("bulkhead: \(error); nothing was changed\n".utf8))
+            throw ExitCode.failure
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var holder = [UInt8](repeating: 0, count: 32)
+            let count = read(fd, &holder, holder.count)
+            close(fd)
+            let pid = count > 0 ? String(decoding: holder[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            FileHandle.standardError.write(Data("""
+                bulkhead: a host agent (bulkhead serve, pid \(pid)) holds \(path) but does not answer on \(directory.adminSocket); \
+                nothing was changed. Break glass is not written behind a running agent: check it (is it stopped or hung?), \
+                or stop it and run this again.\n
+                """.utf8))
+            throw ExitCode.failure
+        }
+        return fd
+    }
+
+    /// The control store of `directory`, for reading (never created).
+    static func controlStore(_ directory: DataDirectory) throws -> SQLiteStore {
+        var configuration = SQLiteStoreConfiguration()
+        configuration.createIfMissing = false
+        configuration.busyTimeoutSeconds = 1
+        return try SQLiteStore(dataDirectory: directory, configuration: configuration)
+    }
+
+    /// The control store's history (read-only) when it can be read, else the replica's.
+    static func history(_ directory: DataDirectory, replica: HostReplica) throws -> BreakGlass.History {
+        try BreakGlass.History.read(store: { try controlStore(directory) }, replica: replica)
+    }
+
+    /// The status after a change made on the replica, with a note that the agent applies it on start.
+    static func offlineStatus(_ replica: HostReplica, _ directory: DataDirectory) throws -> BreakGlass.Status {
+        let status = try BreakGlass.status(replica: replica, history: try? history(directory, replica: replica))
+        FileHandle.standardError.write(Data(
+            "bulkhead: no host agent running; written to \(replica.path) (bulkhead serve applies it on start)\n".utf8))
         return status
     }
 
@@ -87,9 +160,10 @@ struct BreakGlassCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop every rollout from advancing (automatic rollbacks still happen).")
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            show(try perform(.POST, "/v1/host/break-glass/freeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data) { store, actor in
-                try BreakGlass.setFrozen(true, store: store, actor: actor)
-                return try offlineStatus(store)
+            let directory = DataDirectory(dataOptions.data)
+            show(try perform(.POST, "/v1/host/break-glass/freeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data, writes: true) { replica, actor in
+                try BreakGlass.setFrozen(true, replica: replica, actor: actor)
+                return try offlineStatus(replica, directory)
             }, json: false)
         }
     }
@@ -98,9 +172,10 @@ struct BreakGlassCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let rollouts advance again.")
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
-            show(try perform(.POST, "/v1/host/break-glass/unfreeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data) { store, actor in
-                try BreakGlass.setFrozen(false, store: store, actor: actor)
-                return try offlineStatus(store)
+            let directory = DataDirectory(dataOptions.data)
+            show(try perform(.POST, "/v1/host/break-glass/unfreeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data, writes: true) { replica, actor in
+                try BreakGlass.setFrozen(false, replica: replica, actor: actor)
+                return try offlineStatus(replica, directory)
             }, json: false)
         }
     }
@@ -121,13 +196,14 @@ struct BreakGlassCommand: ParsableCommand {
         func run() throws {
             let artifact = try artifactKind(kind)
             let allowRejected = allowRejected
+            let directory = DataDirectory(dataOptions.data)
             let plan: BreakGlass.RollbackPlan = try perform(
                 .POST, "/v1/host/break-glass/plan",
                 body: { _ in BreakGlassRollback(kind: artifact, version: to, allowRejected: allowRejected, actor: nil) },
-                data: dataOptions.data
-            ) { store, _ in
-                try BreakGlass.plan(kind: artifact, to: to, allowRejected: allowRejected, store: store,
-                                    running: try BreakGlass.storedVersions(kind: artifact, store: store))
+                data: dataOptions.data, writes: false
+            ) { replica, _ in
+                try BreakGlass.plan(kind: artifact, to: to, allowRejected: allowRejected, history: try history(directory, replica: replica),
+                                    running: try BreakGlass.storedVersions(kind: artifact, replica: replica))
             }
             print(Self.describe(plan))
             fflush(nil)
@@ -148,10 +224,15 @@ struct BreakGlassCommand: ParsableCommand {
             show(try perform(
                 .POST, "/v1/host/break-glass/rollback",
                 body: { BreakGlassRollback(kind: artifact, version: plan.version, allowRejected: allowRejected, actor: $0) },
-                data: dataOptions.data
-            ) { store, actor in
-                try BreakGlass.rollback(kind: artifact, to: plan.version, allowRejected: allowRejected, store: store, actor: actor)
-                return try offlineStatus(store)
+                data: dataOptions.data, writes: true
+            ) { replica, actor in
+                // The content of the version from the control store when it can be
+                // read (the replica may not hold it yet), so serve starts on it alone.
+                let store = try? controlStore(directory)
+                try BreakGlass.rollback(
+                    kind: artifact, to: plan.version, allowRejected: allowRejected, history: try history(directory, replica: replica),
+                    replica: replica, content: { version in (try? store?.artifact(kind: artifact, version: version))??.content }, actor: actor)
+                return try offlineStatus(replica, directory)
             }, json: false)
             print("\(kind) pinned to v\(plan.version) until: bulkhead break-glass unpin --kind \(kind)")
         }
@@ -179,15 +260,12 @@ struct BreakGlassCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
             let artifact = try artifactKind(kind)
-            show(try perform(.POST, "/v1/host/break-glass/unpin", body: { BreakGlassUnpin(kind: artifact, actor: $0) }, data: dataOptions.data) { store, actor in
-                // The host keeps its pools' last known good cohorts in its replica.
-                var pools = (try store.knownGoodCohorts()).map(\.configuration.name)
-                let replicaConfiguration = { var settings = SQLiteStoreConfiguration(); settings.createIfMissing = false; return settings }()
-                if let replica = try? HostReplica(dataDirectory: DataDirectory(dataOptions.data), configuration: replicaConfiguration) {
-                    pools = Array(Set(pools + ((try? replica.knownGoodCohorts()) ?? []).map(\.configuration.name))).sorted()
-                }
-                try BreakGlass.unpin(kind: artifact, store: store, pools: pools, actor: actor)
-                return try offlineStatus(store)
+            let directory = DataDirectory(dataOptions.data)
+            show(try perform(.POST, "/v1/host/break-glass/unpin", body: { BreakGlassUnpin(kind: artifact, actor: $0) }, data: dataOptions.data, writes: true) { replica, actor in
+                // The host's pools are those it keeps a last known good cohort of.
+                let pools = (try replica.knownGoodCohorts()).map(\.configuration.name)
+                try BreakGlass.unpin(kind: artifact, replica: replica, pools: pools, actor: actor)
+                return try offlineStatus(replica, directory)
             }, json: false)
         }
     }
@@ -197,8 +275,9 @@ struct BreakGlassCommand: ParsableCommand {
         @OptionGroup var dataOptions: DataOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            show(try perform(.GET, "/v1/host/break-glass", body: Optional<(String) -> BreakGlassChange>.none, data: dataOptions.data) { store, _ in
-                try BreakGlass.status(store: store)
+            let directory = DataDirectory(dataOptions.data)
+            show(try perform(.GET, "/v1/host/break-glass", body: Optional<(String) -> BreakGlassChange>.none, data: dataOptions.data, writes: false) { replica, _ in
+                try BreakGlass.status(replica: replica, history: try? history(directory, replica: replica))
             }, json: json)
         }
     }

@@ -15,7 +15,9 @@ struct Bulkhead: ParsableCommand {
             once through exactly the sandbox and limits of a cohort's workers. The other commands speak \
             HTTP, as the API's JSON bodies, over two sockets only you (or root) may use: \
             DATA/run/control.sock to control for the control routes and DATA/run/admin.sock to the \
-            host agent for the host routes (status, break glass, scale, logs).
+            host agent for the host routes (status, break glass, scale, logs). \
+            Break glass is the host's own, kept in its replica DATA/host.sqlite: with no `serve` running it \
+            works on that file, under serve's lock.
             """,
         subcommands: [
             ServeCommand.self, ControlCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,

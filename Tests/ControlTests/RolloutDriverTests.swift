@@ -175,8 +175,8 @@ import Testing
         // Invalid rules: refused by validation.
         let invalid = fixture.driver.startRollout(kind: .rules, content: #"{"rules": 3}"#, actor: "test")
         #expect(throws: ControlError.self) { try invalid.get() }
-        // Frozen: refused before anything is written.
-        try fixture.store.setFrozen(true, actor: "test")
+        // Frozen on the host (its replica): refused before anything is written.
+        try fixture.replica.setFrozen(true, actor: "test")
         let bounds = try fixture.store.feedBounds()
         let frozen = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
         switch frozen {
@@ -186,5 +186,53 @@ import Testing
         #expect(try fixture.store.latestArtifact(kind: .rules) == nil, "no artifact stored")
         #expect(try fixture.store.rollouts(limit: 10).isEmpty, "no rollout stored")
         #expect(try fixture.store.feedBounds() == bounds, "nothing in the feed")
+    }
+
+    @Test func aPinOnTheHostRefusesAStartAndAbortsARunningRolloutNamingBreakGlass() throws {
+        let fixture = try Fixture()
+        let id = try fixture.start()
+        try fixture.replica.setPin(.rules, version: 0, actor: "break-glass:test")
+        let bounds = try fixture.store.feedBounds()
+        let refused = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        switch refused {
+        case .success(let other): Issue.record("started rollout \(other) while the host pins the rules")
+        case .failure(let error): #expect(error.kind == .rolloutRunning || error.kind == .pinned, "\(error)")
+        }
+        #expect(try fixture.store.feedBounds() == bounds, "a refused start writes nothing")
+        fixture.driver.drive()
+        let stored = try fixture.stored(id)
+        #expect(stored.state.isFinished, "\(stored.state)")
+        #expect(stored.decisions.last?.by.contains("break glass") == true, "the decision names break glass: \(stored.decisions.last.map { "\($0)" } ?? "none")")
+        #expect(try fixture.store.runningRollout(kind: .rules) == nil)
+        // With the rollout gone, a start of the pinned kind is refused as pinned, storing nothing.
+        let pinned = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        switch pinned {
+        case .success(let other): Issue.record("started rollout \(other) while the host pins the rules")
+        case .failure(let error): #expect(error.kind == .pinned && error.message.contains("unpin"), "\(error)")
+        }
+        #expect(try fixture.store.latestArtifact(kind: .rules)?.version == 1, "only the first rollout's version is stored")
+    }
+
+    @Test func aFreezeOnTheHostStopsTheStageFromAdvancing() throws {
+        let fixture = try Fixture()
+        let id = try fixture.start()
+        let started = try fixture.stored(id)
+        let bake = try #require(started.bakeStartedAt)
+        try fixture.replica.setFrozen(true, actor: "break-glass:test")
+        fixture.clock.advance(60)
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 1, acknowledgedAt: bake + 0.1, measuredAt: bake + 60,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        #expect(try fixture.stored(id).currentStage == 0, "no advance while the host is frozen")
+        try fixture.replica.setFrozen(false, actor: "break-glass:test")
+        fixture.driver.drive()
+        // Unfrozen, the stage bakes again from now; a report over the new window passes it.
+        let rebake = try #require(try fixture.stored(id).bakeStartedAt)
+        fixture.clock.advance(11)
+        try fixture.report(StageReport(rollout: id, stage: 0, version: 1, acknowledgedAt: rebake + 0.2, measuredAt: rebake + 11,
+                                       sample: Self.healthy, baseline: Self.healthy))
+        fixture.driver.drive()
+        let after = try fixture.stored(id)
+        #expect(after.state == .running(stage: 1), "it advances once unfrozen: \(after.state)")
     }
 }

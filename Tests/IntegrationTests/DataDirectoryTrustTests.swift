@@ -273,10 +273,13 @@ import Testing
         let otherStore = other.data.root + "/bulkhead.sqlite"
         #expect(symlink(otherStore, data.root + "/bulkhead.sqlite") == 0)
 
+        try Self.expectRefused(host, path: data.root + "/bulkhead.sqlite", saying: "is a symbolic link", commands: [])
+        // Break glass writes the host's replica: that one a link to the other's.
+        unlink(data.replicaFile)
+        #expect(symlink(other.data.replicaFile, data.replicaFile) == 0)
         let freeze = try host.cli(["break-glass", "freeze"])
         #expect(freeze.status != 0, "freeze went ahead: \(freeze.output)")
-        #expect(freeze.output.contains("\(data.root)/bulkhead.sqlite is a symbolic link"), "\(freeze.output)")
-        try Self.expectRefused(host, path: data.root + "/bulkhead.sqlite", saying: "is a symbolic link", commands: [])
+        #expect(freeze.output.contains("\(data.root)/host.sqlite is a symbolic link"), "\(freeze.output)")
         // The other instance is as it was: not frozen, no freeze in its audit log.
         let status = try other.cli(["break-glass", "status", "--json"])
         #expect(status.status == 0 && status.output.contains("\"frozen\":false"), "\(status.output)")
@@ -304,10 +307,21 @@ import Testing
             #expect(FileManager.default.createFile(atPath: store + plain, contents: nil, attributes: [.posixPermissions: 0o600]))
             let storeBytes = Self.bytes(store)
 
+            // Break glass writes the host's replica: the same links there.
+            try HostReplica(dataDirectory: data).close()
+            let replica = data.replicaFile
+            unlink(replica + "-wal")
+            unlink(replica + "-shm")
+            #expect(symlink(targets.emptyFile, replica + linked) == 0)
+            #expect(FileManager.default.createFile(atPath: replica + plain, contents: nil, attributes: [.posixPermissions: 0o600]))
+            let replicaBytes = Self.bytes(replica)
             let freeze = try host.cli(["break-glass", "freeze"])
             #expect(freeze.status != 0, "freeze went ahead: \(freeze.output)")
-            #expect(freeze.output.contains("\(store)\(linked) is a symbolic link"), "\(freeze.output)")
+            #expect(freeze.output.contains("\(replica)\(linked) is a symbolic link"), "\(freeze.output)")
             targets.expectUnchanged("\(linked) a link, after break-glass freeze")
+            #expect(Self.bytes(replica) == replicaBytes, "the refused replica was written")
+            // The replica sound again: serve gets as far as the store.
+            for suffix in ["", "-wal", "-shm"] { unlink(replica + suffix) }
             try Self.expectRefused(host, path: store + linked, saying: "is a symbolic link", commands: [])
             targets.expectUnchanged("\(linked) a link, after serve")
             #expect(Self.bytes(store) == storeBytes, "the refused store was written")

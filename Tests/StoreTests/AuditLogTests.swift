@@ -18,7 +18,7 @@ import Testing
         _ = try store.putArtifact(kind: .rules, content: "{}", actor: "admin")
         let rollout = try store.createRollout(kind: .rules, version: 1, fromVersion: 0, status: "running", state: Data(), actor: "admin")
         _ = try store.updateRollout(id: rollout.id, status: "succeeded", state: Data(), finished: true, actor: "rollout")
-        try store.setFrozen(true, actor: "break-glass")
+        try store.setSetting(SettingKey.frozen, to: "true", actor: "break-glass")
         try store.setSetting(SettingKey.frozen, to: nil, actor: "break-glass")
         try store.saveKnownGood(try cohort("free"), actor: "supervisor")
 

@@ -14,13 +14,13 @@ import Testing
         _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "return 2", actor: "admin")
         _ = try store.rollbackScript(customer: "acme", name: "hello", to: nil, actor: "admin")
         _ = try store.moveCustomer("acme", toCohort: "pro", actor: "admin")
-        try store.setFrozen(true, actor: "break-glass")
+        try store.setWorkerCount(2, ofPool: "free", actor: "scale")
         try store.setActiveVersion(3, of: .rules, inPool: "free", actor: "rollout")
         try store.deleteScript(customer: "acme", name: "hello", actor: "admin")
         let entries = try store.changes(after: 0, limit: 100)
         #expect(entries.map(\.change) == [
             .customer("acme"), .script(customer: "acme", name: "hello"), .script(customer: "acme", name: "hello"),
-            .script(customer: "acme", name: "hello"), .customer("acme"), .freeze, .activeArtifact(.rules, pool: "free"),
+            .script(customer: "acme", name: "hello"), .customer("acme"), .setting(SettingKey.workers(pool: "free")), .activeArtifact(.rules, pool: "free"),
             .script(customer: "acme", name: "hello"),
         ])
         let revisions = entries.map(\.revision)

@@ -17,7 +17,7 @@ import Testing
         try store.deleteScript(customer: "acme", name: "gone", actor: "customer:acme")
         _ = try store.putArtifact(kind: .rules, content: #"{"rules": []}"#, actor: "admin")
         _ = try store.createRollout(kind: .rules, version: 1, fromVersion: 0, status: "running", state: Data("{}".utf8), actor: "admin")
-        try store.setFrozen(true, actor: "break-glass")
+        try store.setSetting(SettingKey.frozen, to: "true", actor: "break-glass")
         try store.saveKnownGood(try cohort("free"), actor: "supervisor")
         try store.close()
     }
@@ -66,7 +66,7 @@ import Testing
         #expect(try store.scriptSource(customer: "acme", name: "hello", version: 2).source == "-- 2")
         #expect(try store.latestArtifact(kind: .rules)?.content == #"{"rules": []}"#)
         #expect(try store.runningRollout(kind: .rules)?.state == Data("{}".utf8))
-        #expect(try store.isFrozen())
+        #expect(try store.legacyFrozen())
         #expect(try store.knownGood(pool: "free")?.configuration == (try cohort("free")))
         #expect(try store.latestAuditEventID() == 10)
         // Numbering continues where it stopped.

@@ -23,18 +23,15 @@ import Testing
     @Test func typedHelpers() throws {
         let directory = try TemporaryDirectory()
         let store = try makeStore(in: directory)
-        #expect(try store.isFrozen() == false)
-        try store.setFrozen(true, actor: "break-glass")
-        #expect(try store.isFrozen())
-        try store.setFrozen(false, actor: "break-glass")
-        #expect(try store.isFrozen() == false)
-
-        #expect(try store.pinnedVersion(of: .rules) == nil)
-        try store.setPinnedVersion(4, of: .rules, actor: "break-glass")
-        #expect(try store.pinnedVersion(of: .rules) == 4)
-        #expect(try store.pinnedVersion(of: .runtime) == nil)
-        try store.setPinnedVersion(nil, of: .rules, actor: "break-glass")
-        #expect(try store.pinnedVersion(of: .rules) == nil)
+        // The freeze and pins of a store from before break glass moved into the host
+        // replica: only read (for the one-time import), never written by bulkhead.
+        #expect(try store.legacyFrozen() == false)
+        try store.setSetting(SettingKey.frozen, to: "true", actor: "break-glass")
+        #expect(try store.legacyFrozen())
+        #expect(try store.legacyPinnedVersion(of: .rules) == nil)
+        try store.setSetting(SettingKey.pinnedVersion(.rules), to: "4", actor: "break-glass")
+        #expect(try store.legacyPinnedVersion(of: .rules) == 4)
+        #expect(try store.legacyPinnedVersion(of: .runtime) == nil)
 
         try store.setActiveVersion(2, of: .runtime, inPool: "free", actor: "rollout")
         try store.setActiveVersion(1, of: .runtime, inPool: "pro", actor: "rollout")
@@ -54,10 +51,10 @@ import Testing
         let store = try makeStore(in: directory)
         try store.setSetting(SettingKey.frozen, to: "maybe", actor: "someone")
         try store.setSetting(SettingKey.pinnedVersion(.binary), to: "three", actor: "someone")
-        let frozen = storeError { _ = try store.isFrozen() }
+        let frozen = storeError { _ = try store.legacyFrozen() }
         #expect(frozen?.kind == .damaged)
         #expect(frozen?.description.contains("setting frozen holds \"maybe\"") == true)
-        #expect(storeError { _ = try store.pinnedVersion(of: .binary) }?.kind == .damaged)
+        #expect(storeError { _ = try store.legacyPinnedVersion(of: .binary) }?.kind == .damaged)
     }
 
     @Test func knownGoodCohorts() throws {

@@ -6,17 +6,32 @@ import Supervisor
 import Testing
 
 /// Which version a break-glass rollback pins, and what it refuses: on a real store
-/// file, with rollouts recorded the way the supervisor records them (the engine's
-/// state as it ended).
+/// file, with rollouts recorded the way the driver records them (the engine's state
+/// as it ended), and the pins written to a real host replica (break glass is the
+/// host's own; the control store is only read).
 @Suite struct BreakGlassTests {
     /// A store in a directory of its own, removed at the end of the test.
     final class Scratch {
         let directory: String
         let store: SQLiteStore
+        let replica: HostReplica
 
         init() throws {
             directory = NSTemporaryDirectory() + "bulkhead-breakglass-" + UUID().uuidString
             store = try SQLiteStore(path: directory + "/bulkhead.sqlite")
+            replica = try HostReplica(path: directory + "/host.sqlite")
+        }
+
+        /// A break-glass rollback as the host agent makes it.
+        @discardableResult
+        func rollback(_ kind: ArtifactKind, to version: Int?, allowRejected: Bool = false) throws -> Int {
+            try BreakGlass.rollback(
+                kind: kind, to: version, allowRejected: allowRejected, history: try BreakGlass.History.read(store: store),
+                replica: replica, content: { (try? self.store.artifact(kind: kind, version: $0))??.content }, actor: "test")
+        }
+
+        func status() throws -> BreakGlass.Status {
+            try BreakGlass.status(replica: replica, history: try BreakGlass.History.read(store: store))
         }
 
         deinit { try? FileManager.default.removeItem(atPath: directory) }
@@ -95,10 +110,12 @@ import Testing
         #expect(plan.pools.map(\.pool) == ["free", "pro"])
         #expect(plan.pools.map(\.from) == [[2, 5], [2]])
 
-        let pinned = try BreakGlass.rollback(kind: .runtime, to: nil, store: scratch.store, actor: "test")
+        let pinned = try scratch.rollback(.runtime, to: nil)
         #expect(pinned == 2)
-        #expect(try scratch.store.pinnedVersion(of: .runtime) == 2)
-        #expect(try scratch.store.runningRollout(kind: .runtime) == nil, "the rollout was aborted")
+        #expect(try scratch.replica.overrides().pinnedVersion(of: .runtime) == 2)
+        #expect(try scratch.replica.artifactContent(kind: .runtime, version: 2) != nil, "the pinned version's content is kept on the host")
+        // The host writes only its replica: the driver, reading the pin, aborts rollout 5.
+        #expect(try scratch.store.runningRollout(kind: .runtime)?.version == 5)
     }
 
     @Test func aRejectedVersionIsRefusedUnlessAllowedExplicitly() throws {
@@ -113,9 +130,9 @@ import Testing
                 && refusal?.message.contains("--allow-rejected") == true
         }
         #expect(throws: ControlError.self) {
-            try BreakGlass.rollback(kind: .runtime, to: 1, store: scratch.store, actor: "test")
+            try scratch.rollback(.runtime, to: 1)
         }
-        #expect(try scratch.store.pinnedVersion(of: .runtime) == nil, "a refused rollback pins nothing")
+        #expect(try scratch.replica.overrides().pins.isEmpty, "a refused rollback pins nothing")
 
         let allowed = try BreakGlass.plan(kind: .runtime, to: 1, allowRejected: true, store: scratch.store, running: [:])
         #expect(allowed.version == 1)
@@ -132,13 +149,16 @@ import Testing
         try scratch.rollout(.rules, ending: .completed)
         try scratch.rollout(.rules, ending: .completed)
         try scratch.store.setActiveVersion(2, of: .rules, inPool: "free", actor: "test")
-        try BreakGlass.rollback(kind: .rules, to: 1, store: scratch.store, actor: "test")
-        #expect(try BreakGlass.status(store: scratch.store).pins == ["rules": 1])
-        #expect(try BreakGlass.unpin(kind: .rules, store: scratch.store, pools: ["free"], actor: "test") == 1)
-        #expect(try BreakGlass.status(store: scratch.store).pins.isEmpty)
-        #expect(try scratch.store.activeVersion(of: .rules, inPool: "free") == 1, "nothing changes when the pin goes")
+        try scratch.rollback(.rules, to: 1)
+        #expect(try scratch.status().pins == ["rules": 1])
+        #expect(try BreakGlass.unpin(kind: .rules, replica: scratch.replica, pools: ["free"], actor: "test") == 1)
+        #expect(try scratch.status().pins.isEmpty)
+        // The host keeps the pinned version as the pool's active one in its replica.
+        let active = try scratch.replica.contents().activeVersions
+        #expect(active.contains(ReplicaActiveVersion(kind: .rules, pool: "free", version: 1)), "nothing changes when the pin goes: \(active)")
+        #expect(try scratch.store.activeVersion(of: .rules, inPool: "free") == 2, "the control store is never written by break glass")
         #expect(throws: ControlError.self) {
-            try BreakGlass.unpin(kind: .rules, store: scratch.store, pools: ["free"], actor: "test")
+            try BreakGlass.unpin(kind: .rules, replica: scratch.replica, pools: ["free"], actor: "test")
         }
     }
 
@@ -156,5 +176,39 @@ import Testing
             }
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: parent).isEmpty)
+    }
+
+    @Test func withNoControlStoreTheRollbackChoosesFromTheReplica() throws {
+        let scratch = try Scratch()
+        var update = ReplicaUpdate(revision: 7, isFullCopy: true)
+        update.activeVersions = [ReplicaActiveVersion(kind: .runtime, pool: "free", version: 3),
+                                 ReplicaActiveVersion(kind: .runtime, pool: "pro", version: 2)]
+        update.artifacts = [ReplicaArtifact(kind: .runtime, version: 2, content: "-- two"), ReplicaArtifact(kind: .runtime, version: 3, content: "-- three")]
+        try scratch.replica.apply(update)
+        let history = try BreakGlass.History.read(replica: scratch.replica, because: "the control store cannot be read (test)")
+        let plan = try BreakGlass.plan(kind: .runtime, to: nil, allowRejected: false, history: history, running: ["free": [3]])
+        #expect(plan.version == 3, "the newest active version the replica holds: \(plan)")
+        #expect(plan.warnings.contains { $0.contains("cannot be read") }, "the plan says where it chose from")
+        #expect(try BreakGlass.plan(kind: .runtime, to: 2, allowRejected: false, history: history, running: [:]).version == 2)
+        #expect(throws: ControlError.self) {
+            try BreakGlass.plan(kind: .runtime, to: 9, allowRejected: false, history: history, running: [:])
+        }
+    }
+
+    @Test func aControlStoresFreezeAndPinsFromBeforeAreImportedOnceThenIgnored() throws {
+        let scratch = try Scratch()
+        try scratch.store.setSetting(SettingKey.frozen, to: "true", actor: "old")
+        try scratch.store.setSetting(SettingKey.pinnedVersion(.rules), to: "4", actor: "old")
+        #expect(try BreakGlass.importLegacy(from: scratch.store, into: scratch.replica))
+        let overrides = try scratch.replica.overrides()
+        #expect(overrides.isFrozen)
+        #expect(overrides.pinnedVersion(of: .rules) == 4)
+        let events = try scratch.replica.auditEvents(after: 0, limit: 100)
+        #expect(events.contains { $0.action == .breakGlassImported && $0.detail.contains("\"pinned.rules\":4") }, "the import is audited")
+        // Cleared on the host, it stays cleared: the old settings are not read again.
+        try scratch.replica.setFrozen(false, actor: "test")
+        try scratch.replica.setPin(.rules, version: nil, actor: "test")
+        #expect(try BreakGlass.importLegacy(from: scratch.store, into: scratch.replica) == false)
+        #expect(try scratch.replica.overrides() == HostOverrides())
     }
 }
