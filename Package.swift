@@ -82,13 +82,28 @@ let package = Package(
                 "BulkheadCore", "CBulkheadPosix", "CLuaSandbox", "LuaSandbox", "HTTPWire",
             ]
         ),
-        /// The control plane's rollout driver: owns the rollouts' state machines,
-        /// judges stages on the hosts' reports, writes only the control store.
+        /// HTTP over a Unix socket (`control.sock`, `admin.sock`), checking the peer is
+        /// this user: the one client the CLI and the control plane both use.
+        .target(
+            name: "UnixHTTP",
+            dependencies: [
+                "BulkheadCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+        /// The control plane (`bulkhead control`): the only writer of the control
+        /// store, its operations, the rollout driver, the scripts-directory poller,
+        /// `--demo`; it asks the host agent what only the host knows over admin.sock.
         .target(
             name: "Control",
             dependencies: [
-                "BulkheadCore", "Store", "Rollout",
+                "BulkheadCore", "Store", "Rollout", "UnixHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         /// Pools, restarts, takeover: starts and watches the workers.
@@ -126,7 +141,7 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: [
-                "BulkheadCore", "Store", "Supervisor", "Rollout", "HostMetrics",
+                "BulkheadCore", "Store", "Supervisor", "Control", "Rollout", "HostMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,7 +159,7 @@ let package = Package(
             name: "bulkhead",
             dependencies: [
                 "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "HostMetrics", "Store",
-                "Ingress",
+                "Ingress", "Control", "UnixHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // The CLI is an HTTP client of control.sock and admin.sock.

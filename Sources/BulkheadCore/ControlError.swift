@@ -72,6 +72,9 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
         case noPool = "no-pool"
         /// The store cannot take a write now.
         case controlPlaneUnavailable = "control-plane-unavailable"
+        /// The host agent did not answer the control plane in time (it is down,
+        /// restarting or stuck); what only the host knows cannot be shown now.
+        case hostUnavailable = "host-unavailable"
         /// The disk under the store is full.
         case diskFull = "disk-full"
         /// The store failed.

@@ -24,6 +24,11 @@ public struct DataDirectory: Sendable, Equatable {
     public var logs: String { root + "/logs" }
     /// The supervisor's lock file: whoever holds it supervises.
     public var lockFile: String { run + "/supervisor.lock" }
+    /// The control process's lock file (`bulkhead control`): whoever holds it is the
+    /// one control plane, and the one rollout driver, of this data directory.
+    public var controlLock: String { run + "/control.lock" }
+    /// The pid of the control process the host agent started, for its successor to adopt.
+    public var controlPID: String { run + "/control.pid" }
     /// The host's socket (0600): the host routes (`/v1/host/…`: status, break glass, scale).
     public var adminSocket: String { run + "/admin.sock" }
     /// The control API's socket (0600): the same routes as TCP, for the CLI.

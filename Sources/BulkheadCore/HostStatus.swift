@@ -26,6 +26,8 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var breakGlassError: String?
     /// Where the host's replica stands on the control store's change feed.
     public var feed: FeedStatus?
+    /// The control process (`bulkhead control`) as the host agent supervises it.
+    public var control: ControlProcessStatus?
 
     /// Creates a status.
     public init(supervisorPID: Int32, takenAt: Double, pools: [PoolStatus], api: String? = nil) {
@@ -128,5 +130,32 @@ public struct FeedStatus: Codable, Sendable, Equatable {
         self.scriptsPushed = scriptsPushed
         self.fullCopies = fullCopies
         self.problem = problem
+    }
+}
+
+/// The control process in `HostStatus`: the host agent starts it, checks its
+/// `/healthz` on `control.sock` every second, and replaces it when it stops answering.
+public struct ControlProcessStatus: Codable, Sendable, Equatable {
+    /// Its pid, while one runs.
+    public var pid: Int32?
+    /// Where its API listens on TCP, from its last answered health check.
+    public var api: String?
+    /// Whether its last health check answered.
+    public var up: Bool
+    /// Times it was started again since this agent started (exits and health kills).
+    public var restarts: Int
+    /// Health checks missed in a row.
+    public var missedChecks: Int
+    /// Whether this agent adopted it from a previous agent (not its child).
+    public var adopted: Bool
+
+    /// A control process status.
+    public init(pid: Int32?, api: String?, up: Bool, restarts: Int, missedChecks: Int, adopted: Bool) {
+        self.pid = pid
+        self.api = api
+        self.up = up
+        self.restarts = restarts
+        self.missedChecks = missedChecks
+        self.adopted = adopted
     }
 }

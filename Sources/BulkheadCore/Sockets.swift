@@ -72,9 +72,12 @@ public enum Sockets {
     }
 
     /// Connects to the Unix socket at `path`.
-    public static func connectUnix(path: String) throws(SystemError) -> Int32 {
+    public static func connectUnix(path: String, timeout: Double? = nil) throws(SystemError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
+        // On a Unix socket the send timeout also bounds a connect that waits for room
+        // in a full backlog (a server that stopped accepting).
+        if let timeout { setTimeouts(fd, seconds: timeout) }
         do {
             try withUnixAddress(path) { address, length throws(SystemError) in
                 var result: Int32

@@ -1,26 +1,11 @@
 import BulkheadCore
+import Control
 import Foundation
 import Store
 import Supervisor
 
 // The JSON bodies of the control API and the host routes. Every one has a schema in
 // openapi.yaml; the CLI decodes the same types and prints them as they came for `--json`.
-
-/// Every refusal: `{"error": KIND, "message": …}`.
-public struct ErrorBody: Codable, Sendable {
-    /// The kind (`not-found`, `too-large`, …): `ControlError.Kind`'s raw value.
-    public var error: String
-    /// What failed and what to do.
-    public var message: String
-}
-
-/// `GET /healthz`.
-public struct Health: Codable, Sendable {
-    /// `ok` while the process answers.
-    public var status: String
-    /// Pools running.
-    public var pools: Int
-}
 
 /// A stored script version (`PUT /v1/scripts/{name}`).
 public struct UploadAnswer: Codable, Sendable {
@@ -135,12 +120,6 @@ public struct VersionList: Codable, Sendable {
     public var versions: [VersionInfo]
 }
 
-/// A script's recent log lines and errors.
-public struct LogLines: Codable, Sendable {
-    /// Oldest first.
-    public var lines: [String]
-}
-
 /// The body of a script rollback: empty, `{}` or `{"version": N}`.
 public struct RollbackRequest: Codable, Sendable {
     /// The version number.
@@ -211,12 +190,6 @@ public struct CustomerInfo: Codable, Sendable {
 public struct CustomerList: Codable, Sendable {
     /// By name.
     public var customers: [CustomerInfo]
-}
-
-/// A released quarantine (`customer/name`).
-public struct Released: Codable, Sendable {
-    /// `customer/name`.
-    public var released: String
 }
 
 /// The body of `POST /v1/admin/rollouts`.

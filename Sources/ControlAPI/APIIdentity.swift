@@ -2,7 +2,7 @@ import BulkheadCore
 import Hummingbird
 import HummingbirdAuth
 import Store
-import Supervisor
+import Control
 
 /// Who a request acts as, decided once by `TokenAuthenticator` before any handler
 /// runs: handlers take this, never the token.
@@ -66,7 +66,7 @@ public struct APIRequestContext: AuthRequestContext, RequestContext {
 /// no identity (never the socket's operator): the route then refuses it with 401.
 struct TokenAuthenticator: AuthenticatorMiddleware {
     typealias Context = APIRequestContext
-    let supervisor: Supervisor
+    let plane: ControlPlane
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -82,7 +82,7 @@ struct TokenAuthenticator: AuthenticatorMiddleware {
 
     private func authenticate(token: String, listener: APIListener) async throws -> APIIdentity? {
         guard !token.isEmpty else { return listener == .controlSocket ? .admin : nil }
-        if supervisor.isAdminToken(token) { return .admin }
-        return await offQueue { supervisor.authenticate(token: token) }.map { .customer($0) }
+        if plane.isAdminToken(token) { return .admin }
+        return await offQueue { plane.authenticate(token: token) }.map { .customer($0) }
     }
 }

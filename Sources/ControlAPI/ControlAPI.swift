@@ -6,7 +6,7 @@ import HummingbirdAuth
 import Logging
 import Store
 import Rollout
-import Supervisor
+import Control
 
 /// The control API: customers upload and manage their scripts; operators use
 /// `/v1/admin/…`. One route table (`ControlAPI.routes`), served by one router on
@@ -39,7 +39,7 @@ public enum ControlAPI {
         let router = Router(context: APIRequestContext.self)
         // Middleware first: Hummingbird wraps each route in the middleware added before it.
         router.add(middleware: APIErrorMiddleware(table: routes.map { ($0.method, $0.path) }))
-        router.add(middleware: TokenAuthenticator(supervisor: operations.supervisor))
+        router.add(middleware: TokenAuthenticator(plane: operations.plane))
         for route in routes {
             router.on(RouterPath(route.path), method: route.method) { request, context in
                 try await route.handler(operations, request, context)
@@ -54,13 +54,14 @@ public enum ControlAPI {
     /// Every route of the control API.
     public static let routes: [Route] = [
         Route(method: .get, path: "/") { operations, _, _ in
-            let (status, history, rollouts) = await offQueue { operations.supervisor.pageData() }
-            let html = StatusPage.render(status: status, history: history, rollouts: rollouts, now: Date().timeIntervalSince1970)
+            let (status, rollouts) = try await operations.page()
+            // The per-second history graphs are the host's (its own /metrics has them as counters).
+            let html = StatusPage.render(status: status, history: [:], rollouts: rollouts, now: Date().timeIntervalSince1970)
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: html)))
         },
         Route(method: .get, path: "/healthz") { operations, _, _ in
-            json(Health(status: "ok", pools: operations.status().pools.count))
+            json(operations.health())
         },
         Route(method: .get, path: "/openapi.yaml") { _, _, _ in
             guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
@@ -70,7 +71,7 @@ public enum ControlAPI {
         },
         Route(method: .get, path: "/metrics") { operations, _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: MetricsText.render(operations.supervisor.metricsSnapshot()))))
+                     body: .init(byteBuffer: ByteBuffer(string: try await operations.metrics())))
         },
 
         // MARK: Customer routes
@@ -108,7 +109,7 @@ public enum ControlAPI {
         // MARK: Admin routes
         Route(method: .get, path: "/v1/admin/status") { operations, _, context in
             try context.requireAdmin()
-            return json(operations.status())
+            return json(try await operations.status())
         },
         Route(method: .get, path: "/v1/admin/customers") { operations, _, context in
             try context.requireAdmin()
@@ -214,7 +215,7 @@ extension APIRequestContext {
     }
 }
 
-/// Runs a blocking supervisor call off Swift's cooperative threads (there are only
+/// Runs a blocking call off Swift's cooperative threads (there are only
 /// as many as cores, and a script check can take a second).
 func offQueue<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
@@ -250,7 +251,7 @@ extension HTTPResponse.Status {
             self = .conflict
         case .tooLarge: self = .contentTooLarge
         case .rateLimited: self = .tooManyRequests
-        case .noPool, .controlPlaneUnavailable: self = .serviceUnavailable
+        case .noPool, .controlPlaneUnavailable, .hostUnavailable: self = .serviceUnavailable
         case .diskFull: self = .init(code: 507, reasonPhrase: "Insufficient Storage")
         case .store, .missing, .internal: self = .internalServerError
         }

@@ -1,118 +1,141 @@
 import BulkheadCore
+import Control
 import Foundation
 import Rollout
 import Store
+import HostMetrics
 import Supervisor
 
 /// The control plane's operations, one typed call each: typed arguments, the API's
 /// Codable bodies as results, `ControlError` as the only failure. The router maps
-/// requests to these calls and errors to statuses; nothing here knows HTTP, so the
-/// same calls move with the control plane into its own process.
+/// requests to these calls and errors to statuses; nothing here knows HTTP. They
+/// run in `bulkhead control`: the store's writes through the `ControlPlane`, what
+/// only the host knows through its `HostClient` (admin.sock).
 public struct ControlOperations: Sendable {
-    let supervisor: Supervisor
+    let plane: ControlPlane
 
-    /// Operations on `supervisor`.
-    public init(supervisor: Supervisor) {
-        self.supervisor = supervisor
+    /// Operations on `plane`.
+    public init(plane: ControlPlane) {
+        self.plane = plane
     }
 
     // MARK: A customer's own scripts
 
-    /// Validates, stores and ships a new version of `customer`'s script `name`.
+    /// Validates and stores a new version of `customer`'s script `name`.
     public func putScript(_ customer: Customer, name: String, source: Data, actor: String) async throws(ControlError) -> UploadAnswer {
-        UploadAnswer(try await call { supervisor.putScript(customer: customer, name: name, source: source, actor: actor) })
+        UploadAnswer(try await call { plane.putScript(customer: customer, name: name, source: source, actor: actor) })
     }
 
     /// `customer`'s scripts.
     public func scripts(of customer: String) async throws(ControlError) -> ScriptList {
-        ScriptList(scripts: try await call { supervisor.listScripts(customer: customer) }.map(ScriptInfo.init))
+        ScriptList(scripts: try await call { plane.listScripts(customer: customer) }.map(ScriptInfo.init))
     }
 
     /// One script with its active source.
     public func script(of customer: String, name: String) async throws(ControlError) -> ScriptDetail {
-        let (summary, source) = try await call { supervisor.script(customer: customer, name: name) }
+        let (summary, source) = try await call { plane.script(customer: customer, name: name) }
         return ScriptDetail(script: ScriptInfo(summary), source: source)
     }
 
     /// Every stored version of a script.
     public func versions(of customer: String, name: String) async throws(ControlError) -> VersionList {
-        VersionList(versions: try await call { supervisor.scriptVersions(customer: customer, name: name) }.map(VersionInfo.init))
+        VersionList(versions: try await call { plane.scriptVersions(customer: customer, name: name) }.map(VersionInfo.init))
     }
 
     /// A script's recent log lines (kept by the host that runs it).
     public func logs(of customer: String, name: String) async throws(ControlError) -> LogLines {
-        LogLines(lines: try await call { supervisor.scriptLogLines(customer: customer, name: name) })
+        try await call { plane.requireScript(customer: customer, name: name) }
+        return try await plane.host.logs(customer: customer, name: name)
     }
 
     /// Makes an earlier version active: `version`, or the one before the active one.
     public func rollbackScript(of customer: String, name: String, to version: Int?, actor: String) async throws(ControlError) -> ScriptInfo {
-        ScriptInfo(try await call { supervisor.rollbackScript(customer: customer, name: name, to: version, actor: actor) })
+        ScriptInfo(try await call { plane.rollbackScript(customer: customer, name: name, to: version, actor: actor) })
     }
 
     /// Deletes a script and every version of it.
     public func deleteScript(of customer: String, name: String, actor: String) async throws(ControlError) {
-        try await call { supervisor.deleteScript(customer: customer, name: name, actor: actor) }
+        try await call { plane.deleteScript(customer: customer, name: name, actor: actor) }
     }
 
     // MARK: Operators
 
-    /// The host at a glance.
-    public func status() -> HostStatus {
-        supervisor.currentStatus()
+    /// The host at a glance, as the host agent answers it.
+    public func status() async throws(ControlError) -> HostStatus {
+        try await plane.host.status()
+    }
+
+    /// The host's metrics text, as the host agent renders it.
+    public func metrics() async throws(ControlError) -> String {
+        try await plane.host.metricsText()
+    }
+
+    /// Whether this process answers: no question to the host (the agent's health
+    /// check of control must not depend on the agent itself).
+    public func health() -> Health {
+        Health(status: "ok", pools: plane.cohorts.count, api: plane.apiAddress)
+    }
+
+    /// What the status page shows: the host and the recent rollouts.
+    public func page() async throws(ControlError) -> (HostStatus, [(id: Int, status: RolloutStatus)]) {
+        let status = try await plane.host.status()
+        return (status, await offQueue { plane.recentRollouts(limit: 5) })
     }
 
     /// Every customer.
     public func customers() async throws(ControlError) -> CustomerList {
-        CustomerList(customers: try await call { supervisor.listCustomers() }.map(CustomerInfo.init))
+        CustomerList(customers: try await call { plane.listCustomers() }.map(CustomerInfo.init))
     }
 
     /// Adds a customer; the answer holds its token, shown this once.
     public func addCustomer(_ create: CreateCustomer, actor: String) async throws(ControlError) -> NewCustomer {
-        let (customer, token) = try await call { supervisor.addCustomer(name: create.name, cohort: create.cohort, actor: actor) }
+        let (customer, token) = try await call { plane.addCustomer(name: create.name, cohort: create.cohort, actor: actor) }
         return NewCustomer(name: customer.name, cohort: customer.cohort, token: token)
     }
 
-    /// Moves a customer to another cohort, warm on the target pool first.
+    /// Moves a customer to another cohort; the host warms the target pool first.
     public func moveCustomer(_ name: String, to cohort: String, actor: String) async throws(ControlError) -> CustomerMoved {
-        try await call { supervisor.moveCustomer(name, to: cohort, actor: actor) }
+        try await call { plane.moveCustomer(name, to: cohort, actor: actor) }
     }
 
     /// Scripts of every customer, or of `customer` alone.
     public func allScripts(of customer: String?) async throws(ControlError) -> CustomerScriptList {
-        let summaries = try await call { customer.map { supervisor.listScripts(customer: $0) } ?? supervisor.allScripts() }
+        let summaries = try await call { customer.map { plane.listScripts(customer: $0) } ?? plane.allScripts() }
         return CustomerScriptList(scripts: summaries.map(CustomerScriptInfo.init))
     }
 
     /// Uploads a script for `customer` as the operator.
     public func putScript(for customer: String, name: String, source: Data, actor: String) async throws(ControlError) -> UploadAnswer {
-        let owner = try await call { supervisor.customer(named: customer) }
+        let owner = try await call { plane.customer(named: customer) }
         return try await putScript(owner, name: name, source: source, actor: actor)
     }
 
-    /// Releases a quarantined script.
+    /// Releases a quarantined script (the host keeps quarantines).
     public func releaseQuarantine(of customer: String, name: String) async throws(ControlError) -> Released {
-        try await call { supervisor.releaseQuarantine(customer: customer, name: name) }
-        return Released(released: "\(customer)/\(name)")
+        try await plane.host.releaseQuarantine(customer: customer, name: name)
     }
 
     /// The last 50 rollouts.
     public func rollouts() async throws(ControlError) -> RolloutList {
-        RolloutList(rollouts: try await call { supervisor.rolloutSummaries() })
+        RolloutList(rollouts: try await call { plane.rolloutSummaries() })
     }
 
     /// Validates an artifact and starts its rollout.
     public func startRollout(_ start: StartRollout, actor: String) async throws(ControlError) -> RolloutCreated {
-        RolloutCreated(id: try await call { supervisor.startRollout(kind: start.kind, content: start.content, actor: actor) })
+        RolloutCreated(id: try await call { plane.startRollout(kind: start.kind, content: start.content, actor: actor) })
     }
 
     /// A rollout's stages, gate numbers and decisions.
     public func rollout(_ id: Int) async throws(ControlError) -> RolloutStatus {
-        try await call { supervisor.rolloutStatus(id: id) }
+        try await call { plane.rolloutStatus(id: id) }
     }
 
     /// Pauses, resumes, aborts or promotes a rollout.
     public func operate(rollout id: Int, _ command: RolloutCommand, actor: String) async throws(ControlError) -> RolloutStatus {
-        try await call { supervisor.operate(rollout: id, command: command.rawValue, actor: actor) }
+        guard let driverCommand = RolloutDriver.Command(rawValue: command.rawValue) else {
+            throw ControlError(.invalid, "unknown rollout command '\(command.rawValue)'")
+        }
+        return try await call { plane.operate(rollout: id, command: driverCommand, actor: actor) }
     }
 
     /// The commands a running rollout takes.
@@ -127,7 +150,7 @@ public struct ControlOperations: Sendable {
         case promote
     }
 
-    /// Runs a blocking supervisor call off the cooperative threads and unwraps it.
+    /// Runs a blocking control-plane call off the cooperative threads and unwraps it.
     private func call<T: Sendable>(_ work: @escaping @Sendable () -> Result<T, ControlError>) async throws(ControlError) -> T {
         try await offQueue(work).get()
     }
@@ -180,6 +203,17 @@ public struct HostOperations: Sendable {
     /// Sets a pool's worker count.
     public func scale(pool: String, workers: Int) async throws(ControlError) -> PoolScaled {
         try await offQueue { supervisor.scale(pool: pool, workers: workers) }.get()
+    }
+
+    /// Releases a quarantined script on this host.
+    public func releaseQuarantine(of customer: String, name: String) async throws(ControlError) -> Released {
+        try await offQueue { supervisor.releaseQuarantine(customer: customer, name: name) }.get()
+        return Released(released: "\(customer)/\(name)")
+    }
+
+    /// The host's metrics, as Prometheus text.
+    public func metricsText() async -> String {
+        await offQueue { MetricsText.render(supervisor.metricsSnapshot()) }
     }
 
     /// A script's recent log lines on this host.

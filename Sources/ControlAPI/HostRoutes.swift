@@ -4,7 +4,7 @@ import Hummingbird
 import Supervisor
 
 /// The host's own routes, served on `DATA/run/admin.sock` only: status, break glass,
-/// pool scale, script logs. They take no token (the socket's peers are checked at
+/// pool scale, script logs and quarantines, metrics. They take no token (the socket's peers are checked at
 /// accept: this uid or root), so they work when the control API is down or flooded,
 /// and they answer with the same Codable bodies as the control API.
 public enum HostRoutes {
@@ -68,6 +68,14 @@ public enum HostRoutes {
         },
         Route(method: .get, path: "/v1/host/scripts/:customer/:name/logs") { operations, _, context in
             json(try await operations.logs(of: ControlAPI.parameter("customer", context), name: ControlAPI.parameter("name", context)))
+        },
+        Route(method: .post, path: "/v1/host/scripts/:customer/:name/unquarantine") { operations, _, context in
+            json(try await operations.releaseQuarantine(
+                of: ControlAPI.parameter("customer", context), name: ControlAPI.parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/host/metrics") { operations, _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: await operations.metricsText())))
         },
     ]
 

@@ -217,7 +217,7 @@ extension HostReplica {
 public final class HostReplicaReader {
     /// The replica file, absolute.
     public let path: String
-    private let queue: DatabaseQueue
+    let queue: DatabaseQueue
 
     /// Opens `path` read-only. Throws a ``StoreError`` when it is missing, not a
     /// host replica, damaged, or of a schema without the overrides.

@@ -15,20 +15,6 @@ public struct ScriptCatalog: Sendable, Equatable {
     /// An empty catalog.
     public init() {}
 
-    /// The `hello` script every demo customer gets.
-    public static let demoHello = """
-        -- The demo script: answers with a greeting naming the pool's cohort.
-        local count = 0
-        function handle(req)
-          count = count + 1
-          return {
-            status = 200,
-            headers = { ["content-type"] = "text/plain" },
-            body = "hello from " .. COHORT .. " (request " .. count .. " on this worker)\\n",
-          }
-        end
-        """
-
     /// Assigns a customer to a cohort.
     public mutating func assign(customer: String, to cohort: String) {
         assignments[customer] = cohort

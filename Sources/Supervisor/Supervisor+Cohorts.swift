@@ -50,68 +50,83 @@ extension Supervisor {
     }
 }
 
-extension Supervisor {
-    /// Moves a customer to another cohort without a failed request through the
-    /// ingress: its scripts are loaded and warm on the target pool first, then the
-    /// ingress switches, then the old pool lets go (and answers `wrong-pool`).
-    public func moveCustomer(_ customer: String, to cohort: String, actor: String) -> Result<CustomerMoved, ControlError> {
-        let prepared: Result<(from: String, specs: [ScriptSpec], workers: [WorkerHandle]), ControlError> = queue.sync {
-            guard let from = catalog.assignments[customer] else {
-                return .failure(ControlError(.notFound, "no customer '\(customer)'"))
-            }
-            guard let target = pools[cohort] else {
-                return .failure(ControlError(.notFound, "no cohort '\(cohort)'"))
-            }
-            guard from != cohort else {
-                return .failure(ControlError(.sameCohort, "\(customer) is already in \(cohort)"))
-            }
-            guard !shuttingDown else { return .failure(Self.stoppingFailure(customer, cohort)) }
-            var assignments = catalog.assignments
-            assignments[customer] = cohort
-            let specs = (catalog.scripts[customer] ?? [:]).values.sorted { $0.name < $1.name }
-            let workers = target.allWorkers.filter { !$0.draining }
-            for worker in workers {
-                worker.send(.customers(assignments: assignments))
-                for spec in specs { worker.send(.putScript(spec)) }
-            }
-            return .success((from, specs, workers))
-        }
-        guard case .success(let plan) = prepared else {
-            if case .failure(let error) = prepared { return .failure(error) }
-            return .failure(ControlError(.internal, "move failed"))
-        }
-        // 1. Warm: every target worker confirmed every script.
-        let wanted = Set(plan.specs.map { "\($0.customer)/\($0.name)@\($0.version)" })
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            let ready = queue.sync { plan.workers.allSatisfy { worker in worker.exited || (loadedScripts[worker.pid] ?? []).isSuperset(of: wanted) } }
-            if ready { break }
-            usleep(5_000)
-        }
-        // A stop that began during the warm-up drained the target's workers: they
-        // count as ready by having exited, but nothing would serve the customer there.
-        // Answer that plainly and leave the customer where it was.
-        if queue.sync(execute: { shuttingDown }) { return .failure(Self.stoppingFailure(customer, cohort)) }
-        // 2. The ingress switches; requests already at the old pool finish there.
-        queue.sync { writeRoutes(overrides: [customer: cohort]) }
-        usleep(500_000)
-        // 3. The store moves the customer; the old pool unloads and answers wrong-pool.
-        do {
-            _ = try store.moveCustomer(customer, toCohort: cohort, actor: actor)
-        } catch {
-            queue.sync { writeRoutes() }
-            return .failure(Self.storeFailure(error))
-        }
-        nudgeFeed()
-        logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(plan.from)", "to": "\(cohort)"])
-        return .success(CustomerMoved(customer: customer, from: plan.from, to: cohort))
-    }
+/// A customer moving between pools, as the host applies it from the feed: the
+/// target pool is warmed first (every worker confirmed the customer's scripts, or a
+/// deadline passed), then the ingress switches, then the old pool lets go.
+struct PendingMove {
+    /// The customer.
+    var customer: String
+    /// The pool it leaves.
+    var from: String
+    /// The pool it joins.
+    var to: String
+    /// Scripts the target's workers must confirm (`customer/name@version`).
+    var wanted: Set<String>
+    /// The script names the old pool unloads once the move is done.
+    var leaving: [String]
+    /// The target workers warmed.
+    var workers: [WorkerHandle]
+    /// When the switch happens even if the warm-up is not confirmed, monotonic seconds.
+    var deadline: Double
+    /// When the ingress switched, once it did.
+    var switchedAt: Double?
 }
 
 extension Supervisor {
-    /// A move refused because the supervisor is draining its pools.
-    static func stoppingFailure(_ customer: String, _ cohort: String) -> ControlError {
-        ControlError(.noPool, "bulkhead serve is stopping and pool '\(cohort)' is draining; \(customer) was not moved; run the move again once serve is back")
+    /// Longest a move waits for the target pool's workers to confirm the scripts.
+    static let moveWarmDeadline = 10.0
+    /// Time requests already at the old pool get to finish after the ingress switched.
+    static let moveSettle = 0.5
+
+    /// Starts moving `customer` (on the queue): its scripts and new assignment go to
+    /// the target pool's workers only; the ingress and the old pool keep the old
+    /// assignment until `advanceMoves` sees the target warm.
+    func beginMove(_ customer: String, from: String, to: String, catalog next: ScriptCatalog, leaving: [String]) {
+        guard let target = pools[to] else { return }
+        let specs = (next.scripts[customer] ?? [:]).values.sorted { $0.name < $1.name }
+        let workers = target.allWorkers.filter { !$0.draining }
+        for worker in workers {
+            worker.send(.customers(assignments: next.assignments))
+            for spec in specs {
+                strikes["\(customer)/\(spec.name)"] = nil
+                worker.send(.putScript(spec))
+            }
+        }
+        feed.scriptsPushed += workers.count * specs.count
+        pendingMoves[customer] = PendingMove(
+            customer: customer, from: from, to: to,
+            wanted: Set(specs.map { "\($0.customer)/\($0.name)@\($0.version)" }), leaving: leaving,
+            workers: workers, deadline: Self.now() + Self.moveWarmDeadline)
+        logger.info("moving customer: warming the target pool", metadata: ["customer": "\(customer)", "from": "\(from)", "to": "\(to)"])
+    }
+
+    /// Every tick: switches warmed moves, then lets the old pools go.
+    func advanceMoves(now: Double) {
+        for (customer, var move) in pendingMoves {
+            if let switchedAt = move.switchedAt {
+                guard now - switchedAt >= Self.moveSettle else { continue }
+                pendingMoves[customer] = nil
+                // The old pool unloads and answers wrong-pool from now on.
+                for pool in pools.values {
+                    for worker in pool.allWorkers { worker.send(.customers(assignments: catalog.assignments)) }
+                }
+                if let old = pools[move.from] {
+                    for name in move.leaving { send(.removeScript(customer: customer, name: name), to: old) }
+                }
+                logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(move.from)", "to": "\(move.to)"])
+                continue
+            }
+            let warm = move.workers.allSatisfy { $0.exited || (loadedScripts[$0.pid] ?? []).isSuperset(of: move.wanted) }
+            guard warm || now >= move.deadline else { continue }
+            if !warm {
+                logger.warning("moving customer: the target pool did not confirm every script in time; switching anyway",
+                               metadata: ["customer": "\(customer)", "to": "\(move.to)"])
+            }
+            move.switchedAt = now
+            pendingMoves[customer] = move
+            // Requests already at the old pool finish there.
+            writeRoutes()
+        }
     }
 }
 
@@ -121,14 +136,4 @@ public struct PoolScaled: Codable, Sendable, Equatable {
     public var pool: String
     /// Its worker count from now on.
     public var workers: Int
-}
-
-/// A customer moved between cohorts (`cohort move`).
-public struct CustomerMoved: Codable, Sendable, Equatable {
-    /// The customer.
-    public var customer: String
-    /// The cohort it left.
-    public var from: String
-    /// The cohort it is in now.
-    public var to: String
 }

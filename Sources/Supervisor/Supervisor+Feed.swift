@@ -162,25 +162,27 @@ extension Supervisor {
         for script in update.removedScripts { next.remove(customer: script.customer, name: script.name) }
         catalog = next
         let moved = Set(update.customers.keys.filter { before.assignments[$0] != next.assignments[$0] })
-        if !moved.isEmpty {
+        // A new customer is assigned at once; one that changes pools is warmed on
+        // its new pool first (`beginMove`), and switched by `advanceMoves`.
+        let added = Set(update.customers.keys.filter { before.assignments[$0] == nil })
+        if !added.isEmpty {
             for pool in pools.values {
                 for worker in pool.allWorkers { worker.send(.customers(assignments: next.assignments)) }
             }
-            for customer in moved.sorted() {
-                if let from = before.assignments[customer], let pool = pools[from] {
-                    for name in (before.scripts[customer] ?? [:]).keys.sorted() {
-                        send(.removeScript(customer: customer, name: name), to: pool)
-                    }
-                }
-                if let to = next.assignments[customer], let pool = pools[to] {
-                    for spec in (next.scripts[customer] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                        strikes["\(customer)/\(spec.name)"] = nil
-                        send(.putScript(spec), to: pool)
-                    }
+            for customer in added.sorted() {
+                guard let cohort = next.assignments[customer], let pool = pools[cohort] else { continue }
+                for spec in (next.scripts[customer] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
+                    strikes["\(customer)/\(spec.name)"] = nil
+                    send(.putScript(spec), to: pool)
                 }
             }
-            writeRoutes()
         }
+        for customer in moved.subtracting(added).sorted() {
+            if let from = before.assignments[customer], let to = next.assignments[customer] {
+                beginMove(customer, from: from, to: to, catalog: next, leaving: (before.scripts[customer] ?? [:]).keys.sorted())
+            }
+        }
+        if !moved.isEmpty { writeRoutes() }
         let changed = Set(update.scripts.map { ScriptAddress(customer: $0.spec.customer, name: $0.spec.name) })
             .union(update.removedScripts)
         for script in changed.sorted() where !moved.contains(script.customer) {
@@ -200,16 +202,9 @@ extension Supervisor {
     }
 
     /// Sends a script message to every worker of `pool`, counted.
-    private func send(_ message: SupervisorMessage, to pool: PoolState) {
+    func send(_ message: SupervisorMessage, to pool: PoolState) {
         for worker in pool.allWorkers { worker.send(message) }
         feed.scriptsPushed += pool.allWorkers.count
-    }
-
-    /// The control side changed the control store: the follower looks now instead of
-    /// at its next tick. It is told nothing but "look": what changed comes from the
-    /// feed, as it will when control runs in its own process. Off the queue.
-    func nudgeFeed() {
-        queue.sync { followFeed() }
     }
 
     // MARK: - Start

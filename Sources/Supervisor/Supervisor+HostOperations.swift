@@ -24,8 +24,7 @@ extension Supervisor {
             }
             return try breakGlassState()
         }.mapError(Self.controlFailure)
-        // The driver takes the freeze in now rather than at its next drive.
-        driver?.drive()
+        // The driver (in the control process) reads the freeze from the replica at its next drive.
         return result
     }
 
@@ -53,8 +52,7 @@ extension Supervisor {
             }
             return try breakGlassState()
         }.mapError(Self.controlFailure)
-        // The driver reads the pin and aborts the kind's rollout now.
-        driver?.drive()
+        // The driver (in the control process) reads the pin at its next drive and aborts the kind's rollout.
         return result
     }
 
@@ -103,29 +101,8 @@ extension Supervisor {
         try BreakGlass.History.read(store: { try store }, replica: replica)
     }
 
-    /// Every customer's scripts.
-    public func allScripts() -> Result<[ScriptSummary], ControlError> {
-        Result { try store.allScripts() }.mapError(Self.storeFailure)
-    }
-
-    /// A customer by name.
-    public func customer(named name: String) -> Result<Customer, ControlError> {
-        switch Result(catching: { try store.customer(named: name) }) {
-        case .success(let found?): .success(found)
-        case .success(nil): .failure(ControlError(.notFound, "no customer '\(name)'"))
-        case .failure(let error): .failure(Self.storeFailure(error))
-        }
-    }
-
     static func controlFailure(_ error: any Error) -> ControlError {
         (error as? ControlError) ?? storeFailure(error)
-    }
-
-    /// The last 50 rollouts, newest first.
-    public func rolloutSummaries() -> Result<[RolloutSummary], ControlError> {
-        (driver.map { $0.records(limit: 50) } ?? Result { try store.rollouts(limit: 50) }.mapError(Self.storeFailure)).map { records in
-            records.map { RolloutSummary(id: $0.id, kind: $0.kind.rawValue, version: $0.version, from: $0.fromVersion, status: $0.status) }
-        }
     }
 
     /// The host at a glance.
@@ -146,7 +123,7 @@ extension Supervisor {
                     return status
                 })
         }
-        var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list, api: apiAddress)
+        var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list)
         host.metrics = metricsAddress
         do {
             // Read, not the queue's copy: status says what the replica holds.
@@ -161,9 +138,11 @@ extension Supervisor {
             "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
         }
         host.feed = feedStatus()
+        host.control = controlStatus()
+        host.api = host.control?.api
         if let state = ingress {
             host.ingress = "\(state.host):\(state.port)"
-            host.ingressPID = state.pid > 0 ? state.pid : nil
+            host.ingressPID = state.process.isRunning ? state.process.pid : nil
         }
         return host
     }
@@ -187,17 +166,4 @@ extension Supervisor {
         encoder.outputFormatting = [.sortedKeys]
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "null"
     }
-}
-/// One line of `rollout list`.
-public struct RolloutSummary: Codable, Sendable {
-    /// Rollout id.
-    public var id: Int
-    /// Artifact kind.
-    public var kind: String
-    /// The version it ships.
-    public var version: Int
-    /// The version it replaces.
-    public var from: Int
-    /// Its state.
-    public var status: String
 }

@@ -385,6 +385,7 @@ extension Supervisor {
         reapChildren()
         guard !shuttingDown else { return }
         watchIngress(now: now)
+        watchControl(now: now)
         for pool in pools.values {
             let timeout = Double(pool.cohort.limits.wallMilliseconds + configuration.watchdogMarginMilliseconds) / 1000 + 1.5
             // Leaving (draining) workers too: one that hangs, or ignores the drain, would

@@ -17,10 +17,6 @@ public struct SupervisorConfiguration: Sendable {
     public var cohortsDirectory: String
     /// The data directory.
     public var data: DataDirectory
-    /// A scripts directory (`CUSTOMER/NAME.lua` + `customers.toml`), polled for changes.
-    public var scriptsDirectory: String?
-    /// Seed the demo customers.
-    public var demo: Bool
     /// The worker executable (normally this binary).
     public var workerExecutable: String
     /// Extra environment for workers, `KEY=VALUE` (fault injection in tests).
@@ -29,14 +25,14 @@ public struct SupervisorConfiguration: Sendable {
     public var watchdogMarginMilliseconds: Int
     /// Where the ingress listens (nil: no ingress).
     public var ingress: (host: String, port: Int)?
+    /// How to run the control plane as a child (nil: none).
+    public var control: ControlChildConfiguration?
 
     /// Creates a configuration.
-    public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
+    public init(cohortsDirectory: String, data: DataDirectory,
                 workerExecutable: String, workerEnvironment: [String] = [], watchdogMarginMilliseconds: Int = 500) {
         self.cohortsDirectory = cohortsDirectory
         self.data = data
-        self.scriptsDirectory = scriptsDirectory
-        self.demo = demo
         self.workerExecutable = workerExecutable
         self.workerEnvironment = workerEnvironment
         self.watchdogMarginMilliseconds = watchdogMarginMilliseconds
@@ -76,12 +72,6 @@ public final class Supervisor: @unchecked Sendable {
     var replica: HostReplica!
     /// Following the control store's change feed (on the queue).
     var feed = FeedFollower()
-    /// Checks uploads in a separate process.
-    var checker: ScriptChecker { ScriptChecker(executable: configuration.workerExecutable) }
-    /// The admin token (`DATA/admin.token`).
-    public private(set) var adminToken = ""
-    /// Upload rate per customer: a token bucket each.
-    var uploadBuckets: [String: (tokens: Double, at: Double)] = [:]
     /// Watchdog kills per script (`customer/name`) since its current version.
     var strikes: [String: Int] = [:]
     /// Scripts quarantined for killing workers (`customer/name`).
@@ -103,12 +93,6 @@ public final class Supervisor: @unchecked Sendable {
     var rollouts: [ArtifactKind: ActiveRollout] = [:]
     /// The stage runner's active versions and what each slot was given.
     var stages = StageRunnerState()
-    /// The rollout driver: its own queue and timer, no state shared with the
-    /// supervisor (they meet in the stores). Set once by `start()`; read from any
-    /// thread (the API's forwards), hence the lock.
-    let driverSlot = Mutex<RolloutDriver?>(nil)
-    /// The rollout driver, once started.
-    var driver: RolloutDriver? { driverSlot.withLock { $0 } }
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
     /// Per pool, (time, requests, errors) totals once a second, for the status page.
@@ -124,24 +108,16 @@ public final class Supervisor: @unchecked Sendable {
 
     /// The ingress, when configured.
     var ingress: IngressState?
+    /// The control process, when configured.
+    var control: ControlState?
+    /// Customers moving between pools, by customer.
+    var pendingMoves: [String: PendingMove] = [:]
 
-    /// The control API's address once it listens.
-    var apiAddress: String?
     /// The host's `/metrics` and `/healthz` address once it listens.
     var metricsAddress: String?
 
-    /// Records where the control API listens (shown by `status`).
-    public func apiListening(on address: String) {
-        queue.async { self.apiAddress = address }
-    }
-
     /// What each pool served since start (for `/metrics`).
     var totals: [String: PoolTotals] = [:]
-    /// Scripts-directory problems already logged (logged once each).
-    let reportedProblems = Mutex<Set<String>>([])
-    /// The scripts directory's files as of their last store: a poll reads only files
-    /// whose identity differs (new, changed, or not stored yet).
-    let storedScriptFiles = Mutex(StoredScriptFiles())
     var timer: DispatchSourceTimer?
     let stopped = DispatchSemaphore(value: 0)
 
@@ -190,7 +166,6 @@ public final class Supervisor: @unchecked Sendable {
             throw SupervisorStartError(description: "\(error)")
         }
         importLegacyOverrides()
-        adminToken = try loadOrCreateAdminToken()
 
         let directory = CohortDirectory.load(configuration.cohortsDirectory)
         var cohorts = directory.cohorts
@@ -213,8 +188,6 @@ public final class Supervisor: @unchecked Sendable {
         }
         cohorts.sort { $0.order < $1.order }
 
-        if configuration.demo { seedDemo(cohorts: cohorts.map(\.name)) }
-        if let scripts = configuration.scriptsDirectory { syncScriptsDirectory(scripts) }
         // What the control side wrote so far reaches the replica before the pools start.
         queue.sync { catalog = loadCatalog() }
 
@@ -241,10 +214,10 @@ public final class Supervisor: @unchecked Sendable {
                 }
             }
             // The pools run: the stage runner acknowledges the running stages (their
-            // windows start now), then the driver resumes the rollouts.
+            // windows start now); the driver (in the control process) resumes the rollouts.
             acknowledgeStages()
-            startDriver()
             if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
+            if let control = configuration.control { startControl(control) }
             startTimer()
         }
         // No signal handler of its own: SIGTERM belongs to the process's ServiceGroup,
@@ -313,28 +286,14 @@ public final class Supervisor: @unchecked Sendable {
     // MARK: - Lock
 
     private func takeLock() throws {
-        let path = configuration.data.lockFile
-        // O_NOFOLLOW: the lock is truncated below; never a file a link points at.
-        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SupervisorStartError(description: "\(SystemError("open \(path)"))") }
         do {
-            try OwnedFile.check(descriptor: fd, path: path, is: .regularFile, singleLink: true)
+            lockFD = try PidLock.take(configuration.data.lockFile).descriptor
+        } catch let held as PidLock.Held {
+            throw SupervisorStartError(
+                description: "another supervisor (pid \(held.holder)) holds \(configuration.data.root); stop it or use another --data")
         } catch {
-            close(fd)
             throw SupervisorStartError(description: "\(error)")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            var holder = [UInt8](repeating: 0, count: 32)
-            let count = read(fd, &holder, holder.count)
-            close(fd)
-            let pid = count > 0 ? String(decoding: holder[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            throw SupervisorStartError(
-                description: "another supervisor (pid \(pid)) holds \(configuration.data.root); stop it or use another --data")
-        }
-        ftruncate(fd, 0)
-        let text = "\(getpid())\n"
-        _ = text.withCString { write(fd, $0, strlen($0)) }
-        lockFD = fd
     }
 
     func releaseLock() {
@@ -365,20 +324,16 @@ public final class Supervisor: @unchecked Sendable {
     private func startTimer() {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .milliseconds(20), repeating: .milliseconds(20))
-        var lastScriptScan = Self.now()
         timer.setEventHandler { [unowned self] in
             let now = Self.now()
             self.tick(now: now)
             self.followFeed()
+            self.advanceMoves(now: now)
             // Before the stage reports: the guard never waits for the driver, and its
             // trip goes out with the next report.
             self.guardTick(now: now)
             self.ticks += 1
             if self.ticks % 10 == 0 { self.runStages() }
-            if let directory = self.configuration.scriptsDirectory, now - lastScriptScan >= 0.25 {
-                lastScriptScan = now
-                self.rescanScripts(directory)
-            }
         }
         timer.resume()
         self.timer = timer
@@ -387,8 +342,8 @@ public final class Supervisor: @unchecked Sendable {
     func beginShutdown() {
         guard !shuttingDown else { return }
         shuttingDown = true
-        driver?.stop()
         stopIngress()
+        stopControl()
         for pool in pools.values {
             pool.restartDue.removeAll()
             for worker in pool.allWorkers {
@@ -405,13 +360,11 @@ public final class Supervisor: @unchecked Sendable {
 
     private func checkShutdown(deadline: Double) {
         let remaining = pools.values.flatMap(\.allWorkers)
-        if let state = ingress, state.pid > 0, state.isChild {
-            var status: Int32 = 0
-            if waitpid(state.pid, &status, WNOHANG) == state.pid { state.pid = 0 }
-        }
-        let ingressRunning = (ingress?.pid ?? 0) > 0 && (ingress?.isChild ?? false)
-        if (remaining.isEmpty && !ingressRunning) || Self.now() > deadline {
-            if let state = ingress, state.pid > 0, state.isChild { kill(state.pid, SIGKILL) }
+        let helpers = [ingress?.process, control?.process].compactMap { $0 }
+        let helpersRunning = helpers.map { $0.stillRunningChild() }.contains(true)
+        if (remaining.isEmpty && !helpersRunning) || Self.now() > deadline {
+            for helper in helpers where helper.stillRunningChild() { helper.signal(SIGKILL) }
+            reapControl()
             if ingress != nil { unlink(ingressPidFile) }
             for worker in remaining {
                 logger.warning("worker did not drain in time; killing it", metadata: ["pid": "\(worker.pid)"])
@@ -429,20 +382,6 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     // MARK: - Scripts
-
-    private func rescanScripts(_ directory: String) {
-        // Reading and storing happen off the queue; the catalog is swapped on it.
-        guard !scanning else { return }
-        scanning = true
-        DispatchQueue.global().async { [self] in
-            let changed = syncScriptsDirectory(directory)
-            queue.async {
-                self.scanning = false
-                // A nudge only: the follower reads what changed from the feed.
-                if changed { self.followFeed() }
-            }
-        }
-    }
 
     /// Sends workers what changed between `before` and the current catalog.
     func publishCatalogChanges(from before: ScriptCatalog) {

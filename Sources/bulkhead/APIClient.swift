@@ -2,12 +2,12 @@
 import Glibc
 #endif
 import ArgumentParser
-import AsyncHTTPClient
 import BulkheadCore
 import ControlAPI
 import Foundation
 import NIOCore
 import NIOHTTP1
+import UnixHTTP
 
 /// The CLI's way to a running host: HTTP over `DATA/run/control.sock` for the control
 /// routes (`/v1/admin/…`, the same router as TCP) and over `DATA/run/admin.sock` for
@@ -23,17 +23,9 @@ struct APIClient {
     }
 
     /// A request reached no server, or one of another user.
-    struct Unreachable: Error, CustomStringConvertible {
-        var description: String
-    }
-
+    typealias Unreachable = UnixHTTPClient.Unreachable
     /// One answer: its status and body as sent.
-    struct Answer {
-        var status: UInt
-        var body: Data
-
-        var succeeded: Bool { (200..<300).contains(status) }
-    }
+    typealias Answer = UnixHTTPClient.Answer
 
     let data: DataDirectory
 
@@ -47,36 +39,7 @@ struct APIClient {
 
     /// Sends one request; throws `Unreachable` when no server of this user answers.
     func send(_ method: HTTPMethod, _ uri: String, body: Data? = nil, to socket: Socket, timeout: Int64 = 30) throws -> Answer {
-        let socketPath = path(of: socket)
-        // Whoever answers must be us: a socket another user swapped in (into a run/
-        // left open to them) gets no command, break glass included. (A connection of
-        // our own, closed before the request: the server's side checks the other way.)
-        do {
-            let fd = try Sockets.connectUnix(path: socketPath)
-            defer { close(fd) }
-            let peer = try Sockets.peerUID(of: fd)
-            guard peer == geteuid() else {
-                throw Unreachable(description: "\(socketPath) is served by uid \(peer), not by you (uid \(geteuid())); refusing to send it a command")
-            }
-        } catch let error as Unreachable {
-            throw error
-        } catch {
-            throw Unreachable(description: "\(error)")
-        }
-        guard let url = URL(httpURLWithSocketPath: socketPath, uri: uri) else {
-            throw Unreachable(description: "cannot make a URL of \(socketPath) and \(uri)")
-        }
-        do {
-            var request = try HTTPClient.Request(url: url, method: method)
-            if let body {
-                request.headers.add(name: "content-type", value: "application/json")
-                request.body = .data(body)
-            }
-            let response = try HTTPClient.shared.execute(request: request, deadline: .now() + .seconds(timeout)).wait()
-            return Answer(status: response.status.code, body: response.body.map { Data(buffer: $0) } ?? Data())
-        } catch {
-            throw Unreachable(description: "\(error)")
-        }
+        try UnixHTTPClient(socketPath: path(of: socket)).send(method, uri, body: body, timeout: .seconds(timeout))
     }
 
     /// Sends one request and decodes a successful answer as `Body`; an unreachable
@@ -89,13 +52,18 @@ struct APIClient {
         do {
             answer = try send(method, uri, body: try body.map { try JSONEncoder().encode($0) }, to: socket, timeout: timeout)
         } catch {
-            fail("cannot reach the supervisor at \(path(of: socket)): \(error)")
+            fail("cannot reach \(Self.server(socket)) at \(path(of: socket)): \(error)")
         }
         try Self.check(answer)
         guard let decoded = try? Self.decoder.decode(type, from: answer.body) else {
             fail("the supervisor sent an answer this CLI cannot read: \(String(decoding: answer.body.prefix(200), as: UTF8.self))")
         }
         return (decoded, answer)
+    }
+
+    /// Who serves `socket`, for messages.
+    static func server(_ socket: Socket) -> String {
+        socket == .control ? "bulkhead control" : "the host agent (bulkhead serve)"
     }
 
     /// A refusal, printed as `kind: message`, ends the command with a failure.
@@ -129,7 +97,3 @@ func fail(_ message: String) -> Never {
     Bulkhead.exit(withError: ExitCode.failure)
 }
 
-extension APIClient.Answer {
-    /// The body as the API sent it, for `--json`.
-    var text: String { String(decoding: body, as: UTF8.self) }
-}

@@ -9,16 +9,18 @@ struct Bulkhead: ParsableCommand {
         commandName: "bulkhead",
         abstract: "Runs customers' Lua 5.4 scripts on HTTP requests, in worker pools that fail small.",
         discussion: """
-            A supervisor (`bulkhead serve`) runs one pool of worker processes per customer cohort \
-            (cohorts/*.toml). `bulkhead try` runs a script once through exactly the sandbox and limits \
-            of a cohort's workers. The other commands speak HTTP to a running `serve`, as the API's \
-            JSON bodies, over two sockets only you (or root) may use: DATA/run/control.sock for the \
-            control routes and DATA/run/admin.sock for the host routes (status, break glass, scale, logs). \
+            The host agent (`bulkhead serve`) runs one pool of worker processes per customer cohort \
+            (cohorts/*.toml) and starts the control plane (`bulkhead control`: the API, the rollout \
+            driver, the only writer of the store) as a supervised child. `bulkhead try` runs a script \
+            once through exactly the sandbox and limits of a cohort's workers. The other commands speak \
+            HTTP, as the API's JSON bodies, over two sockets only you (or root) may use: \
+            DATA/run/control.sock to control for the control routes and DATA/run/admin.sock to the \
+            host agent for the host routes (status, break glass, scale, logs). \
             Break glass is the host's own, kept in its replica DATA/host.sqlite: with no `serve` running it \
             works on that file, under serve's lock.
             """,
         subcommands: [
-            ServeCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
+            ServeCommand.self, ControlCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
             CohortCommand.self, RolloutCommand.self, BreakGlassCommand.self, EventsCommand.self,
             WorkerCommand.self, IngressCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self,
         ]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulkheadCore
+import Control
 import ControlAPI
 import Foundation
 import Supervisor

@@ -32,7 +32,7 @@ struct ScriptCommand: ParsableCommand {
             do {
                 answer = try client.send(.PUT, uri, body: Data(source.utf8), to: .control)
             } catch {
-                fail("cannot reach the supervisor at \(client.path(of: .control)): \(error)")
+                fail("cannot reach bulkhead control at \(client.path(of: .control)): \(error)")
             }
             try APIClient.check(answer)
             guard let version = try? APIClient.decoder.decode(UploadAnswer.self, from: answer.body) else {

@@ -85,6 +85,7 @@ enum StatusTable {
         notes.append(breakGlassLine(status))
         if let feed = status.feed { notes.append(feedLine(feed)) }
         if let ingress = status.ingress { notes.append("ingress \(ingress)" + (status.ingressPID == nil ? " (restarting)" : "")) }
+        if let control = status.control { notes.append(controlLine(control)) }
         return Table.render(rows) + (notes.isEmpty ? "" : "\n" + notes.map { Terminal.wrap($0, width: 80) }.joined(separator: "\n"))
     }
 }
@@ -96,6 +97,14 @@ extension StatusTable {
         var line = "replica at revision \(applied) of \(feed.latestRevision)"
         if let problem = feed.problem { line += " (\(problem))" }
         return line
+    }
+
+    /// The control process: where its API listens, whether it answers, its restarts.
+    static func controlLine(_ control: ControlProcessStatus) -> String {
+        let state = control.up ? "up" : (control.pid == nil ? "restarting" : "not answering (\(control.missedChecks) checks missed)")
+        var line = "control \(control.api ?? "-")"
+        if let pid = control.pid { line += " pid \(pid)" + (control.adopted ? " (adopted)" : "") }
+        return line + ": \(state), \(control.restarts) restarts"
     }
 
     /// The freeze and the pins, always stated: "not frozen" is an answer, not a default.

@@ -33,8 +33,8 @@ import Testing
 
         let port = try host.apiPort()
         let token = try host.adminToken()
-        let cap = Self.loggedConnectionCap(host.supervisorOutput())
-        #expect(cap != nil, "the supervisor logs the API's connection cap")
+        let cap = Self.loggedConnectionCap(host.controlOutput())
+        #expect(cap != nil, "control logs the API's connection cap")
         let heldCap = cap ?? Self.supervisorDescriptors / 4
         print("API connection cap under a descriptor limit of \(Self.supervisorDescriptors): \(cap.map(String.init) ?? "none logged")")
         #expect(heldCap <= Self.supervisorDescriptors / 4, "the default cap is at most a quarter of the descriptor limit")
@@ -78,7 +78,7 @@ import Testing
         let after = httpRequest(port: port, path: "/v1/admin/status", headers: ["Authorization": "Bearer \(token)"], timeout: 5)
         let afterSeconds = Date().timeIntervalSince(afterStart)
         let statusAfter = try host.cli(["status"])
-        let log = host.supervisorOutput()
+        let log = host.supervisorOutput() + host.controlOutput()
 
         func ms(_ seconds: Double?) -> String { seconds.map { String(format: "%.0f ms", $0 * 1000) } ?? "never" }
         print("""
@@ -187,8 +187,8 @@ import Testing
         host.launcher = ["/usr/bin/prlimit", "--nofile=\(Self.supervisorDescriptors):\(Self.supervisorDescriptors)", "--"]
         try host.start()
         let port = try host.apiPort()
-        let logged = Self.loggedValue("max_connections_per_peer=", in: host.supervisorOutput())
-        #expect(logged != nil, "the supervisor logs the per-address limit")
+        let logged = Self.loggedValue("max_connections_per_peer=", in: host.controlOutput())
+        #expect(logged != nil, "control logs the per-address limit")
         let perPeer = logged ?? Self.supervisorDescriptors / 8
         let other = try #require(IdleFlood.connect(port: port, from: "127.0.0.3"))
         defer { close(other) }

@@ -30,6 +30,8 @@ final class HostHarness: @unchecked Sendable {
     private(set) var supervisor: Process?
     private var supervisorLog: FileHandle?
     var environment: [String: String] = [:]
+    /// The `--api` serve passes to its control process.
+    var apiAddress = "127.0.0.1:0"
     /// Extra arguments for `bulkhead serve` (e.g. `--demo`).
     var serveArguments: [String] = []
     /// A command that execs `bulkhead serve` in place (same pid), e.g.
@@ -129,11 +131,12 @@ final class HostHarness: @unchecked Sendable {
 
     // MARK: Processes
 
-    /// Starts `bulkhead serve`; returns once every pool has all its workers ready.
-    func start(waitForReady: Bool = true) throws {
+    /// Starts `bulkhead serve`; returns once every pool has all its workers ready,
+    /// control's API answers and the replica has caught up with the control store.
+    func start(waitForReady: Bool = true, waitForControl: Bool = true) throws {
         let process = Process()
         let serve = ["serve", "--cohorts", cohorts, "--data", data.root, "--scripts", scripts, "--log-level", "info",
-                     "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
+                     "--api", apiAddress, "--metrics", "127.0.0.1:0", "--ingress", "127.0.0.1:0"] + serveArguments
         if let first = launcher.first {
             process.executableURL = URL(fileURLWithPath: first)
             process.arguments = Array(launcher.dropFirst()) + [binary] + serve
@@ -157,6 +160,40 @@ final class HostHarness: @unchecked Sendable {
         supervisor = process
         supervisorLog = log
         if waitForReady { try waitUntilReady() }
+        if waitForReady && waitForControl { try waitForControlPlane() }
+    }
+
+    /// Waits until the control process answers its health checks (its API listens)
+    /// and the host's replica has applied what control wrote at its start (the
+    /// scripts directory, `--demo`).
+    func waitForControlPlane(timeout: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = "no status"
+        while Date() < deadline {
+            if let status = try? status() {
+                if let control = status.control, control.up, control.api != nil {
+                    // A few ticks for the agent to look at the feed after control's writes.
+                    usleep(150_000)
+                    // A control store the agent cannot follow (a test damaged it) has nothing to catch up with.
+                    if let feed = try? self.status().feed, feed.appliedRevision == feed.latestRevision || feed.problem != nil { return }
+                    last = "replica behind the feed"
+                } else {
+                    last = "control not up: \(String(describing: status.control))"
+                }
+            }
+            usleep(50_000)
+        }
+        throw HarnessError("control not ready within \(timeout) s (\(last))\n\(supervisorOutput())\n\(controlOutput())")
+    }
+
+    /// What the control process logged (`DATA/logs/control.log`).
+    func controlOutput() -> String {
+        (try? String(contentsOfFile: data.logs + "/control.log", encoding: .utf8)) ?? ""
+    }
+
+    /// The pid of the control process holding control.lock, if one does.
+    func controlPID() -> pid_t? {
+        PidLock.holder(of: data.controlLock)
     }
 
     /// Runs `bulkhead serve` to completion (for starts that must fail); returns its
@@ -251,6 +288,9 @@ final class HostHarness: @unchecked Sendable {
         for pid in workerPIDsFromFiles() where pid > 1 {
             kill(pid, SIGKILL)
         }
+        // The control process (serve stops its own child; one adopted or orphaned
+        // by a killed serve is still holding control.lock).
+        if let pid = controlPID(), pid > 1 { kill(pid, SIGKILL) }
         try? supervisorLog?.close()
         if ProcessInfo.processInfo.environment["BULKHEAD_KEEP_TEST_DIRS"] == nil {
             try? FileManager.default.removeItem(atPath: root)

@@ -124,8 +124,9 @@ import Testing
         // `newco = pro` is not TOML (the value is not quoted): the whole file is
         // refused, with the file and line in the log, and nothing changes.
         try (good + "newco = pro\n").write(toFile: map, atomically: true, encoding: .utf8)
-        let refused = waitFor(timeout: 10, interval: 0.05) { host.supervisorOutput().contains("customers.toml:4: not valid TOML") }
-        #expect(refused != nil, "\(host.supervisorOutput().suffix(2000))")
+        // The poller is control's: it logs to control's log.
+        let refused = waitFor(timeout: 10, interval: 0.05) { host.controlOutput().contains("customers.toml:4: not valid TOML") }
+        #expect(refused != nil, "\(host.controlOutput().suffix(2000))")
         Thread.sleep(forTimeInterval: 1)
         #expect(httpGet(port: pro, host: "hello.newco.localhost")?.body != "hello newco", "a customer from a refused file")
         #expect(httpGet(port: free, host: "echo.c-free.localhost")?.body.hasPrefix("echo /") == true,

@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 import Testing
 
-@testable import Supervisor
+@testable import Control
 
 /// The helper that runs the checks' child processes, against real children: output
 /// larger than a pipe holds comes back whole, a child that hangs is killed at its

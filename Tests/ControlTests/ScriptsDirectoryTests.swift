@@ -2,7 +2,7 @@ import BulkheadCore
 import Foundation
 import Testing
 
-@testable import Supervisor
+@testable import Control
 
 /// The scripts directory on a real temporary directory: a poll reads only the files
 /// whose identity changed since the identities it is given.

@@ -5,39 +5,20 @@ import BulkheadCore
 import Foundation
 import Store
 
-extension Supervisor {
-    // MARK: - Tokens
-
-    /// A new random token: `PREFIX_` and 40 hex digits (160 bits).
-    static func newToken(prefix: String) -> String {
-        var generator = SystemRandomNumberGenerator()
-        var hex = ""
-        for _ in 0..<5 { hex += String(format: "%016llx", generator.next() as UInt64).suffix(8) }
-        return "\(prefix)_\(hex)"
-    }
-
-    /// Reads `DATA/admin.token`, creating it (0600) on first start.
-    ///
-    /// Never through a link, and never a file another user owns or may read: a token
-    /// planted by someone else is a token they know (see ``OwnedFile``).
-    func loadOrCreateAdminToken() throws -> String {
-        let path = configuration.data.adminToken
-        do {
-            if let fd = try OwnedFile.openForReading(path, secret: true) {
-                defer { close(fd) }
-                let token = String(decoding: try OwnedFile.readAll(fd, path: path), as: UTF8.self)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-                if !token.isEmpty { return token }
-                // An empty file of ours (a start cut short): replace it.
-                unlink(path)
-            }
-            let token = Self.newToken(prefix: "bha")
-            try OwnedFile.create(path, contents: Array((token + "\n").utf8), mode: 0o600)
-            return token
-        } catch {
-            throw SupervisorStartError(description: "\(error)")
-        }
-    }
+extension ControlPlane {
+    /// The `hello` script every demo customer gets.
+    public static let demoHello = """
+        -- The demo script: answers with a greeting naming the pool's cohort.
+        local count = 0
+        function handle(req)
+          count = count + 1
+          return {
+            status = 200,
+            headers = { ["content-type"] = "text/plain" },
+            body = "hello from " .. COHORT .. " (request " .. count .. " on this worker)\\n",
+          }
+        end
+        """
 
     // MARK: - Demo and scripts directory
 
@@ -54,7 +35,7 @@ extension Supervisor {
                     lines.append("\(customer) \(token)")
                 }
                 if try store.script(customer: customer, name: "hello") == nil {
-                    let source = "COHORT = \"\(cohort)\"\n" + ScriptCatalog.demoHello
+                    let source = "COHORT = \"\(cohort)\"\n" + Self.demoHello
                     _ = try store.putScriptVersion(customer: customer, name: "hello", source: source, actor: "demo")
                 }
             } catch {

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import BulkheadCore
-import Control
 import Foundation
 
 /// Checks platform artifacts that need a process: a runtime's Lua syntax (compiled,

@@ -1,0 +1,40 @@
+import BulkheadCore
+import Foundation
+import Store
+
+/// What the host alone knows, asked from other threads (the host routes of
+/// admin.sock, `/metrics`): each hops onto the supervisor queue.
+extension Supervisor {
+    /// The last lines of a script's log on this host: its `log(...)` output and its errors.
+    public func scriptLogLines(customer: String, name: String) -> Result<[String], ControlError> {
+        .success(queue.sync { scriptLogs["\(customer)/\(name)"] ?? [] })
+    }
+
+    /// Releases a quarantined script.
+    public func releaseQuarantine(customer: String, name: String) -> Result<Void, ControlError> {
+        queue.sync { unquarantine(customer: customer, script: name) }
+            ? .success(())
+            : .failure(ControlError(.notQuarantined, "\(customer)/\(name) is not quarantined"))
+    }
+
+    /// The host at a glance (thread-safe).
+    public func currentStatus() -> HostStatus {
+        queue.sync { status() }
+    }
+
+    /// Totals per pool for `/metrics` (thread-safe).
+    public func metricsSnapshot() -> MetricsSnapshot {
+        var snapshot = queue.sync {
+            MetricsSnapshot(pools: pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
+                (pool.cohort.name, totals[pool.cohort.name] ?? PoolTotals(),
+                 pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited }.count, pool.cohort.workers, pool.policy.isDegraded)
+            })
+        }
+        let overrides = try? replica.overrides()
+        snapshot.frozen = overrides?.isFrozen
+        snapshot.pins = overrides.map(BreakGlass.pins) ?? [:]
+        return snapshot
+    }
+
+    static func storeFailure(_ error: any Error) -> ControlError { .fromStore(error) }
+}

@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import BulkheadCore
+import CBulkheadPosix
+import Control
+import ControlAPI
+import Foundation
+import Logging
+
+/// `bulkhead control`: the control plane in its own process.
+struct ControlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control",
+        abstract: "Run the control plane: the control API, the rollout driver, the scripts-directory poller, --demo.",
+        discussion: """
+            The only writer of DATA/bulkhead.sqlite. Serves the control routes on --api (tokens) and on \
+            DATA/run/control.sock (this user only). Holds DATA/run/control.lock while it runs: a second \
+            control on the same data directory exits 1 naming the holder, so two rollout drivers never run. \
+            `bulkhead serve` starts it as a supervised child; run it alone only without serve.
+            """
+    )
+
+    @Option(help: "The directory of cohort files.")
+    var cohorts: String = "cohorts"
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "A scripts directory: CUSTOMER/NAME.lua files and customers.toml (CUSTOMER = \"COHORT\"), polled for changes.")
+    var scripts: String?
+    @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
+    var demo = false
+    @OptionGroup var apiOptions: APIOptions
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        _ = try ServeCommand.split(address: apiOptions.api, option: "--api")
+    }
+
+    func run() throws {
+        // Nothing inherited past stdio: a descriptor the agent's own parent left open
+        // (a pipe someone waits on for EOF) must not live on in a process that
+        // outlives the agent.
+        bh_close_from(3)
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return EscapingLogHandler(handler)
+        }
+        let logger = Logger(label: "bulkhead.control")
+        Descriptors.raiseToHardLimit()
+        let data = DataDirectory(dataOptions.data)
+        // The lock first, held for the whole life of the process: two drivers never
+        // run on one data directory (an orphaned control and its replacement).
+        let lock: PidLock
+        do {
+            try data.create()
+            lock = try PidLock.take(data.controlLock)
+        } catch let held as PidLock.Held {
+            Self.exit("another bulkhead control (pid \(held.holder)) holds \(data.controlLock); stop it or use another --data")
+        } catch {
+            Self.exit("\(error)")
+        }
+        defer { lock.release() }
+        let (host, port) = try ServeCommand.split(address: apiOptions.api, option: "--api")
+        let plane = ControlPlane(
+            configuration: ControlPlaneConfiguration(
+                cohortsDirectory: cohorts, data: data, scriptsDirectory: scripts, demo: demo,
+                checkerExecutable: ServeCommand.ownExecutable()),
+            logger: logger)
+        do {
+            try plane.start()
+        } catch {
+            Self.exit("\(error)")
+        }
+        let (connections, warnings) = APIConnectionLimits.resolve(
+            maxConnections: apiOptions.apiMaxConnections, maxPerPeer: apiOptions.apiMaxConnectionsPerPeer,
+            headTimeout: apiOptions.apiHeadTimeout,
+            descriptorLimit: Descriptors.limit(), descriptorsInUse: Descriptors.openCount() ?? 0,
+            // control.sock holds its own budget: never taken by TCP. Checks run as
+            // child processes and take a few descriptors each while they run.
+            reserved: APIConnectionLimits.localSocket.acceptCeiling + 64)
+        for warning in warnings { logger.warning("\(warning)") }
+        let servers = ControlServers(host: host, port: port, connections: connections)
+        // The group runs on Swift's concurrency; this thread only waits for it to end,
+        // which is after requests in flight finished and the plane stopped.
+        let finished = DispatchSemaphore(value: 0)
+        let failed = LockedFlag()
+        Task {
+            do {
+                try await servers.run(plane: plane, data: data, logger: logger) { port in
+                    plane.apiListening(on: "\(host):\(port)")
+                    logger.info("control API listening", metadata: [
+                        "address": "\(host):\(port)", "max_connections": "\(connections.maxConnections)",
+                        "max_connections_per_peer": "\(connections.maxPerPeer)", "head_timeout_s": "\(connections.headTimeout)",
+                    ])
+                }
+            } catch {
+                logger.error("control API stopped", metadata: ["error": "\(error)"])
+                failed.set()
+            }
+            plane.stop()
+            finished.signal()
+        }
+        finished.wait()
+        if failed.isSet { throw ExitCode.failure }
+    }
+
+    /// Prints `bulkhead control: message` on stderr and exits 1.
+    static func exit(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("bulkhead control: \(ControlCharacters.escaped(message))\n".utf8))
+        Bulkhead.exit(withError: ExitCode.failure)
+    }
+}
+
+/// A flag set once from another task.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
