@@ -100,7 +100,11 @@ import Testing
         }
         let upload = try host.api("PUT", "/v1/scripts/dir", token: token, body: Array("function handle(req) return 'from the API' end".utf8))
         #expect(upload.status == 201, "\(upload.body)")
-        let uploaded = try #require(stored()).version
+        // The version the upload made, from its answer: reading the store back instead
+        // races the poll, which may have stored the file again already (then the
+        // store's version is the file's, and nothing newer would come).
+        let answer = try #require(try JSONSerialization.jsonObject(with: Data(upload.body.utf8)) as? [String: Any])
+        let uploaded = try #require(answer["version"] as? Int, "\(upload.body)")
         let afterUpload = waitFor(timeout: 10) { stored().map { $0.version > uploaded && $0.source == file } ?? false }
         #expect(afterUpload != nil, "the file is stored again after an upload")
 
