@@ -192,6 +192,9 @@ import Testing
         defer { host.stop() }
         try host.start(waitForReady: false)
         try host.waitUntilReady(excluding: ["crashy"])
+        // The scripts come from the scripts directory through control and the feed:
+        // load starts once the pools have them (else the first requests are 404s).
+        try host.waitForControlPlane()
         let run = try load(host, pools: ["free", "pro"], seconds: 30)
         let degraded = waitFor(timeout: 20, interval: 0.05) { (try? host.pool("crashy").degraded) == true }
         print("crash-looping pool degraded after \(degraded.map { String(format: "%.2f s", $0) } ?? "never")")
