@@ -121,6 +121,28 @@ extension SQLiteStore {
     private static func checkContents(
         of path: String, configuration: SQLiteStoreConfiguration, schema: any SQLiteSchema.Type
     ) throws {
+        // A read-only connection to a WAL database creates an empty log and its index
+        // when they are missing, and SQLite leaves them behind when a damaged page
+        // fails the read itself (not only quick_check). A refused store is left as it
+        // was: what this check created, empty, goes again. (Nobody else has the file
+        // open in WAL mode when its log is missing: a connection would have made one.)
+        let hadLog = FileManager.default.fileExists(atPath: path + "-wal")
+        let hadIndex = FileManager.default.fileExists(atPath: path + "-shm")
+        do {
+            try readContents(of: path, configuration: configuration, schema: schema)
+        } catch {
+            let logSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? nil
+            if !hadLog && logSize == 0 {
+                FileSystem.remove(path + "-wal")
+                if !hadIndex { FileSystem.remove(path + "-shm") }
+            }
+            throw error
+        }
+    }
+
+    private static func readContents(
+        of path: String, configuration: SQLiteStoreConfiguration, schema: any SQLiteSchema.Type
+    ) throws {
         do {
             var grdb = connectionConfiguration(configuration, label: "store.check")
             grdb.readonly = true
