@@ -121,10 +121,6 @@ extension ControlPlane {
                 }
                 do {
                     _ = try store.putScriptVersion(customer: customer, name: name, source: source, actor: "scripts-dir")
-                    if (try? store.script(customer: customer, name: name))??.quarantined == true {
-                        _ = try store.setScriptQuarantined(
-                            customer: customer, name: name, quarantined: false, reason: nil, actor: "scripts-dir")
-                    }
                     recordStored(path)
                     changed = true
                 } catch {

@@ -382,10 +382,9 @@ public final class ControlPlane: @unchecked Sendable {
         }
         do {
             let store = try store
+            // A new version lifts a quarantine: the host does that as it applies the
+            // version from the feed (quarantines are the host's).
             let version = try store.putScriptVersion(customer: customer.name, name: name, source: text, actor: actor)
-            if (try? store.script(customer: customer.name, name: name))??.quarantined == true {
-                _ = try store.setScriptQuarantined(customer: customer.name, name: name, quarantined: false, reason: nil, actor: actor)
-            }
             forgetScriptFile(customer: customer.name, name: name)
             return .success(version)
         } catch {
@@ -395,21 +394,39 @@ public final class ControlPlane: @unchecked Sendable {
 
     /// A customer's scripts.
     public func listScripts(customer: String) -> Result<[ScriptSummary], ControlError> {
-        Result { try store.scripts(ofCustomer: customer) }.mapError(Self.storeFailure)
+        Result { showingHostQuarantines(try store.scripts(ofCustomer: customer)) }.mapError(Self.storeFailure)
     }
 
     /// Every customer's scripts.
     public func allScripts() -> Result<[ScriptSummary], ControlError> {
-        Result { try store.allScripts() }.mapError(Self.storeFailure)
+        Result { showingHostQuarantines(try store.allScripts()) }.mapError(Self.storeFailure)
+    }
+
+    /// The summaries with the quarantines the host holds: the host quarantines a
+    /// script that ends its workers and lifts it when a new version arrives, in its
+    /// replica (read-only here); the control store keeps no quarantine of its own.
+    /// A replica that cannot be read (no host yet) shows none.
+    func showingHostQuarantines(_ summaries: [ScriptSummary]) -> [ScriptSummary] {
+        guard !summaries.isEmpty, let reader = try? HostReplicaReader(path: configuration.data.replicaFile),
+              let held = try? reader.quarantines()
+        else { return summaries }
+        let reasons = Dictionary(held.map { ($0.script, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        return summaries.map { summary in
+            var shown = summary
+            let reason = reasons[ScriptAddress(customer: summary.customer, name: summary.name)]
+            shown.quarantined = reason != nil
+            shown.quarantineReason = reason
+            return shown
+        }
     }
 
     /// One script with its active source.
     public func script(customer: String, name: String) -> Result<(ScriptSummary, String), ControlError> {
         do {
             let store = try store
-            guard let summary = try store.script(customer: customer, name: name) else { return .failure(.noSuchScript(name)) }
+            guard let stored = try store.script(customer: customer, name: name) else { return .failure(.noSuchScript(name)) }
             let source = try store.scriptSource(customer: customer, name: name, version: nil)
-            return .success((summary, source.source))
+            return .success((showingHostQuarantines([stored])[0], source.source))
         } catch {
             return .failure(Self.storeFailure(error))
         }

@@ -37,6 +37,9 @@ public struct UploadAnswer: Codable, Sendable {
 
 /// One script of a customer.
 public struct ScriptInfo: Codable, Sendable {
+    /// The owner, in the operator's listing of every customer's scripts
+    /// (`GET /v1/admin/scripts`); absent where the caller is the customer.
+    public var customer: String?
     /// The name.
     public var name: String
     /// The version live on the workers.
@@ -52,8 +55,10 @@ public struct ScriptInfo: Codable, Sendable {
     /// When it last changed.
     public var updatedAt: Date
 
-    /// Creates the body from the store's record.
-    public init(_ summary: ScriptSummary) {
+    /// Creates the body from the store's record; `showingCustomer` for the
+    /// operator's listing across customers.
+    public init(_ summary: ScriptSummary, showingCustomer: Bool = false) {
+        customer = showingCustomer ? summary.customer : nil
         name = summary.name
         activeVersion = summary.activeVersion
         latestVersion = summary.latestVersion
@@ -64,7 +69,7 @@ public struct ScriptInfo: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, sha256, size, quarantined
+        case customer, name, sha256, size, quarantined
         case activeVersion = "active_version"
         case latestVersion = "latest_version"
         case updatedAt = "updated_at"
@@ -218,49 +223,10 @@ public struct RolloutList: Codable, Sendable {
     public var rollouts: [RolloutSummary]
 }
 
-/// One script with its customer (`GET /v1/admin/scripts`).
-public struct CustomerScriptInfo: Codable, Sendable {
-    /// The customer.
-    public var customer: String
-    /// The script's name.
-    public var name: String
-    /// The version live on the workers.
-    public var activeVersion: Int
-    /// The newest stored version.
-    public var latestVersion: Int
-    /// SHA-256 of the active source, hex.
-    public var sha256: String
-    /// Size of the active source in bytes.
-    public var size: Int
-    /// Whether it is quarantined for killing workers.
-    public var quarantined: Bool
-    /// When it last changed.
-    public var updatedAt: Date
-
-    /// Creates the body from the store's record.
-    public init(_ summary: ScriptSummary) {
-        customer = summary.customer
-        name = summary.name
-        activeVersion = summary.activeVersion
-        latestVersion = summary.latestVersion
-        sha256 = summary.sha256
-        size = summary.size
-        quarantined = summary.quarantined
-        updatedAt = summary.updatedAt
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case customer, name, sha256, size, quarantined
-        case activeVersion = "active_version"
-        case latestVersion = "latest_version"
-        case updatedAt = "updated_at"
-    }
-}
-
 /// Scripts of every customer, or of one (`GET /v1/admin/scripts?customer=NAME`).
 public struct CustomerScriptList: Codable, Sendable {
     /// By customer, then name.
-    public var scripts: [CustomerScriptInfo]
+    public var scripts: [ScriptInfo]
 }
 
 /// The body of `POST /v1/admin/customers/{name}/move`.

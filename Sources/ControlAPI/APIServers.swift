@@ -42,8 +42,6 @@ public struct ControlServers {
         let tcpGuard = APIConnectionGuard(limits: connections, logger: logger)
         // control.sock has its own guard and accept ceiling: a TCP flood never holds
         // the operator's slots (or the agent's health checks).
-        let local = APIConnectionLimits.localSocket
-        let controlGuard = APIConnectionGuard(limits: local, logger: logger)
         let tcp = Application(
             responder: responder,
             server: .http1(configuration: .init(additionalChannelHandlers: [tcpGuard.makeHandler()])),
@@ -55,16 +53,8 @@ public struct ControlServers {
         // A socket file left by a control that died (SIGKILL) would refuse the bind;
         // control.lock is held, so no other control serves it.
         unlink(data.controlSocket)
-        let control = Application(
-            responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [
-                PeerCredentialsHandler(socketName: "the control socket", logger: logger), controlGuard.makeHandler(),
-            ])),
-            configuration: .init(
-                address: .unixDomainSocket(path: data.controlSocket), serverName: "bulkhead",
-                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
-            onServerRunning: { _ in chmod(data.controlSocket, 0o600) },
-            logger: logger)
+        let control = localSocketApplication(
+            responder: responder, path: data.controlSocket, name: "the control socket", logger: logger)
         // Shut down in reverse: the listeners first (requests in flight finish), the
         // plane last. A TCP listener that fails (its address taken) ends the group:
         // the agent sees control exit and restarts it with backoff.
@@ -96,18 +86,9 @@ public struct HostServers {
 
     /// Runs until the group is shut down (a signal, or the supervisor stopping).
     public func run(supervisor: Supervisor, data: DataDirectory, logger: Logger) async throws {
-        let local = APIConnectionLimits.localSocket
-        let adminGuard = APIConnectionGuard(limits: local, logger: logger)
-        let admin = Application(
-            router: HostRoutes.router(operations: HostOperations(supervisor: supervisor)),
-            server: .http1(configuration: .init(additionalChannelHandlers: [
-                PeerCredentialsHandler(socketName: "the admin socket", logger: logger), adminGuard.makeHandler(),
-            ])),
-            configuration: .init(
-                address: .unixDomainSocket(path: data.adminSocket), serverName: "bulkhead",
-                availableConnectionsDelegate: .maximum(local.acceptCeiling, logger: logger)),
-            onServerRunning: { _ in chmod(data.adminSocket, 0o600) },
-            logger: logger)
+        let admin = localSocketApplication(
+            responder: HostRoutes.router(operations: HostOperations(supervisor: supervisor)).buildResponder(),
+            path: data.adminSocket, name: "the admin socket", logger: logger)
         // The supervisor has no signal handler of its own: one that drained on SIGTERM
         // would finish before the listener, and the group cancels everything when a
         // service ends out of turn, cutting those requests. A supervisor stopped some
@@ -186,4 +167,25 @@ extension ServiceGroupConfiguration {
         configuration.maximumGracefulShutdownDuration = limit
         return configuration
     }
+}
+
+/// A listener on a Unix socket of the data directory (`control.sock`, `admin.sock`):
+/// mode 0600, the peer's uid checked as each connection opens, and a connection
+/// budget of its own (`APIConnectionLimits.localSocket`), so a flood of the TCP
+/// listener never holds the operator's slots or the agent's health checks.
+func localSocketApplication<Responder: HTTPResponder>(
+    responder: Responder, path: String, name: String, logger: Logger
+) -> some ApplicationProtocol where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    let limits = APIConnectionLimits.localSocket
+    let connectionGuard = APIConnectionGuard(limits: limits, logger: logger)
+    return Application(
+        responder: responder,
+        server: .http1(configuration: .init(additionalChannelHandlers: [
+            PeerCredentialsHandler(socketName: name, logger: logger), connectionGuard.makeHandler(),
+        ])),
+        configuration: .init(
+            address: .unixDomainSocket(path: path), serverName: "bulkhead",
+            availableConnectionsDelegate: .maximum(limits.acceptCeiling, logger: logger)),
+        onServerRunning: { _ in chmod(path, 0o600) },
+        logger: logger)
 }

@@ -28,7 +28,7 @@ public struct ControlOperations: Sendable {
 
     /// `customer`'s scripts.
     public func scripts(of customer: String) async throws(ControlError) -> ScriptList {
-        ScriptList(scripts: try await call { plane.listScripts(customer: customer) }.map(ScriptInfo.init))
+        ScriptList(scripts: try await call { plane.listScripts(customer: customer) }.map { ScriptInfo($0) })
     }
 
     /// One script with its active source.
@@ -101,7 +101,7 @@ public struct ControlOperations: Sendable {
     /// Scripts of every customer, or of `customer` alone.
     public func allScripts(of customer: String?) async throws(ControlError) -> CustomerScriptList {
         let summaries = try await call { customer.map { plane.listScripts(customer: $0) } ?? plane.allScripts() }
-        return CustomerScriptList(scripts: summaries.map(CustomerScriptInfo.init))
+        return CustomerScriptList(scripts: summaries.map { ScriptInfo($0, showingCustomer: true) })
     }
 
     /// Uploads a script for `customer` as the operator.

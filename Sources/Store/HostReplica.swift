@@ -351,7 +351,7 @@ public final class HostReplica: AuditLog, Sendable {
 
     // MARK: - Helpers
 
-    private static func quarantines(_ db: Database) throws -> [ReplicaQuarantine] {
+    static func quarantines(_ db: Database) throws -> [ReplicaQuarantine] {
         try Row.fetchAll(db, sql: "SELECT customer, name, version, reason FROM quarantines ORDER BY customer, name").map { row in
             ReplicaQuarantine(
                 script: ScriptAddress(

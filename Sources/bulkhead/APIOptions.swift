@@ -35,3 +35,14 @@ struct APIOptions: ParsableArguments {
         return arguments
     }
 }
+
+/// What the control plane is given, by `bulkhead control` and by `bulkhead serve`
+/// (which passes them on to its control child): the cohorts, a scripts directory, --demo.
+struct ControlPlaneOptions: ParsableArguments {
+    @Option(help: "The directory of cohort files.")
+    var cohorts: String = "cohorts"
+    @Option(help: "A scripts directory: CUSTOMER/NAME.lua files and customers.toml (CUSTOMER = \"COHORT\"), polled for changes.")
+    var scripts: String?
+    @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
+    var demo = false
+}

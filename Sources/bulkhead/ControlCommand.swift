@@ -22,13 +22,8 @@ struct ControlCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The directory of cohort files.")
-    var cohorts: String = "cohorts"
+    @OptionGroup var plane: ControlPlaneOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "A scripts directory: CUSTOMER/NAME.lua files and customers.toml (CUSTOMER = \"COHORT\"), polled for changes.")
-    var scripts: String?
-    @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
-    var demo = false
     @OptionGroup var apiOptions: APIOptions
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
@@ -66,7 +61,7 @@ struct ControlCommand: ParsableCommand {
         let (host, port) = try ServeCommand.split(address: apiOptions.api, option: "--api")
         let plane = ControlPlane(
             configuration: ControlPlaneConfiguration(
-                cohortsDirectory: cohorts, data: data, scriptsDirectory: scripts, demo: demo,
+                cohortsDirectory: plane.cohorts, data: data, scriptsDirectory: plane.scripts, demo: plane.demo,
                 checkerExecutable: ServeCommand.ownExecutable()),
             logger: logger)
         do {

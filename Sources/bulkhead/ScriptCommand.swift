@@ -58,7 +58,7 @@ struct ScriptCommand: ParsableCommand {
                 return
             }
             print(Table.render([["CUSTOMER", "SCRIPT", "ACTIVE", "LATEST", "STATE"]] + list.scripts.map {
-                [$0.customer, $0.name, String($0.activeVersion), String($0.latestVersion), $0.quarantined ? "quarantined" : "ok"]
+                [$0.customer ?? "-", $0.name, String($0.activeVersion), String($0.latestVersion), $0.quarantined ? "quarantined" : "ok"]
             }))
         }
     }

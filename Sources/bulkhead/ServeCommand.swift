@@ -23,13 +23,8 @@ struct ServeCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The directory of cohort files.")
-    var cohorts: String = "cohorts"
+    @OptionGroup var plane: ControlPlaneOptions
     @OptionGroup var dataOptions: DataOptions
-    @Option(help: "A scripts directory: CUSTOMER/NAME.lua files and customers.toml (CUSTOMER = \"COHORT\"), polled for changes.")
-    var scripts: String?
-    @Flag(help: "Seed demo-free, demo-pro and demo-enterprise, each with a hello script.")
-    var demo = false
     @OptionGroup var apiOptions: APIOptions
     @Option(help: "Address of the ingress (routes by customer to its pool); 'off' runs none.")
     var ingress: String = "127.0.0.1:8100"
@@ -57,7 +52,7 @@ struct ServeCommand: ParsableCommand {
         // start from the limit in force.
         Descriptors.raiseToHardLimit()
         let configuration = SupervisorConfiguration(
-            cohortsDirectory: cohorts, data: DataDirectory(dataOptions.data),
+            cohortsDirectory: plane.cohorts, data: DataDirectory(dataOptions.data),
             workerExecutable: Self.ownExecutable(),
             workerEnvironment: ProcessInfo.processInfo.environment.compactMap { key, value in
                 key.hasPrefix("BULKHEAD_FAULT") ? "\(key)=\(value)" : nil
@@ -69,9 +64,9 @@ struct ServeCommand: ParsableCommand {
         }
         // The control plane's own process: it gets what it owns (the API, the scripts
         // directory, --demo) and the same data and cohorts.
-        var controlArguments = ["--data", dataOptions.data, "--cohorts", Self.absolute(cohorts), "--log-level", logLevel] + apiOptions.arguments
-        if let scripts { controlArguments += ["--scripts", Self.absolute(scripts)] }
-        if demo { controlArguments.append("--demo") }
+        var controlArguments = ["--data", dataOptions.data, "--cohorts", Self.absolute(plane.cohorts), "--log-level", logLevel] + apiOptions.arguments
+        if let scripts = plane.scripts { controlArguments += ["--scripts", Self.absolute(scripts)] }
+        if plane.demo { controlArguments.append("--demo") }
         settings.control = ControlChildConfiguration(arguments: controlArguments)
         let supervisor = Supervisor(configuration: settings, logger: logger)
         do {

@@ -109,6 +109,14 @@ import Testing
         #expect((report["free"]?.ok ?? 0) > 100)
         #expect((report["free"]?.failed ?? 0) <= 2 * kills)
         #expect(try host.pool("free").quarantined == ["c-free/poison"])
+        // The API shows the host's quarantine too (the host holds it; control reads it).
+        let listing = try host.api("GET", "/v1/admin/scripts?customer=c-free", token: try host.adminToken())
+        let scripts = (try? JSONSerialization.jsonObject(with: Data(listing.body.utf8)) as? [String: Any])?["scripts"] as? [[String: Any]] ?? []
+        let shown = Dictionary(scripts.compactMap { entry in
+            (entry["name"] as? String).map { ($0, entry["quarantined"] as? Bool ?? false) }
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(shown["poison"] == true, "the API lists the quarantined script as quarantined: \(listing.body)")
+        #expect(shown["echo"] == false, "and only it: \(listing.body)")
     }
 
     /// A script that crashes its worker (here through Lua 5.4.4's nested
