@@ -101,7 +101,7 @@ public struct ReplicaUpdate: Sendable, Equatable {
 /// supervisor whose control store is unreadable or locked starts and serves from it.
 /// Same file rules as ``SQLiteStore``: created whole (0600), WAL, `synchronous =
 /// FULL`, refused untouched when damaged, foreign or newer.
-public final class HostReplica: AuditLog, Sendable {
+public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
     /// The database file, absolute.
     public let path: String
     let pool: DatabasePool

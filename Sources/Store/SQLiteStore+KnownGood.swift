@@ -2,37 +2,13 @@ import BulkheadCore
 import Foundation
 import GRDB
 
-// MARK: - KnownGoodStore
+// MARK: - Known good cohorts from before the host replica
 
 extension SQLiteStore {
-    /// Saves a pool's last known good configuration; unchanged ones are not rewritten.
-    public func saveKnownGood(_ configuration: CohortConfiguration, actor: String) throws {
-        let pool = configuration.name
-        try checkName("pool", pool)
-        try checkActor(actor)
-        let json: String
-        do {
-            json = try Self.encode(configuration)
-        } catch {
-            throw StoreError.invalidArgument("the configuration of pool \(pool) cannot be encoded as JSON: \(error)")
-        }
-        try write("save the known good configuration of pool \(pool)") { db in
-            let stored = try String.fetchOne(
-                db, sql: "SELECT configuration FROM known_good_cohorts WHERE pool = ?", arguments: [pool])
-            // The supervisor saves on every healthy start; only a change is news.
-            guard stored != json else { return }
-            let at = now()
-            try db.execute(
-                sql: """
-                    INSERT INTO known_good_cohorts (pool, configuration, saved_at) VALUES (?, ?, ?)
-                    ON CONFLICT (pool) DO UPDATE SET configuration = excluded.configuration, saved_at = excluded.saved_at
-                    """,
-                arguments: [pool, json, at])
-            try insertAudit(
-                db, at: at, actor: actor, action: .knownGoodSaved, subject: "pool/\(pool)",
-                detail: ["replaced": .bool(stored != nil)])
-        }
-    }
+    // The host agent keeps its pools' last known good cohorts in its replica (it is
+    // their only writer: `HostReplica.saveKnownGood`). A control store of an older
+    // bulkhead may still hold some: they are read once, for the import into a new
+    // replica, and never written here any more.
 
     /// The pool's last known good configuration, or nil.
     public func knownGood(pool: String) throws -> KnownGoodCohort? {
@@ -48,14 +24,6 @@ extension SQLiteStore {
         try read("read the known good configurations") { db in
             try Row.fetchAll(db, sql: "SELECT * FROM known_good_cohorts ORDER BY pool").map(KnownGoodCohort.init(row:))
         }
-    }
-
-    /// Sorted keys: the same configuration always encodes to the same text, so
-    /// comparing texts tells whether it changed.
-    private static func encode(_ configuration: CohortConfiguration) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try encoder.encode(configuration), as: UTF8.self)
     }
 }
 

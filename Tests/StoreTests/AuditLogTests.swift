@@ -20,21 +20,20 @@ import Testing
         _ = try store.updateRollout(id: rollout.id, status: "succeeded", state: Data(), finished: true, actor: "rollout")
         try store.setSetting(SettingKey.frozen, to: "true", actor: "break-glass")
         try store.setSetting(SettingKey.frozen, to: nil, actor: "break-glass")
-        try store.saveKnownGood(try cohort("free"), actor: "supervisor")
 
         let events = try store.auditEvents(after: 0, limit: 100)
         #expect(events.map(\.action.rawValue) == [
             "customer.add", "customer.move", "script.put", "script.put", "script.rollback", "script.quarantine",
             "script.unquarantine", "script.delete", "artifact.put", "rollout.create", "rollout.update", "setting.set",
-            "setting.clear", "cohort.known-good",
+            "setting.clear",
         ])
         #expect(events.map(\.subject) == [
             "customer/acme", "customer/acme", "script/acme/hello", "script/acme/hello", "script/acme/hello",
             "script/acme/hello", "script/acme/hello", "script/acme/hello", "artifact/rules/1", "rollout/1", "rollout/1",
-            "setting/frozen", "setting/frozen", "pool/free",
+            "setting/frozen", "setting/frozen",
         ])
         #expect(events.map(\.actor).first == "cli")
-        #expect(events.map(\.id) == Array(1...14))
+        #expect(events.map(\.id) == Array(1...13))
         #expect(zip(events, events.dropFirst()).allSatisfy { $0.at < $1.at })
 
         // Details are JSON objects with the numbers that matter.

@@ -57,9 +57,14 @@ import Testing
         #expect(storeError { _ = try store.legacyPinnedVersion(of: .binary) }?.kind == .damaged)
     }
 
+    /// The host replica keeps each pool's last known good cohort (the agent that
+    /// starts the pools is their only writer).
     @Test func knownGoodCohorts() throws {
         let directory = try TemporaryDirectory()
-        let store = try makeStore(in: directory)
+        let clock = SteppingClock()
+        var configuration = SQLiteStoreConfiguration()
+        configuration.clock = { clock.now() }
+        let store = try HostReplica(path: directory.path + "/host.sqlite", configuration: configuration)
         var free = try cohort("free", order: 1, workers: 2)
         let pro = try cohort("pro", order: 2, workers: 4)
         #expect(try store.knownGood(pool: "free") == nil)
