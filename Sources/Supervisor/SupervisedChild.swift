@@ -99,3 +99,11 @@ final class SupervisedChild {
         if pid > 0 { kill(pid, signal) }
     }
 }
+
+/// The processes the agent runs beside its pools, on the supervisor's queue.
+struct HelperProcesses {
+    /// The ingress, when configured.
+    var ingress: IngressState?
+    /// The control process, when configured.
+    var control: ControlState?
+}

@@ -14,7 +14,7 @@ extension Supervisor {
             return .failure(ControlError(.invalid, "--workers must be between 0 and 64, got \(workers)"))
         }
         return queue.sync {
-            guard let pool = pools[name] else {
+            guard let pool = table.pools[name] else {
                 return .failure(ControlError(.notFound, "no pool '\(name)'"))
             }
             do {
@@ -82,18 +82,18 @@ extension Supervisor {
     /// the target pool's workers only; the ingress and the old pool keep the old
     /// assignment until `advanceMoves` sees the target warm.
     func beginMove(_ customer: String, from: String, to: String, catalog next: ScriptCatalog, leaving: [String]) {
-        guard let target = pools[to] else { return }
+        guard let target = table.pools[to] else { return }
         let specs = (next.scripts[customer] ?? [:]).values.sorted { $0.name < $1.name }
         let workers = target.allWorkers.filter { !$0.draining }
         for worker in workers {
             worker.send(.customers(assignments: next.assignments))
             for spec in specs {
-                strikes["\(customer)/\(spec.name)"] = nil
+                table.strikes["\(customer)/\(spec.name)"] = nil
                 worker.send(.putScript(spec))
             }
         }
-        feed.scriptsPushed += workers.count * specs.count
-        pendingMoves[customer] = PendingMove(
+        replicaFeed.follower.scriptsPushed += workers.count * specs.count
+        table.pendingMoves[customer] = PendingMove(
             customer: customer, from: from, to: to,
             wanted: Set(specs.map { "\($0.customer)/\($0.name)@\($0.version)" }), leaving: leaving,
             workers: workers, deadline: Self.now() + Self.moveWarmDeadline)
@@ -102,28 +102,28 @@ extension Supervisor {
 
     /// Every tick: switches warmed moves, then lets the old pools go.
     func advanceMoves(now: Double) {
-        for (customer, var move) in pendingMoves {
+        for (customer, var move) in table.pendingMoves {
             if let switchedAt = move.switchedAt {
                 guard now - switchedAt >= Self.moveSettle else { continue }
-                pendingMoves[customer] = nil
+                table.pendingMoves[customer] = nil
                 // The old pool unloads and answers wrong-pool from now on.
-                for pool in pools.values {
-                    for worker in pool.allWorkers { worker.send(.customers(assignments: catalog.assignments)) }
+                for pool in table.pools.values {
+                    for worker in pool.allWorkers { worker.send(.customers(assignments: replicaFeed.catalog.assignments)) }
                 }
-                if let old = pools[move.from] {
+                if let old = table.pools[move.from] {
                     for name in move.leaving { send(.removeScript(customer: customer, name: name), to: old) }
                 }
                 logger.info("customer moved", metadata: ["customer": "\(customer)", "from": "\(move.from)", "to": "\(move.to)"])
                 continue
             }
-            let warm = move.workers.allSatisfy { $0.exited || (loadedScripts[$0.pid] ?? []).isSuperset(of: move.wanted) }
+            let warm = move.workers.allSatisfy { $0.exited || (table.loadedScripts[$0.pid] ?? []).isSuperset(of: move.wanted) }
             guard warm || now >= move.deadline else { continue }
             if !warm {
                 logger.warning("moving customer: the target pool did not confirm every script in time; switching anyway",
                                metadata: ["customer": "\(customer)", "to": "\(move.to)"])
             }
             move.switchedAt = now
-            pendingMoves[customer] = move
+            table.pendingMoves[customer] = move
             // Requests already at the old pool finish there.
             writeRoutes()
         }

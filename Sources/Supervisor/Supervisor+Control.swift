@@ -65,7 +65,7 @@ extension Supervisor {
     /// control.lock), or starts one.
     func startControl(_ configuration: ControlChildConfiguration) {
         let state = ControlState(configuration: configuration, pidFile: self.configuration.data.controlPID)
-        control = state
+        helpers.control = state
         if let holder = PidLock.holder(of: self.configuration.data.controlLock), holder > 1, kill(holder, 0) == 0 {
             // A serve restart must not restart a healthy control: it keeps its
             // connections, its driver and its lock. The health checks judge it as usual.
@@ -80,7 +80,7 @@ extension Supervisor {
     }
 
     func spawnControl() {
-        guard let state = control, !shuttingDown else { return }
+        guard let state = helpers.control, !agent.shuttingDown else { return }
         do {
             let pid = try WorkerSpawner.spawnProcess(
                 arguments: [configuration.workerExecutable, "control"] + state.configuration.arguments,
@@ -104,7 +104,7 @@ extension Supervisor {
     /// Every tick: restart an exited control (with backoff), replace a killed one once
     /// it is gone, and check its health once a second.
     func watchControl(now: Double) {
-        guard let state = control, !shuttingDown else { return }
+        guard let state = helpers.control, !agent.shuttingDown else { return }
         if let killed = state.killed {
             // Gone means reaped (our child) or no such process (adopted).
             guard state.process.exitReason() != nil || (kill(killed, 0) != 0 && errno == ESRCH) else { return }
@@ -132,10 +132,10 @@ extension Supervisor {
     }
 
     private func controlChecked(pid: pid_t, health: Health?) {
-        guard let state = control else { return }
+        guard let state = helpers.control else { return }
         state.checking = false
         // A check of a process already replaced says nothing about the new one.
-        guard state.process.pid == pid, state.killed == nil, !shuttingDown else { return }
+        guard state.process.pid == pid, state.killed == nil, !agent.shuttingDown else { return }
         if let health {
             if !state.up { logger.info("control answers", metadata: ["pid": "\(pid)", "api": "\(health.api ?? "-")"]) }
             state.up = true
@@ -179,17 +179,17 @@ extension Supervisor {
 
     /// On shutdown: SIGTERM lets control finish its requests in flight.
     func stopControl() {
-        control?.process.signal(SIGTERM)
+        helpers.control?.process.signal(SIGTERM)
     }
 
     /// On the last step of shutdown: the pid file goes with a process we stopped.
     func reapControl() {
-        if let state = control, state.process.isChild { unlink(configuration.data.controlPID) }
+        if let state = helpers.control, state.process.isChild { unlink(configuration.data.controlPID) }
     }
 
     /// The control process for `status`.
     func controlStatus() -> ControlProcessStatus? {
-        guard let state = control else { return nil }
+        guard let state = helpers.control else { return nil }
         return ControlProcessStatus(
             pid: state.process.isRunning ? state.process.pid : nil, api: state.api, up: state.up, restarts: state.restarts,
             missedChecks: state.missed, adopted: state.process.isRunning && !state.process.isChild)

@@ -62,23 +62,23 @@ extension Supervisor {
 
     /// The feed's reader, opened (or reopened, when the file was replaced) as needed.
     private func feedReader(now: Double) -> ChangeFeedReader? {
-        if let reader = feed.reader {
-            feed.ticksSinceIdentityCheck += 1
-            guard feed.ticksSinceIdentityCheck >= 50 else { return reader }
-            feed.ticksSinceIdentityCheck = 0
+        if let reader = replicaFeed.follower.reader {
+            replicaFeed.follower.ticksSinceIdentityCheck += 1
+            guard replicaFeed.follower.ticksSinceIdentityCheck >= 50 else { return reader }
+            replicaFeed.follower.ticksSinceIdentityCheck = 0
             if reader.isCurrentFile { return reader }
             logger.warning("the control store was replaced; following the new file", metadata: ["file": "\(reader.path)"])
             reader.close()
-            feed.reader = nil
-            feed.dataVersion = nil
+            replicaFeed.follower.reader = nil
+            replicaFeed.follower.dataVersion = nil
         }
-        guard now - feed.lastOpenAttempt >= 1 else { return nil }
-        feed.lastOpenAttempt = now
+        guard now - replicaFeed.follower.lastOpenAttempt >= 1 else { return nil }
+        replicaFeed.follower.lastOpenAttempt = now
         openControlStore()
         do {
             let reader = try ChangeFeedReader(path: configuration.data.storeFile)
-            feed.reader = reader
-            feed.dataVersion = nil
+            replicaFeed.follower.reader = reader
+            replicaFeed.follower.dataVersion = nil
             return reader
         } catch {
             noteFeedProblem("cannot follow the control store's change feed; serving from the replica", error)
@@ -88,8 +88,8 @@ extension Supervisor {
 
     private func noteFeedProblem(_ message: String, _ error: any Error) {
         let text = "\(message): \(error)"
-        guard feed.problem != text else { return }
-        feed.problem = text
+        guard replicaFeed.follower.problem != text else { return }
+        replicaFeed.follower.problem = text
         logger.error("\(message)", metadata: ["error": "\(error)"])
     }
 
@@ -104,25 +104,25 @@ extension Supervisor {
         guard let replica, let reader = feedReader(now: Self.now()) else { return }
         do {
             let version = try reader.dataVersion()
-            if version == feed.dataVersion { return }
-            let read = try reader.update(after: feed.appliedRevision)
-            feed.latest = read.bounds.latest
+            if version == replicaFeed.follower.dataVersion { return }
+            let read = try reader.update(after: replicaFeed.follower.appliedRevision)
+            replicaFeed.follower.latest = read.bounds.latest
             let update = read.update
             let caughtUp = update.revision >= read.bounds.latest || update.isFullCopy
-            if !update.isFullCopy, update.revision == feed.appliedRevision {
-                if caughtUp { feed.dataVersion = version }
+            if !update.isFullCopy, update.revision == replicaFeed.follower.appliedRevision {
+                if caughtUp { replicaFeed.follower.dataVersion = version }
                 return
             }
-            let lifted = try replica.apply(update, importQuarantines: feed.appliedRevision == nil)
-            feed.appliedRevision = update.revision
-            feed.scriptsRead += read.scriptsRead
-            if caughtUp { feed.dataVersion = version }
-            if feed.problem != nil {
-                feed.problem = nil
+            let lifted = try replica.apply(update, importQuarantines: replicaFeed.follower.appliedRevision == nil)
+            replicaFeed.follower.appliedRevision = update.revision
+            replicaFeed.follower.scriptsRead += read.scriptsRead
+            if caughtUp { replicaFeed.follower.dataVersion = version }
+            if replicaFeed.follower.problem != nil {
+                replicaFeed.follower.problem = nil
                 logger.info("following the control store's change feed again", metadata: ["revision": "\(update.revision)"])
             }
             if update.isFullCopy {
-                feed.fullCopies += 1
+                replicaFeed.follower.fullCopies += 1
                 logger.info("replica copied whole from the control store", metadata: [
                     "revision": "\(update.revision)", "scripts": "\(update.scripts.count)",
                 ])
@@ -132,47 +132,47 @@ extension Supervisor {
         } catch {
             // Nothing applied: the replica's transaction rolled back whole, and the
             // next look starts from the same revision.
-            feed.dataVersion = nil
+            replicaFeed.follower.dataVersion = nil
             noteFeedProblem("cannot read the control store's change feed; serving from the replica", error)
         }
     }
 
     /// Applies an update (already in the replica) to the catalog and tells workers.
     private func publish(_ update: ReplicaUpdate, lifted: [ScriptAddress]) {
-        let before = catalog
+        let before = replicaFeed.catalog
         for script in lifted {
             let key = script.description
-            strikes[key] = nil
-            if quarantined.remove(key) != nil, let cohort = before.assignments[script.customer], let pool = pools[cohort] {
+            table.strikes[key] = nil
+            if table.quarantined.remove(key) != nil, let cohort = before.assignments[script.customer], let pool = table.pools[cohort] {
                 for worker in pool.allWorkers { worker.send(.quarantine(customer: script.customer, name: script.name, quarantined: false)) }
             }
         }
         if update.isFullCopy {
-            catalog = ScriptCatalog.from(
+            replicaFeed.catalog = ScriptCatalog.from(
                 customers: update.customers.map { (name: $0.key, cohort: $0.value) }, active: update.scripts.map(\.spec))
-            if catalog != before {
+            if replicaFeed.catalog != before {
                 publishCatalogChanges(from: before)
                 writeRoutes()
             }
             return
         }
-        var next = catalog
+        var next = replicaFeed.catalog
         for (name, cohort) in update.customers { next.assign(customer: name, to: cohort) }
         for script in update.scripts { next.put(script.spec) }
         for script in update.removedScripts { next.remove(customer: script.customer, name: script.name) }
-        catalog = next
+        replicaFeed.catalog = next
         let moved = Set(update.customers.keys.filter { before.assignments[$0] != next.assignments[$0] })
         // A new customer is assigned at once; one that changes pools is warmed on
         // its new pool first (`beginMove`), and switched by `advanceMoves`.
         let added = Set(update.customers.keys.filter { before.assignments[$0] == nil })
         if !added.isEmpty {
-            for pool in pools.values {
+            for pool in table.pools.values {
                 for worker in pool.allWorkers { worker.send(.customers(assignments: next.assignments)) }
             }
             for customer in added.sorted() {
-                guard let cohort = next.assignments[customer], let pool = pools[cohort] else { continue }
+                guard let cohort = next.assignments[customer], let pool = table.pools[cohort] else { continue }
                 for spec in (next.scripts[customer] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                    strikes["\(customer)/\(spec.name)"] = nil
+                    table.strikes["\(customer)/\(spec.name)"] = nil
                     send(.putScript(spec), to: pool)
                 }
             }
@@ -189,13 +189,13 @@ extension Supervisor {
             let old = before.scripts[script.customer]?[script.name]
             let new = next.scripts[script.customer]?[script.name]
             guard old != new else { continue }
-            if let new, let cohort = next.assignments[script.customer], let pool = pools[cohort] {
-                strikes[script.description] = nil
+            if let new, let cohort = next.assignments[script.customer], let pool = table.pools[cohort] {
+                table.strikes[script.description] = nil
                 logger.info("script version published", metadata: [
                     "script": "\(script)", "version": "\(new.version)", "pool": "\(cohort)",
                 ])
                 send(.putScript(new), to: pool)
-            } else if new == nil, old != nil, let cohort = before.assignments[script.customer], let pool = pools[cohort] {
+            } else if new == nil, old != nil, let cohort = before.assignments[script.customer], let pool = table.pools[cohort] {
                 send(.removeScript(customer: script.customer, name: script.name), to: pool)
             }
         }
@@ -204,7 +204,7 @@ extension Supervisor {
     /// Sends a script message to every worker of `pool`, counted.
     func send(_ message: SupervisorMessage, to pool: PoolState) {
         for worker in pool.allWorkers { worker.send(message) }
-        feed.scriptsPushed += pool.allWorkers.count
+        replicaFeed.follower.scriptsPushed += pool.allWorkers.count
     }
 
     // MARK: - Start
@@ -213,20 +213,20 @@ extension Supervisor {
     /// replica: a host whose control store is unreadable serves what the replica holds.
     /// On the queue.
     func loadCatalog() -> ScriptCatalog {
-        feed.lastOpenAttempt = -Double.infinity
-        feed.appliedRevision = (try? replica.appliedRevision()) ?? nil
-        if feed.appliedRevision == nil { importHostState() }
+        replicaFeed.follower.lastOpenAttempt = -Double.infinity
+        replicaFeed.follower.appliedRevision = (try? replica.appliedRevision()) ?? nil
+        if replicaFeed.follower.appliedRevision == nil { importHostState() }
         followFeed()
         do {
             let contents = try replica.contents()
-            feed.appliedRevision = contents.revision
-            quarantined = Set(contents.quarantines.map(\.script.description))
+            replicaFeed.follower.appliedRevision = contents.revision
+            table.quarantined = Set(contents.quarantines.map(\.script.description))
             loadStages(contents)
             return ScriptCatalog.from(
                 customers: contents.customers.map { (name: $0.key, cohort: $0.value) }, active: contents.scripts)
         } catch {
             logger.error("cannot read the replica; workers keep what they have", metadata: ["error": "\(error)"])
-            return catalog
+            return replicaFeed.catalog
         }
     }
 
@@ -246,7 +246,18 @@ extension Supervisor {
     /// Where the feed stands, for `status`.
     func feedStatus() -> FeedStatus {
         FeedStatus(
-            appliedRevision: feed.appliedRevision, latestRevision: feed.latest, scriptsRead: feed.scriptsRead,
-            scriptsPushed: feed.scriptsPushed, fullCopies: feed.fullCopies, problem: feed.problem)
+            appliedRevision: replicaFeed.follower.appliedRevision, latestRevision: replicaFeed.follower.latest, scriptsRead: replicaFeed.follower.scriptsRead,
+            scriptsPushed: replicaFeed.follower.scriptsPushed, fullCopies: replicaFeed.follower.fullCopies, problem: replicaFeed.follower.problem)
     }
+}
+
+/// What the change feed brought to this host, on the supervisor's queue.
+struct ReplicaFeed {
+    /// The scripts and assignments workers are given (the replica's, in memory).
+    var catalog = ScriptCatalog()
+    /// Where following the control store's feed stands.
+    var follower = FeedFollower()
+    /// Rollouts in progress, one per artifact kind, as the feed last showed the
+    /// driver's machines (the stage runner's view; only the driver changes them).
+    var rollouts: [ArtifactKind: ActiveRollout] = [:]
 }

@@ -10,7 +10,7 @@ extension Supervisor {
     /// hold it), never the driver's verdicts, so it protects the host with or
     /// without the driver.
     func guardAssignments() -> [GuardAssignment] {
-        rollouts.values.sorted { $0.id < $1.id }.compactMap { rollout in
+        replicaFeed.rollouts.values.sorted { $0.id < $1.id }.compactMap { rollout in
             let machine = rollout.machine
             guard let stage = machine.currentStage else { return nil }
             var byPool: [String: GuardAssignment.PoolSlots] = [:]
@@ -31,29 +31,29 @@ extension Supervisor {
     /// showed on other versions, then looks at each watched slot's signatures
     /// under the new version.
     func guardTick(now: Double) {
-        guard !shuttingDown else { return }
+        guard !agent.shuttingDown else { return }
         let assignments = guardAssignments()
-        localGuard.update(assignments)
+        stageRunner.localGuard.update(assignments)
         var actions: [LocalGuardAction] = []
         for assignment in assignments {
             let kind = assignment.kind, target = assignment.targetVersion
             for (name, watched) in assignment.pools.sorted(by: { $0.key < $1.key }) {
-                guard let pool = pools[name] else { continue }
+                guard let pool = table.pools[name] else { continue }
                 var known = Set<String>()
                 for worker in pool.allWorkers { known.formUnion(Self.platformSignatures(of: worker.stats, kind: kind, other: target)) }
-                if !localGuard.hasLearned(kind: kind, pool: name) {
+                if !stageRunner.localGuard.hasLearned(kind: kind, pool: name) {
                     // The first look: what the pool showed before the stage too,
                     // including workers gone since.
-                    for snapshot in poolSnapshots[name] ?? [] {
+                    for snapshot in stageRunner.poolSnapshots[name] ?? [] {
                         known.formUnion(Self.platformSignatures(of: snapshot, kind: kind, other: target))
                     }
                 }
-                localGuard.learn(kind: kind, pool: name, signatures: known)
+                stageRunner.localGuard.learn(kind: kind, pool: name, signatures: known)
                 for slot in watched.slots where pool.slots.indices.contains(slot) {
                     guard let worker = pool.slots[slot], !worker.exited else { continue }
                     let shown = Self.platformSignatures(of: worker.stats, kind: kind, version: target)
                     guard !shown.isEmpty else { continue }
-                    actions += localGuard.observe(kind: kind, pool: name, slot: slot, signatures: shown, now: Self.wallClock())
+                    actions += stageRunner.localGuard.observe(kind: kind, pool: name, slot: slot, signatures: shown, now: Self.wallClock())
                 }
             }
         }
@@ -63,8 +63,8 @@ extension Supervisor {
     /// A worker of a slot ended (not drained): the guard counts it when its slot
     /// runs a new version.
     func guardCrash(of handle: WorkerHandle) {
-        localGuard.update(guardAssignments())
-        performGuard(localGuard.workerCrashed(pool: handle.pool, slot: handle.slot, blamedScript: handle.blamedScript,
+        stageRunner.localGuard.update(guardAssignments())
+        performGuard(stageRunner.localGuard.workerCrashed(pool: handle.pool, slot: handle.slot, blamedScript: handle.blamedScript,
                                               now: Self.wallClock()))
     }
 
@@ -88,7 +88,7 @@ extension Supervisor {
                 } catch {
                     logger.error("cannot record the local guard's action in the host's audit log", metadata: ["error": "\(error)"])
                 }
-                if let rollout = rollouts[report.kind], rollout.id == report.rollout { rollout.guardTrip = report }
+                if let rollout = replicaFeed.rollouts[report.kind], rollout.id == report.rollout { rollout.guardTrip = report }
             }
         }
     }

@@ -25,7 +25,7 @@ extension Supervisor {
     /// `/healthz` answers from what the supervisor holds in memory.
     public func poolReadiness() -> [PoolReadiness] {
         queue.sync {
-            pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
+            table.pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
                 PoolReadiness(
                     name: pool.cohort.name, ready: pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited }.count,
                     desired: pool.cohort.workers, degraded: pool.policy.isDegraded)
@@ -35,6 +35,6 @@ extension Supervisor {
 
     /// Records where the host's `/metrics` and `/healthz` listen (shown by `status`).
     public func metricsListening(on address: String) {
-        queue.async { self.metricsAddress = address }
+        queue.async { self.agent.metricsAddress = address }
     }
 }

@@ -60,8 +60,8 @@ extension Supervisor {
     public func unpin(kind: ArtifactKind, actor: String) -> Result<BreakGlass.Status, ControlError> {
         Result { () throws -> BreakGlass.Status in
             try queue.sync {
-                let version = try BreakGlass.unpin(kind: kind, replica: replica, pools: Array(pools.keys), actor: actor)
-                for pool in pools.keys { stages.activeVersions[kind, default: [:]][pool] = version }
+                let version = try BreakGlass.unpin(kind: kind, replica: replica, pools: Array(table.pools.keys), actor: actor)
+                for pool in table.pools.keys { stageRunner.stages.activeVersions[kind, default: [:]][pool] = version }
                 reloadOverrides()
                 reconcileSlots()
                 logger.warning("break-glass unpin: the pinned version is now every pool's current one",
@@ -86,9 +86,9 @@ extension Supervisor {
     /// freeze or pins: they are brought into the replica once (audited there as
     /// `break-glass.import`), then ignored.
     func importLegacyOverrides() {
-        guard let control = try? store else { return }
+        guard let legacy = try? store else { return }
         do {
-            if try BreakGlass.importLegacy(from: control, into: replica) {
+            if try BreakGlass.importLegacy(from: legacy, into: replica) {
                 logger.warning("the control store's break-glass freeze and pins were imported into the host replica; they hold until cleared here")
             }
         } catch {
@@ -108,13 +108,13 @@ extension Supervisor {
     /// The host at a glance.
     func status() -> HostStatus {
         let now = Self.now()
-        let list = pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
+        let list = table.pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
             PoolStatus(
                 name: pool.cohort.name, order: pool.cohort.order, port: pool.port, desiredWorkers: pool.cohort.workers,
                 configSource: pool.configSource, configError: pool.configError, degraded: pool.policy.isDegraded,
                 restarts: pool.policy.totalRestarts,
-                quarantined: quarantined.filter { key in
-                    catalog.assignments[String(key.split(separator: "/").first ?? "")] == pool.cohort.name
+                quarantined: table.quarantined.filter { key in
+                    replicaFeed.catalog.assignments[String(key.split(separator: "/").first ?? "")] == pool.cohort.name
                 }.sorted(),
                 workers: pool.slots.compactMap { $0 }.filter { !$0.exited }.map { worker in
                     var status = WorkerStatus(slot: worker.slot, pid: worker.pid, ready: worker.ready, adopted: !worker.isChild,
@@ -124,7 +124,7 @@ extension Supervisor {
                 })
         }
         var host = HostStatus(supervisorPID: getpid(), takenAt: Date().timeIntervalSince1970, pools: list)
-        host.metrics = metricsAddress
+        host.metrics = agent.metricsAddress
         do {
             // Read, not the queue's copy: status says what the replica holds.
             let overrides = try replica.overrides()
@@ -134,13 +134,13 @@ extension Supervisor {
             // Never a reassuring "not frozen" when the replica could not say.
             host.breakGlassError = "cannot read the freeze and pins from the host replica: \(error)"
         }
-        host.rollouts = rollouts.values.sorted { $0.id < $1.id }.map {
+        host.rollouts = replicaFeed.rollouts.values.sorted { $0.id < $1.id }.map {
             "rollout \($0.id): \($0.machine.kind) v\($0.machine.targetVersion): \(Self.statusName($0.machine.state))"
         }
         host.feed = feedStatus()
         host.control = controlStatus()
         host.api = host.control?.api
-        if let state = ingress {
+        if let state = helpers.ingress {
             host.ingress = "\(state.host):\(state.port)"
             host.ingressPID = state.process.isRunning ? state.process.pid : nil
         }
@@ -149,7 +149,7 @@ extension Supervisor {
 
     /// Per pool, the versions of `kind` its workers report running now (on the queue).
     func runningVersions(of kind: ArtifactKind) -> [String: Set<Int>] {
-        pools.mapValues { pool in
+        table.pools.mapValues { pool in
             Set(pool.slots.compactMap { $0 }.filter { !$0.exited }.map { worker in
                 switch kind {
                 case .runtime: worker.stats.versions.runtime

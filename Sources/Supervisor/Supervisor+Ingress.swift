@@ -32,7 +32,7 @@ extension Supervisor {
     func startIngress(host: String, port: Int) throws {
         let state = IngressState(pidFile: ingressPidFile)
         state.host = host
-        ingress = state
+        helpers.ingress = state
         writeRoutes()
         if let pid = state.process.recordedLiveProcess(command: "ingress") {
             let fd = bh_take_fd(pid, WorkerSpawner.listenDescriptor)
@@ -59,7 +59,7 @@ extension Supervisor {
     }
 
     func spawnIngress() {
-        guard let state = ingress, !shuttingDown else { return }
+        guard let state = helpers.ingress, !agent.shuttingDown else { return }
         do {
             let pid = try WorkerSpawner.spawnProcess(
                 arguments: [configuration.workerExecutable, "ingress", "--data", configuration.data.root],
@@ -74,7 +74,7 @@ extension Supervisor {
 
     /// Every tick: notice an ingress that died and restart it with backoff.
     func watchIngress(now: Double) {
-        guard let state = ingress, !shuttingDown else { return }
+        guard let state = helpers.ingress, !agent.shuttingDown else { return }
         if state.process.due(now: now, logger: logger) { spawnIngress() }
     }
 
@@ -85,13 +85,13 @@ extension Supervisor {
     /// cohort limit before buffering it, not only the largest cohort's).
     /// A customer still moving stays routed to its old pool until its new one is warm.
     func writeRoutes() {
-        guard let state = ingress else { return }
+        guard let state = helpers.ingress else { return }
         state.routesVersion += 1
-        var customers = catalog.assignments
-        for move in pendingMoves.values where move.switchedAt == nil { customers[move.customer] = move.from }
+        var customers = replicaFeed.catalog.assignments
+        for move in table.pendingMoves.values where move.switchedAt == nil { customers[move.customer] = move.from }
         let table = IngressRoutes(
-            version: state.routesVersion, pools: pools.mapValues(\.port), customers: customers,
-            maxBodyBytes: pools.mapValues { $0.cohort.limits.maxBodyBytes })
+            version: state.routesVersion, pools: table.pools.mapValues(\.port), customers: customers,
+            maxBodyBytes: table.pools.mapValues { $0.cohort.limits.maxBodyBytes })
         guard let data = try? table.encoded() else { return }
         let temporary = routesFile + ".tmp"
         if FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) {
@@ -101,6 +101,6 @@ extension Supervisor {
 
     /// Stops the ingress on shutdown (SIGTERM: it finishes in-flight requests).
     func stopIngress() {
-        ingress?.process.signal(SIGTERM)
+        helpers.ingress?.process.signal(SIGTERM)
     }
 }

@@ -65,14 +65,14 @@ extension Supervisor {
     /// Takes in the running rollouts and active versions the replica holds (at start,
     /// before the pools: each slot starts on its version with or without the control store).
     func loadStages(_ contents: ReplicaContents) {
-        stages.activeVersions = [:]
+        stageRunner.stages.activeVersions = [:]
         for active in contents.activeVersions {
-            if let version = active.version { stages.activeVersions[active.kind, default: [:]][active.pool] = version }
+            if let version = active.version { stageRunner.stages.activeVersions[active.kind, default: [:]][active.pool] = version }
         }
         reloadOverrides()
-        rollouts = [:]
+        replicaFeed.rollouts = [:]
         for copy in contents.rollouts { takeRollout(copy) }
-        stages.reported = Set(((try? replica.stageReports()) ?? [:]).keys)
+        stageRunner.stages.reported = Set(((try? replica.stageReports()) ?? [:]).keys)
     }
 
     /// Applies the stage rows of a feed update (already in the replica): rollouts
@@ -81,17 +81,17 @@ extension Supervisor {
     func applyStages(_ update: ReplicaUpdate) {
         guard update.changesStages else { return }
         if update.isFullCopy {
-            stages.activeVersions = [:]
+            stageRunner.stages.activeVersions = [:]
             let kept = Set(update.rollouts.map(\.id))
-            rollouts = rollouts.filter { kept.contains($0.value.id) }
+            replicaFeed.rollouts = replicaFeed.rollouts.filter { kept.contains($0.value.id) }
         }
         for active in update.activeVersions {
-            stages.activeVersions[active.kind, default: [:]][active.pool] = active.version
+            stageRunner.stages.activeVersions[active.kind, default: [:]][active.pool] = active.version
         }
         for id in update.endedRollouts {
-            if let kind = rollouts.first(where: { $0.value.id == id })?.key {
+            if let kind = replicaFeed.rollouts.first(where: { $0.value.id == id })?.key {
                 logger.info("rollout ended", metadata: ["id": "\(id)", "kind": "\(kind)"])
-                rollouts[kind] = nil
+                replicaFeed.rollouts[kind] = nil
             }
         }
         for copy in update.rollouts { takeRollout(copy) }
@@ -107,20 +107,20 @@ extension Supervisor {
             return
         }
         guard !machine.state.isFinished else {
-            rollouts[copy.kind] = nil
+            replicaFeed.rollouts[copy.kind] = nil
             return
         }
         // While this host is frozen, a stage that would put the new version on more
         // slots waits (the replica keeps it; an unfreeze takes it); a rollback, an
         // abort or a narrower stage is taken at once.
-        if stages.overrides.isFrozen, widens(machine, over: rollouts[copy.kind].flatMap { $0.id == copy.id ? $0.machine : nil }) {
+        if stageRunner.stages.overrides.isFrozen, widens(machine, over: replicaFeed.rollouts[copy.kind].flatMap { $0.id == copy.id ? $0.machine : nil }) {
             logger.warning("host frozen: a rollout stage that widens the new version waits", metadata: ["id": "\(copy.id)"])
             return
         }
-        if let known = rollouts[copy.kind], known.id == copy.id {
+        if let known = replicaFeed.rollouts[copy.kind], known.id == copy.id {
             known.machine = machine
         } else {
-            rollouts[copy.kind] = ActiveRollout(id: copy.id, machine: machine)
+            replicaFeed.rollouts[copy.kind] = ActiveRollout(id: copy.id, machine: machine)
         }
     }
 
@@ -130,7 +130,7 @@ extension Supervisor {
         func count(_ machine: RolloutMachine?) -> Int {
             guard let machine else { return 0 }
             var slots = 0
-            for (name, pool) in pools {
+            for (name, pool) in table.pools {
                 for slot in pool.slots.indices where machine.version(forPool: name, slot: slot) == machine.targetVersion { slots += 1 }
             }
             return slots
@@ -143,14 +143,14 @@ extension Supervisor {
     /// The version break glass pinned `kind` to on this host, or nil. The one place
     /// the stage runner reads the pins: the replica's overrides, as last loaded.
     func hostPinnedVersion(_ kind: ArtifactKind) -> Int? {
-        stages.overrides.pinnedVersion(of: kind)
+        stageRunner.stages.overrides.pinnedVersion(of: kind)
     }
 
     /// Loads the replica's overrides into the stage runner (on the queue). A replica
     /// that cannot be read keeps the last ones loaded: an override holds until cleared.
     func reloadOverrides() {
         do {
-            stages.overrides = try replica.overrides()
+            stageRunner.stages.overrides = try replica.overrides()
         } catch {
             logger.error("cannot read the break-glass overrides from the replica; keeping the last ones", metadata: ["error": "\(error)"])
         }
@@ -172,9 +172,9 @@ extension Supervisor {
         if let pinned = pinned ?? hostPinnedVersion(kind) { return pinned }
         // The local guard's hold wins over the rollout: it put the slot back, and the
         // driver may not have heard yet.
-        if let held = localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
-        if let rollout = rollouts[kind], let version = rollout.machine.version(forPool: pool, slot: slot) { return version }
-        return stages.activeVersions[kind]?[pool] ?? 0
+        if let held = stageRunner.localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
+        if let rollout = replicaFeed.rollouts[kind], let version = rollout.machine.version(forPool: pool, slot: slot) { return version }
+        return stageRunner.stages.activeVersions[kind]?[pool] ?? 0
     }
 
     /// An artifact's content: version 0 is what ships with this build; others come
@@ -200,13 +200,13 @@ extension Supervisor {
                 continue
             }
             handle.send(.setArtifact(kind: kind, version: version, content: content))
-            stages.given[SlotArtifact(kind: kind, pool: handle.pool, slot: handle.slot)] = version
+            stageRunner.stages.given[SlotArtifact(kind: kind, pool: handle.pool, slot: handle.slot)] = version
         }
         // The binary a worker runs is chosen when it is spawned; an adopted worker
         // is taken to run its slot's (as before the split: adoption replaces nothing).
         let binary = SlotArtifact(kind: .binary, pool: handle.pool, slot: handle.slot)
-        if stages.given[binary] == nil {
-            stages.given[binary] = desiredVersion(.binary, pool: handle.pool, slot: handle.slot)
+        if stageRunner.stages.given[binary] == nil {
+            stageRunner.stages.given[binary] = desiredVersion(.binary, pool: handle.pool, slot: handle.slot)
         }
     }
 
@@ -215,11 +215,11 @@ extension Supervisor {
     func reconcileSlots() {
         for kind in ArtifactKind.allCases {
             let pinned = hostPinnedVersion(kind)
-            for name in pools.keys.sorted() {
-                guard let pool = pools[name] else { continue }
+            for name in table.pools.keys.sorted() {
+                guard let pool = table.pools[name] else { continue }
                 for slot in pool.slots.indices {
                     let version = desiredVersion(kind, pool: name, slot: slot, pinned: .some(pinned))
-                    if stages.given[SlotArtifact(kind: kind, pool: name, slot: slot)] != version {
+                    if stageRunner.stages.given[SlotArtifact(kind: kind, pool: name, slot: slot)] != version {
                         give(kind, version: version, pool: pool, slot: slot)
                     }
                 }
@@ -230,9 +230,9 @@ extension Supervisor {
     /// Puts `version` of `kind` on these slots of a pool; a slot the local guard
     /// holds back gets the guard's version instead.
     func ship(_ kind: ArtifactKind, version: Int, pool name: String, slots: [Int]) {
-        guard let pool = pools[name] else { return }
+        guard let pool = table.pools[name] else { return }
         for slot in slots where pool.slots.indices.contains(slot) {
-            give(kind, version: localGuard.heldVersion(kind: kind, pool: name, slot: slot) ?? version, pool: pool, slot: slot)
+            give(kind, version: stageRunner.localGuard.heldVersion(kind: kind, pool: name, slot: slot) ?? version, pool: pool, slot: slot)
         }
     }
 
@@ -240,7 +240,7 @@ extension Supervisor {
     private func give(_ kind: ArtifactKind, version: Int, pool: PoolState, slot: Int) {
         let key = SlotArtifact(kind: kind, pool: pool.cohort.name, slot: slot)
         if kind == .binary {
-            stages.given[key] = version
+            stageRunner.stages.given[key] = version
             // A slot with no worker (restarting) gets the version when it is spawned.
             if pool.slots[slot] != nil { replaceWorker(pool: pool, slot: slot) }
         } else if let worker = pool.slots[slot] {
@@ -249,7 +249,7 @@ extension Supervisor {
                 return
             }
             worker.send(.setArtifact(kind: kind, version: version, content: content))
-            stages.given[key] = version
+            stageRunner.stages.given[key] = version
         }
     }
 
@@ -271,8 +271,8 @@ extension Supervisor {
     /// stage's window starts now. Again when the driver restarted the window (a new
     /// bake start for the same stage), and after a supervisor restart.
     func acknowledgeStages() {
-        guard !pools.isEmpty else { return }
-        for rollout in rollouts.values.sorted(by: { $0.id < $1.id }) {
+        guard !table.pools.isEmpty else { return }
+        for rollout in replicaFeed.rollouts.values.sorted(by: { $0.id < $1.id }) {
             guard let stage = rollout.machine.currentStage else { continue }
             let bake = rollout.machine.bakeStartedAt
             if let acknowledged = rollout.acknowledged, acknowledged.stage == stage, acknowledged.bakeStartedAt == bake { continue }
@@ -293,25 +293,25 @@ extension Supervisor {
         recordPoolSnapshots(now: now)
         acknowledgeStages()
         var live = Set<Int>()
-        for rollout in rollouts.values.sorted(by: { $0.id < $1.id }) {
+        for rollout in replicaFeed.rollouts.values.sorted(by: { $0.id < $1.id }) {
             live.insert(rollout.id)
             guard let report = stageReport(rollout, now: now) else { continue }
             do {
                 try replica.saveStageReport(rollout: rollout.id, report: try JSONEncoder().encode(report))
-                stages.reported.insert(rollout.id)
-                stages.reportProblem = nil
+                stageRunner.stages.reported.insert(rollout.id)
+                stageRunner.stages.reportProblem = nil
             } catch {
                 let text = "\(error)"
-                if stages.reportProblem != text {
-                    stages.reportProblem = text
+                if stageRunner.stages.reportProblem != text {
+                    stageRunner.stages.reportProblem = text
                     logger.error("cannot write the stage report; the rollout does not advance", metadata: [
                         "id": "\(rollout.id)", "error": "\(error)",
                     ])
                 }
             }
         }
-        for id in stages.reported.subtracting(live).sorted() {
-            if (try? replica.removeStageReport(rollout: id)) != nil { stages.reported.remove(id) }
+        for id in stageRunner.stages.reported.subtracting(live).sorted() {
+            if (try? replica.removeStageReport(rollout: id)) != nil { stageRunner.stages.reported.remove(id) }
         }
     }
 
@@ -350,7 +350,7 @@ extension Supervisor {
     /// stage's window began.
     func measure(pool name: String, slots: [Int], rollout: ActiveRollout, version: Int) -> StageSample {
         var sample = StageSample()
-        guard let pool = pools[name] else { return sample }
+        guard let pool = table.pools[name] else { return sample }
         for slot in slots where pool.slots.indices.contains(slot) {
             guard let worker = pool.slots[slot], !worker.exited else { continue }
             sample.add(StageSample.window(
@@ -361,8 +361,8 @@ extension Supervisor {
 
     /// Once a second, each pool's totals (for the baseline before a last stage).
     func recordPoolSnapshots(now: Double) {
-        if let last = poolSnapshots.values.first?.last, now - last.at < 1 { return }
-        for (name, pool) in pools {
+        if let last = stageRunner.poolSnapshots.values.first?.last, now - last.at < 1 { return }
+        for (name, pool) in table.pools {
             var sample = StageSample()
             var byVersion: [VersionCounts] = []
             for worker in pool.allWorkers {
@@ -375,16 +375,16 @@ extension Supervisor {
                     }
                 }
             }
-            var list = poolSnapshots[name] ?? []
+            var list = stageRunner.poolSnapshots[name] ?? []
             list.append(PoolSnapshot(at: now, sample: sample, byVersion: byVersion))
             if list.count > 300 { list.removeFirst(list.count - 300) }
-            poolSnapshots[name] = list
+            stageRunner.poolSnapshots[name] = list
             // The status page's chart: the pool's monotonic totals once a second.
-            let total = totals[name] ?? PoolTotals()
-            var points = pageHistory[name] ?? []
+            let total = table.totals[name] ?? PoolTotals()
+            var points = stageRunner.pageHistory[name] ?? []
             points.append((at: now, requests: total.requests, errors: total.errors.values.reduce(0, +)))
             if points.count > 300 { points.removeFirst(points.count - 300) }
-            pageHistory[name] = points
+            stageRunner.pageHistory[name] = points
         }
     }
 
@@ -392,7 +392,7 @@ extension Supervisor {
     /// from the snapshots. Worker restarts make cumulative sums go down; such a
     /// window reads as empty.
     func poolWindow(pool: String, endingAt end: Double, seconds: Double, kind: ArtifactKind, version: Int) -> StageSample {
-        guard let list = poolSnapshots[pool], let last = list.last(where: { $0.at <= end }),
+        guard let list = stageRunner.poolSnapshots[pool], let last = list.last(where: { $0.at <= end }),
               let first = list.last(where: { $0.at <= end - seconds }) ?? list.first
         else { return StageSample() }
         if kind != .binary {
@@ -415,7 +415,7 @@ extension Supervisor {
         rollout.windowBase = [:]
         rollout.windowCrashes = 0
         rollout.windowCrashesLeftOut = [:]
-        for pool in pools.values {
+        for pool in table.pools.values {
             for worker in pool.allWorkers { rollout.windowBase[worker.pid] = worker.stats }
         }
     }
@@ -440,4 +440,19 @@ struct StageRunnerState {
     var reported: Set<Int> = []
     /// The last failure to write a report, logged once.
     var reportProblem: String?
+}
+
+/// The stage runner's and the local guard's state, on the supervisor's queue.
+struct StageRunner {
+    /// The active versions and what each slot was given.
+    var stages = StageRunnerState()
+    /// The host's own protection of the slots running a rollout's new version: it
+    /// acts on what this host observes, without the rollout's driver.
+    var localGuard = LocalGuard()
+    /// Pool totals once a second (baselines of last stages).
+    var poolSnapshots: [String: [PoolSnapshot]] = [:]
+    /// Per pool, (time, requests, errors) totals once a second, for the status page.
+    var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
+    /// Ticks since start (stages are reported every tenth).
+    var ticks = 0
 }

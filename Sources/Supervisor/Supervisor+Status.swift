@@ -7,7 +7,7 @@ import Store
 extension Supervisor {
     /// The last lines of a script's log on this host: its `log(...)` output and its errors.
     public func scriptLogLines(customer: String, name: String) -> Result<[String], ControlError> {
-        .success(queue.sync { scriptLogs["\(customer)/\(name)"] ?? [] })
+        .success(queue.sync { table.scriptLogs["\(customer)/\(name)"] ?? [] })
     }
 
     /// Releases a quarantined script.
@@ -25,8 +25,8 @@ extension Supervisor {
     /// Totals per pool for `/metrics` (thread-safe).
     public func metricsSnapshot() -> MetricsSnapshot {
         var snapshot = queue.sync {
-            MetricsSnapshot(pools: pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
-                (pool.cohort.name, totals[pool.cohort.name] ?? PoolTotals(),
+            MetricsSnapshot(pools: table.pools.values.sorted { $0.cohort.order < $1.cohort.order }.map { pool in
+                (pool.cohort.name, table.totals[pool.cohort.name] ?? PoolTotals(),
                  pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited }.count, pool.cohort.workers, pool.policy.isDegraded)
             })
         }

@@ -73,8 +73,8 @@ extension Supervisor {
 
     func spawnWorker(pool: PoolState, slot: Int) {
         pool.restartDue[slot] = nil
-        nextInstance += 1
-        let instance = nextInstance
+        table.nextInstance += 1
+        let instance = table.nextInstance
         let data = configuration.data
         let path = data.workerSocket(pool: pool.cohort.name, slot: slot, instance: instance)
         let pid: pid_t
@@ -83,7 +83,7 @@ extension Supervisor {
             defer { close(controlFD) }
             // The slot's binary: a binary rollout runs another build in some slots.
             let binaryVersion = desiredVersion(.binary, pool: pool.cohort.name, slot: slot)
-            stages.given[SlotArtifact(kind: .binary, pool: pool.cohort.name, slot: slot)] = binaryVersion
+            stageRunner.stages.given[SlotArtifact(kind: .binary, pool: pool.cohort.name, slot: slot)] = binaryVersion
             let executable = artifactContent(.binary, version: binaryVersion) ?? configuration.workerExecutable
             pid = try WorkerSpawner.spawn(.init(
                 executable: executable, pool: pool.cohort.name, slot: slot, instance: instance,
@@ -97,7 +97,7 @@ extension Supervisor {
         }
         let handle = WorkerHandle(pid: pid, pool: pool.cohort.name, slot: slot, instance: instance, isChild: true, now: Self.now())
         pool.slots[slot] = handle
-        children[pid] = handle
+        table.children[pid] = handle
         logger.debug("worker started", metadata: ["pool": "\(pool.cohort.name)", "slot": "\(slot)", "pid": "\(pid)"])
         // The control listener already exists, so this connect succeeds at once and
         // the handshake completes as soon as the worker runs.
@@ -152,13 +152,13 @@ extension Supervisor {
                     self.workerGone(handle, reason: "control connection closed")
                 }
             })
-        guard let pool = pools[handle.pool] else { return }
+        guard let pool = table.pools[handle.pool] else { return }
         handle.send(.configure(cohort: pool.cohort))
         sendArtifacts(to: handle)
-        handle.send(.customers(assignments: catalog.assignments))
-        for spec in catalog.scripts(forCohort: pool.cohort.name) {
+        handle.send(.customers(assignments: replicaFeed.catalog.assignments))
+        for spec in replicaFeed.catalog.scripts(forCohort: pool.cohort.name) {
             handle.send(.putScript(spec))
-            if quarantined.contains("\(spec.customer)/\(spec.name)") {
+            if table.quarantined.contains("\(spec.customer)/\(spec.name)") {
                 handle.send(.quarantine(customer: spec.customer, name: spec.name, quarantined: true))
             }
         }
@@ -176,7 +176,7 @@ extension Supervisor {
         case .hello:
             break
         case .ready:
-            if let pool = pools[handle.pool], let old = pool.awaitingReplacement[handle.slot], old !== handle {
+            if let pool = table.pools[handle.pool], let old = pool.awaitingReplacement[handle.slot], old !== handle {
                 // The replacement serves: the worker it replaces may drain now.
                 pool.awaitingReplacement[handle.slot] = nil
                 old.send(.drain)
@@ -196,12 +196,12 @@ extension Supervisor {
                 let previous = handle.stats.byVersion == nil ? nil : handle.stats
                 stats.byVersion = VersionCounts.attributed(handle.stats.byVersion ?? [], previous: previous, current: stats)
             }
-            totals[handle.pool, default: PoolTotals()].add(from: handle.stats, to: stats)
+            table.totals[handle.pool, default: PoolTotals()].add(from: handle.stats, to: stats)
             handle.stats = stats
         case .log(let customer, let script, let line):
             appendLog(customer: customer, script: script, line: line)
         case .scriptLoaded(let customer, let name, let version):
-            loadedScripts[handle.pid, default: []].insert("\(customer)/\(name)@\(version)")
+            table.loadedScripts[handle.pid, default: []].insert("\(customer)/\(name)@\(version)")
             handle.lastLoadedScript = "\(customer)/\(name)@\(version)"
             logger.debug("script loaded", metadata: ["script": "\(customer)/\(name)", "version": "\(version)", "pid": "\(handle.pid)"])
         case .scriptFailed(let customer, let name, let version, let kind, let message):
@@ -234,10 +234,10 @@ extension Supervisor {
 
     func appendLog(customer: String, script: String, line: String) {
         let key = "\(customer)/\(script)"
-        var lines = scriptLogs[key] ?? []
+        var lines = table.scriptLogs[key] ?? []
         lines.append(line)
         if lines.count > Self.logLinesPerScript { lines.removeFirst(lines.count - Self.logLinesPerScript) }
-        scriptLogs[key] = lines
+        table.scriptLogs[key] = lines
     }
 
     /// A script ended a worker (the watchdog ended it, or it crashed inside one of
@@ -246,18 +246,18 @@ extension Supervisor {
     /// how the script ended workers (for the quarantine).
     func strike(customer: String, script: String, pid: pid_t, event: String, reason: String) {
         let key = "\(customer)/\(script)"
-        strikes[key, default: 0] += 1
-        let count = strikes[key] ?? 0
+        table.strikes[key, default: 0] += 1
+        let count = table.strikes[key] ?? 0
         logger.warning("a script ended a worker", metadata: [
             "script": "\(key)", "event": "\(event)", "pid": "\(pid)", "strikes": "\(count)",
         ])
         appendLog(customer: customer, script: script, line: "\(event) (strike \(count) of \(strikesToQuarantine))")
-        guard count >= strikesToQuarantine, !quarantined.contains(key) else { return }
-        quarantined.insert(key)
+        guard count >= strikesToQuarantine, !table.quarantined.contains(key) else { return }
+        table.quarantined.insert(key)
         do {
             // In the replica, with the version that ended the workers: a new version
             // through the feed lifts it.
-            let version = catalog.scripts[customer]?[script]?.version ?? 0
+            let version = replicaFeed.catalog.scripts[customer]?[script]?.version ?? 0
             try replica.setQuarantine(
                 ScriptAddress(customer: customer, name: script), version: version,
                 reason: "ended \(count) workers by \(reason)", actor: "watchdog")
@@ -266,7 +266,7 @@ extension Supervisor {
         }
         logger.error("script quarantined after repeated worker kills", metadata: ["script": "\(key)", "strikes": "\(count)"])
         appendLog(customer: customer, script: script, line: "quarantined after \(count) worker kills; upload a new version or unquarantine it")
-        if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
+        if let cohort = replicaFeed.catalog.assignments[customer], let pool = table.pools[cohort] {
             for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: true)) }
         }
     }
@@ -274,16 +274,16 @@ extension Supervisor {
     /// Releases a quarantined script. Returns false when it was not quarantined.
     func unquarantine(customer: String, script: String) -> Bool {
         let key = "\(customer)/\(script)"
-        strikes[key] = nil
-        guard quarantined.remove(key) != nil else { return false }
+        table.strikes[key] = nil
+        guard table.quarantined.remove(key) != nil else { return false }
         do {
             try replica.setQuarantine(
-                ScriptAddress(customer: customer, name: script), version: catalog.scripts[customer]?[script]?.version ?? 0,
+                ScriptAddress(customer: customer, name: script), version: replicaFeed.catalog.scripts[customer]?[script]?.version ?? 0,
                 reason: nil, actor: "operator")
         } catch {
             logger.error("cannot record the release in the replica", metadata: ["script": "\(key)", "error": "\(error)"])
         }
-        if let cohort = catalog.assignments[customer], let pool = pools[cohort] {
+        if let cohort = replicaFeed.catalog.assignments[customer], let pool = table.pools[cohort] {
             for worker in pool.allWorkers { worker.send(.quarantine(customer: customer, name: script, quarantined: false)) }
         }
         logger.info("script released from quarantine", metadata: ["script": "\(key)"])
@@ -300,24 +300,24 @@ extension Supervisor {
         // Its replacement takes the slot: a worker whose channel closed but whose
         // process lives on (it closed the channel itself) must not serve on
         // unsupervised. Only a child not yet reaped: its pid cannot have been reused.
-        if !handle.draining, children[handle.pid] === handle {
+        if !handle.draining, table.children[handle.pid] === handle {
             kill(handle.pid, SIGKILL)
         }
         unlink(configuration.data.workerSocket(pool: handle.pool, slot: handle.slot, instance: handle.instance))
         blameCrash(of: handle, reason: reason)
-        guard let pool = pools[handle.pool] else { return }
+        guard let pool = table.pools[handle.pool] else { return }
         if let index = pool.leaving.firstIndex(where: { $0 === handle }) {
             pool.leaving.remove(at: index)
             return
         }
         guard pool.slots.indices.contains(handle.slot), pool.slots[handle.slot] === handle else { return }
         pool.slots[handle.slot] = nil
-        if shuttingDown || handle.draining { return }
+        if agent.shuttingDown || handle.draining { return }
         // A crash inside a rollout stage counts against that stage's gate, unless a
         // customer script was already blamed for it: then the stage's version did
         // not cause it, and failing a good platform change for one customer's
         // script would hold every customer back.
-        for rollout in rollouts.values {
+        for rollout in replicaFeed.rollouts.values {
             guard let index = rollout.machine.currentStage else { continue }
             let stage = rollout.machine.stages[index]
             guard stage.pool == handle.pool && stage.slots.contains(handle.slot) else { continue }
@@ -362,9 +362,9 @@ extension Supervisor {
     }
 
     func scheduleRestart(pool: PoolState, slot: Int) {
-        guard !shuttingDown else { return }
+        guard !agent.shuttingDown else { return }
         let now = Self.now()
-        totals[pool.cohort.name, default: PoolTotals()].restarts += 1
+        table.totals[pool.cohort.name, default: PoolTotals()].restarts += 1
         let decision = pool.policy.workerExited(at: now)
         if decision.becameDegraded {
             logger.error("pool degraded: workers restart too often; backing off", metadata: [
@@ -383,10 +383,10 @@ extension Supervisor {
     /// due restarts, let degraded pools recover.
     func tick(now: Double) {
         reapChildren()
-        guard !shuttingDown else { return }
+        guard !agent.shuttingDown else { return }
         watchIngress(now: now)
         watchControl(now: now)
-        for pool in pools.values {
+        for pool in table.pools.values {
             let timeout = Double(pool.cohort.limits.wallMilliseconds + configuration.watchdogMarginMilliseconds) / 1000 + 1.5
             // Leaving (draining) workers too: one that hangs, or ignores the drain, would
             // otherwise never be ended.
@@ -411,14 +411,36 @@ extension Supervisor {
 
     /// Collects exited children without blocking.
     func reapChildren() {
-        for (pid, handle) in children {
+        for (pid, handle) in table.children {
             var status: Int32 = 0
             let result = waitpid(pid, &status, WNOHANG)
             guard result == pid || (result < 0 && errno == ECHILD) else { continue }
-            children[pid] = nil
+            table.children[pid] = nil
             let signalled = status & 0x7f
             let reason = signalled != 0 ? "killed by signal \(signalled)" : "exited with status \((status >> 8) & 0xff)"
             workerGone(handle, reason: reason)
         }
     }
+}
+
+/// Pools and their workers, on the supervisor's queue.
+struct WorkerTable {
+    /// The pools, by name.
+    var pools: [String: PoolState] = [:]
+    /// Workers this supervisor started, by pid, until reaped.
+    var children: [pid_t: WorkerHandle] = [:]
+    /// The last worker instance number given (socket paths are unique by it).
+    var nextInstance: UInt64
+    /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
+    var loadedScripts: [pid_t: Set<String>] = [:]
+    /// Watchdog kills per script (`customer/name`) since its current version.
+    var strikes: [String: Int] = [:]
+    /// Scripts quarantined for killing workers (`customer/name`).
+    var quarantined: Set<String> = []
+    /// The last lines of each script's log (`customer/name`).
+    var scriptLogs: [String: [String]] = [:]
+    /// What each pool served since start (for `/metrics`).
+    var totals: [String: PoolTotals] = [:]
+    /// Customers moving between pools, by customer.
+    var pendingMoves: [String: PendingMove] = [:]
 }

@@ -48,14 +48,27 @@ public struct SupervisorStartError: Error, CustomStringConvertible, Sendable {
 /// The supervisor: reads the cohorts, starts and watches the worker pools, takes
 /// over live workers left by a previous supervisor, serves the admin socket.
 ///
-/// All state lives on one serial queue; socket threads and timers post to it.
+/// Its state is split by owner, and every owner's state is confined to one serial
+/// queue (`QueueConfined`: debug builds stop at an access from any other thread);
+/// socket threads, timers and the host routes post to the queue. What is not
+/// confined is immutable or locks itself: the configuration, the logger, the
+/// control store (a mutex) and the replica (its own connection queue).
 /// No customer code ever runs here.
 public final class Supervisor: @unchecked Sendable {
     let configuration: SupervisorConfiguration
     let queue = DispatchQueue(label: "bulkhead.supervisor")
-    var logger: Logger
-    var pools: [String: PoolState] = [:]
-    var catalog = ScriptCatalog()
+    let logger: Logger
+    /// Pools and their workers (`Supervisor+Workers`, `+Cohorts`).
+    let table: QueueConfined<WorkerTable>
+    /// What the change feed brought: the catalog workers are given and the rollouts
+    /// (`Supervisor+Feed`).
+    let replicaFeed: QueueConfined<ReplicaFeed>
+    /// The stage runner and the local guard (`Supervisor+Stages`, `+Guard`).
+    let stageRunner: QueueConfined<StageRunner>
+    /// The ingress and control processes (`Supervisor+Ingress`, `+Control`).
+    let helpers: QueueConfined<HelperProcesses>
+    /// The agent's own lifecycle and host routes (this file, `+HostMetrics`).
+    let agent: QueueConfined<AgentState>
     /// The control store, once open: written by the control side (API, poller,
     /// `--demo`, the rollout driver), only read by the host through the feed.
     let controlStore = Mutex<SQLiteStore?>(nil)
@@ -68,57 +81,13 @@ public final class Supervisor: @unchecked Sendable {
             return store
         }
     }
-    /// The host replica (`DATA/host.sqlite`), the only file the supervisor writes; opened by `start()`.
-    var replica: HostReplica!
-    /// Following the control store's change feed (on the queue).
-    var feed = FeedFollower()
-    /// Watchdog kills per script (`customer/name`) since its current version.
-    var strikes: [String: Int] = [:]
-    /// Scripts quarantined for killing workers (`customer/name`).
-    var quarantined: Set<String> = []
+    /// The host replica (`DATA/host.sqlite`), the only file the supervisor writes;
+    /// opened by `start()` before anything reads it, then never replaced.
+    private(set) var replica: HostReplica!
     /// Kills after which a script is quarantined.
     let strikesToQuarantine = 3
-    var nextInstance: UInt64
-    /// Workers this supervisor started, by pid, until reaped.
-    var children: [pid_t: WorkerHandle] = [:]
-    /// The last lines of each script's log (`customer/name`).
-    var scriptLogs: [String: [String]] = [:]
     /// Lines kept per script.
     static let logLinesPerScript = 500
-    var lockFD: Int32 = -1
-    var shuttingDown = false
-    var scanning = false
-    /// Rollouts in progress, one per artifact kind, as the feed last showed the
-    /// driver's machines (the stage runner's view; only the driver changes them).
-    var rollouts: [ArtifactKind: ActiveRollout] = [:]
-    /// The stage runner's active versions and what each slot was given.
-    var stages = StageRunnerState()
-    /// Pool totals once a second (baselines of last stages).
-    var poolSnapshots: [String: [PoolSnapshot]] = [:]
-    /// Per pool, (time, requests, errors) totals once a second, for the status page.
-    var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
-    /// Ticks since start (stages are reported every tenth).
-    var ticks = 0
-    /// The host's own protection of the slots running a rollout's new version: it
-    /// acts on what this host observes, without the rollout's driver.
-    var localGuard = LocalGuard()
-
-    /// Script versions each worker confirmed loaded (`customer/name@version`), by pid.
-    var loadedScripts: [pid_t: Set<String>] = [:]
-
-    /// The ingress, when configured.
-    var ingress: IngressState?
-    /// The control process, when configured.
-    var control: ControlState?
-    /// Customers moving between pools, by customer.
-    var pendingMoves: [String: PendingMove] = [:]
-
-    /// The host's `/metrics` and `/healthz` address once it listens.
-    var metricsAddress: String?
-
-    /// What each pool served since start (for `/metrics`).
-    var totals: [String: PoolTotals] = [:]
-    var timer: DispatchSourceTimer?
     let stopped = DispatchSemaphore(value: 0)
 
     /// Creates a supervisor; nothing starts until `start()`.
@@ -126,7 +95,12 @@ public final class Supervisor: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         // Unique across supervisor restarts, so socket paths never collide.
-        nextInstance = UInt64(Date().timeIntervalSince1970 * 1000) << 8
+        let firstInstance = UInt64(Date().timeIntervalSince1970 * 1000) << 8
+        table = QueueConfined(WorkerTable(nextInstance: firstInstance), queue: queue)
+        replicaFeed = QueueConfined(ReplicaFeed(), queue: queue)
+        stageRunner = QueueConfined(StageRunner(), queue: queue)
+        helpers = QueueConfined(HelperProcesses(), queue: queue)
+        agent = QueueConfined(AgentState(), queue: queue)
     }
 
     /// Monotonic seconds.
@@ -142,6 +116,15 @@ public final class Supervisor: @unchecked Sendable {
     /// Throws (and starts nothing) when a cohort file is bad and has no last known
     /// good config, or when another supervisor holds the data directory.
     public func start() throws {
+        // On the queue, where the state lives: nothing else runs before it returns.
+        try queue.sync { try startOnQueue() }
+        // No signal handler of its own: SIGTERM belongs to the process's ServiceGroup,
+        // which lets API requests in flight finish and only then calls `stop()`. A
+        // drain started by the signal itself would pull the workers from under those
+        // requests (a `cohort move` warming its scripts) and end the group early.
+    }
+
+    private func startOnQueue() throws {
         signal(SIGPIPE, SIG_IGN)
         // A write past a file size limit (`ulimit -f`, LimitFSIZE) must fail that one
         // write with EFBIG, as a full disk fails it with ENOSPC, not end the control
@@ -189,41 +172,35 @@ public final class Supervisor: @unchecked Sendable {
         cohorts.sort { $0.order < $1.order }
 
         // What the control side wrote so far reaches the replica before the pools start.
-        queue.sync { catalog = loadCatalog() }
+        replicaFeed.catalog = loadCatalog()
 
         let adopted = adoptLiveWorkers()
-        try queue.sync {
-            for original in cohorts {
-                var cohort = original
-                // A scale made with the CLI outlives the cohort file's `workers`.
-                if let workers = (try? replica.workerCount(ofPool: cohort.name)) ?? nil {
-                    cohort.workers = workers
-                    cohort.canaryWorkers = min(cohort.canaryWorkers, workers)
-                }
-                try startPool(cohort, adopted: adopted[cohort.name] ?? [],
-                              configSource: fallbacks[cohort.name] == nil ? "file" : "last-known-good",
-                              configError: fallbacks[cohort.name])
-                if fallbacks[cohort.name] == nil { saveKnownGood(original) }
+        for original in cohorts {
+            var cohort = original
+            // A scale made with the CLI outlives the cohort file's `workers`.
+            if let workers = (try? replica.workerCount(ofPool: cohort.name)) ?? nil {
+                cohort.workers = workers
+                cohort.canaryWorkers = min(cohort.canaryWorkers, workers)
             }
-            // Workers of pools that no longer exist leave.
-            for (pool, workers) in adopted where pools[pool] == nil {
-                for worker in workers {
-                    logger.info("draining adopted worker of a removed pool", metadata: ["pool": "\(pool)", "pid": "\(worker.handle.pid)"])
-                    worker.handle.send(.drain)
-                    close(worker.listenFD)
-                }
-            }
-            // The pools run: the stage runner acknowledges the running stages (their
-            // windows start now); the driver (in the control process) resumes the rollouts.
-            acknowledgeStages()
-            if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
-            if let control = configuration.control { startControl(control) }
-            startTimer()
+            try startPool(cohort, adopted: adopted[cohort.name] ?? [],
+                          configSource: fallbacks[cohort.name] == nil ? "file" : "last-known-good",
+                          configError: fallbacks[cohort.name])
+            if fallbacks[cohort.name] == nil { saveKnownGood(original) }
         }
-        // No signal handler of its own: SIGTERM belongs to the process's ServiceGroup,
-        // which lets API requests in flight finish and only then calls `stop()`. A
-        // drain started by the signal itself would pull the workers from under those
-        // requests (a `cohort move` warming its scripts) and end the group early.
+        // Workers of pools that no longer exist leave.
+        for (pool, workers) in adopted where table.pools[pool] == nil {
+            for worker in workers {
+                logger.info("draining adopted worker of a removed pool", metadata: ["pool": "\(pool)", "pid": "\(worker.handle.pid)"])
+                worker.handle.send(.drain)
+                close(worker.listenFD)
+            }
+        }
+        // The pools run: the stage runner acknowledges the running stages (their
+        // windows start now); the driver (in the control process) resumes the rollouts.
+        acknowledgeStages()
+        if let address = configuration.ingress { try startIngress(host: address.host, port: address.port) }
+        if let control = configuration.control { startControl(control) }
+        startTimer()
     }
 
     /// Blocks until the supervisor has stopped (after `stop()`).
@@ -259,7 +236,7 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         let pool = PoolState(cohort: cohort, listenFD: listenFD, port: port, configSource: configSource, configError: configError)
-        pools[cohort.name] = pool
+        table.pools[cohort.name] = pool
         logger.info("pool listening", metadata: [
             "pool": "\(cohort.name)", "address": "127.0.0.1:\(port)", "workers": "\(cohort.workers)",
             "config": "\(configSource)",
@@ -287,7 +264,7 @@ public final class Supervisor: @unchecked Sendable {
 
     private func takeLock() throws {
         do {
-            lockFD = try PidLock.take(configuration.data.lockFile).descriptor
+            agent.lockFD = try PidLock.take(configuration.data.lockFile).descriptor
         } catch let held as PidLock.Held {
             throw SupervisorStartError(
                 description: "another supervisor (pid \(held.holder)) holds \(configuration.data.root); stop it or use another --data")
@@ -297,9 +274,9 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     func releaseLock() {
-        if lockFD >= 0 {
-            close(lockFD)
-            lockFD = -1
+        if agent.lockFD >= 0 {
+            close(agent.lockFD)
+            agent.lockFD = -1
         }
     }
 
@@ -332,19 +309,19 @@ public final class Supervisor: @unchecked Sendable {
             // Before the stage reports: the guard never waits for the driver, and its
             // trip goes out with the next report.
             self.guardTick(now: now)
-            self.ticks += 1
-            if self.ticks % 10 == 0 { self.runStages() }
+            self.stageRunner.ticks += 1
+            if self.stageRunner.ticks % 10 == 0 { self.runStages() }
         }
         timer.resume()
-        self.timer = timer
+        agent.timer = timer
     }
 
     func beginShutdown() {
-        guard !shuttingDown else { return }
-        shuttingDown = true
+        guard !agent.shuttingDown else { return }
+        agent.shuttingDown = true
         stopIngress()
         stopControl()
-        for pool in pools.values {
+        for pool in table.pools.values {
             pool.restartDue.removeAll()
             for worker in pool.allWorkers {
                 worker.draining = true
@@ -353,26 +330,26 @@ public final class Supervisor: @unchecked Sendable {
         }
         // Workers finish in-flight requests within their wall deadline; past this
         // they are killed so a stop always ends.
-        let longestWall = pools.values.map(\.cohort.limits.wallMilliseconds).max() ?? 1000
+        let longestWall = table.pools.values.map(\.cohort.limits.wallMilliseconds).max() ?? 1000
         let deadline = Self.now() + Double(longestWall) / 1000 + 5
         checkShutdown(deadline: deadline)
     }
 
     private func checkShutdown(deadline: Double) {
-        let remaining = pools.values.flatMap(\.allWorkers)
-        let helpers = [ingress?.process, control?.process].compactMap { $0 }
-        let helpersRunning = helpers.map { $0.stillRunningChild() }.contains(true)
-        if (remaining.isEmpty && !helpersRunning) || Self.now() > deadline {
-            for helper in helpers where helper.stillRunningChild() { helper.signal(SIGKILL) }
+        let remaining = table.pools.values.flatMap(\.allWorkers)
+        let processes = [helpers.ingress?.process, helpers.control?.process].compactMap { $0 }
+        let processesRunning = processes.map { $0.stillRunningChild() }.contains(true)
+        if (remaining.isEmpty && !processesRunning) || Self.now() > deadline {
+            for process in processes where process.stillRunningChild() { process.signal(SIGKILL) }
             reapControl()
-            if ingress != nil { unlink(ingressPidFile) }
+            if helpers.ingress != nil { unlink(ingressPidFile) }
             for worker in remaining {
                 logger.warning("worker did not drain in time; killing it", metadata: ["pid": "\(worker.pid)"])
                 kill(worker.pid, SIGKILL)
             }
             reapChildren()
-            for pool in pools.values { close(pool.listenFD) }
-            timer?.cancel()
+            for pool in table.pools.values { close(pool.listenFD) }
+            agent.timer?.cancel()
             releaseLock()
             logger.info("supervisor stopped")
             stopped.signal()
@@ -385,32 +362,44 @@ public final class Supervisor: @unchecked Sendable {
 
     /// Sends workers what changed between `before` and the current catalog.
     func publishCatalogChanges(from before: ScriptCatalog) {
-        if catalog.assignments != before.assignments {
-            for pool in pools.values {
-                for worker in pool.allWorkers { worker.send(.customers(assignments: catalog.assignments)) }
+        if replicaFeed.catalog.assignments != before.assignments {
+            for pool in table.pools.values {
+                for worker in pool.allWorkers { worker.send(.customers(assignments: replicaFeed.catalog.assignments)) }
             }
         }
-        for (customer, scripts) in catalog.scripts {
-            guard let cohort = catalog.assignments[customer], let pool = pools[cohort] else { continue }
+        for (customer, scripts) in replicaFeed.catalog.scripts {
+            guard let cohort = replicaFeed.catalog.assignments[customer], let pool = table.pools[cohort] else { continue }
             let moved = before.assignments[customer] != cohort
             for (name, spec) in scripts where moved || before.scripts[customer]?[name] != spec {
                 let key = "\(customer)/\(name)"
-                strikes[key] = nil
+                table.strikes[key] = nil
                 logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])
                 for worker in pool.allWorkers { worker.send(.putScript(spec)) }
-                feed.scriptsPushed += pool.allWorkers.count
+                replicaFeed.follower.scriptsPushed += pool.allWorkers.count
             }
         }
         // Scripts deleted, or customers moved away: their old pool unloads them.
         for (customer, scripts) in before.scripts {
-            guard let cohort = before.assignments[customer], let pool = pools[cohort] else { continue }
+            guard let cohort = before.assignments[customer], let pool = table.pools[cohort] else { continue }
             for name in scripts.keys {
-                let stillHere = catalog.scripts[customer]?[name] != nil && catalog.assignments[customer] == cohort
+                let stillHere = replicaFeed.catalog.scripts[customer]?[name] != nil && replicaFeed.catalog.assignments[customer] == cohort
                 if !stillHere {
                     for worker in pool.allWorkers { worker.send(.removeScript(customer: customer, name: name)) }
-                    feed.scriptsPushed += pool.allWorkers.count
+                    replicaFeed.follower.scriptsPushed += pool.allWorkers.count
                 }
             }
         }
     }
+}
+
+/// The agent's own state, on the supervisor's queue.
+struct AgentState {
+    /// The data directory's lock, -1 when not held.
+    var lockFD: Int32 = -1
+    /// Set once a stop began: nothing new starts.
+    var shuttingDown = false
+    /// The 20 ms tick that drives supervision, the feed, the guard and the stages.
+    var timer: DispatchSourceTimer?
+    /// The host's `/metrics` and `/healthz` address once it listens.
+    var metricsAddress: String?
 }
