@@ -59,7 +59,16 @@ extension EtcdClient {
         _ watch: WireWatchRequest, requireLeader: Bool, yield: (WatchResponse) -> Void
     ) async throws(EtcdError) {
         let body = try Self.encode(watch)
-        let (response, endpoint) = try await openStream("/v3/watch", body, requireLeader: requireLeader)
+        try await ensureToken()
+        let opened: (HTTPClientResponse, URL)
+        do {
+            opened = try await openStream("/v3/watch", body, requireLeader: requireLeader)
+        } catch .authFailed(let message) where message.contains("invalid auth token") && configuration.credentials != nil {
+            clearToken()
+            try await ensureToken()
+            opened = try await openStream("/v3/watch", body, requireLeader: requireLeader)
+        }
+        let (response, endpoint) = opened
         var splitter = JSONLineSplitter()
         var iterator = response.body.makeAsyncIterator()
         while true {

@@ -36,6 +36,8 @@ public final class EtcdClient: Sendable {
         var shutDown = false
         /// The member id each endpoint answered with last (from answers' headers).
         var memberIDs: [Int: UInt64] = [:]
+        /// The auth token for `configuration.credentials`, once authenticated.
+        var token: String?
     }
 
     /// The largest answer read (a range of many large values).
@@ -66,9 +68,9 @@ public final class EtcdClient: Sendable {
 
     /// A client of the cluster at `endpoints` (`http://127.0.0.1:2379`, …).
     public convenience init(
-        endpoints: [String], tls: EtcdTLS? = nil, timeouts: EtcdConfiguration.Timeouts = .init()
+        endpoints: [String], tls: EtcdTLS? = nil, credentials: EtcdCredentials? = nil, timeouts: EtcdConfiguration.Timeouts = .init()
     ) throws(EtcdError) {
-        try self.init(configuration: EtcdConfiguration(endpoints: endpoints, tls: tls, timeouts: timeouts))
+        try self.init(configuration: EtcdConfiguration(endpoints: endpoints, tls: tls, credentials: credentials, timeouts: timeouts))
     }
 
     /// Closes the client's connections; every call after this fails as
@@ -124,6 +126,39 @@ public final class EtcdClient: Sendable {
     /// its answer.
     func call<Body: Encodable, Answer: Decodable>(
         _ path: String, _ body: Body, as answer: Answer.Type, repeat: Repeat, requireLeader: Bool? = nil
+    ) async throws(EtcdError) -> Answer {
+        guard configuration.credentials != nil else {
+            return try await callMembers(path, body, as: answer, repeat: `repeat`, requireLeader: requireLeader)
+        }
+        try await ensureToken()
+        do {
+            return try await callMembers(path, body, as: answer, repeat: `repeat`, requireLeader: requireLeader)
+        } catch .authFailed(let message) where message.contains("invalid auth token") {
+            // Simple tokens expire (`--auth-token-ttl`, 5 minutes) and die with the
+            // member that made them: get a new one and try once more. The call was
+            // refused before it was applied, so sending it again is safe.
+            clearToken()
+            try await ensureToken()
+            return try await callMembers(path, body, as: answer, repeat: `repeat`, requireLeader: requireLeader)
+        }
+    }
+
+    /// Forgets the token (it expired), so that the next call authenticates again.
+    func clearToken() {
+        state.withLock { $0.token = nil }
+    }
+
+    /// Gets a token for `configuration.credentials` unless the client has one.
+    func ensureToken() async throws(EtcdError) {
+        guard let credentials = configuration.credentials, state.withLock({ $0.token == nil }) else { return }
+        let answer = try await callMembers(
+            "/v3/auth/authenticate", WireAuthenticateRequest(name: credentials.user, password: credentials.password),
+            as: WireAuthenticate.self, repeat: .harmless, requireLeader: nil)
+        state.withLock { $0.token = answer.token }
+    }
+
+    private func callMembers<Body: Encodable, Answer: Decodable>(
+        _ path: String, _ body: Body, as answer: Answer.Type, repeat: Repeat, requireLeader: Bool?
     ) async throws(EtcdError) -> Answer {
         let bytes = try Self.encode(body)
         let deadline = ContinuousClock.now + configuration.timeouts.failover
@@ -311,6 +346,10 @@ public final class EtcdClient: Sendable {
             // etcd's interceptors read `hasleader`.
             request.headers.add(name: "grpc-metadata-hasleader", value: "true")
         }
+        if let token = state.withLock({ $0.token }) {
+            // The gateway passes `Authorization` on as the gRPC metadata `token`.
+            request.headers.add(name: "authorization", value: token)
+        }
         request.body = .bytes(ByteBuffer(data: body))
         return request
     }
@@ -332,10 +371,17 @@ public final class EtcdClient: Sendable {
         if let stream = try? JSONDecoder().decode(Stream.self, from: body) {
             return GatewayError(code: stream.error.code, message: stream.error.message)
         }
+        let text = String(decoding: body.prefix(300), as: UTF8.self)
+        if text.contains("CommonName of client") {
+            // etcd 3.4's gateway cannot pass a certificate's CN on as the user, so once
+            // auth is on it refuses (400, plain text) every certificate that has one.
+            return GatewayError(
+                code: GatewayError.Code.unauthenticated,
+                message: "etcd's gateway refuses client certificates with a CN once auth is enabled (the CN cannot be the user through it): use a certificate without a CN and a user with a password (\(text.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        }
         // Not etcd's JSON (a proxy in between?): keep the status, which says
         // "unavailable" for a 502-504, so that the next member is tried.
         let code = (502...504).contains(Int(status.code)) ? GatewayError.Code.unavailable : 2
-        let text = String(decoding: body.prefix(200), as: UTF8.self)
         return GatewayError(code: code, message: "HTTP \(status.code) \(text)")
     }
 

@@ -7,6 +7,13 @@ public struct EtcdConfiguration: Sendable {
     public var endpoints: [URL]
     /// Certificates for `https` endpoints, nil for plain HTTP.
     public var tls: EtcdTLS?
+    /// The etcd user the client is, once auth is enabled; nil for none. Through the
+    /// gateway this is the only way to be a user: etcd 3.4's gateway cannot pass a
+    /// client certificate's CN on as the user, and once auth is enabled it refuses
+    /// every certificate that has a CN. So with `--client-cert-auth`, give the client
+    /// a certificate without a CN (it still proves the client holds one the CA
+    /// signed) and these credentials.
+    public var credentials: EtcdCredentials?
     /// How long the client waits.
     public var timeouts: Timeouts
     /// Whether every call asks for a member with a leader (the gRPC metadata
@@ -36,16 +43,19 @@ public struct EtcdConfiguration: Sendable {
     }
 
     /// A configuration for these endpoints.
-    public init(endpoints: [URL], tls: EtcdTLS? = nil, timeouts: Timeouts = Timeouts()) {
+    public init(endpoints: [URL], tls: EtcdTLS? = nil, credentials: EtcdCredentials? = nil, timeouts: Timeouts = Timeouts()) {
         self.endpoints = endpoints
         self.tls = tls
+        self.credentials = credentials
         self.timeouts = timeouts
     }
 
     /// A configuration for endpoints written as text (`http://127.0.0.1:2379`, or
     /// `127.0.0.1:2379`, taken as `http`, or `https` with `tls`); throws
     /// `EtcdError.invalid` naming the first one that is not an endpoint.
-    public init(endpoints: [String], tls: EtcdTLS? = nil, timeouts: Timeouts = Timeouts()) throws(EtcdError) {
+    public init(
+        endpoints: [String], tls: EtcdTLS? = nil, credentials: EtcdCredentials? = nil, timeouts: Timeouts = Timeouts()
+    ) throws(EtcdError) {
         var urls: [URL] = []
         for text in endpoints {
             let trimmed = text.trimmingCharacters(in: .whitespaces)
@@ -57,7 +67,7 @@ public struct EtcdConfiguration: Sendable {
             }
             urls.append(url)
         }
-        self.init(endpoints: urls, tls: tls, timeouts: timeouts)
+        self.init(endpoints: urls, tls: tls, credentials: credentials, timeouts: timeouts)
     }
 }
 
@@ -77,5 +87,20 @@ public struct EtcdTLS: Sendable {
         self.caFile = caFile
         self.certificateFile = certificateFile
         self.keyFile = keyFile
+    }
+}
+
+/// An etcd user and its password (`/v3/auth/authenticate`); the client sends the
+/// token it gets for them with every call, and gets a new one when it expires.
+public struct EtcdCredentials: Sendable {
+    /// The user's name.
+    public var user: String
+    /// The user's password.
+    public var password: String
+
+    /// Credentials.
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
     }
 }

@@ -68,6 +68,62 @@ enum EtcdInstall {
     }
 }
 
+/// A CA, a server certificate for 127.0.0.1 and client certificates, made with
+/// openssl for one test (etcd's `--client-cert-auth` takes a client certificate's CN
+/// as its user).
+struct TestCertificates: Sendable {
+    let directory: String
+    var caFile: String { directory + "/ca.crt" }
+    var serverCertificate: String { directory + "/server.crt" }
+    var serverKey: String { directory + "/server.key" }
+
+    /// Makes the CA and the server's certificate in `directory`.
+    init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bulkhead-test-ca",
+                     "-keyout", directory + "/ca.key", "-out", caFile])
+        try sign(name: "server", commonName: "etcd", extensions: "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    }
+
+    /// A client certificate with this CN; its files.
+    func client(_ commonName: String) throws -> EtcdTLS {
+        try sign(name: "client-" + commonName, subject: "/CN=\(commonName)", extensions: "extendedKeyUsage=clientAuth\n")
+        return EtcdTLS(caFile: caFile, certificateFile: directory + "/client-\(commonName).crt", keyFile: directory + "/client-\(commonName).key")
+    }
+
+    /// A client certificate without a CN (what etcd's gateway takes once auth is on).
+    func clientWithoutCommonName(_ name: String) throws -> EtcdTLS {
+        try sign(name: "plain-" + name, subject: "/O=bulkhead-test/OU=\(name)", extensions: "extendedKeyUsage=clientAuth\n")
+        return EtcdTLS(caFile: caFile, certificateFile: directory + "/plain-\(name).crt", keyFile: directory + "/plain-\(name).key")
+    }
+
+    private func sign(name: String, commonName: String, extensions: String) throws {
+        try sign(name: name, subject: "/CN=\(commonName)", extensions: extensions)
+    }
+
+    private func sign(name: String, subject: String, extensions: String) throws {
+        let base = directory + "/" + name
+        try extensions.write(toFile: base + ".ext", atomically: true, encoding: .utf8)
+        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", base + ".key", "-out", base + ".csr"])
+        try openssl(["x509", "-req", "-in", base + ".csr", "-CA", caFile, "-CAkey", directory + "/ca.key", "-CAcreateserial",
+                     "-days", "1", "-extfile", base + ".ext", "-out", base + ".crt"])
+    }
+
+    private func openssl(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw EtcdInstall.Failure(description: "openssl \(arguments.joined(separator: " ")) failed")
+        }
+    }
+}
+
 /// One etcd process.
 final class EtcdMember: @unchecked Sendable {
     let name: String
@@ -75,15 +131,17 @@ final class EtcdMember: @unchecked Sendable {
     let peerPort: Int
     let dataDirectory: String
     let logPath: String
+    let certificates: TestCertificates?
     private var process: Process?
 
-    var clientURL: String { "http://127.0.0.1:\(clientPort)" }
+    var clientURL: String { "\(certificates == nil ? "http" : "https")://127.0.0.1:\(clientPort)" }
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
     var pid: pid_t { process?.processIdentifier ?? 0 }
     var isRunning: Bool { process?.isRunning ?? false }
 
-    init(name: String, root: String) throws {
+    init(name: String, root: String, certificates: TestCertificates?) throws {
         self.name = name
+        self.certificates = certificates
         clientPort = try freePort()
         peerPort = try freePort()
         dataDirectory = root + "/" + name
@@ -102,6 +160,12 @@ final class EtcdMember: @unchecked Sendable {
             // to start (etcd's defaults are 100 and 1000 too, said here on purpose).
             "--heartbeat-interval", "100", "--election-timeout", "1000",
         ] + extraArguments
+        if let certificates {
+            process.arguments! += [
+                "--cert-file", certificates.serverCertificate, "--key-file", certificates.serverKey,
+                "--trusted-ca-file", certificates.caFile, "--client-cert-auth",
+            ]
+        }
         // etcd also reads ETCD_* variables, which would fight the flags.
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -153,6 +217,10 @@ final class EtcdMember: @unchecked Sendable {
 final class EtcdCluster: @unchecked Sendable {
     let members: [EtcdMember]
     let root: String
+    /// The client TLS files of the CN `root`, when the members serve TLS.
+    private(set) var rootTLS: EtcdTLS?
+    /// The CA and certificates, when the members serve TLS.
+    private(set) var certificates: TestCertificates?
     /// Seconds from the first start to every member answering with a leader.
     private(set) var startSeconds: Double = 0
 
@@ -165,14 +233,17 @@ final class EtcdCluster: @unchecked Sendable {
 
     /// Starts a cluster and waits until every member knows the leader; tries again
     /// on new ports when a port was taken meanwhile.
-    static func start(size: Int = 1, extraArguments: [String] = []) async throws -> EtcdCluster {
+    static func start(size: Int = 1, extraArguments: [String] = [], tls: Bool = false) async throws -> EtcdCluster {
         try EtcdInstall.ensure()
         var lastFailure = ""
         for _ in 0..<4 {
             let root = "/dev/shm/bulkhead-etcd-\(getpid())-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            let members = try (1...size).map { try EtcdMember(name: "m\($0)", root: root) }
+            let certificates = tls ? try TestCertificates(directory: root + "/tls") : nil
+            let members = try (1...size).map { try EtcdMember(name: "m\($0)", root: root, certificates: certificates) }
             let cluster = EtcdCluster(members: members, root: root)
+            cluster.certificates = certificates
+            cluster.rootTLS = try certificates?.client("root")
             let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
             let started = ContinuousClock.now
             do {
@@ -194,7 +265,8 @@ final class EtcdCluster: @unchecked Sendable {
 
     private func waitUntilReady(timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
-        let client = try EtcdClient(endpoints: endpoints, timeouts: .init(connect: .seconds(1), request: .seconds(2), failover: .seconds(1)))
+        let client = try EtcdClient(
+            endpoints: endpoints, tls: rootTLS, timeouts: .init(connect: .seconds(1), request: .seconds(2), failover: .seconds(1)))
         defer { Task { await client.shutdown() } }
         var ready = Set<String>()
         while ready.count < members.count {
@@ -213,7 +285,7 @@ final class EtcdCluster: @unchecked Sendable {
 
     /// The member that leads now (asked of each running member).
     func leader() async throws -> EtcdMember? {
-        let client = try EtcdClient(endpoints: endpoints)
+        let client = try EtcdClient(endpoints: endpoints, tls: rootTLS)
         defer { Task { await client.shutdown() } }
         for member in members where member.isRunning {
             if let status = try? await client.status(of: URL(string: member.clientURL)!), status.isLeader { return member }
@@ -236,13 +308,13 @@ final class EtcdCluster: @unchecked Sendable {
 /// Runs `body` with a fresh cluster and a client of all its members; stops both
 /// after, whatever `body` did.
 func withEtcd<T>(
-    size: Int = 1, extraArguments: [String] = [], timeouts: EtcdConfiguration.Timeouts = .init(),
+    size: Int = 1, extraArguments: [String] = [], tls: Bool = false, timeouts: EtcdConfiguration.Timeouts = .init(),
     _ body: (EtcdCluster, EtcdClient) async throws -> T
 ) async throws -> T {
-    let cluster = try await EtcdCluster.start(size: size, extraArguments: extraArguments)
+    let cluster = try await EtcdCluster.start(size: size, extraArguments: extraArguments, tls: tls)
     let client: EtcdClient
     do {
-        client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
+        client = try EtcdClient(endpoints: cluster.endpoints, tls: cluster.rootTLS, timeouts: timeouts)
     } catch {
         cluster.stop()
         throw error
