@@ -198,7 +198,15 @@ public final class EtcdClient: Sendable {
                         prefer(index)
                         throw failure
                     case .tryAnotherMember(let failure):
-                        if failure != .noLeader { onlyNoLeader = false }
+                        // "No leader" is refused before the write is proposed; any other
+                        // "unavailable" may come after, so a write is not sent twice.
+                        if failure != .noLeader {
+                            guard `repeat` == .harmless else {
+                                prefer((index + 1) % endpoints.count)
+                                throw failure
+                            }
+                            onlyNoLeader = false
+                        }
                         failures[index] = failure.description
                     }
                 case .notSent(let reason):

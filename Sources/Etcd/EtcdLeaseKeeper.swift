@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Keeps one lease alive: renews it every third of its TTL, from a task of its own,
+/// Keeps one lease alive: renews it at once, then every third of its TTL, from a task of its own,
 /// until `stop()` or until the lease is lost. Lost means etcd said the lease is gone
 /// (it expired while no renewal got through, or was revoked), or no renewal got
 /// through for a whole TTL (the lease has then expired, or is about to, as far as
@@ -92,7 +92,9 @@ private struct KeeperLoop: Sendable {
         let clock = ContinuousClock()
         let interval = Duration.milliseconds(max(ttl * 1000 / 3, 100))
         var lastRenewal = clock.now
-        var wait = interval
+        // The first renewal goes out at once, as etcd's own client does: the lease
+        // may have been granted a while ago on a busy machine.
+        var wait = Duration.zero
         while true {
             do {
                 try await Task.sleep(for: wait)

@@ -374,6 +374,8 @@ struct WireAuthenticate: Decodable {
 
 // MARK: Requests
 
+// Field names are rpc.proto's, as the gateway reads them (hence snake_case here).
+
 struct WireRangeRequest: Encodable {
     var key: String
     var range_end: String?

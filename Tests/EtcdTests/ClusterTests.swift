@@ -33,7 +33,8 @@ struct ClusterTests {
             let leader = try #require(try await cluster.leader())
             let leaderIndex = try #require(cluster.members.firstIndex { $0 === leader })
             let ordered = (0..<3).map { cluster.endpoints[(leaderIndex + $0) % 3] }
-            let pinned = try EtcdClient(endpoints: ordered)
+            // Generous for a loaded machine: the call may wait out a slow election.
+            let pinned = try EtcdClient(endpoints: ordered, timeouts: .init(failover: .seconds(30)))
             _ = try await pinned.put("f/before", "1")
             #expect(pinned.currentEndpoint.port == leader.clientPort)
 
