@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // MARK: Lua
@@ -92,6 +93,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+        /// An etcd v3 client over the JSON gateway (async-http-client): KV, txn, leases,
+        /// watch, status, auth, with failover between members. No bulkhead types.
+        .target(
+            name: "Etcd",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         /// The control plane (`bulkhead control`): the only writer of the control
@@ -193,6 +207,8 @@ let package = Package(
             dependencies: ["Store", "BulkheadCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
+        /// Against real etcd processes the tests start (installed when missing).
+        .testTarget(name: "EtcdTests", dependencies: ["Etcd"]),
         .testTarget(
             name: "ControlTests",
             dependencies: ["Control", "Store", "Rollout", "BulkheadCore", .product(name: "Logging", package: "swift-log")]
