@@ -174,17 +174,8 @@ extension EtcdClient {
                     failures[index] = failure.description
                 }
             }
-            if ContinuousClock.now + backoff >= deadline {
-                if onlyNoLeader { throw .noLeader }
-                throw .unavailable(
-                    failures.sorted { $0.key < $1.key }.map { EtcdError.EndpointFailure(endpoint: endpoints[$0.key].absoluteString, reason: $0.value) })
-            }
-            do {
-                try await Task.sleep(for: backoff)
-            } catch {
-                throw .cancelled
-            }
-            backoff = min(backoff * 2, .milliseconds(500))
+            backoff = try await Self.waitForNextRound(
+                failures: failures, endpoints: endpoints, onlyNoLeader: onlyNoLeader, backoff: backoff, deadline: deadline)
         }
     }
 

@@ -226,17 +226,8 @@ public final class EtcdClient: Sendable {
                     throw .cancelled
                 }
             }
-            if ContinuousClock.now + backoff >= deadline {
-                if onlyNoLeader { throw .noLeader }
-                throw .unavailable(
-                    failures.sorted { $0.key < $1.key }.map { EtcdError.EndpointFailure(endpoint: endpoints[$0.key].absoluteString, reason: $0.value) })
-            }
-            do {
-                try await Task.sleep(for: backoff)
-            } catch {
-                throw .cancelled
-            }
-            backoff = min(backoff * 2, .milliseconds(500))
+            backoff = try await Self.waitForNextRound(
+                failures: failures, endpoints: endpoints, onlyNoLeader: onlyNoLeader, backoff: backoff, deadline: deadline)
         }
     }
 
@@ -435,5 +426,26 @@ extension Duration {
     var timeAmount: TimeAmount {
         let (seconds, attoseconds) = components
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+extension EtcdClient {
+    /// Every member refused a round of a call: past `deadline` the call fails (with
+    /// `noLeader` when that was every member's answer, else `unavailable` naming each
+    /// member and its reason); before it, waits `backoff` and answers the next one.
+    static func waitForNextRound(
+        failures: [Int: String], endpoints: [URL], onlyNoLeader: Bool, backoff: Duration, deadline: ContinuousClock.Instant
+    ) async throws(EtcdError) -> Duration {
+        if ContinuousClock.now + backoff >= deadline {
+            if onlyNoLeader { throw .noLeader }
+            throw .unavailable(
+                failures.sorted { $0.key < $1.key }.map { EtcdError.EndpointFailure(endpoint: endpoints[$0.key].absoluteString, reason: $0.value) })
+        }
+        do {
+            try await Task.sleep(for: backoff)
+        } catch {
+            throw .cancelled
+        }
+        return min(backoff * 2, .milliseconds(500))
     }
 }
