@@ -23,6 +23,11 @@ public struct ControlPlaneConfiguration: Sendable {
     public var checkerExecutable: String
     /// Longest a cohort move waits for the host agent to apply it.
     public var moveDeadline: Double = 15
+    /// Where the control store is, for messages (its file by default).
+    public var storeLocation: String
+    /// Opens the control store; retried every second until it opens. By default the
+    /// SQLite file in the data directory.
+    public var openStore: @Sendable () throws -> any ControlStore
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
@@ -32,6 +37,8 @@ public struct ControlPlaneConfiguration: Sendable {
         self.scriptsDirectory = scriptsDirectory
         self.demo = demo
         self.checkerExecutable = checkerExecutable
+        storeLocation = data.storeFile
+        openStore = { try SQLiteStore(dataDirectory: data) }
     }
 }
 
@@ -55,7 +62,7 @@ public final class ControlPlane: @unchecked Sendable {
     let configuration: ControlPlaneConfiguration
     let logger: Logger
     /// The control store, once open (retried every second until it opens).
-    let storeSlot = Mutex<SQLiteStore?>(nil)
+    let storeSlot = Mutex<(any ControlStore)?>(nil)
     /// The admin token (`DATA/admin.token`), read or created by `start()`.
     public private(set) var adminToken = ""
     /// Upload rate per customer: a token bucket each.
@@ -89,14 +96,14 @@ public final class ControlPlane: @unchecked Sendable {
     }
 
     /// The control store; throws `control-plane-unavailable` while it cannot be opened.
-    var store: SQLiteStore {
+    var store: any ControlStore {
         get throws(ControlError) {
             if let store = storeSlot.withLock({ $0 }) { return store }
             if let error = openStore() {
-                throw ControlError(.controlPlaneUnavailable, "the control store \(configuration.data.storeFile) cannot be opened: \(error)")
+                throw ControlError(.controlPlaneUnavailable, "the control store \(configuration.storeLocation) cannot be opened: \(error)")
             }
             guard let store = storeSlot.withLock({ $0 }) else {
-                throw ControlError(.controlPlaneUnavailable, "the control store \(configuration.data.storeFile) is not open")
+                throw ControlError(.controlPlaneUnavailable, "the control store \(configuration.storeLocation) is not open")
             }
             return store
         }
@@ -158,9 +165,9 @@ public final class ControlPlane: @unchecked Sendable {
     private func openStore() -> (any Error)? {
         guard storeSlot.withLock({ $0 == nil }) else { return nil }
         do {
-            let opened = try SQLiteStore(dataDirectory: configuration.data)
+            let opened = try configuration.openStore()
             storeSlot.withLock { $0 = opened }
-            logger.info("control store open", metadata: ["file": "\(opened.path)"])
+            logger.info("control store open", metadata: ["store": "\(opened.location)"])
             return nil
         } catch {
             return error
@@ -334,7 +341,7 @@ public final class ControlPlane: @unchecked Sendable {
         do {
             let store = try store
             _ = try store.moveCustomer(name, toCohort: cohort, actor: actor)
-            revision = try store.feedBounds().latest
+            revision = try store.latestRevision()
         } catch {
             return .failure(Self.storeFailure(error))
         }

@@ -22,7 +22,7 @@ import Store
 public final class RolloutDriver: @unchecked Sendable {
     /// Serializes every read and write of the state below.
     private let queue = DispatchQueue(label: "bulkhead.control.rollouts")
-    private let openStore: @Sendable () throws -> SQLiteStore
+    private let openStore: @Sendable () throws -> any ControlStore
     private let replicaPath: String
     private let checks: any ArtifactProcessChecks
     private let clock: @Sendable () -> Double
@@ -54,7 +54,7 @@ public final class RolloutDriver: @unchecked Sendable {
     ///   - cohorts: the pools rollouts are planned over.
     ///   - clock: wall-clock seconds (rollouts are stored and resumed after a restart).
     public init(
-        store: @escaping @Sendable () throws -> SQLiteStore, replicaPath: String, checks: any ArtifactProcessChecks,
+        store: @escaping @Sendable () throws -> any ControlStore, replicaPath: String, checks: any ArtifactProcessChecks,
         cohorts: [CohortConfiguration], logger: Logger,
         clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
@@ -158,7 +158,7 @@ public final class RolloutDriver: @unchecked Sendable {
     }
 
     /// Why a rollout of `kind` cannot start now, or nil (on the queue).
-    private func startRefusal(_ kind: ArtifactKind, store: SQLiteStore) throws -> ControlError? {
+    private func startRefusal(_ kind: ArtifactKind, store: any ControlStore) throws -> ControlError? {
         if let running = running[kind] {
             return ControlError(.rolloutRunning, "rollout \(running.id) of the \(kind) is still running; one per kind at a time")
         }
@@ -226,13 +226,13 @@ public final class RolloutDriver: @unchecked Sendable {
     }
 
     /// Whether rollouts are frozen on the host. The one place the driver reads the freeze.
-    private func isFrozen(store: SQLiteStore) throws -> Bool {
+    private func isFrozen(store: any ControlStore) throws -> Bool {
         try hostOverrides().isFrozen
     }
 
     /// The version the host's break glass pinned `kind` to, or nil. The one place the
     /// driver reads the pins.
-    private func pinnedVersion(_ kind: ArtifactKind, store: SQLiteStore) throws -> Int? {
+    private func pinnedVersion(_ kind: ArtifactKind, store: any ControlStore) throws -> Int? {
         try hostOverrides().pinnedVersion(of: kind)
     }
 
@@ -327,7 +327,7 @@ public final class RolloutDriver: @unchecked Sendable {
     /// over (its running stage bakes again from now), saved at once: the host
     /// acknowledges the stage anew when it reads that.
     private func resumeStored() {
-        let store: SQLiteStore
+        let store: any ControlStore
         do {
             store = try openStore()
         } catch {
@@ -358,7 +358,7 @@ public final class RolloutDriver: @unchecked Sendable {
     private func driveOnQueue() {
         if !resumed { resumeStored() }
         guard !running.isEmpty else { return }
-        let store: SQLiteStore
+        let store: any ControlStore
         do {
             store = try openStore()
         } catch {
@@ -443,7 +443,7 @@ public final class RolloutDriver: @unchecked Sendable {
     }
 
     /// Carries out what the machine decided: all of it writes to the control store.
-    private func perform(_ actions: [RolloutAction], for rollout: inout DrivenRollout, store: SQLiteStore) {
+    private func perform(_ actions: [RolloutAction], for rollout: inout DrivenRollout, store: any ControlStore) {
         let kind = rollout.machine.kind
         for action in actions {
             switch action {
@@ -488,7 +488,7 @@ public final class RolloutDriver: @unchecked Sendable {
     /// Writes the machine to the store when its state or decisions changed (or when
     /// forced), and lets go of it once it ended. A record the store says has ended
     /// (a break-glass rollback finished it) is let go too.
-    private func keep(_ rollout: DrivenRollout, store: SQLiteStore, force: Bool = false) {
+    private func keep(_ rollout: DrivenRollout, store: any ControlStore, force: Bool = false) {
         var rollout = rollout
         let kind = rollout.machine.kind
         let status = Self.statusName(rollout.machine.state)
