@@ -19,13 +19,15 @@ struct ControlStoreUnavailable: Error, CustomStringConvertible {
 /// Where the supervisor stands on the control store's change feed. Touched only on
 /// the supervisor queue.
 struct FeedFollower {
-    /// The read-only connection to the control store, once it opened.
-    var reader: ChangeFeedReader?
+    /// What follows the control store's change feed (on one machine, a read-only
+    /// connection to it), once it opened.
+    var reader: (any ChangeFeedSource)?
     /// The revision the replica (and the catalog) reflect; nil before the first copy.
     var appliedRevision: Int?
     /// The newest revision the feed had at the last look.
     var latest = 0
-    /// `PRAGMA data_version` at the last look that caught up: unchanged means no news.
+    /// The source's change token at the last look that caught up (on one machine
+    /// `PRAGMA data_version`): unchanged means no news.
     var dataVersion: Int?
     /// Script rows read from the control store since start.
     var scriptsRead = 0
@@ -61,13 +63,13 @@ extension Supervisor {
     }
 
     /// The feed's reader, opened (or reopened, when the file was replaced) as needed.
-    private func feedReader(now: Double) -> ChangeFeedReader? {
+    private func feedReader(now: Double) -> (any ChangeFeedSource)? {
         if let reader = replicaFeed.follower.reader {
             replicaFeed.follower.ticksSinceIdentityCheck += 1
             guard replicaFeed.follower.ticksSinceIdentityCheck >= 50 else { return reader }
             replicaFeed.follower.ticksSinceIdentityCheck = 0
-            if reader.isCurrentFile { return reader }
-            logger.warning("the control store was replaced; following the new file", metadata: ["file": "\(reader.path)"])
+            if reader.isCurrent { return reader }
+            logger.warning("the control store was replaced; following the new one", metadata: ["store": "\(reader.location)"])
             reader.close()
             replicaFeed.follower.reader = nil
             replicaFeed.follower.dataVersion = nil
@@ -76,7 +78,7 @@ extension Supervisor {
         replicaFeed.follower.lastOpenAttempt = now
         openControlStore()
         do {
-            let reader = try ChangeFeedReader(path: configuration.data.storeFile)
+            let reader = try configuration.openFeed()
             replicaFeed.follower.reader = reader
             replicaFeed.follower.dataVersion = nil
             return reader
@@ -103,9 +105,9 @@ extension Supervisor {
     func followFeed() {
         guard let replica, let reader = feedReader(now: Self.now()) else { return }
         do {
-            let version = try reader.dataVersion()
+            let version = try reader.changeToken()
             if version == replicaFeed.follower.dataVersion { return }
-            let read = try reader.update(after: replicaFeed.follower.appliedRevision)
+            let read = try reader.update(after: replicaFeed.follower.appliedRevision, limit: 10_000)
             replicaFeed.follower.latest = read.bounds.latest
             let update = read.update
             let caughtUp = update.revision >= read.bounds.latest || update.isFullCopy

@@ -27,6 +27,9 @@ public struct SupervisorConfiguration: Sendable {
     public var ingress: (host: String, port: Int)?
     /// How to run the control plane as a child (nil: none).
     public var control: ControlChildConfiguration?
+    /// Opens what the agent follows to keep its replica; retried every second until
+    /// it opens. By default the change feed of the control store in the data directory.
+    public var openFeed: @Sendable () throws -> any ChangeFeedSource
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory,
@@ -36,6 +39,7 @@ public struct SupervisorConfiguration: Sendable {
         self.workerExecutable = workerExecutable
         self.workerEnvironment = workerEnvironment
         self.watchdogMarginMilliseconds = watchdogMarginMilliseconds
+        openFeed = { try ChangeFeedReader(path: data.storeFile) }
     }
 }
 

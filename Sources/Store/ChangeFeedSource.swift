@@ -1,0 +1,33 @@
+/// What a host agent follows to keep its replica: the control store's change feed,
+/// read without waiting on its writers. On one machine, ``ChangeFeedReader`` on
+/// `DATA/bulkhead.sqlite`; in a fleet, a watch on etcd. One owner calls it (the
+/// supervisor's queue); none of it may block for long.
+public protocol ChangeFeedSource: AnyObject {
+    /// Where it reads from, for people.
+    var location: String { get }
+    /// Whether it still reads the store it opened: false when that store was
+    /// replaced (a file restored under the same name) and a new source must be opened.
+    var isCurrent: Bool { get }
+    /// A number that changes whenever the store may have changed; the same number as
+    /// at the last look that caught up means no news. Cheap: called every tick.
+    func changeToken() throws -> Int
+    /// The changes after `revision` (at most `limit`) and the rows they name, from one
+    /// snapshot; or everything, as a full copy, when `revision` is nil or the feed can
+    /// no longer bring it up to date.
+    func update(after revision: Int?, limit: Int) throws -> FeedRead
+    /// Lets go of what it holds.
+    func close()
+}
+
+extension ChangeFeedReader: ChangeFeedSource {
+    /// The control store file.
+    public var location: String { path }
+
+    /// Whether the file at ``path`` is still the one this connection reads.
+    public var isCurrent: Bool { isCurrentFile }
+
+    /// `PRAGMA data_version`: it changes when another connection commits.
+    public func changeToken() throws -> Int {
+        try dataVersion()
+    }
+}
