@@ -85,6 +85,13 @@ public struct EtcdGarbageReport: Sendable, Equatable {
     public var removedKeys: Int
     /// Blobs kept, because a version refers to them or they changed meanwhile.
     public var keptBlobs: Int
+
+    /// A report.
+    public init(removedBlobs: Int, removedKeys: Int, keptBlobs: Int) {
+        self.removedBlobs = removedBlobs
+        self.removedKeys = removedKeys
+        self.keptBlobs = keptBlobs
+    }
 }
 
 extension EtcdStore {

@@ -1,0 +1,239 @@
+import BulkheadCore
+import Dispatch
+import Etcd
+import EtcdStore
+import Foundation
+import Store
+import Synchronization
+import Testing
+
+/// What only the etcd store has: chunked contents by hash, several control processes
+/// writing at once, garbage collection, compaction, an unreachable cluster.
+@Suite("EtcdStore against a real etcd", .serialized, .etcdServer)
+struct EtcdStoreTests {
+    /// A client of the suite's etcd and a store under a fresh prefix.
+    private func makeStore(
+        prefix: String = uniquePrefix(), configuration: EtcdStoreConfiguration = .init()
+    ) throws -> (EtcdClient, EtcdStore) {
+        let client = try EtcdClient(endpoints: try SharedEtcd.current().endpoints)
+        return (client, try EtcdStore(client: client, prefix: prefix, configuration: configuration))
+    }
+
+    /// The keys under `prefix` + `relative`, counted.
+    private func count(_ client: EtcdClient, _ prefix: String, _ relative: String) async throws -> Int {
+        Int(try await client.range(prefix: prefix + relative, countOnly: true).count)
+    }
+
+    @Test("a 3 MiB source goes in chunks below etcd's request limit and reads back whole")
+    func chunkedSourceRoundTrip() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        // Lua-ish text with multi-byte characters, 3 MiB and a bit: four chunks of 1 MiB.
+        let line = "-- h\u{e9}llo \u{2603} fleet line padding padding padding padding\n"
+        var source = String(repeating: line, count: (3 * 1024 * 1024) / line.utf8.count + 1)
+        source += "function handle(req) return 'ok' end\n"
+        let text = source
+        let (put, uploadMilliseconds) = try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            let start = ContinuousClock.now
+            let put = try store.putScriptVersion(customer: "acme", name: "big", source: text, actor: "customer:acme")
+            return (put, milliseconds(since: start))
+        }
+        #expect(put.size == source.utf8.count && put.size > 3 * 1024 * 1024)
+        let chunks = try await count(client, store.prefix, "blob/\(put.sha256)/c/")
+        #expect(chunks == (put.size + 1024 * 1024 - 1) / (1024 * 1024))
+        let (read, active, readMilliseconds) = try await onStoreThread {
+            let start = ContinuousClock.now
+            let read = try store.scriptSource(customer: "acme", name: "big", version: nil)
+            let elapsed = milliseconds(since: start)
+            return (read, try store.activeScripts(), elapsed)
+        }
+        #expect(read.source == source)
+        #expect(read.version == put)
+        #expect(active.first?.spec.source == source && active.first?.sha256 == put.sha256)
+        print("etcd store: \(put.size) bytes in \(chunks) chunks: upload \(String(format: "%.0f", uploadMilliseconds)) ms, read \(String(format: "%.0f", readMilliseconds)) ms")
+    }
+
+    @Test("two control processes upload one script 100 times each at once: versions 1…200, audit ids dense")
+    func twoStoresRaceOnOneScript() async throws {
+        let prefix = uniquePrefix()
+        let (clientA, storeA) = try makeStore(prefix: prefix)
+        let (clientB, storeB) = try makeStore(prefix: prefix)
+        defer { Task { await clientA.shutdown(); await clientB.shutdown() } }
+        final class Results: Sendable {
+            let versions = Mutex<[Int]>([])
+            let latencies = Mutex<[Double]>([])
+            let errors = Mutex<[String]>([])
+        }
+        let results = Results()
+        let threadsPerStore = 10
+        let uploadsPerThread = 10
+        let seconds = try await onStoreThread {
+            _ = try storeA.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            let group = DispatchGroup()
+            let start = ContinuousClock.now
+            for (tag, store) in [("a", storeA), ("b", storeB)] {
+                for thread in 0..<threadsPerStore {
+                    group.enter()
+                    Thread.detachNewThread {
+                        defer { group.leave() }
+                        for upload in 0..<uploadsPerThread {
+                            let began = ContinuousClock.now
+                            do {
+                                let version = try store.putScriptVersion(
+                                    customer: "acme", name: "hot", source: "-- \(tag) \(thread) \(upload)\n", actor: "customer:acme")
+                                results.versions.withLock { $0.append(version.version) }
+                                results.latencies.withLock { $0.append(milliseconds(since: began)) }
+                            } catch {
+                                results.errors.withLock { $0.append("\(error)") }
+                            }
+                        }
+                    }
+                }
+            }
+            group.wait()
+            return (ContinuousClock.now - start).seconds
+        }
+        let errors = results.errors.withLock { $0 }
+        #expect(errors.isEmpty, "\(errors.prefix(3))")
+        let versions = results.versions.withLock { $0 }.sorted()
+        #expect(versions == Array(1...200))
+        let (listed, events, head) = try await onStoreThread {
+            (
+                try storeB.scriptVersions(customer: "acme", name: "hot"), try storeA.auditEvents(after: 0, limit: 1000),
+                try storeA.script(customer: "acme", name: "hot")
+            )
+        }
+        #expect(listed.map(\.version) == Array(1...200))
+        #expect(Set(listed.map(\.sha256)).count == 200)
+        #expect(head?.activeVersion == 200 && head?.latestVersion == 200)
+        #expect(events.map(\.id) == Array(1...201))
+        #expect(events.filter { $0.action == .scriptPut }.count == 200)
+        let latencies = results.latencies.withLock { $0 }
+        print(
+            "etcd store: 200 uploads from 2 stores x \(threadsPerStore) threads in \(String(format: "%.2f", seconds)) s; "
+                + "upload latency median \(String(format: "%.1f", median(latencies))) ms, max \(String(format: "%.1f", latencies.max() ?? 0)) ms")
+    }
+
+    @Test("a source shared by two scripts and an artifact is stored once")
+    func sharedContentIsStoredOnce() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        let source = "function handle(req) return 'same' end\n"
+        let (one, two, artifact) = try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            _ = try store.addCustomer(name: "beta", cohort: "free", tokenHash: hash("beta"), actor: "cli")
+            let one = try store.putScriptVersion(customer: "acme", name: "one", source: source, actor: "c")
+            let two = try store.putScriptVersion(customer: "beta", name: "two", source: source, actor: "c")
+            _ = try store.putScriptVersion(customer: "acme", name: "one", source: source, actor: "c")
+            let artifact = try store.putArtifact(kind: .runtime, content: source, actor: "admin")
+            return (one, two, artifact)
+        }
+        #expect(one.sha256 == two.sha256 && two.sha256 == artifact.sha256)
+        #expect(try await count(client, store.prefix, "blob/") == 2)  // one meta, one chunk
+        let sources = try await onStoreThread {
+            _ = try store.putScriptVersion(customer: "beta", name: "two", source: source + "-- changed\n", actor: "c")
+            return try store.activeScripts().map(\.spec.source)
+        }
+        #expect(sources == [source, source + "-- changed\n"])
+        #expect(try await count(client, store.prefix, "blob/") == 4)
+    }
+
+    @Test("garbage collection removes only contents no version refers to")
+    func garbageCollection() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- 1", actor: "c")
+            _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- 2", actor: "c")
+            _ = try store.putArtifact(kind: .rules, content: "{}", actor: "admin")
+        }
+        // Left by uploads that failed: chunks whose transaction never came (no meta),
+        // and a whole blob no version refers to.
+        let orphan = SHA256Hasher.hex("orphan")
+        _ = try await client.put(store.prefix + "blob/\(orphan)/c/00000", "orphan")
+        let unreferenced = SHA256Hasher.hex("unreferenced")
+        _ = try await client.put(store.prefix + "blob/\(unreferenced)/c/00000", "unreferenced")
+        _ = try await client.put(
+            store.prefix + "blob/\(unreferenced)/meta",
+            #"{"chunkBytes":1048576,"chunks":1,"sha256":"\#(unreferenced)","size":12}"#)
+        #expect(try await count(client, store.prefix, "blob/") == 9)
+
+        let (report, second, sources) = try await onStoreThread {
+            let report = try store.collectGarbage()
+            let second = try store.collectGarbage()
+            let sources = try [1, 2].map { try store.scriptSource(customer: "acme", name: "hello", version: $0).source }
+            return (report, second, sources)
+        }
+        #expect(report == EtcdGarbageReport(removedBlobs: 2, removedKeys: 3, keptBlobs: 3))
+        #expect(second == EtcdGarbageReport(removedBlobs: 0, removedKeys: 0, keptBlobs: 3))
+        #expect(try await count(client, store.prefix, "blob/") == 6)
+        #expect(sources == ["-- 1", "-- 2"])
+        #expect(try await onStoreThread { try store.latestArtifact(kind: .rules)?.content } == "{}")
+        print("etcd store: garbage collection \(report)")
+    }
+
+    @Test("compaction drops old revisions; the store reads and writes on")
+    func compaction() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            for round in 1...5 {
+                _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- \(round)", actor: "c")
+            }
+        }
+        let before = try await client.get(store.prefix + "audit/next").header.revision
+        let (compacted, again) = try await onStoreThread {
+            (try store.compact(keepingRevisions: 0), try store.compact(keepingRevisions: 0))
+        }
+        #expect(compacted == before)
+        #expect(again == nil)
+        await #expect(throws: EtcdError.compacted(compactRevision: nil)) {
+            try await client.get(store.prefix + "audit/next", revision: before - 1)
+        }
+        let (source, version) = try await onStoreThread {
+            (
+                try store.scriptSource(customer: "acme", name: "hello", version: 3).source,
+                try store.putScriptVersion(customer: "acme", name: "hello", source: "-- 6", actor: "c").version
+            )
+        }
+        #expect(source == "-- 3" && version == 6)
+        #expect(try await onStoreThread { try store.compact(keepingRevisions: 1_000_000) } == nil)
+        print("etcd store: compacted to revision \(compacted ?? 0)")
+    }
+
+    @Test("etcd gone: reads and writes fail as unreachable (503 control-plane-unavailable) within the client's timeouts")
+    func unreachableEtcd() async throws {
+        // An etcd of its own, killed under the store, as a lost cluster.
+        let cluster = try await EtcdCluster.start()
+        defer { cluster.stop() }
+        let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(2), failover: .seconds(3))
+        let client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
+        defer { Task { await client.shutdown() } }
+        let store = try EtcdStore(client: client, prefix: uniquePrefix())
+        try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+        }
+        cluster.members[0].kill9()
+
+        let (readError, readMilliseconds, writeError, writeMilliseconds) = try await onStoreThread {
+            var start = ContinuousClock.now
+            let read = storeError { _ = try store.customers() }
+            let readElapsed = milliseconds(since: start)
+            start = ContinuousClock.now
+            let write = storeError { _ = try store.putScriptVersion(customer: "acme", name: "x", source: "--", actor: "c") }
+            return (read, readElapsed, write, milliseconds(since: start))
+        }
+        #expect(readError?.kind == .unreachable)
+        #expect(writeError?.kind == .unreachable)
+        #expect(readError?.description.contains("the control store is unreachable") == true)
+        #expect(ControlError.fromStore(try #require(writeError)).kind == .controlPlaneUnavailable)
+        // Bounded by the client's timeouts (3 s failover), not a hang.
+        #expect(readMilliseconds < 30_000 && writeMilliseconds < 30_000)
+        print(
+            "etcd store: etcd killed: read failed after \(String(format: "%.0f", readMilliseconds)) ms, write after "
+                + "\(String(format: "%.0f", writeMilliseconds)) ms (client failover 3 s): \(writeError?.description ?? "")")
+    }
+}
