@@ -83,6 +83,13 @@ public final class EtcdStore: BulkheadStore {
     /// Serializes this store's writes (see the type's notes).
     private let writeLock = NSLock()
 
+    private let lostRaces = Mutex(0)
+
+    /// How many write transactions of this store found something they read changed
+    /// by another writer, and were tried again: a measure of contention between
+    /// control processes.
+    public var retriedWrites: Int { lostRaces.withLock { $0 } }
+
     /// A store under `prefix` (a missing trailing `/` is added) of the cluster `client` talks to.
     ///
     /// Throws ``StoreError/Kind/invalid`` for an empty prefix or a bad configuration.
@@ -166,6 +173,7 @@ public final class EtcdStore: BulkheadStore {
                 let transaction = Attempt(store: self)
                 let result = try await body(transaction)
                 if try await transaction.commit() { return result }
+                lostRaces.withLock { $0 += 1 }
                 // Another writer got there first: back off a little (jittered, so two
                 // processes do not collide again in step) and read again.
                 let pause = Int.random(in: 1...min(2 * attempt, 40))
