@@ -214,14 +214,47 @@ public final class EtcdStore: BulkheadStore {
         return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
-    static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    /// Times are stored as ISO 8601 in UTC with milliseconds (`2026-12-07T13:37:48.123Z`),
+    /// built from whole milliseconds by hand: a `Date` read back is then exactly the
+    /// `Date` that ``now()`` returned, with no floating-point rounding in between.
+    static func milliseconds(_ date: Date) -> Int {
+        Int((date.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    static func date(milliseconds: Int) -> Date {
+        let (seconds, rest) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let (wholeSeconds, fraction) = rest < 0 ? (seconds - 1, rest + 1000) : (seconds, rest)
+        return Date(timeIntervalSince1970: Double(wholeSeconds) + Double(fraction) / 1000)
+    }
+
+    static func format(_ date: Date) -> String {
+        let total = milliseconds(date)
+        let (seconds, rest) = total.quotientAndRemainder(dividingBy: 1000)
+        let (wholeSeconds, fraction) = rest < 0 ? (seconds - 1, rest + 1000) : (seconds, rest)
+        var text = Date(timeIntervalSince1970: Double(wholeSeconds)).formatted(Date.ISO8601FormatStyle())
+        guard text.hasSuffix("Z") else { return text }
+        text.removeLast()
+        return text + "." + padded(fraction, 3) + "Z"
+    }
+
+    static func parse(_ text: String) throws -> Date {
+        guard text.hasSuffix("Z"), let dot = text.lastIndex(of: "."),
+            let fraction = Int(text[text.index(after: dot)..<text.index(before: text.endIndex)]),
+            text.distance(from: dot, to: text.endIndex) == 5
+        else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "\(text.debugDescription) is not a time as YYYY-MM-DDTHH:MM:SS.mmmZ"))
+        }
+        let seconds = try Date.ISO8601FormatStyle().parse(String(text[..<dot]) + "Z")
+        return date(milliseconds: Int(seconds.timeIntervalSince1970.rounded()) * 1000 + fraction)
+    }
 
     static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(dateStyle))
+            try container.encode(format(date))
         }
         return encoder
     }
@@ -229,9 +262,7 @@ public final class EtcdStore: BulkheadStore {
     static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            return try dateStyle.parse(text)
+            try parse(try decoder.singleValueContainer().decode(String.self))
         }
         return decoder
     }
@@ -250,11 +281,10 @@ public final class EtcdStore: BulkheadStore {
         }
     }
 
-    /// The current time as stored: rounded to the millisecond (through the stored
-    /// form itself, so that what a write returns equals what a read gives back).
+    /// The current time as stored: rounded to the millisecond, so that what a write
+    /// returns equals what a read gives back.
     func now() -> Date {
-        let date = configuration.clock()
-        return (try? Self.dateStyle.parse(date.formatted(Self.dateStyle))) ?? date
+        Self.date(milliseconds: Self.milliseconds(configuration.clock()))
     }
 
     // MARK: - Argument checks

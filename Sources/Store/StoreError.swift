@@ -185,8 +185,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             return "\(store) holds a value at \(key) that cannot be read (\(detail)); the store may be damaged: "
                 + "check it with `etcdctl get \(key)`"
         case .contended(let store, let operation, let attempts):
-            return "could not \(operation): \(store) changed under it \(attempts) times in a row (other control "
-                + "processes writing at once); nothing was changed, retry"
+            return "could not \(operation): in each of \(attempts) attempts, another writer changed what it read in "
+                + "\(store) before it could commit (other control processes writing at once); nothing was changed, retry"
         }
     }
 

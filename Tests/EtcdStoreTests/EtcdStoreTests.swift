@@ -116,6 +116,93 @@ struct EtcdStoreTests {
                 + "transactions retried after a lost race: \(storeA.retriedWrites) + \(storeB.retriedWrites)")
     }
 
+    @Test("past its bound of attempts a write fails as contended, changing nothing; numbers stay dense")
+    func contentionBound() async throws {
+        var configuration = EtcdStoreConfiguration()
+        configuration.maximumAttempts = 1
+        let prefix = uniquePrefix()
+        let (clientA, storeA) = try makeStore(prefix: prefix, configuration: configuration)
+        let (clientB, storeB) = try makeStore(prefix: prefix, configuration: configuration)
+        defer { Task { await clientA.shutdown(); await clientB.shutdown() } }
+        final class Results: Sendable {
+            let versions = Mutex<[Int]>([])
+            let errors = Mutex<[StoreError]>([])
+        }
+        let results = Results()
+        try await onStoreThread {
+            _ = try storeA.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            let group = DispatchGroup()
+            for (tag, store) in [("a", storeA), ("b", storeB)] {
+                group.enter()
+                Thread.detachNewThread {
+                    defer { group.leave() }
+                    for upload in 0..<30 {
+                        do {
+                            let version = try store.putScriptVersion(customer: "acme", name: "hot", source: "-- \(tag) \(upload)", actor: "c")
+                            results.versions.withLock { $0.append(version.version) }
+                        } catch let error as StoreError {
+                            results.errors.withLock { $0.append(error) }
+                        } catch {
+                            Issue.record("not a StoreError: \(error)")
+                        }
+                    }
+                }
+            }
+            group.wait()
+        }
+        let versions = results.versions.withLock { $0 }.sorted()
+        let errors = results.errors.withLock { $0 }
+        #expect(versions.count + errors.count == 60)
+        #expect(versions == Array(1...versions.count))
+        #expect(errors.allSatisfy { $0.kind == .unavailable && $0.description.contains("in each of 1 attempts, another writer changed what it read") })
+        let events = try await onStoreThread { try storeA.auditEvents(after: 0, limit: 1000) }
+        #expect(events.map(\.id) == Array(1...(versions.count + 1)))
+        print("etcd store: one attempt per write, 2 stores x 30 uploads: \(versions.count) stored, \(errors.count) refused as contended"
+            + (errors.first.map { ": \($0)" } ?? ""))
+    }
+
+    @Test("garbage collection running beside uploads never removes what a version refers to")
+    func garbageCollectionBesideUploads() async throws {
+        var configuration = EtcdStoreConfiguration()
+        configuration.chunkBytes = 1024  // several chunks per source: more to race on
+        let prefix = uniquePrefix()
+        let (clientA, uploader) = try makeStore(prefix: prefix, configuration: configuration)
+        let (clientB, collector) = try makeStore(prefix: prefix, configuration: configuration)
+        defer { Task { await clientA.shutdown(); await clientB.shutdown() } }
+        let reports = Mutex<[EtcdGarbageReport]>([])
+        let sources = try await onStoreThread {
+            _ = try uploader.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            let done = Atomic<Bool>(false)
+            let group = DispatchGroup()
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                while !done.load(ordering: .relaxed) {
+                    if let report = try? collector.collectGarbage() { reports.withLock { $0.append(report) } }
+                }
+            }
+            var written: [String] = []
+            for round in 0..<40 {
+                // Each source also re-uploads an earlier one: a known blob referenced again.
+                let source = String(repeating: "-- round \(round)\n", count: 300)
+                _ = try uploader.putScriptVersion(customer: "acme", name: "s\(round % 4)", source: source, actor: "c")
+                written.append(source)
+            }
+            done.store(true, ordering: .relaxed)
+            group.wait()
+            return written
+        }
+        let read = try await onStoreThread {
+            try (0..<40).map { round in
+                try uploader.scriptSource(customer: "acme", name: "s\(round % 4)", version: round / 4 + 1).source
+            }
+        }
+        #expect(read == sources)
+        let runs = reports.withLock { $0 }
+        #expect(!runs.isEmpty)
+        print("etcd store: \(runs.count) garbage collections beside 40 uploads; every version reads back; removed in all: \(runs.map(\.removedBlobs).reduce(0, +)) blobs")
+    }
+
     @Test("a source shared by two scripts and an artifact is stored once")
     func sharedContentIsStoredOnce() async throws {
         let (client, store) = try makeStore()
@@ -128,6 +215,9 @@ struct EtcdStoreTests {
             let two = try store.putScriptVersion(customer: "beta", name: "two", source: source, actor: "c")
             _ = try store.putScriptVersion(customer: "acme", name: "one", source: source, actor: "c")
             let artifact = try store.putArtifact(kind: .runtime, content: source, actor: "admin")
+            // The real clock's times read back exactly as the writes returned them.
+            #expect(try store.scriptVersions(customer: "acme", name: "one").first == one)
+            #expect(try store.artifacts(kind: .runtime) == [artifact])
             return (one, two, artifact)
         }
         #expect(one.sha256 == two.sha256 && two.sha256 == artifact.sha256)
@@ -203,6 +293,39 @@ struct EtcdStoreTests {
         #expect(source == "-- 3" && version == 6)
         #expect(try await onStoreThread { try store.compact(keepingRevisions: 1_000_000) } == nil)
         print("etcd store: compacted to revision \(compacted ?? 0)")
+    }
+
+    @Test("etcd frozen (SIGSTOP): calls fail as unreachable within the client's timeouts, not a hang; on SIGCONT the store works again")
+    func frozenEtcd() async throws {
+        let cluster = try await EtcdCluster.start()
+        defer { cluster.stop() }
+        let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(2), failover: .seconds(3))
+        let client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
+        defer { Task { await client.shutdown() } }
+        let store = try EtcdStore(client: client, prefix: uniquePrefix())
+        try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+        }
+        cluster.members[0].pause()
+        let (writeError, writeMilliseconds, readError, readMilliseconds) = try await onStoreThread {
+            var start = ContinuousClock.now
+            let write = storeError { _ = try store.moveCustomer("acme", toCohort: "free", actor: "admin") }
+            let writeElapsed = milliseconds(since: start)
+            start = ContinuousClock.now
+            let read = storeError { _ = try store.customer(named: "acme") }
+            return (write, writeElapsed, read, milliseconds(since: start))
+        }
+        cluster.members[0].resume()
+        #expect(writeError?.kind == .unreachable)
+        #expect(readError?.kind == .unreachable)
+        #expect(writeMilliseconds < 30_000 && readMilliseconds < 30_000)
+        let (customer, moved) = try await onStoreThread {
+            (try store.customer(named: "acme"), try store.moveCustomer("acme", toCohort: "enterprise", actor: "admin"))
+        }
+        #expect(customer != nil && moved.cohort == "enterprise")
+        print(
+            "etcd store: etcd frozen: read failed after \(String(format: "%.0f", readMilliseconds)) ms, write after "
+                + "\(String(format: "%.0f", writeMilliseconds)) ms (request timeout 2 s): \(writeError?.description ?? "")")
     }
 
     @Test("etcd gone: reads and writes fail as unreachable (503 control-plane-unavailable) within the client's timeouts")
