@@ -295,6 +295,76 @@ struct EtcdStoreTests {
         print("etcd store: compacted to revision \(compacted ?? 0)")
     }
 
+    @Test("3 members, the leader killed during two stores' uploads: what is stored stays dense and unique, and writes resume")
+    func leaderKilledDuringUploads() async throws {
+        let cluster = try await EtcdCluster.start(size: 3)
+        defer { cluster.stop() }
+        let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(3), failover: .seconds(10))
+        let clientA = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
+        let clientB = try EtcdClient(endpoints: Array(cluster.endpoints.reversed()), timeouts: timeouts)
+        defer { Task { await clientA.shutdown(); await clientB.shutdown() } }
+        let prefix = uniquePrefix()
+        let storeA = try EtcdStore(client: clientA, prefix: prefix)
+        let storeB = try EtcdStore(client: clientB, prefix: prefix)
+        final class Results: Sendable {
+            let versions = Mutex<[Int]>([])
+            let errors = Mutex<[StoreError]>([])
+        }
+        let results = Results()
+        let leader = try #require(try await cluster.leader())
+        let killed = try await onStoreThread {
+            _ = try storeA.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            let group = DispatchGroup()
+            for (tag, store) in [("a", storeA), ("b", storeB)] {
+                for thread in 0..<4 {
+                    group.enter()
+                    Thread.detachNewThread {
+                        defer { group.leave() }
+                        for upload in 0..<15 {
+                            do {
+                                let version = try store.putScriptVersion(
+                                    customer: "acme", name: "hot", source: "-- \(tag) \(thread) \(upload)", actor: "c")
+                                results.versions.withLock { $0.append(version.version) }
+                            } catch let error as StoreError {
+                                results.errors.withLock { $0.append(error) }
+                            } catch {
+                                Issue.record("not a StoreError: \(error)")
+                            }
+                        }
+                    }
+                }
+            }
+            // Kill the leader once some uploads are in.
+            while results.versions.withLock({ $0.count }) < 20 { usleep(5_000) }
+            let start = ContinuousClock.now
+            leader.kill9()
+            group.wait()
+            return milliseconds(since: start)
+        }
+        let acknowledged = results.versions.withLock { $0 }
+        let errors = results.errors.withLock { $0 }
+        #expect(Set(acknowledged).count == acknowledged.count)
+        // A failed upload is unreachable (its answer lost: it may have landed) or, past
+        // the bound, contended; never another kind.
+        #expect(errors.allSatisfy { $0.kind == .unreachable || $0.kind == .unavailable })
+        let (stored, events, after) = try await onStoreThread {
+            (
+                try storeA.scriptVersions(customer: "acme", name: "hot").map(\.version),
+                try storeB.auditEvents(after: 0, limit: 1000),
+                try storeB.putScriptVersion(customer: "acme", name: "hot", source: "-- after", actor: "c").version
+            )
+        }
+        #expect(stored == Array(1...stored.count))
+        #expect(Set(acknowledged).isSubset(of: Set(stored)))
+        #expect(events.map(\.id) == Array(1...events.count))
+        #expect(events.filter { $0.action == .scriptPut }.count == stored.count)
+        #expect(after == stored.count + 1)
+        print(
+            "etcd store: leader \(leader.name) killed during 120 uploads: \(acknowledged.count) acknowledged, \(errors.count) failed "
+                + "(\(errors.filter { $0.kind == .unreachable }.count) unreachable), \(stored.count) stored (dense); "
+                + "the rest finished \(String(format: "%.0f", killed)) ms after the kill")
+    }
+
     @Test("etcd frozen (SIGSTOP): calls fail as unreachable within the client's timeouts, not a hang; on SIGCONT the store works again")
     func frozenEtcd() async throws {
         let cluster = try await EtcdCluster.start()
