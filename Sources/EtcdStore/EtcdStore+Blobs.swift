@@ -69,6 +69,26 @@ extension EtcdStore {
         return bytes
     }
 
+    /// The contents `hashes` as text, by hash, read a few at a time (each content
+    /// once, however many scripts share it).
+    func loadTexts(_ hashes: Set<String>, reader: Reader) async throws -> [String: String] {
+        var pending = hashes.sorted().makeIterator()
+        var texts: [String: String] = [:]
+        try await withThrowingTaskGroup(of: (String, String).self) { group in
+            for _ in 0..<8 {
+                guard let sha = pending.next() else { break }
+                group.addTask { (sha, try await self.loadText(sha, reader: reader)) }
+            }
+            while let (sha, text) = try await group.next() {
+                texts[sha] = text
+                if let next = pending.next() {
+                    group.addTask { (next, try await self.loadText(next, reader: reader)) }
+                }
+            }
+        }
+        return texts
+    }
+
     /// The content as text (any bytes a String held: NUL bytes included).
     func loadText(_ sha256: String, reader: Reader) async throws -> String {
         String(decoding: try await loadBlob(sha256, reader: reader), as: UTF8.self)

@@ -207,18 +207,15 @@ extension EtcdStore {
                 let customer = try self.decode(CustomerRecord.self, kv)
                 cohorts[customer.name] = customer.cohort
             }
-            var active: [ActiveScript] = []
-            for (customer, name, head) in try self.liveHeads(heads) {
-                // As SQLite's join: a script whose customer is gone is not shipped.
-                guard let cohort = cohorts[customer] else { continue }
-                active.append(
-                    ActiveScript(
-                        spec: ScriptSpec(
-                            customer: customer, name: name, version: head.activeVersion,
-                            source: try await self.loadText(head.sha256, reader: reader)),
-                        cohort: cohort, sha256: head.sha256, quarantined: head.quarantined))
+            // As SQLite's join: a script whose customer is gone is not shipped.
+            let live = try self.liveHeads(heads).filter { cohorts[$0.0] != nil }
+            let sources = try await self.loadTexts(Set(live.map { $0.2.sha256 }), reader: reader)
+            return live.compactMap { customer, name, head -> ActiveScript? in
+                guard let cohort = cohorts[customer], let source = sources[head.sha256] else { return nil }
+                return ActiveScript(
+                    spec: ScriptSpec(customer: customer, name: name, version: head.activeVersion, source: source),
+                    cohort: cohort, sha256: head.sha256, quarantined: head.quarantined)
             }
-            return active
         }
     }
 

@@ -116,7 +116,7 @@ public final class EtcdStore: BulkheadStore {
 
     // MARK: - Blocking bridge
 
-    /// Runs `body` in a new `Task` and blocks the calling thread until it ends.
+    /// Runs `body` in a new detached `Task` and blocks the calling thread until it ends.
     ///
     /// Must not be called from a Swift-concurrency thread (see the type's notes).
     /// It does not time out by itself: every etcd call inside is bounded by the
@@ -124,7 +124,9 @@ public final class EtcdStore: BulkheadStore {
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
         let done = DispatchSemaphore(value: 0)
         let outcome = Outcome<T>()
-        Task {
+        // Detached: a plain `Task` started from an actor-isolated caller would run on
+        // that actor, which this thread blocks below.
+        Task.detached {
             let result: Result<T, any Error>
             do {
                 result = .success(try await body())

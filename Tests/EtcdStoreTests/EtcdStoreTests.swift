@@ -54,6 +54,31 @@ struct EtcdStoreTests {
         print("etcd store: \(put.size) bytes in \(chunks) chunks: upload \(String(format: "%.0f", uploadMilliseconds)) ms, read \(String(format: "%.0f", readMilliseconds)) ms")
     }
 
+    @Test("100 scripts uploaded one by one, then the workers' listing of them all (numbers printed)")
+    func uploadLatencyAndActiveScripts() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        let (latencies, listMilliseconds, active) = try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            var latencies: [Double] = []
+            for index in 0..<100 {
+                let start = ContinuousClock.now
+                _ = try store.putScriptVersion(
+                    customer: "acme", name: "s\(index)", source: "function handle(req) return '\(index)' end\n", actor: "c")
+                latencies.append(milliseconds(since: start))
+            }
+            let start = ContinuousClock.now
+            let active = try store.activeScripts()
+            return (latencies, milliseconds(since: start), active)
+        }
+        #expect(active.count == 100)
+        #expect(active.allSatisfy { $0.spec.source == "function handle(req) return '\($0.spec.name.dropFirst())' end\n" })
+        print(
+            "etcd store: upload latency (one store, no contention) median \(String(format: "%.1f", median(latencies))) ms, "
+                + "max \(String(format: "%.1f", latencies.max() ?? 0)) ms over 100; activeScripts of 100 in "
+                + "\(String(format: "%.0f", listMilliseconds)) ms")
+    }
+
     @Test("two control processes upload one script 100 times each at once: versions 1…200, audit ids dense")
     func twoStoresRaceOnOneScript() async throws {
         let prefix = uniquePrefix()
