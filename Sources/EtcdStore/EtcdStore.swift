@@ -167,7 +167,16 @@ public final class EtcdStore: BulkheadStore {
     /// A ``StoreError`` thrown by `body` (not found, conflict) ends the write with
     /// nothing written.
     func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Attempt) async throws -> T) throws -> T {
-        writeLock.lock()
+        // Behind a write that waits out an unreachable etcd, the next ones would queue
+        // for as long each (and hold a thread each): a write that cannot take the lock
+        // within one call's worst case gives up as unreachable.
+        let timeouts = client.configuration.timeouts
+        let patience = timeouts.failover + timeouts.request + timeouts.connect
+        guard writeLock.lock(before: Date().addingTimeInterval(Self.seconds(patience))) else {
+            throw StoreError.remoteUnreachable(
+                store: location, operation: operation,
+                detail: "waited \(patience) behind this process's other writes, which etcd does not answer")
+        }
         defer { writeLock.unlock() }
         let limit = configuration.maximumAttempts
         let outcome = Self.blocking { [self] in
@@ -184,6 +193,11 @@ public final class EtcdStore: BulkheadStore {
             throw StoreError.contended(store: location, operation: operation, attempts: limit)
         }
         return try outcome.mapError { translate($0, operation) }.get()
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     /// A ``StoreError`` for any error out of etcd or the store's own code.

@@ -448,6 +448,27 @@ struct EtcdStoreTests {
         #expect(readError?.kind == .unreachable)
         #expect(writeError?.kind == .unreachable)
         #expect(readError?.description.contains("the control store is unreachable") == true)
+        // Writes queued behind each other each end, unreachable, within their bound.
+        let queued = Mutex<[(StoreError?, Double)]>([])
+        try await onStoreThread {
+            let group = DispatchGroup()
+            for index in 0..<4 {
+                group.enter()
+                Thread.detachNewThread {
+                    defer { group.leave() }
+                    let start = ContinuousClock.now
+                    let error = storeError { _ = try store.putScriptVersion(customer: "acme", name: "q\(index)", source: "--", actor: "c") }
+                    let elapsed = milliseconds(since: start)
+                    queued.withLock { $0.append((error, elapsed)) }
+                }
+            }
+            group.wait()
+        }
+        let queuedResults = queued.withLock { $0 }
+        #expect(queuedResults.count == 4 && queuedResults.allSatisfy { $0.0?.kind == .unreachable })
+        #expect(queuedResults.allSatisfy { $0.1 < 30_000 })
+        print("etcd store: 4 writes at once against a dead etcd ended unreachable after "
+            + queuedResults.map { String(format: "%.0f", $0.1) }.sorted().joined(separator: ", ") + " ms")
         #expect(ControlError.fromStore(try #require(writeError)).kind == .controlPlaneUnavailable)
         // Bounded by the client's timeouts (3 s failover), not a hang.
         #expect(readMilliseconds < 30_000 && writeMilliseconds < 30_000)
