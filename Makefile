@@ -40,14 +40,15 @@ build: deps
 ## ingress's HTTP parsing.
 test: build unit integration chaos-short api-check live-fuzz
 
-## unit: every suite but the integration tests, in parallel; EtcdTests among them
-## (they start their own etcd processes on free loopback ports).
+## unit: every suite but the integration tests, in parallel; EtcdTests and
+## EtcdStoreTests among them (they start their own etcd processes on free loopback ports).
 unit:
 	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
 
-## etcd-test: the etcd client's tests alone, against the real etcd they start.
+## etcd-test: the etcd client's and the etcd store's tests alone, against the real
+## etcd they start.
 etcd-test: build
-	$(SWIFT) test -c $(CONFIG) --skip-build --filter EtcdTests
+	$(SWIFT) test -c $(CONFIG) --skip-build --filter 'EtcdTests|EtcdStoreTests'
 
 integration:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \

@@ -108,6 +108,14 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        /// The control store on etcd (`--etcd`): `BulkheadStore` under a key prefix,
+        /// versions and ids from transactions, contents by hash in chunks.
+        .target(
+            name: "EtcdStore",
+            dependencies: [
+                "BulkheadCore", "Store", "Etcd",
+            ]
+        ),
         /// The control plane (`bulkhead control`): the only writer of the control
         /// store, its operations, the rollout driver, the scripts-directory poller,
         /// `--demo`; it asks the host agent what only the host knows over admin.sock.
@@ -209,6 +217,9 @@ let package = Package(
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
         /// Against real etcd processes the tests start (installed when missing).
         .testTarget(name: "EtcdTests", dependencies: ["Etcd"]),
+        /// The store's checks against SQLite and a real etcd; the etcd harness is
+        /// EtcdTests' own file, linked in (Tests/EtcdStoreTests/EtcdHarness.swift).
+        .testTarget(name: "EtcdStoreTests", dependencies: ["EtcdStore", "Etcd", "Store", "BulkheadCore"]),
         .testTarget(
             name: "ControlTests",
             dependencies: ["Control", "Store", "Rollout", "BulkheadCore", .product(name: "Logging", package: "swift-log")]

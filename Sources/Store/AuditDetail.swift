@@ -4,24 +4,24 @@ import Foundation
 ///
 /// Typed values rather than `[String: Any]` so that versions stay numbers and the
 /// encoding cannot meet a value it does not know.
-struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
+package struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
     /// One field's value.
-    enum Value: Encodable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+    package enum Value: Encodable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
         case string(String)
         case int(Int)
         case bool(Bool)
         case null
 
-        init(stringLiteral value: String) { self = .string(value) }
-        init(integerLiteral value: Int) { self = .int(value) }
-        init(booleanLiteral value: Bool) { self = .bool(value) }
+        package init(stringLiteral value: String) { self = .string(value) }
+        package init(integerLiteral value: Int) { self = .int(value) }
+        package init(booleanLiteral value: Bool) { self = .bool(value) }
 
         /// `.int`, or `.null` for nil.
-        static func optional(_ value: Int?) -> Value { value.map(Value.int) ?? .null }
+        package static func optional(_ value: Int?) -> Value { value.map(Value.int) ?? .null }
         /// `.string`, or `.null` for nil.
-        static func optional(_ value: String?) -> Value { value.map(Value.string) ?? .null }
+        package static func optional(_ value: String?) -> Value { value.map(Value.string) ?? .null }
 
-        func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let value): try container.encode(value)
@@ -34,27 +34,27 @@ struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
 
     private var fields: [String: Value]
 
-    init(_ fields: [String: Value]) {
+    package init(_ fields: [String: Value]) {
         self.fields = fields
     }
 
-    init(dictionaryLiteral elements: (String, Value)...) {
+    package init(dictionaryLiteral elements: (String, Value)...) {
         fields = Dictionary(elements, uniquingKeysWith: { _, last in last })
     }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         try fields.encode(to: encoder)
     }
 
     /// These fields and `other`'s; `other` wins on a shared key.
-    func merging(_ other: AuditDetail) -> AuditDetail {
+    package func merging(_ other: AuditDetail) -> AuditDetail {
         var merged = self
         merged.fields.merge(other.fields, uniquingKeysWith: { _, new in new })
         return merged
     }
 
     /// The compact JSON text, keys sorted so equal details read the same.
-    func json() throws -> String {
+    package func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(fields), as: UTF8.self)

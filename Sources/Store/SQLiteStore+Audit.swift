@@ -7,15 +7,7 @@ extension SQLiteStore {
     /// Appends an event from outside the store (break glass, automatic rollbacks).
     public func appendAudit(actor: String, action: AuditAction, subject: String, detail: String) throws -> AuditEvent {
         try checkActor(actor)
-        guard !action.rawValue.isEmpty, action.rawValue.utf8.count <= 64 else {
-            throw StoreError.invalidArgument("an audit action is 1 to 64 bytes, got \(action.rawValue.debugDescription)")
-        }
-        guard !subject.isEmpty, subject.utf8.count <= 256 else {
-            throw StoreError.invalidArgument("an audit subject is 1 to 256 bytes, got \(subject.utf8.count)")
-        }
-        guard (try? JSONSerialization.jsonObject(with: Data(detail.utf8), options: [.fragmentsAllowed])) != nil else {
-            throw StoreError.invalidArgument("an audit event's detail must be JSON, got \(detail.prefix(80).debugDescription)")
-        }
+        try StoreArguments.checkAuditEvent(action: action, subject: subject, detail: detail)
         return try write("append to the audit log") { db in
             try insertAudit(db, at: now(), actor: actor, action: action, subject: subject, detailJSON: detail)
         }
@@ -23,9 +15,7 @@ extension SQLiteStore {
 
     /// Events after `id`, oldest first, at most `limit`.
     public func auditEvents(after id: Int, limit: Int) throws -> [AuditEvent] {
-        guard (1...10_000).contains(limit) else {
-            throw StoreError.invalidArgument("an audit listing's limit is 1 to 10000, got \(limit)")
-        }
+        try StoreArguments.checkAuditLimit(limit)
         return try read("read the audit log") { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
                 .map(AuditEvent.init(row:))

@@ -11,9 +11,7 @@ extension SQLiteStore {
     ) throws -> RolloutRecord {
         try checkActor(actor)
         try checkStatus(status)
-        guard fromVersion >= 0 else {
-            throw StoreError.invalidArgument("a rollout's from-version is 0 (built in) or more, got \(fromVersion)")
-        }
+        try StoreArguments.checkFromVersion(fromVersion)
         return try write("create a rollout of \(kind) artifact \(version)") { db in
             let exists = try Bool.fetchOne(
                 db, sql: "SELECT EXISTS (SELECT 1 FROM artifacts WHERE kind = ? AND version = ?)",
@@ -78,7 +76,7 @@ extension SQLiteStore {
 
     /// The newest rollouts first, at most `limit`.
     public func rollouts(limit: Int) throws -> [RolloutRecord] {
-        guard limit >= 1 else { throw StoreError.invalidArgument("a rollout listing needs a limit of 1 or more, got \(limit)") }
+        try StoreArguments.checkRolloutLimit(limit)
         return try read("list rollouts") { db in
             try Row.fetchAll(db, sql: "SELECT * FROM rollouts ORDER BY id DESC LIMIT ?", arguments: [limit])
                 .map(RolloutRecord.init(row:))
@@ -100,9 +98,7 @@ extension SQLiteStore {
     }
 
     private func checkStatus(_ status: String) throws {
-        guard !status.isEmpty, status.utf8.count <= 64 else {
-            throw StoreError.invalidArgument("a rollout status is 1 to 64 bytes, got \(status.debugDescription)")
-        }
+        try StoreArguments.checkRolloutStatus(status)
     }
 }
 

@@ -188,9 +188,7 @@ extension SQLiteStore {
     ) throws -> ScriptSummary {
         try checkScript(customer, name)
         try checkActor(actor)
-        if let reason, reason.utf8.count > 2000 {
-            throw StoreError.invalidArgument("a quarantine reason is at most 2000 bytes, got \(reason.utf8.count)")
-        }
+        try StoreArguments.checkQuarantineReason(reason)
         return try write("\(quarantined ? "quarantine" : "release") script \(customer)/\(name)") { db in
             let script = try Self.fetchLiveScript(db, customer: customer, name: name)
             let at = now()

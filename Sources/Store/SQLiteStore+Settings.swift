@@ -27,9 +27,7 @@ extension SQLiteStore {
     public func setSetting(_ key: String, to value: String?, actor: String) throws {
         try checkSettingKey(key)
         try checkActor(actor)
-        if let value, value.utf8.count > 64 * 1024 {
-            throw StoreError.invalidArgument("a setting's value is at most 64 KiB, got \(value.utf8.count) bytes for \(key)")
-        }
+        try StoreArguments.checkSettingValue(key, value)
         try write("\(value == nil ? "clear" : "change") setting \(key)") { db in
             let previous = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key])
             let at = now()
@@ -51,17 +49,6 @@ extension SQLiteStore {
     }
 
     private func checkSettingKey(_ key: String) throws {
-        let bytes = key.utf8
-        let allowed = bytes.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-        }
-        guard let first = bytes.first, bytes.count <= 128, allowed, first != UInt8(ascii: "."),
-            first != UInt8(ascii: "_"), first != UInt8(ascii: "-")
-        else {
-            throw StoreError.invalidArgument(
-                "invalid setting key \(key.debugDescription): use 1 to 128 characters of a-z, 0-9, '.', '_' and '-', "
-                    + "starting with a letter or digit")
-        }
+        try StoreArguments.checkSettingKey(key)
     }
 }

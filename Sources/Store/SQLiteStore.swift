@@ -184,23 +184,16 @@ public final class SQLiteStore: BulkheadStore {
     // MARK: - Argument checks
 
     func checkName(_ what: String, _ value: String) throws {
-        guard ResourceName.isValid(value) else { throw StoreError.invalidName(what, value) }
+        try StoreArguments.checkName(what, value)
     }
 
     func checkActor(_ actor: String) throws {
-        guard !actor.isEmpty, actor.utf8.count <= 200, !actor.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
-            throw StoreError.invalidArgument(
-                "the actor of a change must be 1 to 200 characters without control characters, got \(actor.debugDescription)")
-        }
+        try StoreArguments.checkActor(actor)
     }
 
     /// Refuses a script or artifact larger than the store takes, before any hashing.
     func checkContentSize(_ what: String, _ content: String) throws {
-        let size = content.utf8.count
-        guard size <= maximumContentBytes else {
-            throw StoreError.invalidArgument(
-                "\(what) is \(size) bytes, more than the \(maximumContentBytes) bytes the store accepts")
-        }
+        try StoreArguments.checkContentSize(what, content, maximum: maximumContentBytes)
     }
 
     private static func absolute(_ path: String) -> String {

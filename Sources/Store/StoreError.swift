@@ -10,7 +10,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// Broad classes of failure that callers react to differently.
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
-            case invalid, notFound, conflict, diskFull, damaged, incompatible, unavailable
+            case invalid, notFound, conflict, diskFull, damaged, incompatible, unavailable, unreachable
         }
 
         private let value: Value
@@ -29,6 +29,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         public static let incompatible = Kind(value: .incompatible)
         /// The store cannot be used right now: locked by another process, an I/O or permission error (HTTP 503).
         public static let unavailable = Kind(value: .unavailable)
+        /// The control store's servers cannot be reached, or have no quorum (etcd): the
+        /// change may not have been made; retry when they are back (HTTP 503,
+        /// `control-plane-unavailable`).
+        public static let unreachable = Kind(value: .unreachable)
 
         /// The kind's name, e.g. `not-found`.
         public var description: String {
@@ -40,6 +44,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             case .damaged: "damaged"
             case .incompatible: "incompatible"
             case .unavailable: "unavailable"
+            case .unreachable: "unreachable"
             }
         }
     }
@@ -71,6 +76,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case unreadable(path: String, what: String, detail: String)
         case cannotOpen(path: String, detail: String)
         case unreadableSetting(key: String, value: String, expected: String)
+        case remoteUnreachable(store: String, operation: String, detail: String)
+        case remoteFailed(store: String, operation: String, detail: String)
+        case remoteUnreadable(store: String, key: String, detail: String)
+        case contended(store: String, operation: String, attempts: Int)
     }
 
     private let reason: Reason
@@ -87,9 +96,12 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             .notFound
         case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished: .conflict
         case .diskFull: .diskFull
-        case .orphanedLog, .damagedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting: .damaged
+        case .orphanedLog, .damagedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting,
+            .remoteUnreadable:
+            .damaged
         case .newerSchema: .incompatible
-        case .busy, .cannotOpen: .unavailable
+        case .busy, .cannotOpen, .remoteFailed, .contended: .unavailable
+        case .remoteUnreachable: .unreachable
         case .database(_, _, _, _, let damaged): damaged ? .damaged : .unavailable
         }
     }
@@ -164,6 +176,17 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             return "could not open the store \(path): \(detail)"
         case .unreadableSetting(let key, let value, let expected):
             return "setting \(key) holds \(quoted(value)) where \(expected) was expected; set it again to repair it"
+        case .remoteUnreachable(let store, let operation, let detail):
+            return "the control store is unreachable: could not \(operation): \(store) did not answer (\(detail)). "
+                + "Nothing was changed unless the message says a write may have been applied; retry when etcd is back"
+        case .remoteFailed(let store, let operation, let detail):
+            return "could not \(operation) in \(store): \(detail)"
+        case .remoteUnreadable(let store, let key, let detail):
+            return "\(store) holds a value at \(key) that cannot be read (\(detail)); the store may be damaged: "
+                + "check it with `etcdctl get \(key)`"
+        case .contended(let store, let operation, let attempts):
+            return "could not \(operation): in each of \(attempts) attempts, another writer changed what it read in "
+                + "\(store) before it could commit (other control processes writing at once); nothing was changed, retry"
         }
     }
 
@@ -176,59 +199,80 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-// MARK: - Makers used by the backends of this module
+// MARK: - Makers used by the backends (SQLite here, etcd in its own module)
 
 extension StoreError {
-    static func invalidName(_ what: String, _ value: String) -> StoreError { StoreError(.invalidName(what: what, value: value)) }
-    static func invalidArgument(_ message: String) -> StoreError { StoreError(.invalidArgument(message)) }
-    static func customerExists(_ name: String) -> StoreError { StoreError(.customerExists(name)) }
-    static let tokenHashInUse = StoreError(.tokenHashInUse)
-    static func customerNotFound(_ name: String) -> StoreError { StoreError(.customerNotFound(name)) }
-    static func scriptNotFound(customer: String, name: String) -> StoreError {
+    package static func invalidName(_ what: String, _ value: String) -> StoreError { StoreError(.invalidName(what: what, value: value)) }
+    package static func invalidArgument(_ message: String) -> StoreError { StoreError(.invalidArgument(message)) }
+    package static func customerExists(_ name: String) -> StoreError { StoreError(.customerExists(name)) }
+    package static let tokenHashInUse = StoreError(.tokenHashInUse)
+    package static func customerNotFound(_ name: String) -> StoreError { StoreError(.customerNotFound(name)) }
+    package static func scriptNotFound(customer: String, name: String) -> StoreError {
         StoreError(.scriptNotFound(customer: customer, name: name))
     }
-    static func scriptVersionNotFound(customer: String, name: String, version: Int, latest: Int) -> StoreError {
+    package static func scriptVersionNotFound(customer: String, name: String, version: Int, latest: Int) -> StoreError {
         StoreError(.scriptVersionNotFound(customer: customer, name: name, version: version, latest: latest))
     }
-    static func noEarlierVersion(customer: String, name: String, active: Int) -> StoreError {
+    package static func noEarlierVersion(customer: String, name: String, active: Int) -> StoreError {
         StoreError(.noEarlierVersion(customer: customer, name: name, active: active))
     }
-    static func artifactNotFound(_ kind: ArtifactKind, _ version: Int) -> StoreError {
+    package static func artifactNotFound(_ kind: ArtifactKind, _ version: Int) -> StoreError {
         StoreError(.artifactNotFound(kind: kind.rawValue, version: version))
     }
-    static func rolloutNotFound(_ id: Int) -> StoreError { StoreError(.rolloutNotFound(id)) }
-    static func rolloutInProgress(_ kind: ArtifactKind, id: Int) -> StoreError {
+    package static func rolloutNotFound(_ id: Int) -> StoreError { StoreError(.rolloutNotFound(id)) }
+    package static func rolloutInProgress(_ kind: ArtifactKind, id: Int) -> StoreError {
         StoreError(.rolloutInProgress(kind: kind.rawValue, id: id))
     }
-    static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
-    static func missingStore(path: String) -> StoreError { StoreError(.missingStore(path: path)) }
-    static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
-    static func damagedLog(path: String, _ detail: String) -> StoreError { StoreError(.damagedLog(path: path, detail: detail)) }
-    static func notSQLite(path: String) -> StoreError { StoreError(.notSQLite(path: path)) }
-    static func notBulkhead(path: String, applicationID: Int32) -> StoreError {
+    package static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
+    package static func missingStore(path: String) -> StoreError { StoreError(.missingStore(path: path)) }
+    package static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
+    package static func damagedLog(path: String, _ detail: String) -> StoreError { StoreError(.damagedLog(path: path, detail: detail)) }
+    package static func notSQLite(path: String) -> StoreError { StoreError(.notSQLite(path: path)) }
+    package static func notBulkhead(path: String, applicationID: Int32) -> StoreError {
         StoreError(.notBulkhead(path: path, applicationID: applicationID))
     }
-    static func truncated(path: String, _ detail: String) -> StoreError { StoreError(.truncated(path: path, detail: detail)) }
-    static func corrupt(path: String, _ detail: String) -> StoreError { StoreError(.corrupt(path: path, detail: detail)) }
-    static func newerSchema(path: String, unknownMigrations: [String]) -> StoreError {
+    package static func truncated(path: String, _ detail: String) -> StoreError { StoreError(.truncated(path: path, detail: detail)) }
+    package static func corrupt(path: String, _ detail: String) -> StoreError { StoreError(.corrupt(path: path, detail: detail)) }
+    package static func newerSchema(path: String, unknownMigrations: [String]) -> StoreError {
         StoreError(.newerSchema(path: path, unknownMigrations: unknownMigrations))
     }
-    static func diskFull(path: String, operation: String) -> StoreError {
+    package static func diskFull(path: String, operation: String) -> StoreError {
         StoreError(.diskFull(path: path, operation: operation))
     }
-    static func busy(path: String, operation: String, message: String) -> StoreError {
+    package static func busy(path: String, operation: String, message: String) -> StoreError {
         StoreError(.busy(path: path, operation: operation, message: message))
     }
-    static func database(path: String, operation: String, code: Int32, message: String, damaged: Bool) -> StoreError {
+    package static func database(path: String, operation: String, code: Int32, message: String, damaged: Bool) -> StoreError {
         StoreError(.database(path: path, operation: operation, code: code, message: message, damaged: damaged))
     }
-    static func unreadable(path: String, what: String, detail: String) -> StoreError {
+    package static func unreadable(path: String, what: String, detail: String) -> StoreError {
         StoreError(.unreadable(path: path, what: what, detail: detail))
     }
-    static func cannotOpen(path: String, _ detail: String) -> StoreError {
+    package static func cannotOpen(path: String, _ detail: String) -> StoreError {
         StoreError(.cannotOpen(path: path, detail: detail))
     }
-    static func unreadableSetting(_ key: String, value: String, expected: String) -> StoreError {
+    package static func unreadableSetting(_ key: String, value: String, expected: String) -> StoreError {
         StoreError(.unreadableSetting(key: key, value: value, expected: expected))
+    }
+}
+
+// MARK: - Makers for remote backends (etcd)
+
+extension StoreError {
+    /// A remote store (etcd) that cannot be reached or has no quorum: kind ``Kind/unreachable``.
+    package static func remoteUnreachable(store: String, operation: String, detail: String) -> StoreError {
+        StoreError(.remoteUnreachable(store: store, operation: operation, detail: detail))
+    }
+    /// A remote store that answered with an error the caller cannot fix (permission, a server error).
+    package static func remoteFailed(store: String, operation: String, detail: String) -> StoreError {
+        StoreError(.remoteFailed(store: store, operation: operation, detail: detail))
+    }
+    /// A value in a remote store that does not decode or does not match its hash.
+    package static func remoteUnreadable(store: String, key: String, detail: String) -> StoreError {
+        StoreError(.remoteUnreadable(store: store, key: key, detail: detail))
+    }
+    /// A write that lost its compare-and-swap race `attempts` times in a row.
+    package static func contended(store: String, operation: String, attempts: Int) -> StoreError {
+        StoreError(.contended(store: store, operation: operation, attempts: attempts))
     }
 }
