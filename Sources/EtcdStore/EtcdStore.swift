@@ -182,8 +182,14 @@ public final class EtcdStore: BulkheadStore {
         let outcome = Self.blocking { [self] in
             for attempt in 1...limit {
                 let transaction = Attempt(store: self)
+                let fence = configuration.fence?()
+                if let fence { transaction.require(fence) }
                 let result = try await body(transaction)
                 if try await transaction.commit() { return result }
+                // A fence that no longer holds will not hold on the next try either.
+                if let fence, try await !client.txn(compare: [fence], success: []).succeeded {
+                    throw StoreError.fenced(store: location, operation: operation)
+                }
                 lostRaces.withLock { $0 += 1 }
                 // Another writer got there first: back off a little (jittered, so two
                 // processes do not collide again in step) and read again.
@@ -468,5 +474,18 @@ final class Attempt: Sendable {
         let (compares, operations) = state.withLock { ($0.compares, $0.operations) }
         if operations.isEmpty { return true }
         return try await store.client.txn(compare: compares, success: operations).succeeded
+    }
+}
+
+// MARK: - ControlStore
+
+extension EtcdStore: ControlStore {
+    /// etcd's revision now: every change to the store (to any key of the cluster)
+    /// raises it, and host agents that watch the prefix apply changes by it.
+    public func latestRevision() throws -> Int {
+        try read("read the store's revision") { reader in
+            _ = try await reader.get(Keys.auditNext)
+            return Int(reader.revision)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Etcd
 import Foundation
 
 /// Settings of an ``EtcdStore``; the defaults suit `bulkhead control --etcd`.
@@ -20,6 +21,12 @@ public struct EtcdStoreConfiguration: Sendable {
     /// the millisecond, as the SQLite store keeps it).
     public var clock: @Sendable () -> Date = { Date() }
 
+    /// A condition every write of the store carries, in its own transaction: the
+    /// rollout driver's leadership (`EtcdElection.fence`). While it does not hold, a
+    /// write is refused (``StoreError`` "fenced") and nothing is written, so a leader
+    /// paused past its lease cannot write once it resumes. Nil for the API's writes,
+    /// which any control process may make.
+    public var fence: (@Sendable () -> Compare)?
     /// The defaults.
     public init() {}
 }

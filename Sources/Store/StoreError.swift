@@ -80,6 +80,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case remoteFailed(store: String, operation: String, detail: String)
         case remoteUnreadable(store: String, key: String, detail: String)
         case contended(store: String, operation: String, attempts: Int)
+        case fenced(store: String, operation: String)
     }
 
     private let reason: Reason
@@ -100,7 +101,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             .remoteUnreadable:
             .damaged
         case .newerSchema: .incompatible
-        case .busy, .cannotOpen, .remoteFailed, .contended: .unavailable
+        case .busy, .cannotOpen, .remoteFailed, .contended, .fenced: .unavailable
         case .remoteUnreachable: .unreachable
         case .database(_, _, _, _, let damaged): damaged ? .damaged : .unavailable
         }
@@ -187,6 +188,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case .contended(let store, let operation, let attempts):
             return "could not \(operation): in each of \(attempts) attempts, another writer changed what it read in "
                 + "\(store) before it could commit (other control processes writing at once); nothing was changed, retry"
+        case .fenced(let store, let operation):
+            return "could not \(operation): this control process no longer leads the rollout driver in \(store) "
+                + "(its lease was lost, and another may lead now); nothing was changed"
         }
     }
 
@@ -274,5 +278,9 @@ extension StoreError {
     /// A write that lost its compare-and-swap race `attempts` times in a row.
     package static func contended(store: String, operation: String, attempts: Int) -> StoreError {
         StoreError(.contended(store: store, operation: operation, attempts: attempts))
+    }
+    /// A write refused because the condition it carries (the driver's leadership) no longer holds.
+    package static func fenced(store: String, operation: String) -> StoreError {
+        StoreError(.fenced(store: store, operation: operation))
     }
 }

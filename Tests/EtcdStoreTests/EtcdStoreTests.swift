@@ -24,6 +24,60 @@ struct EtcdStoreTests {
         Int(try await client.range(prefix: prefix + relative, countOnly: true).count)
     }
 
+    @Test("the store's latest revision is etcd's: a write raises it to the write's revision")
+    func latestRevisionIsEtcds() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        let before = try await onStoreThread { try store.latestRevision() }
+        _ = try await onStoreThread { try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli") }
+        let after = try await onStoreThread { try store.latestRevision() }
+        let written = try #require(try await client.get(store.prefix + "customer/acme").first)
+        #expect(after > before)
+        #expect(after == Int(written.modRevision))
+    }
+
+    @Test("a driver's store fenced by its leadership: writes land while it leads, none once another leads")
+    func fencedWritesFollowLeadership() async throws {
+        let prefix = uniquePrefix()
+        let (client, _) = try makeStore(prefix: prefix)
+        defer { Task { await client.shutdown() } }
+        let first = EtcdElection(client: client, key: prefix + "leader", candidate: "control-a", retryInterval: .milliseconds(100))
+        let second = EtcdElection(client: client, key: prefix + "leader", candidate: "control-b", retryInterval: .milliseconds(100))
+        var fenced = EtcdStoreConfiguration()
+        fenced.fence = { first.fence }
+        let driver = try EtcdStore(client: client, prefix: prefix, configuration: fenced)
+        first.start()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !first.isLeading, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(first.isLeading)
+        second.start()
+        let record = try await onStoreThread {
+            _ = try driver.putArtifact(kind: .runtime, content: "return {}", actor: "cli")
+            return try driver.createRollout(kind: .runtime, version: 1, fromVersion: 0, status: "running", state: Data("s1".utf8), actor: "driver")
+        }
+
+        // The leader's lease is lost (as when it was paused past its TTL) and the
+        // other candidate wins: the first one's writes no longer land.
+        let lease = try #require(try await client.get(prefix + "leader").first?.lease)
+        _ = try await client.revokeLease(lease)
+        while !second.isLeading, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(second.isLeading)
+        let refused = try await onStoreThread { () -> StoreError? in
+            do {
+                _ = try driver.updateRollout(id: record.id, status: "paused", state: Data("s2".utf8), finished: false, actor: "driver")
+                return nil
+            } catch {
+                return error as? StoreError
+            }
+        }
+        print("fenced write after losing the lead: \(refused.map { "\($0)" } ?? "accepted")")
+        #expect(refused?.description.contains("no longer leads") == true)
+        let stored = try await onStoreThread { try driver.rollout(id: record.id) }
+        #expect(stored?.status == "running" && stored?.state == Data("s1".utf8))
+        await first.stop()
+        await second.stop()
+    }
+
     @Test("a 3 MiB source goes in chunks below etcd's request limit and reads back whole")
     func chunkedSourceRoundTrip() async throws {
         let (client, store) = try makeStore()
