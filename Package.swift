@@ -181,7 +181,7 @@ let package = Package(
             name: "bulkhead",
             dependencies: [
                 "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "HostMetrics", "Store",
-                "Ingress", "Control", "UnixHTTP",
+                "Ingress", "Control", "UnixHTTP", "Etcd", "EtcdStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // The CLI is an HTTP client of control.sock and admin.sock.
@@ -238,6 +238,8 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "BulkheadCore", "Supervisor", "Store", "Rollout", "LoadClient",
+                // The fleet tests start etcd with EtcdTests' harness (linked) and read it.
+                "Etcd",
                 // The route-parity test reads the route tables it checks against the spec.
                 "ControlAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

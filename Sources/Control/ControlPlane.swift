@@ -28,6 +28,11 @@ public struct ControlPlaneConfiguration: Sendable {
     /// Opens the control store; retried every second until it opens. By default the
     /// SQLite file in the data directory.
     public var openStore: @Sendable () throws -> any ControlStore
+    /// Opens the store the rollout driver writes through, when it is not the plane's
+    /// own: in a fleet, one whose writes are fenced by the driver's leadership.
+    public var openDriverStore: (@Sendable () throws -> any ControlStore)?
+    /// Whether this process's rollout driver leads now (always, on one machine).
+    public var driverLeads: @Sendable () -> Bool = { true }
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
@@ -63,6 +68,8 @@ public final class ControlPlane: @unchecked Sendable {
     let logger: Logger
     /// The control store, once open (retried every second until it opens).
     let storeSlot = Mutex<(any ControlStore)?>(nil)
+    /// The driver's own store, once open (only with `openDriverStore`).
+    let driverStoreSlot = Mutex<(any ControlStore)?>(nil)
     /// The admin token (`DATA/admin.token`), read or created by `start()`.
     public private(set) var adminToken = ""
     /// Upload rate per customer: a token bucket each.
@@ -109,6 +116,16 @@ public final class ControlPlane: @unchecked Sendable {
         }
     }
 
+    /// The store the driver writes through: its own (fenced) one when configured,
+    /// opened once; else the plane's.
+    func driverStore() throws -> any ControlStore {
+        guard let open = configuration.openDriverStore else { return try store }
+        if let opened = driverStoreSlot.withLock({ $0 }) { return opened }
+        let opened = try open()
+        driverStoreSlot.withLock { $0 = opened }
+        return opened
+    }
+
     // MARK: - Start and stop
 
     /// Reads the admin token, the cohorts and the store; seeds `--demo`, stores the
@@ -132,11 +149,11 @@ public final class ControlPlane: @unchecked Sendable {
         if let scripts = configuration.scriptsDirectory { syncScriptsDirectory(scripts) }
         let driver = RolloutDriver(
             store: { [unowned self] in
-                do { return try self.store } catch { throw error }
+                do { return try self.driverStore() } catch { throw error }
             },
             replicaPath: configuration.data.replicaFile,
             checks: ArtifactChecker(executable: configuration.checkerExecutable),
-            cohorts: cohorts, logger: logger)
+            cohorts: cohorts, logger: logger, leads: configuration.driverLeads)
         driver.start()
         self.driver = driver
         startTimer()

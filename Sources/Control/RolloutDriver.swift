@@ -27,6 +27,10 @@ public final class RolloutDriver: @unchecked Sendable {
     private let checks: any ArtifactProcessChecks
     private let clock: @Sendable () -> Double
     private let logger: Logger
+    /// Whether this driver leads. On one machine it always does (control.lock lets one
+    /// control process run); in a fleet, the control process whose election won,
+    /// and its store's writes are fenced by that leadership.
+    private let leads: @Sendable () -> Bool
     /// Fault injection (`BULKHEAD_FAULT_HOLD_ROLLOUT_DRIVER=1`): the periodic drive does
     /// nothing, as if the driver's process were stopped; starts and operator commands
     /// still work. For the tests that show the host holds a stage on its own.
@@ -53,11 +57,15 @@ public final class RolloutDriver: @unchecked Sendable {
     ///   - checks: the producer's checks that need a process.
     ///   - cohorts: the pools rollouts are planned over.
     ///   - clock: wall-clock seconds (rollouts are stored and resumed after a restart).
+    ///   - leads: whether this driver leads now (a follower neither drives nor starts
+    ///     nor operates rollouts, and reads them again once it leads).
     public init(
         store: @escaping @Sendable () throws -> any ControlStore, replicaPath: String, checks: any ArtifactProcessChecks,
         cohorts: [CohortConfiguration], logger: Logger,
-        clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
+        leads: @escaping @Sendable () -> Bool = { true }
     ) {
+        self.leads = leads
         self.openStore = store
         self.replicaPath = replicaPath
         self.checks = checks
@@ -66,6 +74,11 @@ public final class RolloutDriver: @unchecked Sendable {
         self.clock = clock
         self.held = ProcessInfo.processInfo.environment["BULKHEAD_FAULT_HOLD_ROLLOUT_DRIVER"] == "1"
     }
+
+    /// The refusal of a start or an operation by a driver that does not lead.
+    static let following = ControlError(
+        .controlPlaneUnavailable,
+        "this control process does not lead the rollout driver now (another one does, or the election has no answer yet); retry")
 
     // MARK: - Life
 
@@ -117,6 +130,7 @@ public final class RolloutDriver: @unchecked Sendable {
         // Off the queue: a runtime check or a binary probe runs a process (up to 10 s).
         if let refusal = validate(kind, content: content) { return .failure(refusal) }
         return queue.sync {
+            guard leads() else { return .failure(Self.following) }
             do {
                 let store = try openStore()
                 if let refusal = try startRefusal(kind, store: store) { return .failure(refusal) }
@@ -253,6 +267,7 @@ public final class RolloutDriver: @unchecked Sendable {
     /// Pause, resume, abort or promote a rollout.
     public func operate(rollout id: Int, command: Command, actor: String) -> Result<RolloutStatus, ControlError> {
         queue.sync {
+            guard leads() else { return .failure(Self.following) }
             guard let kind = running.first(where: { $0.value.id == id })?.key, var rollout = running[kind] else {
                 do {
                     if let record = try openStore().rollout(id: id) {
@@ -356,6 +371,16 @@ public final class RolloutDriver: @unchecked Sendable {
 
     /// One drive: the freeze, then each rollout's latest fresh report.
     private func driveOnQueue() {
+        guard leads() else {
+            // Another control process drives. What this one holds goes stale meanwhile:
+            // it reads the stored rollouts again once it leads.
+            if resumed {
+                running = [:]
+                resumed = false
+                logger.info("another control process leads the rollout driver; this one follows")
+            }
+            return
+        }
         if !resumed { resumeStored() }
         guard !running.isEmpty else { return }
         let store: any ControlStore

@@ -6,8 +6,11 @@ import BulkheadCore
 import CBulkheadPosix
 import Control
 import ControlAPI
+import Etcd
+import EtcdStore
 import Foundation
 import Logging
+import Store
 
 /// `bulkhead control`: the control plane in its own process.
 struct ControlCommand: ParsableCommand {
@@ -19,12 +22,19 @@ struct ControlCommand: ParsableCommand {
             DATA/run/control.sock (this user only). Holds DATA/run/control.lock while it runs: a second \
             control on the same data directory exits 1 naming the holder, so two rollout drivers never run. \
             `bulkhead serve` starts it as a supervised child; run it alone only without serve.
+
+            With --etcd, the store is the fleet's, in etcd under --etcd-prefix, and any number of \
+            control processes may run (each with its own --data): all serve the API; the rollout \
+            driver runs in the one that wins the election on PREFIX/driver/leader (a lease of 5 s), \
+            and its writes are fenced by that leadership, so a leader paused past its lease writes \
+            nothing once it resumes.
             """
     )
 
     @OptionGroup var plane: ControlPlaneOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var apiOptions: APIOptions
+    @OptionGroup var etcdOptions: EtcdOptions
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -59,11 +69,18 @@ struct ControlCommand: ParsableCommand {
         }
         defer { lock.release() }
         let (host, port) = try ServeCommand.split(address: apiOptions.api, option: "--api")
-        let plane = ControlPlane(
-            configuration: ControlPlaneConfiguration(
-                cohortsDirectory: plane.cohorts, data: data, scriptsDirectory: plane.scripts, demo: plane.demo,
-                checkerExecutable: ServeCommand.ownExecutable()),
-            logger: logger)
+        var planeConfiguration = ControlPlaneConfiguration(
+            cohortsDirectory: plane.cohorts, data: data, scriptsDirectory: plane.scripts, demo: plane.demo,
+            checkerExecutable: ServeCommand.ownExecutable())
+        var election: EtcdElection?
+        do {
+            if let etcd = try etcdOptions.configuration() {
+                election = try Self.useEtcd(etcd, prefix: etcdOptions.prefix, api: apiOptions.api, for: &planeConfiguration)
+            }
+        } catch {
+            Self.exit("\(error)")
+        }
+        let plane = ControlPlane(configuration: planeConfiguration, logger: logger)
         do {
             try plane.start()
         } catch {
@@ -96,10 +113,32 @@ struct ControlCommand: ParsableCommand {
                 failed.set()
             }
             plane.stop()
+            await election?.stop()
             finished.signal()
         }
         finished.wait()
         if failed.isSet { throw ExitCode.failure }
+    }
+
+    /// Points the plane at the fleet's store in etcd: the API's writes through one
+    /// store, the driver's through another fenced by its leadership, which an
+    /// election among the control processes decides (started here).
+    static func useEtcd(
+        _ etcd: EtcdConfiguration, prefix: String, api: String, for configuration: inout ControlPlaneConfiguration
+    ) throws -> EtcdElection {
+        let client = try EtcdClient(configuration: etcd)
+        let store = try EtcdStore(client: client, prefix: prefix)
+        let candidate = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) api \(api)"
+        let election = EtcdElection(client: client, key: store.prefix + "driver/leader", candidate: candidate)
+        var fenced = EtcdStoreConfiguration()
+        fenced.fence = { election.fence }
+        let driverStore = try EtcdStore(client: client, prefix: prefix, configuration: fenced)
+        configuration.storeLocation = store.location
+        configuration.openStore = { store }
+        configuration.openDriverStore = { driverStore }
+        configuration.driverLeads = { election.isLeading }
+        election.start()
+        return election
     }
 
     /// Prints `bulkhead control: message` on stderr and exits 1.

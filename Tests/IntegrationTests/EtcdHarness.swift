@@ -1,0 +1,1 @@
+../EtcdTests/EtcdHarness.swift
