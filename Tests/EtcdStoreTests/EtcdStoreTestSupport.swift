@@ -98,45 +98,8 @@ func onStoreThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) asyn
     }
 }
 
-// MARK: - Helpers (as StoreTests' own)
-
-/// A clock that starts at a fixed whole second and moves one second per reading.
-final class SteppingClock: Sendable {
-    static let start = Date(timeIntervalSince1970: 1_800_000_000)
-    private let readings = Mutex(0)
-
-    func now() -> Date {
-        let count = readings.withLock { count in
-            defer { count += 1 }
-            return count
-        }
-        return Self.start.addingTimeInterval(Double(count))
-    }
-}
-
-/// The token hash of a made-up token.
-func hash(_ token: String) -> String {
-    TokenHash.of(token: token)
-}
-
-/// Runs `body` and returns the ``StoreError`` it throws; records an issue otherwise.
-func storeError(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> StoreError? {
-    do {
-        try body()
-        Issue.record("expected a StoreError, nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as StoreError {
-        return error
-    } catch {
-        Issue.record("expected a StoreError, got \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
-
-/// The actions of every audit event, oldest first.
-func auditActions(_ store: some AuditLog) throws -> [String] {
-    try store.auditEvents(after: 0, limit: 10_000).map(\.action.rawValue)
-}
+// The stepping clock, `hash`, `storeError` and `auditActions` are StoreTests' own
+// (StoreTestSupport.swift, linked here).
 
 /// Milliseconds since `start`.
 func milliseconds(since start: ContinuousClock.Instant) -> Double {

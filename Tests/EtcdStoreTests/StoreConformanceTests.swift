@@ -3,8 +3,9 @@ import Foundation
 import Store
 import Testing
 
-/// StoreTests' checks, run against SQLite and etcd alike: the etcd store must refuse,
-/// number, audit and answer exactly as the SQLite store does.
+/// The `BulkheadStore` contract, run against SQLite and etcd alike: both stores must
+/// refuse, number, audit and answer exactly the same. (StoreTests keeps what only
+/// SQLite has: its file, its change feed, its replica.)
 @Suite("BulkheadStore checks, on SQLite and on etcd", .serialized, .etcdServer)
 struct StoreConformanceTests {
     private static let state = Data(#"{"stage": 0, "baseline": {"requests": 120}}"#.utf8)

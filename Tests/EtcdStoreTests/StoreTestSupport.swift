@@ -1,0 +1,1 @@
+../StoreTests/StoreTestSupport.swift
