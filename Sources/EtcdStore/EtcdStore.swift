@@ -334,6 +334,13 @@ final class Reader: Sendable {
         self.store = store
     }
 
+    /// A reader whose every read is made at `revision` (a host agent reads the rows
+    /// a watch named at the revision the watch delivered them).
+    init(store: EtcdStore, revision: Int64) {
+        self.store = store
+        pinned.withLock { $0 = revision }
+    }
+
     /// The revision read at (0 before the first read).
     var revision: Int64 { pinned.withLock { $0 } }
 
