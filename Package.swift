@@ -181,7 +181,7 @@ let package = Package(
             name: "bulkhead",
             dependencies: [
                 "BulkheadCore", "CBulkheadPosix", "HTTPWire", "LuaSandbox", "Worker", "Supervisor", "ControlAPI", "HostMetrics", "Store",
-                "Ingress", "Control", "UnixHTTP",
+                "Ingress", "Control", "UnixHTTP", "Etcd", "EtcdStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // The CLI is an HTTP client of control.sock and admin.sock.

@@ -64,9 +64,14 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         /// is not back, a linearizable read that failed, a watch found stuck); nil
         /// while it follows.
         public var cutOffSince: Date?
-        /// The revision the replica had applied at the last ``update(after:limit:)``,
-        /// nil before one (or when the replica had none).
+        /// The revision of the last update handed to the host (which applies it at
+        /// once), nil before one.
         public var appliedRevision: Int?
+        /// The newest revision of a change that carries something for the host (not
+        /// a blob, an audit event or a host's own key) that the replica had applied at
+        /// the last update: what a host reports, so that writing its report (a change
+        /// of its own key, which every host sees) does not call for another report.
+        public var appliedChangeRevision: Int?
         /// The newest revision the watch delivered (or a full copy read).
         public var watchedRevision: Int
         /// Watches created (the first, and each one after a restart).
@@ -106,6 +111,11 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         var aheadSince: ContinuousClock.Instant?
         var cutOffSince: Date?
         var applied: Int?
+        var appliedChange: Int?
+        /// When a full copy last failed, and how: the next one waits a little, so a
+        /// host with no replica does not block its queue on an unreachable etcd on
+        /// every tick.
+        var fullCopyFailure: (at: ContinuousClock.Instant, error: StoreError)?
         var watchesCreated = 0
         var stuckRestarts = 0
         var fullCopies = 0
@@ -144,11 +154,17 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         state.withLock { $0.token }
     }
 
+    /// Since when the source has been cut off from etcd; nil while it follows.
+    public var cutOffSince: Date? {
+        state.withLock { $0.cutOffSince }
+    }
+
     /// Where the source stands.
     public var health: Health {
         state.withLock { state in
             Health(
-                cutOffSince: state.cutOffSince, appliedRevision: state.applied, watchedRevision: state.delivered,
+                cutOffSince: state.cutOffSince, appliedRevision: state.applied, appliedChangeRevision: state.appliedChange,
+                watchedRevision: state.delivered,
                 watchesCreated: state.watchesCreated, stuckRestarts: state.stuckRestarts, fullCopies: state.fullCopies,
                 problem: state.problem)
         }
@@ -160,6 +176,21 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
     /// client's timeouts; fails with a ``StoreError`` (unreachable when etcd does not
     /// answer), and nothing is lost: the next call asks again.
     public func update(after revision: Int?, limit: Int = 10_000) throws -> FeedRead {
+        let read = try read(after: revision, limit: limit)
+        state.withLock { state in
+            state.applied = read.update.revision
+            // Only changes that carry something move it (see `Health`): an update made
+            // of hosts' own reports does not.
+            if let changed = read.update.isFullCopy ? read.update.revision : read.entries.last?.revision {
+                state.appliedChange = max(state.appliedChange ?? 0, changed)
+            } else if state.appliedChange == nil {
+                state.appliedChange = revision
+            }
+        }
+        return read
+    }
+
+    private func read(after revision: Int?, limit: Int) throws -> FeedRead {
         guard (1...10_000).contains(limit) else {
             throw StoreError.invalidArgument("a change-feed batch is 1 to 10000 changes, got \(limit)")
         }
@@ -213,7 +244,6 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
     }
 
     private static func plan(_ state: inout State, after revision: Int?, limit: Int) -> Plan {
-        state.applied = revision
         if let revision { state.entries.removeAll { $0.revision <= revision } }
         guard let revision, !state.needsFullCopy else { return .fullCopy }
         guard state.started else {
@@ -243,14 +273,24 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
     // MARK: - Full copy
 
     private func fullCopy() throws -> FeedRead {
+        let retry = configuration.initialBackoff * 20
+        if let failure = state.withLock({ $0.fullCopyFailure }), ContinuousClock.now - failure.at < retry {
+            throw failure.error
+        }
         let outcome = EtcdStore.blocking { [self] in try await readFullCopy() }
         let (update, scriptsRead): (ReplicaUpdate, Int)
         do {
             (update, scriptsRead) = try outcome.get()
         } catch {
-            throw store.translate(error, "copy the control store whole")
+            let failure = store.translate(error, "copy the control store whole")
+            state.withLock { state in
+                state.fullCopyFailure = (ContinuousClock.now, failure)
+                if failure.kind == .unreachable, state.cutOffSince == nil { state.cutOffSince = Date() }
+            }
+            throw failure
         }
         let start = state.withLock { state -> Bool in
+            state.fullCopyFailure = nil
             state.needsFullCopy = false
             state.fullCopies += 1
             state.base = update.revision

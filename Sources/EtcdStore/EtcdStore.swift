@@ -28,6 +28,8 @@ import Synchronization
 //     rollout/state/%010d                 the rollout engine's state, raw bytes as given
 //     rollout/running/KIND                {"id"}: the unfinished rollout of KIND, absent when none
 //     setting/KEY                         {"updatedAt", "value"}
+//     host/NAME                           a host agent's presence, on its lease: {"appliedRevision",
+//                                         "group", "name", "pid", "updatedAt"} (written by the host)
 //     audit/next                          {"next"}: the id the next audit event takes
 //     audit/e/%016d                       {"action", "actor", "at", "detailBytes", "id", "subject",
 //                                         "detail": the event's detail JSON as given, last}
