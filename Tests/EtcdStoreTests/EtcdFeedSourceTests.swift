@@ -195,6 +195,49 @@ struct EtcdFeedSourceTests {
         print("followed: \(host.reads.count) reads, \(host.reads.map(\.scriptsRead).reduce(0, +)) scripts read, health \(host.source.health)")
     }
 
+    @Test("two hosts hold host/NAME on their leases with the applied revision; their own reports do not make them report again")
+    func hostPresence() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        let hosts = try ["h1", "h2"].map { _ in try FollowingReplica(source: EtcdFeedSource(store: store, configuration: fastChecks)) }
+        let presences = try zip(["h1", "h2"], hosts).map { name, host in
+            try EtcdHostPresence(store: store, name: name, group: "g1", ttl: 5, source: host.source)
+        }
+        defer { for host in hosts { host.close() } }
+        for presence in presences { presence.start() }
+        try await onStoreThread { _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli") }
+        let written = try await revision(store)
+        let deadline = ContinuousClock.now + .seconds(20)
+        // Each host follows (its own and the other's reports included) until both
+        // reported the customer's revision.
+        while presences.contains(where: { ($0.written?.appliedRevision ?? 0) < written }), ContinuousClock.now < deadline {
+            for host in hosts { try await catchUp(host, store) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for presence in presences { #expect((presence.written?.appliedRevision ?? 0) >= written) }
+        // Quiet: following each other's reports writes nothing more.
+        for host in hosts { try await catchUp(host, store) }
+        try await Task.sleep(for: .seconds(1.5))
+        for host in hosts { try await catchUp(host, store) }
+        let settled = try await revision(store)
+        for _ in 0..<20 {
+            for host in hosts { try await catchUp(host, store) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let later = try await revision(store)
+        #expect(later == settled, "hosts kept reporting each other's reports: \(settled) → \(later)")
+        let keys = try await client.range(prefix: store.prefix + "host/")
+        let records = try keys.kvs.map { try JSONDecoder().decode(RecordView.self, from: Data($0.value)) }
+        #expect(records.map(\.name) == ["h1", "h2"])
+        #expect(keys.kvs.allSatisfy { $0.lease != 0 })
+        print("host keys: \(keys.kvs.map(\.valueString)); store revision \(settled) → \(later) over 2 s of following")
+        // Stopped, a host's key goes with its lease.
+        await presences[0].stop()
+        let left = try await client.range(prefix: store.prefix + "host/").kvs.map(\.keyString)
+        #expect(left == [store.prefix + "host/h2"])
+        await presences[1].stop()
+    }
+
     @Test("a batch limit never splits a revision, and the rest follows on the next look")
     func limitKeepsRevisionsWhole() async throws {
         let (client, store) = try makeStore()
@@ -354,4 +397,11 @@ struct EtcdFeedSourceFailureTests {
             print("etcd gone: changeToken slowest \(String(format: "%.3f", slowest.seconds * 1_000_000)) µs over 50 calls, token \(token) unchanged; update after the applied revision \(String(format: "%.2f", idleMilliseconds)) ms; full copy failed as \(error.map { "\($0.kind)" } ?? "nothing") in \(String(format: "%.2f", failedIn)) s; cut off since \(cutOff.map { String(format: "%.2f", $0.timeIntervalSince(stopped)) } ?? "-") s after the stop")
         }
     }
+}
+
+/// The fields of `host/NAME` a test checks.
+private struct RecordView: Decodable {
+    var name: String
+    var group: String
+    var appliedRevision: Int?
 }
