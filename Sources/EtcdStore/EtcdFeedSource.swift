@@ -74,6 +74,8 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         public var appliedChangeRevision: Int?
         /// The newest revision the watch delivered (or a full copy read).
         public var watchedRevision: Int
+        /// The member the last watch was created on (the client's endpoint then).
+        public var watchEndpoint: String?
         /// Watches created (the first, and each one after a restart).
         public var watchesCreated: Int
         /// Watches started again because they stayed behind the store.
@@ -116,6 +118,7 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         /// host with no replica does not block its queue on an unreachable etcd on
         /// every tick.
         var fullCopyFailure: (at: ContinuousClock.Instant, error: StoreError)?
+        var watchEndpoint: String?
         var watchesCreated = 0
         var stuckRestarts = 0
         var fullCopies = 0
@@ -159,12 +162,17 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
         state.withLock { $0.cutOffSince }
     }
 
+    /// Why the source is cut off, while it is.
+    public var sourceProblem: String? {
+        state.withLock { $0.cutOffSince == nil ? nil : $0.problem }
+    }
+
     /// Where the source stands.
     public var health: Health {
         state.withLock { state in
             Health(
                 cutOffSince: state.cutOffSince, appliedRevision: state.applied, appliedChangeRevision: state.appliedChange,
-                watchedRevision: state.delivered,
+                watchedRevision: state.delivered, watchEndpoint: state.watchEndpoint,
                 watchesCreated: state.watchesCreated, stuckRestarts: state.stuckRestarts, fullCopies: state.fullCopies,
                 problem: state.problem)
         }
@@ -386,8 +394,11 @@ public final class EtcdFeedSource: ChangeFeedSource, Sendable {
     private func record(_ response: WatchResponse) {
         let prefix = store.prefix
         let at = Date()
+        // The client sticks to the member that took the watch, just before this answer.
+        let endpoint = response.created ? store.client.currentEndpoint.absoluteString : nil
         state.withLock { state in
             if response.created {
+                state.watchEndpoint = endpoint
                 state.watchesCreated += 1
                 state.cutOffSince = nil
                 state.problem = nil
