@@ -5,9 +5,9 @@ CONFIG     ?= debug
 BUILD_LOG  := .build/last-build.log
 # etcd-server: the real etcd the EtcdTests start (3.4, /usr/bin/etcd; never run as a
 # service); openssl: the CA and certificates of their TLS tests.
-APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev etcd-server openssl
+APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev etcd-server etcd-client openssl
 
-.PHONY: all deps build test unit etcd-test integration chaos chaos-short api-check live-fuzz fuzz run bench e2e clean
+.PHONY: all deps build test unit etcd-test etcd-host integration chaos chaos-short api-check live-fuzz fuzz run bench e2e clean
 
 all: build
 
@@ -49,6 +49,12 @@ unit:
 ## etcd they start.
 etcd-test: build
 	$(SWIFT) test -c $(CONFIG) --skip-build --filter 'EtcdTests|EtcdStoreTests'
+
+## etcd-host: `bulkhead serve --etcd` end to end against a real etcd (scripts/etcd-host):
+## follows uploads by watch, fail static with etcd gone, restart while it is down,
+## resync after a compaction past the host.
+etcd-host: build
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/etcd-host
 
 integration:
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead \

@@ -120,16 +120,26 @@ public struct FeedStatus: Codable, Sendable, Equatable {
     public var fullCopies: Int
     /// Why the control store cannot be followed right now, when it cannot.
     public var problem: String?
+    /// What the agent follows (the control store file, or `etcd URLS under PREFIX`);
+    /// nil before it opened.
+    public var source: String?
+    /// Since when (seconds since the epoch) the source has been cut off from the
+    /// store it follows (etcd unreachable, a watch that ended): the host serves its
+    /// replica meanwhile, at ``appliedRevision``. Nil while it follows, and for a
+    /// source that cannot tell.
+    public var cutOffSince: Double?
 
     /// Creates a value.
     public init(appliedRevision: Int?, latestRevision: Int, scriptsRead: Int, scriptsPushed: Int, fullCopies: Int,
-                problem: String?) {
+                problem: String?, source: String? = nil, cutOffSince: Double? = nil) {
         self.appliedRevision = appliedRevision
         self.latestRevision = latestRevision
         self.scriptsRead = scriptsRead
         self.scriptsPushed = scriptsPushed
         self.fullCopies = fullCopies
         self.problem = problem
+        self.source = source
+        self.cutOffSince = cutOffSince
     }
 }
 

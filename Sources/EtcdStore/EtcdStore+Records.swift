@@ -40,6 +40,8 @@ extension EtcdStore {
         static func setting(_ key: String) -> String { "setting/\(key)" }
         static let settings = "setting/"
 
+        static func host(_ name: String) -> String { "host/\(name)" }
+
         static let auditNext = "audit/next"
         static func auditEvent(_ id: Int) -> String { "audit/e/\(padded(id, 16))" }
         static let auditEvents = "audit/e/"

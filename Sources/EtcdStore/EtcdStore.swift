@@ -28,6 +28,8 @@ import Synchronization
 //     rollout/state/%010d                 the rollout engine's state, raw bytes as given
 //     rollout/running/KIND                {"id"}: the unfinished rollout of KIND, absent when none
 //     setting/KEY                         {"updatedAt", "value"}
+//     host/NAME                           a host agent's presence, on its lease: {"appliedRevision",
+//                                         "group", "name", "pid", "updatedAt"} (written by the host)
 //     audit/next                          {"next"}: the id the next audit event takes
 //     audit/e/%016d                       {"action", "actor", "at", "detailBytes", "id", "subject",
 //                                         "detail": the event's detail JSON as given, last}
@@ -332,6 +334,13 @@ final class Reader: Sendable {
 
     init(store: EtcdStore) {
         self.store = store
+    }
+
+    /// A reader whose every read is made at `revision` (a host agent reads the rows
+    /// a watch named at the revision the watch delivered them).
+    init(store: EtcdStore, revision: Int64) {
+        self.store = store
+        pinned.withLock { $0 = revision }
     }
 
     /// The revision read at (0 before the first read).

@@ -138,6 +138,14 @@ public struct FeedRead: Sendable {
     public var update: ReplicaUpdate
     /// Script rows read from the control store (with their sources).
     public var scriptsRead: Int
+
+    /// Creates a value.
+    public init(bounds: FeedBounds, entries: [FeedEntry], update: ReplicaUpdate, scriptsRead: Int) {
+        self.bounds = bounds
+        self.entries = entries
+        self.update = update
+        self.scriptsRead = scriptsRead
+    }
 }
 
 extension ActiveScript {

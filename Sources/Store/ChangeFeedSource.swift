@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a host agent follows to keep its replica: the control store's change feed,
 /// read without waiting on its writers. On one machine, ``ChangeFeedReader`` on
 /// `DATA/bulkhead.sqlite`; in a fleet, a watch on etcd. One owner calls it (the
@@ -17,6 +19,19 @@ public protocol ChangeFeedSource: AnyObject {
     func update(after revision: Int?, limit: Int) throws -> FeedRead
     /// Lets go of what it holds.
     func close()
+    /// Since when the source has been cut off from the store it follows, nil while
+    /// it follows (or when it cannot tell: a file is there or not).
+    var cutOffSince: Date? { get }
+    /// Why the source is cut off, for people (its calls may still succeed: a watch
+    /// that ended leaves the replica as it is, with nothing to report as an error).
+    var sourceProblem: String? { get }
+}
+
+extension ChangeFeedSource {
+    /// A file cannot be cut off: it opens or it fails.
+    public var cutOffSince: Date? { nil }
+    /// A file's problems are the errors of its calls.
+    public var sourceProblem: String? { nil }
 }
 
 extension ChangeFeedReader: ChangeFeedSource {

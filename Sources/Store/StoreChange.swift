@@ -19,7 +19,7 @@ public enum StoreChange: Sendable, Hashable {
 
     /// The change a write of the setting `key` makes, or nil for a key the data plane
     /// does not serve from.
-    static func ofSetting(_ key: String) -> StoreChange {
+    package static func ofSetting(_ key: String) -> StoreChange {
         // The freeze and pins are not here: break glass lives in each host's replica
         // (`HostOverrides`), never in the control store, so the feed carries neither.
         for kind in ArtifactKind.allCases {

@@ -50,7 +50,7 @@ extension Supervisor {
     /// at most once a second; a failure is logged once and retried, and returned.
     @discardableResult
     func openControlStore() -> (any Error)? {
-        guard controlStore.withLock({ $0 == nil }) else { return nil }
+        guard configuration.localControlStore, controlStore.withLock({ $0 == nil }) else { return nil }
         do {
             let opened = try SQLiteStore(dataDirectory: configuration.data)
             controlStore.withLock { $0 = opened }
@@ -249,7 +249,9 @@ extension Supervisor {
     func feedStatus() -> FeedStatus {
         FeedStatus(
             appliedRevision: replicaFeed.follower.appliedRevision, latestRevision: replicaFeed.follower.latest, scriptsRead: replicaFeed.follower.scriptsRead,
-            scriptsPushed: replicaFeed.follower.scriptsPushed, fullCopies: replicaFeed.follower.fullCopies, problem: replicaFeed.follower.problem)
+            scriptsPushed: replicaFeed.follower.scriptsPushed, fullCopies: replicaFeed.follower.fullCopies,
+            problem: replicaFeed.follower.problem ?? replicaFeed.follower.reader?.sourceProblem,
+            source: replicaFeed.follower.reader?.location, cutOffSince: replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970)
     }
 }
 

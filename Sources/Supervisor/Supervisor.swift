@@ -30,6 +30,10 @@ public struct SupervisorConfiguration: Sendable {
     /// Opens what the agent follows to keep its replica; retried every second until
     /// it opens. By default the change feed of the control store in the data directory.
     public var openFeed: @Sendable () throws -> any ChangeFeedSource
+    /// Whether the control store is the SQLite file of the data directory, which the
+    /// agent opens beside the feed (on one machine). False in a fleet: the store is
+    /// etcd, reached only through ``openFeed``, and no file is created.
+    public var localControlStore = true
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory,

@@ -2,6 +2,8 @@ import ArgumentParser
 import BulkheadCore
 import Control
 import ControlAPI
+import Etcd
+import EtcdStore
 import Foundation
 import HostMetrics
 import Logging
@@ -20,6 +22,8 @@ struct ServeCommand: ParsableCommand {
             options), restarted with backoff when it exits, killed and replaced when it stops answering \
             its health checks on DATA/run/control.sock, and adopted, not restarted, by a new serve. \
             serve itself answers the host routes on DATA/run/admin.sock and --metrics.
+
+            With --etcd, the host is one of a fleet: it follows the control store on etcd by             watch (a full copy at one revision when etcd compacted past it), holds its presence             at host/NAME on a lease, serves its replica while etcd is unreachable, and starts no             control plane (run `bulkhead control --etcd` on its own).
             """
     )
 
@@ -35,8 +39,21 @@ struct ServeCommand: ParsableCommand {
     var metrics: String = "127.0.0.1:8090"
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
+    @OptionGroup var etcd: EtcdOptions
+    @Option(help: "This host's name in the fleet (with --etcd): its key host/NAME and its reports.")
+    var host: String?
+    @Option(help: "This host's group in the fleet (with --etcd): rollouts widen group by group.")
+    var group: String = "default"
 
     func validate() throws {
+        if etcd.endpoints != nil {
+            guard let host, !host.isEmpty else { throw ValidationError("--etcd needs --host NAME: this host's name in the fleet") }
+            if plane.scripts != nil || plane.demo {
+                throw ValidationError("--scripts and --demo belong to `bulkhead control --etcd`: serve --etcd starts no control plane")
+            }
+        } else if host != nil {
+            throw ValidationError("--host names a host of a fleet: it goes with --etcd")
+        }
         if metrics != "off" { _ = try Self.split(address: metrics, option: "--metrics") }
     }
 
@@ -62,12 +79,19 @@ struct ServeCommand: ParsableCommand {
             let (host, port) = try Self.split(address: ingress, option: "--ingress")
             settings.ingress = (host, port)
         }
-        // The control plane's own process: it gets what it owns (the API, the scripts
-        // directory, --demo) and the same data and cohorts.
-        var controlArguments = ["--data", dataOptions.data, "--cohorts", Self.absolute(plane.cohorts), "--log-level", logLevel] + apiOptions.arguments
-        if let scripts = plane.scripts { controlArguments += ["--scripts", Self.absolute(scripts)] }
-        if plane.demo { controlArguments.append("--demo") }
-        settings.control = ControlChildConfiguration(arguments: controlArguments)
+        let fleet = try openFleet()
+        if let fleet {
+            // A host of a fleet: the store is etcd, control runs elsewhere.
+            settings.localControlStore = false
+            settings.openFeed = { fleet.source }
+        } else {
+            // The control plane's own process: it gets what it owns (the API, the scripts
+            // directory, --demo) and the same data and cohorts.
+            var controlArguments = ["--data", dataOptions.data, "--cohorts", Self.absolute(plane.cohorts), "--log-level", logLevel] + apiOptions.arguments
+            if let scripts = plane.scripts { controlArguments += ["--scripts", Self.absolute(scripts)] }
+            if plane.demo { controlArguments.append("--demo") }
+            settings.control = ControlChildConfiguration(arguments: controlArguments)
+        }
         let supervisor = Supervisor(configuration: settings, logger: logger)
         do {
             try supervisor.start()
@@ -75,6 +99,8 @@ struct ServeCommand: ParsableCommand {
             FileHandle.standardError.write(Data("bulkhead serve: \(ControlCharacters.escaped("\(error)"))\n".utf8))
             throw ExitCode.failure
         }
+        fleet?.presence.start()
+        defer { fleet?.stop() }
         // The host's own metrics: a bind that fails is logged, and the host serves on
         // without them.
         var metricsServer: HostMetricsServer?
@@ -105,6 +131,24 @@ struct ServeCommand: ParsableCommand {
         finished.wait()
     }
 
+    /// With `--etcd`: the client, the feed source and the host's presence (nothing is
+    /// read from etcd yet: a host started while etcd is down serves its replica).
+    private func openFleet() throws -> FleetHost? {
+        guard var configuration = try etcd.configuration(), let host else { return nil }
+        // The supervisor's queue waits on a full copy's reads: keep one call's worst
+        // case (connect + answer + going round the members) to a few seconds.
+        configuration.timeouts = .init(connect: .seconds(1), request: .seconds(3), failover: .seconds(3))
+        do {
+            let client = try EtcdClient(configuration: configuration)
+            let store = try EtcdStore(client: client, prefix: etcd.prefix)
+            let source = EtcdFeedSource(store: store)
+            let presence = try EtcdHostPresence(store: store, name: host, group: group, source: source)
+            return FleetHost(client: client, source: source, presence: presence)
+        } catch {
+            throw ValidationError("--etcd: \(error)")
+        }
+    }
+
     /// `path` made absolute: the control child may not share this working directory's view forever.
     static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
@@ -121,5 +165,24 @@ struct ServeCommand: ParsableCommand {
     /// The path of this executable, so workers run the same build.
     static func ownExecutable() -> String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}
+
+/// What `serve --etcd` holds beside the supervisor.
+private struct FleetHost: Sendable {
+    let client: EtcdClient
+    let source: EtcdFeedSource
+    let presence: EtcdHostPresence
+
+    /// Gives the key up (its lease revoked) and closes the watch, waiting at most 3 s.
+    func stop() {
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await presence.stop()
+            source.close()
+            await client.shutdown()
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 3)
     }
 }

@@ -95,6 +95,11 @@ extension StatusTable {
     static func feedLine(_ feed: FeedStatus) -> String {
         let applied = feed.appliedRevision.map(String.init) ?? "none"
         var line = "replica at revision \(applied) of \(feed.latestRevision)"
+        if let source = feed.source, !source.hasSuffix(".sqlite") { line += " from \(source)" }
+        if let since = feed.cutOffSince {
+            let date = Date(timeIntervalSince1970: since)
+            line += ", cut off since \(date.formatted(Date.ISO8601FormatStyle())) (serving the replica)"
+        }
         if let problem = feed.problem { line += " (\(problem))" }
         return line
     }
