@@ -7,7 +7,7 @@ BUILD_LOG  := .build/last-build.log
 # service); openssl: the CA and certificates of their TLS tests.
 APT_PACKAGES := liblua5.4-dev pkg-config libsqlite3-dev etcd-server etcd-client openssl
 
-.PHONY: all deps build test unit etcd-test etcd-host fleet fleet-short integration chaos chaos-short api-check live-fuzz fuzz run bench e2e clean
+.PHONY: all deps build test unit etcd-test etcd-host etcd-tls fleet fleet-short integration chaos chaos-short api-check live-fuzz fuzz run bench e2e clean
 
 all: build
 
@@ -38,7 +38,7 @@ build: deps
 ## cases each), the integration suites one at a time, the short chaos run,
 ## schemathesis against the live API, then a short live fuzz of the pools' and the
 ## ingress's HTTP parsing.
-test: build unit integration etcd-host fleet-short chaos-short api-check live-fuzz
+test: build unit integration etcd-host etcd-tls fleet-short chaos-short api-check live-fuzz
 
 ## unit: every suite but the integration tests, in parallel; EtcdTests and
 ## EtcdStoreTests among them (they start their own etcd processes on free loopback ports).
@@ -55,6 +55,12 @@ etcd-test: build
 ## resync after a compaction past the host.
 etcd-host: build
 	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/etcd-host
+
+## etcd-tls: the fleet's store behind TLS with client certificates and per-host users and
+## roles (scripts/etcd-tls): control and a host work with their own identities; a host
+## cannot write another host's key or the desired state; no certificate, no connection.
+etcd-tls: build
+	BULKHEAD_BIN=$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/bulkhead scripts/etcd-tls
 
 ## fleet: a 3-member etcd, two `bulkhead control --etcd` and three `bulkhead serve --etcd`
 ## hosts on this machine (scripts/fleet): 20 uploads alternating between the control
