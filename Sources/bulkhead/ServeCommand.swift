@@ -23,7 +23,10 @@ struct ServeCommand: ParsableCommand {
             its health checks on DATA/run/control.sock, and adopted, not restarted, by a new serve. \
             serve itself answers the host routes on DATA/run/admin.sock and --metrics.
 
-            With --etcd, the host is one of a fleet: it follows the control store on etcd by             watch (a full copy at one revision when etcd compacted past it), holds its presence             at host/NAME on a lease, serves its replica while etcd is unreachable, and starts no             control plane (run `bulkhead control --etcd` on its own).
+            With --etcd, the host is one of a fleet: it follows the control store on etcd by watch (a \
+            full copy at one revision when etcd compacted past it), holds its presence at host/NAME on a \
+            lease, serves its replica while etcd is unreachable, and starts no control plane (run \
+            `bulkhead control --etcd` on its own).
             """
     )
 
