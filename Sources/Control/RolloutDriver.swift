@@ -268,6 +268,8 @@ public final class RolloutDriver: @unchecked Sendable {
     public func operate(rollout id: Int, command: Command, actor: String) -> Result<RolloutStatus, ControlError> {
         queue.sync {
             guard leads() else { return .failure(Self.following) }
+            // A driver that just took the lead reads the stored rollouts first.
+            if !resumed { resumeStored() }
             guard let kind = running.first(where: { $0.value.id == id })?.key, var rollout = running[kind] else {
                 do {
                     if let record = try openStore().rollout(id: id) {

@@ -27,7 +27,9 @@ struct ControlCommand: ParsableCommand {
             control processes may run (each with its own --data): all serve the API; the rollout \
             driver runs in the one that wins the election on PREFIX/driver/leader (a lease of 5 s), \
             and its writes are fenced by that leadership, so a leader paused past its lease writes \
-            nothing once it resumes.
+            nothing once it resumes. The leader also keeps the store: every --etcd-housekeeping-interval \
+            it compacts etcd's history to the newest --etcd-keep-revisions and removes contents no \
+            version refers to.
             """
     )
 
@@ -35,11 +37,18 @@ struct ControlCommand: ParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var apiOptions: APIOptions
     @OptionGroup var etcdOptions: EtcdOptions
+    @Option(help: "With --etcd: seconds between the leader's upkeep rounds (compaction, then unreferenced contents removed).")
+    var etcdHousekeepingInterval: Double = 300
+    @Option(help: "With --etcd: revisions of history the upkeep keeps; a host further behind copies the store whole.")
+    var etcdKeepRevisions: Int64 = 10_000
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func validate() throws {
         _ = try ServeCommand.split(address: apiOptions.api, option: "--api")
+        guard etcdHousekeepingInterval > 0, etcdKeepRevisions >= 0 else {
+            throw ValidationError("--etcd-housekeeping-interval must be above 0 and --etcd-keep-revisions 0 or more")
+        }
     }
 
     func run() throws {
@@ -73,9 +82,27 @@ struct ControlCommand: ParsableCommand {
             cohortsDirectory: plane.cohorts, data: data, scriptsDirectory: plane.scripts, demo: plane.demo,
             checkerExecutable: ServeCommand.ownExecutable())
         var election: EtcdElection?
+        var housekeeping: EtcdHousekeeping?
         do {
             if let etcd = try etcdOptions.configuration() {
-                election = try Self.useEtcd(etcd, prefix: etcdOptions.prefix, api: apiOptions.api, for: &planeConfiguration)
+                let fleet = try Self.useEtcd(etcd, prefix: etcdOptions.prefix, api: apiOptions.api, for: &planeConfiguration)
+                election = fleet.election
+                // The leader keeps the store: history compacted, unreferenced contents removed.
+                let upkeep = EtcdHousekeeping(
+                    store: fleet.store, keepRevisions: etcdKeepRevisions, leads: { fleet.election.isLeading },
+                    report: { outcome in
+                        switch outcome {
+                        case .success(let round):
+                            logger.info("etcd upkeep", metadata: [
+                                "compacted_to": "\(round.compactedTo.map(String.init) ?? "-")",
+                                "removed_contents": "\(round.garbage.removedBlobs)", "kept_contents": "\(round.garbage.keptBlobs)",
+                            ])
+                        case .failure(let error):
+                            logger.warning("etcd upkeep failed; next round at the next interval", metadata: ["error": "\(error)"])
+                        }
+                    })
+                upkeep.start(interval: etcdHousekeepingInterval)
+                housekeeping = upkeep
             }
         } catch {
             Self.exit("\(error)")
@@ -113,6 +140,7 @@ struct ControlCommand: ParsableCommand {
                 failed.set()
             }
             plane.stop()
+            housekeeping?.stop()
             await election?.stop()
             finished.signal()
         }
@@ -125,7 +153,7 @@ struct ControlCommand: ParsableCommand {
     /// election among the control processes decides (started here).
     static func useEtcd(
         _ etcd: EtcdConfiguration, prefix: String, api: String, for configuration: inout ControlPlaneConfiguration
-    ) throws -> EtcdElection {
+    ) throws -> (store: EtcdStore, election: EtcdElection) {
         let client = try EtcdClient(configuration: etcd)
         let store = try EtcdStore(client: client, prefix: prefix)
         let candidate = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) api \(api)"
@@ -138,7 +166,7 @@ struct ControlCommand: ParsableCommand {
         configuration.openDriverStore = { driverStore }
         configuration.driverLeads = { election.isLeading }
         election.start()
-        return election
+        return (store, election)
     }
 
     /// Prints `bulkhead control: message` on stderr and exits 1.

@@ -58,6 +58,8 @@ import Testing
                 "-c", #""$0" "$@" >"$LOG" 2>&1 </dev/null & echo $!"#, binary,
                 "control", "--data", data(name), "--cohorts", cohorts, "--api", "127.0.0.1:0",
                 "--etcd", endpoints, "--etcd-prefix", prefix,
+                // The leader's upkeep every second, keeping 50 revisions of history.
+                "--etcd-housekeeping-interval", "1", "--etcd-keep-revisions", "50",
             ]
             launcher.environment = ProcessInfo.processInfo.environment.merging(["LOG": root + "/control-\(name).log"]) { $1 }
             let pipe = Pipe()
@@ -177,6 +179,19 @@ import Testing
             let seconds = (ContinuousClock.now - started).seconds
             print("fleet: \(versions.count) uploads through two control processes in \(String(format: "%.1f", seconds)) s")
             #expect(versions.sorted() == Array(1...(2 * perProcess)), "versions dense and unique")
+            // The leader's upkeep compacted the history behind the uploads.
+            let start = ContinuousClock.now
+            var compacted = false
+            while !compacted, ContinuousClock.now - start < .seconds(30) {
+                do {
+                    _ = try await client.get(fleet.prefix + "audit/next", revision: 2)
+                    try await Task.sleep(for: .milliseconds(100))
+                } catch EtcdError.compacted {
+                    compacted = true
+                }
+            }
+            print("fleet: etcd history compacted by the leader's upkeep: \(compacted)")
+            #expect(compacted, "the leading control process compacts etcd's history on its schedule")
             // Both processes read the same store: the active version is the last one.
             for name in ["a", "b"] {
                 let list = try await offPool { try fleet.cli(name, ["script", "list", "acme", "--json"]) }
