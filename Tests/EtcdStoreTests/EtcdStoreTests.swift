@@ -19,6 +19,24 @@ struct EtcdStoreTests {
         return (client, try EtcdStore(client: client, prefix: prefix, configuration: configuration))
     }
 
+    /// An etcd of its own (to be stopped or killed under the store), short client
+    /// timeouts, and a store on it with customer `acme`.
+    private func storeOnItsOwnEtcd() async throws -> (EtcdCluster, EtcdClient, EtcdStore) {
+        let cluster = try await EtcdCluster.start()
+        do {
+            let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(2), failover: .seconds(3))
+            let client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
+            let store = try EtcdStore(client: client, prefix: uniquePrefix())
+            try await onStoreThread {
+                _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            }
+            return (cluster, client, store)
+        } catch {
+            cluster.stop()
+            throw error
+        }
+    }
+
     /// The keys under `prefix` + `relative`, counted.
     private func count(_ client: EtcdClient, _ prefix: String, _ relative: String) async throws -> Int {
         Int(try await client.range(prefix: prefix + relative, countOnly: true).count)
@@ -446,15 +464,9 @@ struct EtcdStoreTests {
 
     @Test("etcd frozen (SIGSTOP): calls fail as unreachable within the client's timeouts, not a hang; on SIGCONT the store works again")
     func frozenEtcd() async throws {
-        let cluster = try await EtcdCluster.start()
+        let (cluster, client, store) = try await storeOnItsOwnEtcd()
         defer { cluster.stop() }
-        let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(2), failover: .seconds(3))
-        let client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
         defer { Task { await client.shutdown() } }
-        let store = try EtcdStore(client: client, prefix: uniquePrefix())
-        try await onStoreThread {
-            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
-        }
         cluster.members[0].pause()
         let (writeError, writeMilliseconds, readError, readMilliseconds) = try await onStoreThread {
             var start = ContinuousClock.now
@@ -480,15 +492,9 @@ struct EtcdStoreTests {
     @Test("etcd gone: reads and writes fail as unreachable (503 control-plane-unavailable) within the client's timeouts")
     func unreachableEtcd() async throws {
         // An etcd of its own, killed under the store, as a lost cluster.
-        let cluster = try await EtcdCluster.start()
+        let (cluster, client, store) = try await storeOnItsOwnEtcd()
         defer { cluster.stop() }
-        let timeouts = EtcdConfiguration.Timeouts(connect: .seconds(1), request: .seconds(2), failover: .seconds(3))
-        let client = try EtcdClient(endpoints: cluster.endpoints, timeouts: timeouts)
         defer { Task { await client.shutdown() } }
-        let store = try EtcdStore(client: client, prefix: uniquePrefix())
-        try await onStoreThread {
-            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
-        }
         cluster.members[0].kill9()
 
         let (readError, readMilliseconds, writeError, writeMilliseconds) = try await onStoreThread {
