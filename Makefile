@@ -38,17 +38,17 @@ build: deps
 ## cases each), the integration suites one at a time, the short chaos run,
 ## schemathesis against the live API, then a short live fuzz of the pools' and the
 ## ingress's HTTP parsing.
-test: build unit integration etcd-host etcd-tls fleet-short chaos-short api-check live-fuzz
+test: build unit etcd-test integration etcd-host etcd-tls fleet-short chaos-short api-check live-fuzz
 
-## unit: every suite but the integration tests, in parallel; EtcdTests and
-## EtcdStoreTests among them (they start their own etcd processes on free loopback ports).
+## unit: every suite but the integration and the etcd tests, in parallel.
 unit:
-	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests
+	$(SWIFT) test -c $(CONFIG) --skip-build --skip IntegrationTests --skip EtcdTests --skip EtcdStoreTests
 
-## etcd-test: the etcd client's and the etcd store's tests alone, against the real
-## etcd they start.
+## etcd-test: the etcd client's and the etcd store's tests, against the real etcd
+## processes they start on free loopback ports; one suite at a time (their failover and
+## lease timings are generous, but not for every other suite running beside them).
 etcd-test: build
-	$(SWIFT) test -c $(CONFIG) --skip-build --filter 'EtcdTests|EtcdStoreTests'
+	$(SWIFT) test -c $(CONFIG) --skip-build --no-parallel --filter 'EtcdTests|EtcdStoreTests'
 
 ## etcd-host: `bulkhead serve --etcd` end to end against a real etcd (scripts/etcd-host):
 ## follows uploads by watch, fail static with etcd gone, restart while it is down,

@@ -343,10 +343,15 @@ struct EtcdFeedSourceFailureTests {
             let watched = try #require(cluster.member(at: url))
             let before = source.health
 
+            // The upload goes through the members still running: a write sent to the
+            // paused one gets no answer and fails as a timeout (it may have landed).
+            let others = try EtcdClient(endpoints: cluster.members.filter { $0 !== watched }.map(\.clientURL), timeouts: timeouts)
+            defer { Task { await others.shutdown() } }
+            let uploader = try EtcdStore(client: others, prefix: prefix)
             watched.pause()
             defer { watched.resume() }
             let paused = ContinuousClock.now
-            try await onStoreThread { _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "return 3", actor: "cli") }
+            try await onStoreThread { _ = try uploader.putScriptVersion(customer: "acme", name: "hello", source: "return 3", actor: "cli") }
             try await catchUp(host, store, timeout: .seconds(30))
             let seconds = (ContinuousClock.now - paused).seconds
             let after = source.health
