@@ -86,7 +86,11 @@ import Testing
             finished.signal()
         }
         thread.start()
-        // Let it fail for a while: it must neither return nor log each try.
+        // Let it fail for a while: it must neither return nor log each try. (Waits for
+        // the first line rather than a fixed time: on a loaded machine the thread may
+        // start late.)
+        let firstLine = Date().addingTimeInterval(10)
+        while lines.withLock({ $0.isEmpty }) && Date() < firstLine { usleep(10_000) }
         usleep(400_000)
         #expect(lines.withLock { $0.count } == 1, "\(lines.withLock { $0 })")
         try #require(listen(fd, 4) == 0)
