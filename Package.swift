@@ -114,6 +114,11 @@ let package = Package(
             name: "EtcdStore",
             dependencies: [
                 "BulkheadCore", "Store", "Etcd",
+                // A host's health reports go to the leading control process over HTTP.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         /// The control plane (`bulkhead control`): the only writer of the control

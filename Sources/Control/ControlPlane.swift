@@ -33,6 +33,9 @@ public struct ControlPlaneConfiguration: Sendable {
     public var openDriverStore: (@Sendable () throws -> any ControlStore)?
     /// Whether this process's rollout driver leads now (always, on one machine).
     public var driverLeads: @Sendable () -> Bool = { true }
+    /// In a fleet: who is alive and who may act (hosts' report tokens, operators'
+    /// sessions); nil on one machine.
+    public var fleet: (any FleetDirectory)?
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory, scriptsDirectory: String? = nil, demo: Bool = false,
@@ -87,6 +90,8 @@ public final class ControlPlane: @unchecked Sendable {
     public private(set) var driver: RolloutDriver?
     /// What only the host knows, asked over admin.sock.
     public let host: HostClient
+    /// In a fleet: the hosts' health reports, taken while this process leads.
+    public let fleetReports: FleetReports?
     private let queue = DispatchQueue(label: "bulkhead.control")
     private var timer: DispatchSourceTimer?
     private var scanning = false
@@ -100,6 +105,7 @@ public final class ControlPlane: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         host = HostClient(data: configuration.data)
+        fleetReports = configuration.fleet.map { FleetReports(directory: $0) }
     }
 
     /// The control store; throws `control-plane-unavailable` while it cannot be opened.
@@ -270,17 +276,19 @@ public final class ControlPlane: @unchecked Sendable {
         return customer
     }
 
+    /// Whether this process's rollout driver leads now (always, on one machine).
+    public var leadsDriver: Bool { configuration.driverLeads() }
+
+    /// In a fleet: who opened the operator session of `token`; nil when none is open,
+    /// on one machine, or while the store cannot say.
+    public func fleetOperator(token: String) async -> String? {
+        guard let fleet = configuration.fleet else { return nil }
+        return try? await fleet.operatorSessionActor(token: token)
+    }
+
     /// Whether `token` is the admin token (constant-time).
     public func isAdminToken(_ token: String) -> Bool {
         !adminToken.isEmpty && constantTimeEquals(token, adminToken)
-    }
-
-    /// A new random token: `PREFIX_` and 40 hex digits (160 bits).
-    static func newToken(prefix: String) -> String {
-        var generator = SystemRandomNumberGenerator()
-        var hex = ""
-        for _ in 0..<5 { hex += String(format: "%016llx", generator.next() as UInt64).suffix(8) }
-        return "\(prefix)_\(hex)"
     }
 
     /// Reads `DATA/admin.token`, creating it (0600) on first start.
@@ -297,7 +305,7 @@ public final class ControlPlane: @unchecked Sendable {
             // An empty file of ours (a start cut short): replace it.
             unlink(path)
         }
-        let token = Self.newToken(prefix: "bha")
+        let token = TokenHash.newToken(prefix: "bha")
         try OwnedFile.create(path, contents: Array((token + "\n").utf8), mode: 0o600)
         return token
     }
@@ -313,7 +321,7 @@ public final class ControlPlane: @unchecked Sendable {
             let known = cohorts.map(\.name).sorted().joined(separator: ", ")
             return .failure(ControlError(.noCohort, "no cohort '\(cohort)'; cohorts: \(known)"))
         }
-        let token = Self.newToken(prefix: "bht")
+        let token = TokenHash.newToken(prefix: "bht")
         do {
             let customer = try store.addCustomer(name: name, cohort: cohort, tokenHash: TokenHash.of(token: token), actor: actor)
             return .success((customer, token))

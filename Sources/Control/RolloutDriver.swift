@@ -239,9 +239,11 @@ public final class RolloutDriver: @unchecked Sendable {
         return try reader.activeVersion(of: kind, inPool: pool)
     }
 
-    /// Whether rollouts are frozen on the host. The one place the driver reads the freeze.
+    /// Whether rollouts are frozen: on the host (its break glass), or fleet-wide (the
+    /// store's freeze, set with `break-glass freeze --etcd`). The one place the driver
+    /// reads the freeze.
     private func isFrozen(store: any ControlStore) throws -> Bool {
-        try hostOverrides().isFrozen
+        try hostOverrides().isFrozen || store.isFleetFrozen()
     }
 
     /// The version the host's break glass pinned `kind` to, or nil. The one place the

@@ -10,6 +10,9 @@ public enum APIIdentity: Sendable {
     /// The operator: the admin token over TCP, or any allowed peer of `control.sock`
     /// that sends no token.
     case admin
+    /// An operator of a fleet, by a session open in the fleet's store (the CLI's
+    /// `--etcd`): who opened it.
+    case fleetOperator(String)
     /// A customer, by its token; it sees only its own scripts.
     case customer(Customer)
 }
@@ -47,8 +50,9 @@ public struct APIRequestContext: AuthRequestContext, RequestContext {
 
     /// The operator, or a refusal that says which token to send.
     func requireAdmin() throws(ControlError) {
-        guard case .admin = identity else {
-            throw ControlError(.unauthorized, "send Authorization: Bearer ADMIN_TOKEN (DATA/admin.token)")
+        switch identity {
+        case .admin, .fleetOperator: return
+        default: throw ControlError(.unauthorized, "send Authorization: Bearer ADMIN_TOKEN (DATA/admin.token)")
         }
     }
 
@@ -83,6 +87,7 @@ struct TokenAuthenticator: AuthenticatorMiddleware {
     private func authenticate(token: String, listener: APIListener) async throws -> APIIdentity? {
         guard !token.isEmpty else { return listener == .controlSocket ? .admin : nil }
         if plane.isAdminToken(token) { return .admin }
-        return await offQueue { plane.authenticate(token: token) }.map { .customer($0) }
+        if let customer = await offQueue({ plane.authenticate(token: token) }) { return .customer(customer) }
+        return await plane.fleetOperator(token: token).map { .fleetOperator($0) }
     }
 }

@@ -168,6 +168,21 @@ public enum ControlAPI {
             }
             return json(try await operations.operate(rollout: rolloutID(context), command, actor: context.actor))
         },
+
+        // MARK: A fleet
+        Route(method: .get, path: "/v1/admin/fleet") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.fleet())
+        },
+        Route(method: .post, path: "/v1/fleet/hosts/:name/report") { operations, request, context in
+            // The host's own token, checked against its key in the store (not an API identity).
+            guard let token = request.headers.bearer?.token, !token.isEmpty else {
+                throw ControlError(.unauthorized, "send Authorization: Bearer REPORT_TOKEN (its hash is in the host's key)")
+            }
+            let report = try await decode(HostReport.self, request, limit: 4 * 1024 * 1024, "the body must be a host report")
+            try await operations.acceptReport(report, from: parameter("name", context), token: token)
+            return Response(status: .noContent)
+        },
     ]
 
     // MARK: Reading requests
@@ -209,9 +224,10 @@ public enum ControlAPI {
 
 extension APIRequestContext {
     /// Who an operator's change is audited as: `admin-api` over TCP, `operator` over
-    /// `control.sock` (the CLI).
+    /// `control.sock` (the CLI), `etcd-operator:WHO` for a fleet's session.
     var actor: String {
-        listener == .controlSocket ? "operator" : "admin-api"
+        if case .fleetOperator(let who) = identity { return "etcd-operator:\(who)" }
+        return listener == .controlSocket ? "operator" : "admin-api"
     }
 }
 

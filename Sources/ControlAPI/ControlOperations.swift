@@ -70,6 +70,30 @@ public struct ControlOperations: Sendable {
         try await plane.host.metricsText()
     }
 
+    // MARK: A fleet
+
+    /// The fleet's hosts with what each last reported (`bulkhead status --etcd`).
+    public func fleet() async throws(ControlError) -> FleetStatus {
+        try await fleetReports().status(answeredBy: plane.apiAddress, leading: plane.leadsDriver)
+    }
+
+    /// Takes host `name`'s health report, sent with `token`; only the leading control
+    /// process takes reports (the host then asks the store who leads).
+    public func acceptReport(_ report: HostReport, from name: String, token: String) async throws(ControlError) {
+        let reports = try fleetReports()
+        guard plane.leadsDriver else {
+            throw ControlError(.controlPlaneUnavailable, "this control process does not lead the fleet now; reports go to the leader (driver/leader)")
+        }
+        try await reports.accept(report, from: name, token: token)
+    }
+
+    private func fleetReports() throws(ControlError) -> FleetReports {
+        guard let reports = plane.fleetReports else {
+            throw ControlError(.notFound, "this control process runs one machine's store, not a fleet's (start it with --etcd)")
+        }
+        return reports
+    }
+
     /// Whether this process answers: no question to the host (the agent's health
     /// check of control must not depend on the agent itself).
     public func health() -> Health {

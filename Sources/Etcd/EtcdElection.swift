@@ -33,13 +33,14 @@ public final class EtcdElection: Sendable {
     /// The key the candidates race for.
     public let key: String
     /// This candidate's value of the key (who it is, for the others).
-    public let candidate: String
+    public var candidate: String { state.withLock { $0.candidate } }
     private let client: EtcdClient
     private let ttl: Int64
     private let retryInterval: Duration
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     private struct State {
+        var candidate: String
         var standing = Standing.unknown("not started")
         var lease: Int64?
         var task: Task<Void, Never>?
@@ -51,7 +52,7 @@ public final class EtcdElection: Sendable {
     public init(client: EtcdClient, key: String, candidate: String, ttl: Int64 = 5, retryInterval: Duration = .seconds(1)) {
         self.client = client
         self.key = key
-        self.candidate = candidate
+        state = Mutex(State(candidate: candidate))
         self.ttl = ttl
         self.retryInterval = retryInterval
     }
@@ -80,10 +81,13 @@ public final class EtcdElection: Sendable {
     /// How many times the standing changed (tests wait on it).
     public var changes: Int { state.withLock { $0.changes } }
 
-    /// Starts campaigning, in a task of its own, until `stop()`.
-    public func start() {
+    /// Starts campaigning, in a task of its own, until `stop()`; `candidate`, when
+    /// given, replaces the value given at creation (a process that learns who it is
+    /// only once it runs, as a control process learns its API's port).
+    public func start(as candidate: String? = nil) {
         state.withLock { state in
             guard state.task == nil else { return }
+            if let candidate { state.candidate = candidate }
             state.task = Task { [self] in await campaign() }
         }
     }
@@ -136,7 +140,7 @@ public final class EtcdElection: Sendable {
             do {
                 let answer = try await client.txn(
                     compare: [.createRevision(key, .equal, 0)],
-                    success: [.put(key, candidate, lease: lease)],
+                    success: [.put(key, self.candidate, lease: lease)],
                     failure: [.get(key)])
                 if answer.succeeded {
                     set(.leading(revision: answer.header.revision), lease: lease)

@@ -25,6 +25,11 @@ public final class EtcdHostPresence: Sendable {
         public var appliedRevision: Int?
         /// When this was written.
         public var updatedAt: Date
+        /// The SHA-256 of the token the host sends its health reports with: the
+        /// leading control process takes a report for host NAME only with the token
+        /// whose hash NAME's own key holds (only the host's etcd identity writes it).
+        /// Nil from an agent that sends no reports.
+        public var reportTokenHash: String?
     }
 
     /// The store whose prefix holds the key.
@@ -35,6 +40,9 @@ public final class EtcdHostPresence: Sendable {
     public let group: String
     /// The lease's time to live, in seconds.
     public let ttl: Int64
+    /// The bearer token of this agent's health reports (made at start, never stored:
+    /// its hash is in the key).
+    public let reportToken = TokenHash.newToken(prefix: "bhh")
     private let source: EtcdFeedSource
     private let state = Mutex(State())
 
@@ -96,7 +104,7 @@ public final class EtcdHostPresence: Sendable {
                     if reported != .some(health.appliedChangeRevision) {
                         let record = Record(
                             name: name, group: group, pid: getpid(), appliedRevision: health.appliedRevision,
-                            updatedAt: store.now())
+                            updatedAt: store.now(), reportTokenHash: TokenHash.of(token: reportToken))
                         _ = try await client.put(key, try store.encode(record), lease: lease.id)
                         reported = .some(health.appliedChangeRevision)
                         state.withLock { state in

@@ -29,7 +29,11 @@ import Synchronization
 //     rollout/running/KIND                {"id"}: the unfinished rollout of KIND, absent when none
 //     setting/KEY                         {"updatedAt", "value"}
 //     host/NAME                           a host agent's presence, on its lease: {"appliedRevision",
-//                                         "group", "name", "pid", "updatedAt"} (written by the host)
+//                                         "group", "name", "pid", "reportTokenHash", "updatedAt"}
+//                                         (written by the host only)
+//     driver/leader                       the driver's leader, on its lease: {"api", "machine", "pid",
+//                                         "startedAt"} (`ControlListing`)
+//     session/SHA256                      an operator session, on its lease: {"actor", "openedAt"}
 //     audit/next                          {"next"}: the id the next audit event takes
 //     audit/e/%016d                       {"action", "actor", "at", "detailBytes", "id", "subject",
 //                                         "detail": the event's detail JSON as given, last}

@@ -37,11 +37,25 @@ public enum SettingKey {
     public static func workers(pool: String) -> String {
         "workers.\(pool)"
     }
+
+    /// `true` while a fleet's rollouts are frozen fleet-wide (`bulkhead break-glass
+    /// freeze --etcd`): the driver advances and starts nothing, whatever each host says.
+    public static let fleetFrozen = "fleet-frozen"
 }
 
 // MARK: - Typed helpers
 
 extension SettingsStore {
+    /// Whether the fleet's rollouts are frozen fleet-wide (false when never set).
+    public func isFleetFrozen() throws -> Bool {
+        try setting(SettingKey.fleetFrozen) == "true"
+    }
+
+    /// Freezes (or thaws) the fleet's rollouts, audited.
+    public func setFleetFrozen(_ frozen: Bool, actor: String) throws {
+        try setSetting(SettingKey.fleetFrozen, to: frozen ? "true" : nil, actor: actor)
+    }
+
     /// Whether a control store from before break glass moved into the host replica
     /// says rollouts are frozen (false when never set). Only the one-time import reads
     /// it; nothing writes it any more.

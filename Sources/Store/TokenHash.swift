@@ -8,6 +8,18 @@ public enum TokenHash {
         SHA256Hasher.hex(token)
     }
 
+    /// A new random token: `PREFIX_` and 40 hex digits (160 bits).
+    public static func newToken(prefix: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        var hex = ""
+        for _ in 0..<5 {
+            let word = generator.next() as UInt32
+            let digits = String(word, radix: 16)
+            hex += String(repeating: "0", count: 8 - digits.count) + digits
+        }
+        return "\(prefix)_\(hex)"
+    }
+
     /// Whether `hash` looks like a stored token hash (64 lower-case hex digits).
     public static func isWellFormed(_ hash: String) -> Bool {
         let bytes = hash.utf8

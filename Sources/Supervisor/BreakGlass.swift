@@ -24,6 +24,13 @@ public enum BreakGlass {
         public var pins: [String: Int]
         /// Rollouts not finished, `kind: id (state)`.
         public var running: [String: String]
+
+        /// A status.
+        public init(frozen: Bool, pins: [String: Int], running: [String: String]) {
+            self.frozen = frozen
+            self.pins = pins
+            self.running = running
+        }
     }
 
     /// What became of an artifact version's rollout, as the version's track record.

@@ -36,6 +36,12 @@ public struct UnixHTTPClient: Sendable {
 
         /// The body as text.
         public var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// An answer, as a server sent it.
+        public init(status: UInt, body: Data) {
+            self.status = status
+            self.body = body
+        }
     }
 
     /// The socket this client talks to.

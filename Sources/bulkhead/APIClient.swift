@@ -28,19 +28,37 @@ struct APIClient {
     typealias Answer = UnixHTTPClient.Answer
 
     let data: DataDirectory
+    /// With `--etcd`: the fleet's leading control process, reached over TCP instead of
+    /// the sockets (host routes are a host's own and refused).
+    let fleet: FleetConnection?
 
     init(data: String) {
         self.data = DataDirectory(data)
+        fleet = nil
+    }
+
+    /// A client of the host of `options.data`, or with `--etcd` of the fleet.
+    init(_ options: ClientOptions) {
+        data = DataDirectory(options.data)
+        fleet = options.etcd.endpoints == nil ? nil : FleetConnection(options.etcd)
     }
 
     func path(of socket: Socket) -> String {
-        socket == .control ? data.controlSocket : data.adminSocket
+        if let fleet, socket == .control { return "http://\(fleet.leader.api) (the fleet's leader)" }
+        return socket == .control ? data.controlSocket : data.adminSocket
     }
 
     /// Sends one request; throws `Unreachable` when no server of this user answers.
     func send(_ method: HTTPMethod, _ uri: String, body: Data? = nil, to socket: Socket, timeout: Int64 = 30) throws -> Answer {
-        try UnixHTTPClient(socketPath: path(of: socket)).send(method, uri, body: body, timeout: .seconds(timeout))
+        if let fleet {
+            guard socket == .control else {
+                fail("this command acts on one host: run it there with --data DIR (the fleet's view: bulkhead status --etcd URLS)")
+            }
+            return try fleet.send(method, uri, body: body, timeout: timeout)
+        }
+        return try UnixHTTPClient(socketPath: path(of: socket)).send(method, uri, body: body, timeout: .seconds(timeout))
     }
+
 
     /// Sends one request and decodes a successful answer as `Body`; an unreachable
     /// server or a refusal is printed and ends the command with a failure.

@@ -151,15 +151,27 @@ struct BreakGlassCommand: ParsableCommand {
         print("rollouts running: \(status.running.isEmpty ? "none" : status.running.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
     }
 
+    /// Freezes or thaws the fleet's rollouts in its store, audited as this user.
+    static func fleetFreeze(_ frozen: Bool, _ options: EtcdOptions) throws {
+        let store = FleetConnection.store(options)
+        FleetConnection.run(frozen ? "freeze the fleet" : "unfreeze the fleet") {
+            try store.setFleetFrozen(frozen, actor: "etcd-operator:\(FleetConnection.actor)")
+        }
+        print("fleet: rollouts \(frozen ? "frozen" : "may advance") (\(options.prefix) on \(options.endpoints ?? ""))")
+    }
+
     static func artifactKind(_ text: String) throws -> ArtifactKind {
         guard let kind = ArtifactKind(rawValue: text) else { throw ValidationError("--kind is one of runtime, rules, binary") }
         return kind
     }
 
     struct Freeze: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop every rollout from advancing (automatic rollbacks still happen).")
-        @OptionGroup var dataOptions: DataOptions
+        static let configuration = CommandConfiguration(
+            abstract: "Stop every rollout from advancing (automatic rollbacks still happen).",
+            discussion: "With --etcd: fleet-wide, written straight to the fleet's store (the leading driver advances and starts nothing).")
+        @OptionGroup var dataOptions: ClientOptions
         func run() throws {
+            if dataOptions.etcd.endpoints != nil { return try fleetFreeze(true, dataOptions.etcd) }
             let directory = DataDirectory(dataOptions.data)
             show(try perform(.POST, "/v1/host/break-glass/freeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data, writes: true) { replica, actor in
                 try BreakGlass.setFrozen(true, replica: replica, actor: actor)
@@ -169,9 +181,11 @@ struct BreakGlassCommand: ParsableCommand {
     }
 
     struct Unfreeze: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Let rollouts advance again.")
-        @OptionGroup var dataOptions: DataOptions
+        static let configuration = CommandConfiguration(
+            abstract: "Let rollouts advance again.", discussion: "With --etcd: lifts the fleet-wide freeze (a host's own freeze stays).")
+        @OptionGroup var dataOptions: ClientOptions
         func run() throws {
+            if dataOptions.etcd.endpoints != nil { return try fleetFreeze(false, dataOptions.etcd) }
             let directory = DataDirectory(dataOptions.data)
             show(try perform(.POST, "/v1/host/break-glass/unfreeze", body: { BreakGlassChange(actor: $0) }, data: dataOptions.data, writes: true) { replica, actor in
                 try BreakGlass.setFrozen(false, replica: replica, actor: actor)
@@ -271,10 +285,23 @@ struct BreakGlassCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the freeze, the pins and the rollouts running.")
-        @OptionGroup var dataOptions: DataOptions
+        static let configuration = CommandConfiguration(
+            abstract: "Show the freeze, the pins and the rollouts running.",
+            discussion: "With --etcd: the fleet-wide freeze and the rollouts running (each host's own overrides: bulkhead status --etcd).")
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
+            if dataOptions.etcd.endpoints != nil {
+                let store = FleetConnection.store(dataOptions.etcd)
+                let status = FleetConnection.run("read the fleet's freeze") {
+                    BreakGlass.Status(
+                        frozen: try store.isFleetFrozen(), pins: [:],
+                        running: Dictionary(uniqueKeysWithValues: try ArtifactKind.allCases.compactMap { kind in
+                            try store.runningRollout(kind: kind).map { (kind.rawValue, "\($0.id) (\($0.status))") }
+                        }))
+                }
+                return show(status, json: json)
+            }
             let directory = DataDirectory(dataOptions.data)
             show(try perform(.GET, "/v1/host/break-glass", body: Optional<(String) -> BreakGlassChange>.none, data: dataOptions.data, writes: false) { replica, _ in
                 try BreakGlass.status(replica: replica, history: try? history(directory, replica: replica))
@@ -288,7 +315,7 @@ struct BreakGlassCommand: ParsableCommand {
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events", abstract: "Print the audit log and rollout decisions; --follow keeps printing new ones.")
-    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var dataOptions: ClientOptions
     @Flag(help: "Keep printing new events.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
     @Option(help: "How many past events to print first.") var last: Int = 50
@@ -296,16 +323,21 @@ struct EventsCommand: ParsableCommand {
     func run() throws {
         var configuration = SQLiteStoreConfiguration()
         configuration.createIfMissing = false
-        let store: SQLiteStore
-        do {
-            store = try SQLiteStore(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
-        } catch {
-            FileHandle.standardError.write(Data("bulkhead: cannot open the store: \(error)\n".utf8))
-            throw ExitCode.failure
+        let store: any BulkheadStore
+        if dataOptions.etcd.endpoints != nil {
+            store = FleetConnection.store(dataOptions.etcd)
+        } else {
+            do {
+                store = try SQLiteStore(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
+            } catch {
+                FileHandle.standardError.write(Data("bulkhead: cannot open the store: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
         }
         // The host's own decisions (quarantines, scale, last known good) are in its
-        // replica's log: both logs print as one timeline, by time.
-        let replica = try? HostReplica(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
+        // replica's log: both logs print as one timeline, by time (a fleet's: the store's only).
+        let replica = dataOptions.etcd.endpoints != nil
+            ? nil : try? HostReplica(dataDirectory: DataDirectory(dataOptions.data), configuration: configuration)
         var after = max(0, try store.latestAuditEventID() - last)
         var replicaAfter = max(0, (try replica?.latestAuditEventID() ?? 0) - last)
         let formatter = ISO8601DateFormatter()

@@ -37,8 +37,13 @@ struct DataOptions: ParsableArguments {
     /// real path from then on: a symlinked ./.bulkhead is resolved once, here.
     /// `serve` checks again as it creates what is missing.
     mutating func validate() throws {
+        data = try Self.verified(data)
+    }
+
+    /// `path` checked and resolved, or the command ends naming what is wrong.
+    static func verified(_ path: String) throws -> String {
         do {
-            data = try DataDirectory(data).verified().root
+            return try DataDirectory(path).verified().root
         } catch {
             FileHandle.standardError.write(Data("bulkhead: \(ControlCharacters.escaped(error.description))\n".utf8))
             throw ExitCode.failure

@@ -11,16 +11,16 @@ struct CohortCommand: ParsableCommand {
         commandName: "cohort", abstract: "List, show, move customers between, scale and drain cohorts' pools.",
         subcommands: [List.self, Show.self, Move.self, Scale.self, Drain.self])
 
-    static func status(_ data: String) throws -> HostStatus {
-        try APIClient(data: data).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self).0
+    static func status(_ options: ClientOptions) throws -> HostStatus {
+        try APIClient(options).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self).0
     }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every cohort with its pool.")
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            let status = try CohortCommand.status(dataOptions.data)
+            let status = try CohortCommand.status(dataOptions)
             if json {
                 print(try JSONOutput.line(status.pools))
                 return
@@ -34,10 +34,10 @@ struct CohortCommand: ParsableCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One cohort's pool and workers.")
         @Argument(help: "The cohort.") var name: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            guard let pool = try CohortCommand.status(dataOptions.data).pools.first(where: { $0.name == name }) else {
+            guard let pool = try CohortCommand.status(dataOptions).pools.first(where: { $0.name == name }) else {
                 throw ValidationError("no cohort '\(name)'")
             }
             if json {
@@ -59,9 +59,9 @@ struct CohortCommand: ParsableCommand {
             abstract: "Move a customer to another cohort: warm on the target pool first, then the ingress switches.")
         @Argument(help: "The customer.") var customer: String
         @Option(help: "The cohort to move to.") var to: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         func run() throws {
-            _ = try APIClient(data: dataOptions.data).call(
+            _ = try APIClient(dataOptions).call(
                 .POST, "/v1/admin/customers/\(APIClient.segment(customer))/move", body: MoveCustomer(cohort: to), to: .control,
                 as: CustomerMoved.self, timeout: 60)
             print("\(customer) moved to \(to)")
@@ -72,9 +72,9 @@ struct CohortCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a pool's worker count, live (kept in the store).")
         @Argument(help: "The cohort.") var name: String
         @Option(help: "Workers, 0 to 64.") var workers: Int
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         func run() throws {
-            _ = try APIClient(data: dataOptions.data).call(
+            _ = try APIClient(dataOptions).call(
                 .POST, "/v1/host/pools/\(APIClient.segment(name))/scale", body: ScalePool(workers: workers), to: .host, as: PoolScaled.self)
             print("\(name) scaled to \(workers) workers")
         }
@@ -84,9 +84,9 @@ struct CohortCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop a pool taking new connections and let in-flight requests finish (scale to 0).")
         @Argument(help: "The cohort.") var name: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         func run() throws {
-            _ = try APIClient(data: dataOptions.data).call(
+            _ = try APIClient(dataOptions).call(
                 .POST, "/v1/host/pools/\(APIClient.segment(name))/scale", body: ScalePool(workers: 0), to: .host, as: PoolScaled.self)
             print("\(name) drained; bring it back with: bulkhead cohort scale \(name) --workers N")
         }

@@ -81,15 +81,15 @@ struct ControlCommand: ParsableCommand {
         var planeConfiguration = ControlPlaneConfiguration(
             cohortsDirectory: plane.cohorts, data: data, scriptsDirectory: plane.scripts, demo: plane.demo,
             checkerExecutable: ServeCommand.ownExecutable())
-        var election: EtcdElection?
+        var fleet: (store: EtcdStore, election: EtcdElection)?
         var housekeeping: EtcdHousekeeping?
         do {
             if let etcd = try etcdOptions.configuration() {
-                let fleet = try Self.useEtcd(etcd, prefix: etcdOptions.prefix, api: apiOptions.api, for: &planeConfiguration)
-                election = fleet.election
+                let opened = try Self.useEtcd(etcd, prefix: etcdOptions.prefix, api: apiOptions.api, for: &planeConfiguration)
+                fleet = opened
                 // The leader keeps the store: history compacted, unreferenced contents removed.
                 let upkeep = EtcdHousekeeping(
-                    store: fleet.store, keepRevisions: etcdKeepRevisions, leads: { fleet.election.isLeading },
+                    store: opened.store, keepRevisions: etcdKeepRevisions, leads: { opened.election.isLeading },
                     report: { outcome in
                         switch outcome {
                         case .success(let round):
@@ -126,10 +126,14 @@ struct ControlCommand: ParsableCommand {
         // which is after requests in flight finished and the plane stopped.
         let finished = DispatchSemaphore(value: 0)
         let failed = LockedFlag()
+        let seat = fleet
         Task {
             do {
                 try await servers.run(plane: plane, data: data, logger: logger) { port in
                     plane.apiListening(on: "\(host):\(port)")
+                    // A candidate for the driver only once its API listens: the leader's
+                    // listing is where hosts send their health and the CLI's --etcd its requests.
+                    if let seat { seat.election.start(as: seat.store.candidate(api: Self.advertised(host: host, port: port))) }
                     logger.info("control API listening", metadata: [
                         "address": "\(host):\(port)", "max_connections": "\(connections.maxConnections)",
                         "max_connections_per_peer": "\(connections.maxPerPeer)", "head_timeout_s": "\(connections.headTimeout)",
@@ -141,7 +145,7 @@ struct ControlCommand: ParsableCommand {
             }
             plane.stop()
             housekeeping?.stop()
-            await election?.stop()
+            await seat?.election.stop()
             finished.signal()
         }
         finished.wait()
@@ -156,8 +160,7 @@ struct ControlCommand: ParsableCommand {
     ) throws -> (store: EtcdStore, election: EtcdElection) {
         let client = try EtcdClient(configuration: etcd)
         let store = try EtcdStore(client: client, prefix: prefix)
-        let candidate = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) api \(api)"
-        let election = EtcdElection(client: client, key: store.prefix + "driver/leader", candidate: candidate)
+        let election = EtcdElection(client: client, key: store.driverLeaderKey, candidate: store.candidate(api: api))
         var fenced = EtcdStoreConfiguration()
         fenced.fence = { election.fence }
         let driverStore = try EtcdStore(client: client, prefix: prefix, configuration: fenced)
@@ -165,8 +168,14 @@ struct ControlCommand: ParsableCommand {
         configuration.openStore = { store }
         configuration.openDriverStore = { driverStore }
         configuration.driverLeads = { election.isLeading }
-        election.start()
+        configuration.fleet = store
         return (store, election)
+    }
+
+    /// The address other machines reach the API at: a wildcard bind is the machine's name.
+    static func advertised(host: String, port: Int) -> String {
+        let wildcard = ["0.0.0.0", "::", "[::]", ""].contains(host)
+        return "\(wildcard ? ProcessInfo.processInfo.hostName : host):\(port)"
     }
 
     /// Prints `bulkhead control: message` on stderr and exits 1.

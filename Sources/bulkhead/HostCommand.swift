@@ -1,6 +1,7 @@
 import ArgumentParser
 import Etcd
 import EtcdStore
+import BulkheadCore
 import Foundation
 
 /// `bulkhead host`: the hosts of a fleet, read from its store in etcd.

@@ -20,7 +20,7 @@ struct RolloutCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate an artifact and start its rollout; prints the id last.")
         @Option(help: "runtime, rules or binary.") var kind: String
         @Argument(help: "The runtime .lua, the rules .json, or the worker binary.") var file: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
             guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary") }
@@ -31,7 +31,7 @@ struct RolloutCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
                 content = String(decoding: data, as: UTF8.self)
             }
-            let (created, _) = try APIClient(data: dataOptions.data).call(
+            let (created, _) = try APIClient(dataOptions).call(
                 .POST, "/v1/admin/rollouts", body: StartRollout(kind: artifact, content: content), to: .control,
                 as: RolloutCreated.self, timeout: 60)
             let id = created.id
@@ -42,11 +42,11 @@ struct RolloutCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List rollouts, newest first.")
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let (list, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/admin/rollouts", to: .control, as: RolloutList.self)
+            let (list, answer) = try APIClient(dataOptions).call(.GET, "/v1/admin/rollouts", to: .control, as: RolloutList.self)
             if json {
                 print(answer.text)
                 return
@@ -59,11 +59,11 @@ struct RolloutCommand: ParsableCommand {
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A rollout's stages, gate numbers and decision log.")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let (status, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self)
+            let (status, answer) = try APIClient(dataOptions).call(.GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self)
             if json {
                 print(answer.text)
                 return
@@ -75,14 +75,14 @@ struct RolloutCommand: ParsableCommand {
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Follow a rollout live until it ends.")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print one JSON object per line.") var json = false
 
         func run() throws {
             let terminal = isatty(STDOUT_FILENO) == 1
             var lastLines = 0
             while true {
-                let (status, answer) = try APIClient(data: dataOptions.data).call(
+                let (status, answer) = try APIClient(dataOptions).call(
                     .GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self)
                 if json {
                     print(answer.text)
@@ -100,37 +100,37 @@ struct RolloutCommand: ParsableCommand {
     }
 
     /// Runs pause, resume, abort or promote.
-    static func operate(_ command: String, id: Int, data: String) throws {
-        let (status, _) = try APIClient(data: data).call(.POST, "/v1/admin/rollouts/\(id)/\(command)", to: .control, as: RolloutStatus.self)
+    static func operate(_ command: String, id: Int, options: ClientOptions) throws {
+        let (status, _) = try APIClient(options).call(.POST, "/v1/admin/rollouts/\(id)/\(command)", to: .control, as: RolloutStatus.self)
         print("rollout \(id): \(status.state)")
     }
 
     struct Pause: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Hold a rollout at its stage (a failing gate still rolls back).")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
-        func run() throws { try RolloutCommand.operate("pause", id: id, data: dataOptions.data) }
+        @OptionGroup var dataOptions: ClientOptions
+        func run() throws { try RolloutCommand.operate("pause", id: id, options: dataOptions) }
     }
 
     struct Resume: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resume a paused rollout (its stage bakes again).")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
-        func run() throws { try RolloutCommand.operate("resume", id: id, data: dataOptions.data) }
+        @OptionGroup var dataOptions: ClientOptions
+        func run() throws { try RolloutCommand.operate("resume", id: id, options: dataOptions) }
     }
 
     struct Abort: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Abort a rollout: every worker that got it goes back.")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
-        func run() throws { try RolloutCommand.operate("abort", id: id, data: dataOptions.data) }
+        @OptionGroup var dataOptions: ClientOptions
+        func run() throws { try RolloutCommand.operate("abort", id: id, options: dataOptions) }
     }
 
     struct Promote: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Pass the current stage now, skipping the rest of its bake.")
         @Argument(help: "The rollout id.") var id: Int
-        @OptionGroup var dataOptions: DataOptions
-        func run() throws { try RolloutCommand.operate("promote", id: id, data: dataOptions.data) }
+        @OptionGroup var dataOptions: ClientOptions
+        func run() throws { try RolloutCommand.operate("promote", id: id, options: dataOptions) }
     }
 }
 

@@ -17,7 +17,7 @@ struct ScriptCommand: ParsableCommand {
         @Argument(help: "The customer.") var customer: String
         @Argument(help: "The script name.") var name: String
         @Argument(help: "The Lua file.") var file: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
             guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
@@ -26,7 +26,7 @@ struct ScriptCommand: ParsableCommand {
             guard let source = String(data: data, encoding: .utf8) else {
                 throw ValidationError("\(file) is not UTF-8 text; nothing was uploaded")
             }
-            let client = APIClient(data: dataOptions.data)
+            let client = APIClient(dataOptions)
             let uri = "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))"
             let answer: APIClient.Answer
             do {
@@ -46,12 +46,12 @@ struct ScriptCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List scripts, of one customer or all.")
         @Argument(help: "The customer (all when left out).") var customer: String?
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             let query = customer.map { "?customer=\(APIClient.segment($0))" } ?? ""
-            let (list, answer) = try APIClient(data: dataOptions.data).call(
+            let (list, answer) = try APIClient(dataOptions).call(
                 .GET, "/v1/admin/scripts" + query, to: .control, as: CustomerScriptList.self)
             if json {
                 print(answer.text)
@@ -68,10 +68,10 @@ struct ScriptCommand: ParsableCommand {
         @Argument(help: "The customer.") var customer: String
         @Argument(help: "The script name.") var name: String
         @Option(help: "The version to make active.") var to: Int?
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
-            _ = try APIClient(data: dataOptions.data).call(
+            _ = try APIClient(dataOptions).call(
                 .POST, "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/rollback",
                 body: RollbackRequest(version: to), to: .control, as: ScriptInfo.self)
             print("\(customer)/\(name) rolled back")
@@ -82,10 +82,10 @@ struct ScriptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Release a script quarantined for killing workers.")
         @Argument(help: "The customer.") var customer: String
         @Argument(help: "The script name.") var name: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
-            _ = try APIClient(data: dataOptions.data).call(
+            _ = try APIClient(dataOptions).call(
                 .POST, "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/unquarantine",
                 to: .control, as: Released.self)
             print("released \(customer)/\(name)")
@@ -96,10 +96,10 @@ struct ScriptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a script's recent log lines and errors.")
         @Argument(help: "The customer.") var customer: String
         @Argument(help: "The script name.") var name: String
-        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
-            let (logs, _) = try APIClient(data: dataOptions.data).call(
+            let (logs, _) = try APIClient(dataOptions).call(
                 .GET, "/v1/host/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))/logs", to: .host, as: LogLines.self)
             // Script output: escaped, so it cannot drive the operator's terminal.
             for line in logs.lines { print(ControlCharacters.escaped(line)) }

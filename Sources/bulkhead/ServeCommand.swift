@@ -8,6 +8,7 @@ import Foundation
 import HostMetrics
 import Logging
 import Supervisor
+import Synchronization
 
 /// `bulkhead serve`: the supervisor.
 struct ServeCommand: ParsableCommand {
@@ -102,7 +103,29 @@ struct ServeCommand: ParsableCommand {
             FileHandle.standardError.write(Data("bulkhead serve: \(ControlCharacters.escaped("\(error)"))\n".utf8))
             throw ExitCode.failure
         }
-        fleet?.presence.start()
+        if let fleet {
+            fleet.presence.start()
+            // Health to the leading control process, over HTTP, once a second.
+            let reporter = EtcdHealthReporter(
+                store: fleet.store, presence: fleet.presence,
+                report: { [host = fleet.presence.name, group = fleet.presence.group] in
+                    // The status is taken on the supervisor's queue: never on a Swift-concurrency thread.
+                    await withCheckedContinuation { continuation in
+                        DispatchQueue.global().async {
+                            continuation.resume(returning: HostReport(host: host, group: group, status: supervisor.currentStatus()))
+                        }
+                    }
+                },
+                problemChanged: { problem in
+                    if let problem {
+                        logger.warning("health reports do not reach the fleet's leader", metadata: ["problem": "\(problem)"])
+                    } else {
+                        logger.info("health reports reach the fleet's leader")
+                    }
+                })
+            reporter.start()
+            fleet.reporter.withLock { $0 = reporter }
+        }
         defer { fleet?.stop() }
         // The host's own metrics: a bind that fails is logged, and the host serves on
         // without them.
@@ -146,7 +169,7 @@ struct ServeCommand: ParsableCommand {
             let store = try EtcdStore(client: client, prefix: etcd.prefix)
             let source = EtcdFeedSource(store: store)
             let presence = try EtcdHostPresence(store: store, name: host, group: group, source: source)
-            return FleetHost(client: client, source: source, presence: presence)
+            return FleetHost(client: client, store: store, source: source, presence: presence)
         } catch {
             throw ValidationError("--etcd: \(error)")
         }
@@ -172,15 +195,28 @@ struct ServeCommand: ParsableCommand {
 }
 
 /// What `serve --etcd` holds beside the supervisor.
-private struct FleetHost: Sendable {
+private final class FleetHost: Sendable {
     let client: EtcdClient
+    let store: EtcdStore
     let source: EtcdFeedSource
     let presence: EtcdHostPresence
+    /// The health reports, once the supervisor runs.
+    let reporter = Mutex<EtcdHealthReporter?>(nil)
 
-    /// Gives the key up (its lease revoked) and closes the watch, waiting at most 3 s.
+    init(client: EtcdClient, store: EtcdStore, source: EtcdFeedSource, presence: EtcdHostPresence) {
+        self.client = client
+        self.store = store
+        self.source = source
+        self.presence = presence
+    }
+
+    /// Stops the reports, gives the key up (its lease revoked) and closes the watch,
+    /// waiting at most 3 s.
     func stop() {
         let done = DispatchSemaphore(value: 0)
-        Task.detached {
+        let reporter = reporter.withLock { $0 }
+        Task.detached { [presence, source, client] in
+            await reporter?.stop()
             await presence.stop()
             source.close()
             await client.shutdown()

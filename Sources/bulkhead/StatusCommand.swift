@@ -10,21 +10,27 @@ import Supervisor
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show each pool: workers, requests, errors, p99, versions, restarts, state; quarantines, rollouts."
+        abstract: "Show each pool: workers, requests, errors, p99, versions, restarts, state; quarantines, rollouts.",
+        discussion: """
+            From the host of --data (admin.sock). With --etcd, the fleet as its leading control process \
+            sees it: each host's group, liveness, applied revision and lag, last report, freeze, pins and \
+            feed, then each host's pools.
+            """
     )
 
-    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var dataOptions: ClientOptions
     @Flag(help: "Print JSON (the admin API's shape).")
     var json = false
     @Flag(help: "Redraw every second until interrupted (requests/s between frames).")
     var watch = false
 
     func run() throws {
+        if dataOptions.etcd.endpoints != nil { return try fleet() }
         var previous: HostStatus?
         var lastLines = 0
         let terminal = isatty(STDOUT_FILENO) == 1
         repeat {
-            let (status, answer) = try APIClient(data: dataOptions.data).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self)
+            let (status, answer) = try APIClient(dataOptions).call(.GET, "/v1/host/status", to: .host, as: HostStatus.self)
             if json {
                 print(answer.text)
             } else {
@@ -40,6 +46,49 @@ struct StatusCommand: ParsableCommand {
             fflush(nil)
             if watch { usleep(1_000_000) }
         } while watch
+    }
+}
+
+extension StatusCommand {
+    /// With --etcd: the fleet's hosts and each one's pools, as the leader holds them.
+    func fleet() throws {
+        let client = APIClient(dataOptions)
+        repeat {
+            let (status, answer) = try client.call(.GET, "/v1/admin/fleet", to: .control, as: FleetStatus.self)
+            print(json ? answer.text : FleetTable.render(status, now: Date()))
+            fflush(nil)
+            if watch { usleep(1_000_000) }
+        } while watch
+    }
+}
+
+/// Renders `FleetStatus`: a line per host, then each reporting host's pools.
+enum FleetTable {
+    static func render(_ fleet: FleetStatus, now: Date) -> String {
+        var rows: [[String]] = [["HOST", "GROUP", "ALIVE", "APPLIED", "LAG", "REPORTED", "FROZEN", "PINS", "FEED"]]
+        for host in fleet.hosts {
+            let status = host.status
+            var feed = "-"
+            if let state = status?.feed {
+                feed = state.cutOffSince.map { "cut off \(Int(now.timeIntervalSince1970 - $0)) s" } ?? (state.problem == nil ? "following" : "trouble")
+            }
+            rows.append([
+                host.name, host.group, host.alive ? "yes" : "no",
+                host.listing?.appliedRevision.map(String.init) ?? "-", host.listing?.lag.map(String.init) ?? "-",
+                host.reportedAt.map { "\(String(format: "%.1f", now.timeIntervalSince($0))) s ago" } ?? "never",
+                status.map { $0.frozen ? "yes" : "no" } ?? "-",
+                status.map { $0.pins.isEmpty ? "-" : $0.pins.sorted { $0.key < $1.key }.map { "\($0.key) v\($0.value)" }.joined(separator: ",") } ?? "-",
+                feed,
+            ])
+        }
+        var text = Table.render(rows)
+        let leader = fleet.leading ? "the leader" : "a control process that does not lead (reports go to the leader)"
+        text += "\n\(fleet.hosts.filter(\.alive).count) of \(fleet.hosts.count) host(s) alive; newest change \(fleet.newestChange); answered by \(leader) at \(fleet.answeredBy ?? "-")"
+        for host in fleet.hosts {
+            guard let status = host.status else { continue }
+            text += "\n\n\(host.name) (\(host.group))\(host.alive ? "" : ", not alive: its last report")\n" + StatusTable.render(status)
+        }
+        return text
     }
 }
 

@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BulkheadCore
 import Etcd
 import Foundation
+import Store
 import Testing
 
 /// `bulkhead control --etcd`: several control processes on one fleet store. Every
@@ -125,12 +127,21 @@ import Testing
         }
     }
 
+    /// The driver's leader key, read from etcd: `{"api", "machine", "pid", "startedAt"}`.
+    struct Leader: Decodable {
+        var pid: pid_t
+        var api: String
+    }
+
+    /// Who the driver's leader key names, read from etcd.
+    func leader(_ client: EtcdClient, _ fleet: Fleet) async throws -> Leader? {
+        guard let value = try await client.get(fleet.prefix + "driver/leader").first?.value else { return nil }
+        return try JSONDecoder().decode(Leader.self, from: Data(value))
+    }
+
     /// Whose pid the driver's leader key names, read from etcd.
     func leaderPID(_ client: EtcdClient, _ fleet: Fleet) async throws -> pid_t? {
-        guard let value = try await client.get(fleet.prefix + "driver/leader").first?.value else { return nil }
-        let text = String(decoding: value, as: UTF8.self)
-        guard let range = text.range(of: "pid ") else { return nil }
-        return pid_t(text[range.upperBound...].prefix { $0.isNumber })
+        try await leader(client, fleet)?.pid
     }
 
     func waitForLeader(_ client: EtcdClient, _ fleet: Fleet, among pids: Set<pid_t>, timeout: Duration = .seconds(30)) async throws -> pid_t {
@@ -233,6 +244,96 @@ import Testing
             #expect(paused.status == 0, "\(paused.output)")
             let after = try await offPool { try fleet.cli("a", ["rollout", "status", String(id), "--json"]) }
             #expect(after.output.contains("\"paused\""), "the new leader's pause is in the store: \(after.output)")
+        }
+    }
+
+    /// An operator acts on the fleet with `--etcd`: the CLI opens a session in the
+    /// store, and a control process takes its token while the key lives. A host's
+    /// health report is taken only by the leader, and only with the token whose hash
+    /// the host's own key holds. Keys are written here as the CLI and a host write them.
+    @Test func sessionsAndHostReportsAreCheckedAgainstTheStore() async throws {
+        try await withFleet { fleet, client in
+            let first = try await offPool { try fleet.start("a") }
+            _ = try await waitForLeader(client, fleet, among: [first])
+            let api = try #require(try await leader(client, fleet)?.api)
+            let port = try #require(Int(api.split(separator: ":").last ?? ""))
+            func call(_ method: String, _ path: String, token: String, body: [UInt8] = []) -> Int {
+                httpRequest(port: port, method: method, path: path, headers: ["Authorization": "Bearer \(token)"],
+                            body: body, timeout: 5)?.status ?? -1
+            }
+
+            // An operator session: a token is the admin's while session/HASH lives.
+            let token = "bho_session-of-this-test"
+            #expect(call("GET", "/v1/admin/customers", token: token) == 401, "no session: refused")
+            let lease = try await client.grantLease(ttl: 30)
+            _ = try await client.put(fleet.prefix + "session/" + TokenHash.of(token: token),
+                                     #"{"actor":"test@here","openedAt":"2026-12-07T12:00:00.000Z"}"#, lease: lease.id)
+            #expect(call("GET", "/v1/admin/customers", token: token) == 200, "an open session acts as the operator")
+            _ = try await client.revokeLease(lease.id)
+            #expect(call("GET", "/v1/admin/customers", token: token) == 401, "a session whose lease ended is refused")
+
+            // The CLI with --etcd opens its own session and finds the leader.
+            let etcd = ["--etcd", fleet.endpoints, "--etcd-prefix", fleet.prefix]
+            let added = try await offPool { try HostHarness.cli(binary: fleet.binary, ["customer", "add", "acme", "--cohort", "pro"] + etcd) }
+            #expect(added.status == 0 && added.output.contains("bht_"), "customer add --etcd: \(added.output)")
+            let listed = try await offPool { try fleet.cli("a", ["customer", "list"]) }
+            #expect(listed.output.contains("acme"), "the customer is in the fleet's store: \(listed.output)")
+            let hostOnly = try await offPool { try HostHarness.cli(binary: fleet.binary, ["cohort", "scale", "pro", "--workers", "3"] + etcd) }
+            #expect(hostOnly.status != 0 && hostOnly.output.contains("one host"), "a host's own command is refused with --etcd: \(hostOnly.output)")
+
+            // Fleet-wide break glass, straight to the store: the leader starts nothing while frozen.
+            let frozen = try await offPool { try HostHarness.cli(binary: fleet.binary, ["break-glass", "freeze"] + etcd) }
+            #expect(frozen.status == 0, "\(frozen.output)")
+            let rules = fleet.root + "/rules.json"
+            try RolloutIntegrationTests.rules(killswitch: false).write(toFile: rules, atomically: true, encoding: .utf8)
+            let refusedStart = try await offPool {
+                try HostHarness.cli(binary: fleet.binary, ["rollout", "start", "--kind", "rules", rules] + etcd)
+            }
+            #expect(refusedStart.status != 0 && refusedStart.output.contains("frozen"), "frozen fleet: \(refusedStart.output)")
+            let events = try await offPool { try HostHarness.cli(binary: fleet.binary, ["events", "--json"] + etcd) }
+            #expect(events.output.contains("fleet-frozen") && events.output.contains("etcd-operator:"),
+                    "the freeze is audited with who did it: \(events.output)")
+            let thawed = try await offPool { try HostHarness.cli(binary: fleet.binary, ["break-glass", "unfreeze"] + etcd) }
+            #expect(thawed.status == 0, "\(thawed.output)")
+            let glass = try await offPool { try HostHarness.cli(binary: fleet.binary, ["break-glass", "status", "--json"] + etcd) }
+            #expect(glass.output.contains("\"frozen\":false"), "\(glass.output)")
+
+            // A host's report: refused until its key holds the token's hash, then taken.
+            let pool = PoolStatus(name: "pro", order: 1, port: 1, desiredWorkers: 1, configSource: "file", configError: nil,
+                                  degraded: false, restarts: 0, quarantined: [], workers: [])
+            let report = try Array(JSONEncoder().encode(HostReport(
+                host: "h1", group: "g1", status: HostStatus(supervisorPID: 1, takenAt: 0, pools: [pool]))))
+            let reportToken = "bhh_report-of-h1"
+            let path = "/v1/fleet/hosts/h1/report"
+            #expect(call("POST", path, token: reportToken, body: report) == 401, "no host key: refused")
+            let hostLease = try await client.grantLease(ttl: 30)
+            let record = #"{"appliedRevision":null,"group":"g1","name":"h1","pid":1,"#
+                + #""reportTokenHash":"\#(TokenHash.of(token: reportToken))","updatedAt":"2026-12-07T12:00:00.000Z"}"#
+            _ = try await client.put(fleet.prefix + "host/h1", record, lease: hostLease.id)
+            #expect(call("POST", path, token: "bhh_someone-else", body: report) == 401, "another token: refused")
+            #expect(call("POST", "/v1/fleet/hosts/h2/report", token: reportToken, body: report) == 400,
+                    "a report sent for another host: refused")
+            #expect(call("POST", path, token: reportToken, body: report) == 204, "the host's own token: taken")
+
+            let status = try await offPool { try HostHarness.cli(binary: fleet.binary, ["status", "--json"] + etcd) }
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let fleetStatus = try decoder.decode(FleetStatus.self, from: Data(status.output.utf8))
+            let h1 = try #require(fleetStatus.hosts.first { $0.name == "h1" }, "\(status.output)")
+            #expect(h1.alive && h1.group == "g1" && h1.status?.pools.map(\.name) == ["pro"], "status --etcd shows h1 and its pools")
+            #expect(fleetStatus.leading)
+
+            // A follower takes no reports: the host asks the store who leads and sends there.
+            _ = try await offPool { try fleet.start("b") }
+            let health = try await offPool {
+                try #require(SocketClient.request(socket: fleet.data("b") + "/run/control.sock", "GET", "/healthz", timeout: 2))
+            }
+            let followerAPI = try #require(try JSONDecoder().decode(Health.self, from: Data(health.body.utf8)).api)
+            let followerPort = try #require(Int(followerAPI.split(separator: ":").last ?? ""))
+            let refused = httpRequest(port: followerPort, method: "POST", path: path,
+                                      headers: ["Authorization": "Bearer \(reportToken)"], body: report, timeout: 5)
+            #expect(refused?.status == 503, "a follower refuses reports: \(refused?.body ?? "no answer")")
+            _ = try await client.revokeLease(hostLease.id)
         }
     }
 }
