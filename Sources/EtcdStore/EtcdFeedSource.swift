@@ -57,7 +57,7 @@ public struct EtcdFeedConfiguration: Sendable {
 /// the protocol come from one owner (the supervisor's queue), never from a
 /// Swift-concurrency thread (``update(after:limit:)`` blocks its caller, as
 /// ``EtcdStore`` does).
-public final class EtcdFeedSource: ChangeFeedSource, Sendable {
+public final class EtcdFeedSource: RemoteChangeFeedSource {
     /// Where the source stands, for `status`.
     public struct Health: Sendable, Equatable {
         /// Since when the source has been cut off from etcd (a watch that ended and

@@ -3,7 +3,8 @@ import Foundation
 /// What a host agent follows to keep its replica: the control store's change feed,
 /// read without waiting on its writers. On one machine, ``ChangeFeedReader`` on
 /// `DATA/bulkhead.sqlite`; in a fleet, a watch on etcd. One owner calls it (the
-/// supervisor's queue); none of it may block for long.
+/// supervisor's queue); none of it may block for long, except the calls of a
+/// ``RemoteChangeFeedSource``, which its owner makes off its queue.
 public protocol ChangeFeedSource: AnyObject {
     /// Where it reads from, for people.
     var location: String { get }
@@ -26,6 +27,11 @@ public protocol ChangeFeedSource: AnyObject {
     /// that ended leaves the replica as it is, with nothing to report as an error).
     var sourceProblem: String? { get }
 }
+
+/// A change feed read over the network (etcd): `update(after:limit:)` waits on the
+/// store for as long as the client's timeouts allow, so its owner calls it from
+/// another thread, one call at a time, and applies the result on its own queue.
+public protocol RemoteChangeFeedSource: ChangeFeedSource, Sendable {}
 
 extension ChangeFeedSource {
     /// A file cannot be cut off: it opens or it fails.

@@ -41,6 +41,8 @@ struct FeedFollower {
     var lastOpenAttempt = -Double.infinity
     /// Ticks since the file's identity was last checked.
     var ticksSinceIdentityCheck = 0
+    /// Whether a look at a remote source is in flight (off the queue).
+    var reading = false
 }
 
 extension Supervisor {
@@ -102,12 +104,46 @@ extension Supervisor {
     /// `PRAGMA data_version`); reads only the rows the new changes name, applies
     /// them to the replica in one transaction with their revision, then sends workers
     /// only what changed. A busy or unreadable store is "no news" (logged once).
+    ///
+    /// A remote source (etcd) is read off the queue, one look at a time, and what it
+    /// read is applied back on the queue: a slow or unreachable store never holds up
+    /// the supervision of workers, only the news.
     func followFeed() {
-        guard let replica, let reader = feedReader(now: Self.now()) else { return }
+        guard replica != nil, let reader = feedReader(now: Self.now()) else { return }
+        let after = replicaFeed.follower.appliedRevision
+        let known = replicaFeed.follower.dataVersion
+        guard let remote = reader as? any RemoteChangeFeedSource else {
+            take(Result { try Self.look(reader, after: after, known: known) })
+            return
+        }
+        guard !replicaFeed.follower.reading else { return }
+        replicaFeed.follower.reading = true
+        DispatchQueue.global().async { [self] in
+            let outcome = Result { try Self.look(remote, after: after, known: known) }
+            queue.async { [self] in
+                replicaFeed.follower.reading = false
+                // A look that started from another revision, or from a source since
+                // replaced, says nothing about where the replica stands now.
+                guard replicaFeed.follower.appliedRevision == after, replicaFeed.follower.reader === remote else { return }
+                take(outcome)
+            }
+        }
+    }
+
+    /// One look at the feed: the change token, and the changes after `after` when
+    /// the token differs from `known` (nil: no news).
+    private static func look(_ reader: any ChangeFeedSource, after: Int?, known: Int?) throws -> (token: Int, read: FeedRead?) {
+        let token = try reader.changeToken()
+        if token == known { return (token, nil) }
+        return (token, try reader.update(after: after, limit: 10_000))
+    }
+
+    /// Applies what a look read: to the replica, the catalog, the workers and the stages.
+    private func take(_ outcome: Result<(token: Int, read: FeedRead?), any Error>) {
+        guard let replica else { return }
         do {
-            let version = try reader.changeToken()
-            if version == replicaFeed.follower.dataVersion { return }
-            let read = try reader.update(after: replicaFeed.follower.appliedRevision, limit: 10_000)
+            let (version, looked) = try outcome.get()
+            guard let read = looked else { return }
             replicaFeed.follower.latest = read.bounds.latest
             let update = read.update
             let caughtUp = update.revision >= read.bounds.latest || update.isFullCopy
