@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "EtcdStore",
             dependencies: [
-                "BulkheadCore", "Store", "Etcd",
+                "BulkheadCore", "Store", "Etcd", "Rollout",
                 // A host's health reports go to the leading control process over HTTP.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -159,7 +159,7 @@ public final class ControlPlane: @unchecked Sendable {
             },
             replicaPath: configuration.data.replicaFile,
             checks: ArtifactChecker(executable: configuration.checkerExecutable),
-            cohorts: cohorts, logger: logger, leads: configuration.driverLeads)
+            cohorts: cohorts, logger: logger, leads: configuration.driverLeads, fleet: fleetReports)
         driver.start()
         self.driver = driver
         startTimer()

@@ -1,5 +1,7 @@
 import BulkheadCore
+import Rollout
 import Foundation
+import Rollout
 import Store
 import Synchronization
 
@@ -59,6 +61,32 @@ public final class FleetReports: Sendable {
         }
     }
 
+    /// The hosts that reported within `freshWithin` seconds, as a plan sees them:
+    /// name, group and each pool's worker count.
+    public func planHosts(freshWithin: TimeInterval) -> [FleetPlanHost] {
+        let now = Date()
+        return state.withLock { state in
+            state.reports.values.filter { now.timeIntervalSince($0.at) <= freshWithin }.map { received in
+                FleetPlanHost(
+                    name: received.report.host, group: received.report.group,
+                    workers: Dictionary(received.report.status.pools.map { ($0.name, $0.desiredWorkers) }, uniquingKeysWith: max))
+            }.sorted { $0.name < $1.name }
+        }
+    }
+
+    /// Every host's last report on rollout `id` (nil when its last report had none),
+    /// and whether it reported within `freshWithin` seconds.
+    public func stageReports(rollout id: Int, freshWithin: TimeInterval) -> [FleetStageReports.HostReport] {
+        let now = Date()
+        return state.withLock { state in
+            state.reports.values.map { received in
+                FleetStageReports.HostReport(
+                    host: received.report.host, report: received.report.stages.first { $0.rollout == id },
+                    fresh: now.timeIntervalSince(received.at) <= freshWithin)
+            }.sorted { $0.host < $1.host }
+        }
+    }
+
     /// The fleet: every host alive in the store, with its last report, and hosts
     /// that reported within `keepGone` but are gone from the store (not alive).
     public func status(answeredBy: String?, leading: Bool) async throws(ControlError) -> FleetStatus {
@@ -76,13 +104,14 @@ public final class FleetReports: Sendable {
         var hosts = live.hosts.map { listing in
             FleetHostStatus(
                 name: listing.name, group: listing.group, alive: true, listing: listing,
-                reportedAt: reports[listing.name]?.at, status: reports[listing.name]?.report.status)
+                reportedAt: reports[listing.name]?.at, status: reports[listing.name]?.report.status,
+                stages: reports[listing.name]?.report.stages ?? [])
         }
         let alive = Set(live.hosts.map(\.name))
         for (name, received) in reports where !alive.contains(name) {
             hosts.append(FleetHostStatus(
                 name: name, group: received.report.group, alive: false, listing: nil, reportedAt: received.at,
-                status: received.report.status))
+                status: received.report.status, stages: received.report.stages))
         }
         return FleetStatus(
             newestChange: live.newestChange, answeredBy: answeredBy, leading: leading,

@@ -35,6 +35,12 @@ public final class RolloutDriver: @unchecked Sendable {
     /// nothing, as if the driver's process were stopped; starts and operator commands
     /// still work. For the tests that show the host holds a stage on its own.
     private let held: Bool
+    /// In a fleet: the hosts' reports, sent to this process over HTTP; stages are
+    /// planned host by host and judged on the reports of the hosts they name. Nil
+    /// on one machine, where the host's replica holds its one report.
+    private let fleet: FleetReports?
+    /// How long a fleet host may go without a report before a stage naming it pauses.
+    public static let hostPatience: TimeInterval = 10
 
     /// The running rollouts, one per kind (on the queue).
     private var running: [ArtifactKind: DrivenRollout] = [:]
@@ -59,13 +65,15 @@ public final class RolloutDriver: @unchecked Sendable {
     ///   - clock: wall-clock seconds (rollouts are stored and resumed after a restart).
     ///   - leads: whether this driver leads now (a follower neither drives nor starts
     ///     nor operates rollouts, and reads them again once it leads).
+    ///   - fleet: in a fleet, the hosts' reports (plans widen host by host).
     public init(
         store: @escaping @Sendable () throws -> any ControlStore, replicaPath: String, checks: any ArtifactProcessChecks,
         cohorts: [CohortConfiguration], logger: Logger,
         clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
-        leads: @escaping @Sendable () -> Bool = { true }
+        leads: @escaping @Sendable () -> Bool = { true }, fleet: FleetReports? = nil
     ) {
         self.leads = leads
+        self.fleet = fleet
         self.openStore = store
         self.replicaPath = replicaPath
         self.checks = checks
@@ -143,7 +151,7 @@ public final class RolloutDriver: @unchecked Sendable {
                 let now = clock()
                 var machine = try RolloutMachine(
                     kind: kind, targetVersion: next, previousVersion: previous,
-                    stages: RolloutPlan.stages(cohorts: cohorts), now: now, frozen: false)
+                    stages: try plan(), now: now, frozen: false)
                 let actions = try machine.start(now: now, by: actor)
                 let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
                 guard artifact.version == next else {
@@ -169,6 +177,17 @@ public final class RolloutDriver: @unchecked Sendable {
                 return .failure(Self.storeFailure(error))
             }
         }
+    }
+
+    /// The stages of a new rollout: the host's pools in order on one machine; in a
+    /// fleet, host by host over the hosts reporting now (on the queue).
+    private func plan() throws(ControlError) -> [Stage] {
+        guard let fleet else { return RolloutPlan.stages(cohorts: cohorts) }
+        let hosts = fleet.planHosts(freshWithin: Self.hostPatience)
+        guard !hosts.isEmpty else {
+            throw ControlError(.rollout, "no host of the fleet reports to this control process yet; nothing to roll out to")
+        }
+        return RolloutPlan.fleetStages(cohorts: cohorts, hosts: hosts)
     }
 
     /// Why a rollout of `kind` cannot start now, or nil (on the queue).
@@ -403,7 +422,7 @@ public final class RolloutDriver: @unchecked Sendable {
             note("cannot read the freeze; rollouts do not advance", error)
             return
         }
-        let reports = hostReports()
+        let reports = fleet == nil ? hostReports() : [:]
         for kind in running.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
             guard var rollout = running[kind] else { continue }
             // The host pinned the kind: its pools run the pin whatever the rollout
@@ -418,7 +437,14 @@ public final class RolloutDriver: @unchecked Sendable {
                 continue
             }
             var actions = rollout.machine.setFrozen(frozen, now: now)
-            if let report = reports[rollout.id] {
+            if let fleet {
+                switch FleetStageReports.combine(
+                    rollout: rollout.id, machine: rollout.machine, hosts: fleet.stageReports(rollout: rollout.id, freshWithin: Self.hostPatience)) {
+                case .report(let report): actions += take(report, into: &rollout, now: now)
+                case .away(let hosts): actions += rollout.machine.hostsAway(hosts, now: now)
+                case .waiting: break
+                }
+            } else if let report = reports[rollout.id] {
                 actions += take(report, into: &rollout, now: now)
             }
             perform(actions, for: &rollout, store: store)

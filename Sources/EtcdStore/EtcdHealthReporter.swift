@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BulkheadCore
+import Rollout
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -26,12 +26,24 @@ public enum PauseReason: Codable, Sendable, Equatable, CustomStringConvertible {
     /// The stage had too little data by `maxBakeSeconds`; the detail says what was
     /// missing. Resuming restarts the stage's bake.
     case inconclusive(detail: String)
+    /// Hosts of a fleet stage stopped reporting (they are named). Resuming restarts
+    /// the stage's bake: the window before cannot be measured on them.
+    case hostsAway([String])
+
+    /// Whether resuming restarts the stage's bake clock and window.
+    var restartsBake: Bool {
+        switch self {
+        case .requested: false
+        case .inconclusive, .hostsAway: true
+        }
+    }
 
     /// For people.
     public var description: String {
         switch self {
         case .requested(let by): "paused by \(by)"
         case .inconclusive(let detail): "inconclusive: \(detail)"
+        case .hostsAway(let hosts): "host\(hosts.count == 1 ? "" : "s") \(hosts.joined(separator: ", ")) away (no report)"
         }
     }
 }

@@ -188,8 +188,11 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
     /// the slot is in no stage (a pool scaled up after the plan was made keeps its
     /// usual version). A supervisor reconciles workers with this after a restart or
     /// when it restarts a worker: versions belong to slots, not pids.
-    public func version(forPool pool: String, slot: Int) -> Int? {
-        guard let index = stages.firstIndex(where: { $0.pool == pool && $0.slots.contains(slot) }) else {
+    ///
+    /// In a fleet, `host` names the host asking: a slot belongs to the first stage
+    /// that covers it there (the canary host's canary slots, then its group's stage).
+    public func version(forPool pool: String, slot: Int, host: String? = nil) -> Int? {
+        guard let index = stages.firstIndex(where: { $0.covers(pool: pool, slot: slot, host: host) }) else {
             return nil
         }
         return hasNewVersion[index] ? targetVersion : previousVersion
@@ -245,6 +248,20 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         return [entry, .paused(reason)]
     }
 
+    /// Pauses a running rollout because hosts of its current stage stopped reporting
+    /// (cut off, or dead: `bulkhead host cordon` takes a dead one out). The stage's
+    /// other hosts keep being judged; resuming (by an operator) bakes it again.
+    public mutating func hostsAway(_ hosts: [String], now: Double) -> [RolloutAction] {
+        guard case .running(let index) = state, !hosts.isEmpty else { return [] }
+        let now = clock(now)
+        let reason = PauseReason.hostsAway(hosts)
+        state = .paused(stage: index, reason: reason)
+        let entry = record(
+            now, .paused, stage: index, by: "fleet",
+            message: "paused at \(stages[index].name): \(reason)")
+        return [entry, .paused(reason)]
+    }
+
     /// Resumes a paused rollout.
     ///
     /// Resuming a rollout paused as inconclusive restarts the stage's bake clock and
@@ -263,10 +280,10 @@ public struct RolloutMachine: Codable, Sendable, Equatable {
         let now = clock(now)
         state = .running(stage: index)
         var actions: [RolloutAction] = []
-        if case .inconclusive = reason {
+        if reason.restartsBake {
             actions.append(record(
                 now, .resumed, stage: index, by: by,
-                message: "resumed \(stages[index].name); its bake restarts now (it was inconclusive)"))
+                message: "resumed \(stages[index].name); its bake restarts now (\(reason))"))
             actions.append(restartWindow(stage: index, now: now))
         } else {
             actions.append(record(now, .resumed, stage: index, by: by, message: "resumed \(stages[index].name)"))

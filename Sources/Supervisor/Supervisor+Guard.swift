@@ -18,7 +18,7 @@ extension Supervisor {
                 let planned = machine.stages[index]
                 var entry = byPool[planned.pool]
                     ?? GuardAssignment.PoolSlots(slots: [], maxCrashes: planned.gate.maxCrashes, maxNewSignatures: planned.gate.maxNewSignatures)
-                entry.slots = Array(Set(entry.slots + planned.slots)).sorted()
+                entry.slots = Array(Set(entry.slots + stageSlots(machine, index))).sorted()
                 byPool[planned.pool] = entry
             }
             guard !byPool.isEmpty else { return nil }

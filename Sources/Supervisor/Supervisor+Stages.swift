@@ -131,7 +131,8 @@ extension Supervisor {
             guard let machine else { return 0 }
             var slots = 0
             for (name, pool) in table.pools {
-                for slot in pool.slots.indices where machine.version(forPool: name, slot: slot) == machine.targetVersion { slots += 1 }
+                for slot in pool.slots.indices
+                where machine.version(forPool: name, slot: slot, host: configuration.hostName) == machine.targetVersion { slots += 1 }
             }
             return slots
         }
@@ -173,7 +174,8 @@ extension Supervisor {
         // The local guard's hold wins over the rollout: it put the slot back, and the
         // driver may not have heard yet.
         if let held = stageRunner.localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
-        if let rollout = replicaFeed.rollouts[kind], let version = rollout.machine.version(forPool: pool, slot: slot) { return version }
+        if let rollout = replicaFeed.rollouts[kind],
+           let version = rollout.machine.version(forPool: pool, slot: slot, host: configuration.hostName) { return version }
         return stageRunner.stages.activeVersions[kind]?[pool] ?? 0
     }
 
@@ -329,10 +331,15 @@ extension Supervisor {
         // The stage is judged on what its version did, the baseline on what
         // the previous version did: counts of any other version (one rolled
         // back just before, reported late) belong to neither.
-        var sample = measure(pool: stage.pool, slots: stage.slots, rollout: rollout, version: machine.targetVersion)
+        var sample = measure(pool: stage.pool, slots: stageSlots(machine, index), rollout: rollout, version: machine.targetVersion)
         sample.crashes = rollout.windowCrashes
         sample.crashesLeftOut = rollout.windowCrashesLeftOut
         let previous = machine.previousVersion
+        if stage.hosts != nil {
+            return StageReport(
+                rollout: rollout.id, stage: index, version: machine.targetVersion, acknowledgedAt: rollout.acknowledgedAt,
+                measuredAt: now, sample: sample, baseline: fleetBaseline(rollout, stage: index, now: now), guardTrip: rollout.guardTrip)
+        }
         let baseline = RolloutPlan.baseline(forStage: index, in: machine.stages).map { source -> StageSample in
             switch source {
             case .concurrent(let pool, let slots):
@@ -344,6 +351,34 @@ extension Supervisor {
         }
         return StageReport(rollout: rollout.id, stage: index, version: machine.targetVersion, acknowledgedAt: rollout.acknowledgedAt,
                            measuredAt: now, sample: sample, baseline: baseline, guardTrip: rollout.guardTrip)
+    }
+
+    /// The slots of this host that stage `index` puts its version on: the stage's
+    /// own on one machine; in a fleet, those of this host whose first covering stage
+    /// it is (none when the stage names other hosts).
+    func stageSlots(_ machine: RolloutMachine, _ index: Int) -> [Int] {
+        let stage = machine.stages[index]
+        guard stage.hosts != nil else { return stage.slots }
+        return RolloutPlan.slots(
+            ofStage: index, in: machine.stages, pool: stage.pool, workers: table.pools[stage.pool]?.slots.count ?? 0,
+            host: configuration.hostName)
+    }
+
+    /// A fleet stage's baseline on this host: while a later stage of the pool is to
+    /// come, the old version on this host's slots it has not reached, over the same
+    /// window; for the pool's last stage, this host's stage slots before it (nil
+    /// when the stage does not name this host).
+    func fleetBaseline(_ rollout: ActiveRollout, stage index: Int, now: Double) -> StageSample? {
+        let machine = rollout.machine
+        let stage = machine.stages[index]
+        let workers = table.pools[stage.pool]?.slots.count ?? 0
+        if RolloutPlan.fleetBaselineIsConcurrent(forStage: index, in: machine.stages) {
+            let old = RolloutPlan.slotsAfter(stage: index, in: machine.stages, pool: stage.pool, workers: workers, host: configuration.hostName)
+            return measure(pool: stage.pool, slots: old, rollout: rollout, version: machine.previousVersion)
+        }
+        guard stageSlots(machine, index).isEmpty == false else { return nil }
+        return poolWindow(pool: stage.pool, endingAt: machine.bakeStartedAt ?? now, seconds: stage.gate.bakeSeconds,
+                          kind: machine.kind, version: machine.previousVersion)
     }
 
     /// What these slots served under `version` of the rollout's kind since the

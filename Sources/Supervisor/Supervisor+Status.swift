@@ -1,4 +1,5 @@
 import BulkheadCore
+import Rollout
 import Foundation
 import Store
 
@@ -20,6 +21,16 @@ extension Supervisor {
     /// The host at a glance (thread-safe).
     public func currentStatus() -> HostStatus {
         queue.sync { status() }
+    }
+
+    /// The host at a glance and its report on each running rollout's stage, taken
+    /// together (thread-safe): what a fleet host sends the leader.
+    public func currentReport() -> (status: HostStatus, stages: [StageReport]) {
+        queue.sync {
+            let now = Self.wallClock()
+            let stages = replicaFeed.rollouts.values.sorted { $0.id < $1.id }.compactMap { stageReport($0, now: now) }
+            return (status(), stages)
+        }
     }
 
     /// Totals per pool for `/metrics` (thread-safe).

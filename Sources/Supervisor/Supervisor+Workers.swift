@@ -320,7 +320,7 @@ extension Supervisor {
         for rollout in replicaFeed.rollouts.values {
             guard let index = rollout.machine.currentStage else { continue }
             let stage = rollout.machine.stages[index]
-            guard stage.pool == handle.pool && stage.slots.contains(handle.slot) else { continue }
+            guard stage.pool == handle.pool && stageSlots(rollout.machine, index).contains(handle.slot) else { continue }
             if let script = handle.blamedScript, Self.leavesOutScriptCrashes(rollout.machine.kind) {
                 rollout.windowCrashesLeftOut[script, default: 0] += 1
             } else {

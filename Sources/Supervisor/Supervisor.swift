@@ -34,6 +34,9 @@ public struct SupervisorConfiguration: Sendable {
     /// agent opens beside the feed (on one machine). False in a fleet: the store is
     /// etcd, reached only through ``openFeed``, and no file is created.
     public var localControlStore = true
+    /// In a fleet, this host's name (`--host`): a fleet rollout's stages name the
+    /// hosts they cover. Nil on one machine.
+    public var hostName: String?
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulkheadCore
+import Rollout
 import Control
 import ControlAPI
 import Etcd
@@ -88,6 +89,7 @@ struct ServeCommand: ParsableCommand {
             // A host of a fleet: the store is etcd, control runs elsewhere.
             settings.localControlStore = false
             settings.openFeed = { fleet.source }
+            settings.hostName = fleet.presence.name
         } else {
             // The control plane's own process: it gets what it owns (the API, the scripts
             // directory, --demo) and the same data and cohorts.
@@ -112,7 +114,8 @@ struct ServeCommand: ParsableCommand {
                     // The status is taken on the supervisor's queue: never on a Swift-concurrency thread.
                     await withCheckedContinuation { continuation in
                         DispatchQueue.global().async {
-                            continuation.resume(returning: HostReport(host: host, group: group, status: supervisor.currentStatus()))
+                            let (status, stages) = supervisor.currentReport()
+                            continuation.resume(returning: HostReport(host: host, group: group, status: status, stages: stages))
                         }
                     }
                 },

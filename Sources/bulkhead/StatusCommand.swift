@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import BulkheadCore
+import Rollout
 import Foundation
 import Supervisor
 
@@ -55,7 +56,16 @@ extension StatusCommand {
         let client = APIClient(dataOptions)
         repeat {
             let (status, answer) = try client.call(.GET, "/v1/admin/fleet", to: .control, as: FleetStatus.self)
-            print(json ? answer.text : FleetTable.render(status, now: Date()))
+            if json {
+                print(answer.text)
+            } else {
+                // The rollouts the hosts report on, for their stages' names.
+                var rollouts: [Int: RolloutStatus] = [:]
+                for id in Set(status.hosts.flatMap { $0.stages.map(\.rollout) }) {
+                    rollouts[id] = try? client.call(.GET, "/v1/admin/rollouts/\(id)", to: .control, as: RolloutStatus.self).0
+                }
+                print(FleetTable.render(status, rollouts: rollouts, now: Date()))
+            }
             fflush(nil)
             if watch { usleep(1_000_000) }
         } while watch
@@ -64,7 +74,7 @@ extension StatusCommand {
 
 /// Renders `FleetStatus`: a line per host, then each reporting host's pools.
 enum FleetTable {
-    static func render(_ fleet: FleetStatus, now: Date) -> String {
+    static func render(_ fleet: FleetStatus, rollouts: [Int: RolloutStatus] = [:], now: Date) -> String {
         var rows: [[String]] = [["HOST", "GROUP", "ALIVE", "APPLIED", "LAG", "REPORTED", "FROZEN", "PINS", "FEED"]]
         for host in fleet.hosts {
             let status = host.status
@@ -87,8 +97,29 @@ enum FleetTable {
         for host in fleet.hosts {
             guard let status = host.status else { continue }
             text += "\n\n\(host.name) (\(host.group))\(host.alive ? "" : ", not alive: its last report")\n" + StatusTable.render(status)
+            for report in host.stages.sorted(by: { $0.rollout < $1.rollout }) {
+                text += "\n  " + stageLine(report, rollout: rollouts[report.rollout], status: status)
+            }
         }
         return text
+    }
+
+    static func version(of kind: ArtifactKind, in versions: ArtifactVersions) -> Int {
+        switch kind {
+        case .runtime: versions.runtime
+        case .rules: versions.rules
+        case .binary: versions.binary
+        }
+    }
+
+    /// A host's part in a rollout: the stage, and how many of its workers run the new version.
+    static func stageLine(_ report: StageReport, rollout: RolloutStatus?, status: HostStatus) -> String {
+        let name = rollout.flatMap { $0.stages.indices.contains(report.stage) ? $0.stages[report.stage].name : nil } ?? "stage \(report.stage)"
+        let workers = status.pools.flatMap(\.workers)
+        let kind = rollout?.kind
+        let onTarget = kind.map { kind in workers.filter { Self.version(of: kind, in: $0.stats.versions) == report.version }.count }
+        let serving = onTarget.map { "\($0) of \(workers.count) workers on \(kind.map(\.rawValue) ?? "") v\(report.version)" } ?? ""
+        return "rollout \(report.rollout) at \(name): \(serving); \(report.sample.requests) requests on it since acknowledged"
     }
 }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BulkheadCore
+import Rollout
 import Etcd
 import Foundation
 import Store

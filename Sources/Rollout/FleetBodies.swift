@@ -1,34 +1,9 @@
+import BulkheadCore
 import Foundation
 
 /// Bodies of a fleet on etcd, exchanged between host agents, control processes and
-/// the CLI: defined once here, where all of them see them.
-
-/// One host of the fleet as the store shows it (`bulkhead host list`).
-public struct HostListing: Codable, Sendable, Equatable {
-    /// The host's name (`--host`).
-    public var name: String
-    /// Its group (`--group`).
-    public var group: String
-    /// Its agent's process id.
-    public var pid: Int32
-    /// The store revision its replica reflects (nil before its first copy).
-    public var appliedRevision: Int?
-    /// Revisions between that and the store's newest change (0: caught up; nil with
-    /// no applied revision).
-    public var lag: Int?
-    /// When the host last wrote its key.
-    public var updatedAt: Date
-
-    /// A listing.
-    public init(name: String, group: String, pid: Int32, appliedRevision: Int?, lag: Int?, updatedAt: Date) {
-        self.name = name
-        self.group = group
-        self.pid = pid
-        self.appliedRevision = appliedRevision
-        self.lag = lag
-        self.updatedAt = updatedAt
-    }
-}
+/// the CLI: defined once here, where all of them see them (beside the stage reports
+/// they carry).
 
 /// `POST /v1/fleet/hosts/{name}/report`: what a host agent of a fleet sends the
 /// leading control process about once a second (health never goes through etcd).
@@ -40,12 +15,16 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// The host at a glance, as `bulkhead status` shows it there: pools and workers
     /// with their counters, quarantines, freeze and pins, the feed.
     public var status: HostStatus
+    /// Its report on each running rollout's current stage (what the leader's driver
+    /// judges a fleet stage on), by rollout.
+    public var stages: [StageReport]
 
     /// A report.
-    public init(host: String, group: String, status: HostStatus) {
+    public init(host: String, group: String, status: HostStatus, stages: [StageReport] = []) {
         self.host = host
         self.group = group
         self.status = status
+        self.stages = stages
     }
 }
 
@@ -85,14 +64,19 @@ public struct FleetHostStatus: Codable, Sendable, Equatable {
     public var reportedAt: Date?
     /// Its last report's status (pools, overrides, feed), nil without a report.
     public var status: HostStatus?
+    /// Its last report's stage reports, one per running rollout.
+    public var stages: [StageReport]
 
     /// A host's line.
-    public init(name: String, group: String, alive: Bool, listing: HostListing?, reportedAt: Date?, status: HostStatus?) {
+    public init(
+        name: String, group: String, alive: Bool, listing: HostListing?, reportedAt: Date?, status: HostStatus?, stages: [StageReport] = []
+    ) {
         self.name = name
         self.group = group
         self.alive = alive
         self.listing = listing
         self.reportedAt = reportedAt
         self.status = status
+        self.stages = stages
     }
 }
