@@ -128,10 +128,15 @@ public struct FeedStatus: Codable, Sendable, Equatable {
     /// replica meanwhile, at ``appliedRevision``. Nil while it follows, and for a
     /// source that cannot tell.
     public var cutOffSince: Double?
+    /// In a fleet: since when (seconds since the epoch) this host has run the last
+    /// completed versions instead of its rollouts' stages, having been unable to
+    /// confirm them (cut off past the deadline). Nil while it follows them.
+    public var stagesSuspendedSince: Double?
 
     /// Creates a value.
     public init(appliedRevision: Int?, latestRevision: Int, scriptsRead: Int, scriptsPushed: Int, fullCopies: Int,
-                problem: String?, source: String? = nil, cutOffSince: Double? = nil) {
+                problem: String?, source: String? = nil, cutOffSince: Double? = nil, stagesSuspendedSince: Double? = nil) {
+        self.stagesSuspendedSince = stagesSuspendedSince
         self.appliedRevision = appliedRevision
         self.latestRevision = latestRevision
         self.scriptsRead = scriptsRead

@@ -151,7 +151,7 @@ public final class RolloutDriver: @unchecked Sendable {
                 let now = clock()
                 var machine = try RolloutMachine(
                     kind: kind, targetVersion: next, previousVersion: previous,
-                    stages: try plan(), now: now, frozen: false)
+                    stages: try plan(store: store), now: now, frozen: false)
                 let actions = try machine.start(now: now, by: actor)
                 let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
                 guard artifact.version == next else {
@@ -181,11 +181,12 @@ public final class RolloutDriver: @unchecked Sendable {
 
     /// The stages of a new rollout: the host's pools in order on one machine; in a
     /// fleet, host by host over the hosts reporting now (on the queue).
-    private func plan() throws(ControlError) -> [Stage] {
+    private func plan(store: any ControlStore) throws -> [Stage] {
         guard let fleet else { return RolloutPlan.stages(cohorts: cohorts) }
-        let hosts = fleet.planHosts(freshWithin: Self.hostPatience)
+        let cordoned = try store.cordonedHosts()
+        let hosts = fleet.planHosts(freshWithin: Self.hostPatience).filter { !cordoned.contains($0.name) }
         guard !hosts.isEmpty else {
-            throw ControlError(.rollout, "no host of the fleet reports to this control process yet; nothing to roll out to")
+            throw ControlError(.rollout, "no uncordoned host of the fleet reports to this control process yet; nothing to roll out to")
         }
         return RolloutPlan.fleetStages(cohorts: cohorts, hosts: hosts)
     }
@@ -423,6 +424,13 @@ public final class RolloutDriver: @unchecked Sendable {
             return
         }
         let reports = fleet == nil ? hostReports() : [:]
+        let cordoned: Set<String>
+        do {
+            cordoned = fleet == nil ? [] : try store.cordonedHosts()
+        } catch {
+            note("cannot read the cordoned hosts; rollouts do not advance", error)
+            return
+        }
         for kind in running.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
             guard var rollout = running[kind] else { continue }
             // The host pinned the kind: its pools run the pin whatever the rollout
@@ -439,9 +447,13 @@ public final class RolloutDriver: @unchecked Sendable {
             var actions = rollout.machine.setFrozen(frozen, now: now)
             if let fleet {
                 switch FleetStageReports.combine(
-                    rollout: rollout.id, machine: rollout.machine, hosts: fleet.stageReports(rollout: rollout.id, freshWithin: Self.hostPatience)) {
+                    rollout: rollout.id, machine: rollout.machine, hosts: fleet.stageReports(rollout: rollout.id, freshWithin: Self.hostPatience),
+                    cordoned: cordoned) {
                 case .report(let report): actions += take(report, into: &rollout, now: now)
                 case .away(let hosts): actions += rollout.machine.hostsAway(hosts, now: now)
+                case .everyHostCordoned:
+                    // Nothing to ship to or judge: the stage passes on, as an operator's promote would.
+                    actions += (try? rollout.machine.promote(now: now, by: "fleet: every host of the stage is cordoned")) ?? []
                 case .waiting: break
                 }
             } else if let report = reports[rollout.id] {

@@ -111,6 +111,8 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
         var watchTask: Task<WatchEnd, Never>?
         /// Since when the store has been ahead of the watch.
         var aheadSince: ContinuousClock.Instant?
+        /// Whether a watch is open (created, not ended).
+        var watching = false
         var cutOffSince: Date?
         var applied: Int?
         var appliedChange: Int?
@@ -349,7 +351,10 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
             }
             if closed { watch.cancel() }
             let end = await watch.value
-            state.withLock { $0.watchTask = nil }
+            state.withLock { state in
+                state.watchTask = nil
+                state.watching = false
+            }
             switch end {
             case .stopped:
                 backoff = configuration.initialBackoff
@@ -400,6 +405,7 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
             if response.created {
                 state.watchEndpoint = endpoint
                 state.watchesCreated += 1
+                state.watching = true
                 state.cutOffSince = nil
                 state.problem = nil
                 state.aheadSince = nil
@@ -494,6 +500,13 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
                 }
                 guard written > state.delivered else {
                     state.aheadSince = nil
+                    // etcd answers and the open watch has everything it wrote: a cut
+                    // that left the watch's connection standing (a link down, then
+                    // up) is over.
+                    if state.watching, state.cutOffSince != nil {
+                        state.cutOffSince = nil
+                        state.problem = nil
+                    }
                     return nil
                 }
                 guard let since = state.aheadSince else {

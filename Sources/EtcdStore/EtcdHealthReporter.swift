@@ -25,6 +25,8 @@ public final class EtcdHealthReporter: Sendable {
         public var leader: String?
         /// Why the last report failed, nil once one goes through.
         public var problem: String?
+        /// Since when reports have failed in a row, nil once one goes through.
+        public var failingSince: Date?
     }
 
     let store: EtcdStore
@@ -32,7 +34,7 @@ public final class EtcdHealthReporter: Sendable {
     let interval: Duration
     let leaderCheck: Duration
     let report: @Sendable () async -> HostReport
-    let problemChanged: @Sendable (String?) -> Void
+    let problemChanged: @Sendable (Progress) -> Void
     private let http: HTTPClient
     private let state = Mutex(State())
 
@@ -42,10 +44,11 @@ public final class EtcdHealthReporter: Sendable {
     }
 
     /// Reports of `presence`'s host, made by `report`, every `interval`;
-    /// `problemChanged` hears each new problem, and nil when reports go through again.
+    /// `problemChanged` hears the progress at each new problem, and when reports go
+    /// through again.
     public init(
         store: EtcdStore, presence: EtcdHostPresence, interval: Duration = .seconds(1), leaderCheck: Duration = .seconds(10),
-        report: @escaping @Sendable () async -> HostReport, problemChanged: @escaping @Sendable (String?) -> Void = { _ in }
+        report: @escaping @Sendable () async -> HostReport, problemChanged: @escaping @Sendable (Progress) -> Void = { _ in }
     ) {
         self.store = store
         self.presence = presence
@@ -127,12 +130,18 @@ public final class EtcdHealthReporter: Sendable {
     }
 
     private func record(_ problem: String?, leader: String?) {
-        let changed = state.withLock { state -> Bool in
+        let changed = state.withLock { state -> Progress? in
             if problem == nil { state.progress.sent += 1 } else { state.progress.failed += 1 }
             if let leader { state.progress.leader = leader }
-            defer { state.progress.problem = problem }
-            return state.progress.problem != problem
+            if problem == nil {
+                state.progress.failingSince = nil
+            } else if state.progress.failingSince == nil {
+                state.progress.failingSince = Date()
+            }
+            let changed = state.progress.problem != problem
+            state.progress.problem = problem
+            return changed ? state.progress : nil
         }
-        if changed { problemChanged(problem) }
+        if let changed { problemChanged(changed) }
     }
 }

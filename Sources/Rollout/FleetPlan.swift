@@ -115,9 +115,12 @@ public enum FleetStageReports {
         case waiting([String])
         /// These hosts of the stage sent no report lately.
         case away([String])
+        /// Every host the stage names is cordoned: there is nothing to judge.
+        case everyHostCordoned
     }
 
-    /// Combines the hosts' reports on `machine`'s current stage.
+    /// Combines the hosts' reports on `machine`'s current stage; `cordoned` hosts
+    /// are left out.
     ///
     /// A guard trip on any host is passed on at once (a rollback never waits). A
     /// stage is judged only once every host it names acknowledged it (since its bake
@@ -125,14 +128,17 @@ public enum FleetStageReports {
     /// is the old version over the same window on every host that reported the stage
     /// (concurrent: slots later stages will get, wherever they are), or, for the last
     /// stage of a pool, the stage's hosts' own slots before it.
-    public static func combine(rollout id: Int, machine: RolloutMachine, hosts: [HostReport]) -> Outcome {
+    public static func combine(rollout id: Int, machine: RolloutMachine, hosts: [HostReport], cordoned: Set<String> = []) -> Outcome {
         let target = machine.targetVersion
+        // A cordoned host is out of the rollout: nothing waits for it or counts it.
+        let hosts = hosts.filter { !cordoned.contains($0.host) }
         let mine = hosts.compactMap { host in host.report.map { (host.host, $0) } }
             .filter { $0.1.rollout == id && $0.1.version == target }
         if let trip = mine.first(where: { $0.1.guardTrip != nil }) { return .report(trip.1) }
         guard let index = machine.currentStage, machine.stages.indices.contains(index) else { return .waiting([]) }
         let stage = machine.stages[index]
-        let named = stage.hosts ?? hosts.map(\.host)
+        let named = (stage.hosts ?? hosts.map(\.host)).filter { !cordoned.contains($0) }
+        if named.isEmpty, stage.hosts?.isEmpty == false { return .everyHostCordoned }
         let away = named.filter { name in !(hosts.first { $0.host == name }?.fresh ?? false) }
         if !away.isEmpty { return .away(away.sorted()) }
         let since = machine.bakeStartedAt ?? -Double.infinity

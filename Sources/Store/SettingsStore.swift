@@ -41,6 +41,15 @@ public enum SettingKey {
     /// `true` while a fleet's rollouts are frozen fleet-wide (`bulkhead break-glass
     /// freeze --etcd`): the driver advances and starts nothing, whatever each host says.
     public static let fleetFrozen = "fleet-frozen"
+
+    /// `true` while `host` is cordoned (`bulkhead host cordon NAME --etcd`): fleet
+    /// rollouts neither plan it nor wait for it.
+    public static func cordoned(_ host: String) -> String {
+        "cordon.\(host)"
+    }
+
+    /// The prefix of every cordon key.
+    public static let cordonPrefix = "cordon."
 }
 
 // MARK: - Typed helpers
@@ -49,6 +58,17 @@ extension SettingsStore {
     /// Whether the fleet's rollouts are frozen fleet-wide (false when never set).
     public func isFleetFrozen() throws -> Bool {
         try setting(SettingKey.fleetFrozen) == "true"
+    }
+
+    /// The hosts cordoned now, by name.
+    public func cordonedHosts() throws -> Set<String> {
+        Set(try settings().filter { $0.key.hasPrefix(SettingKey.cordonPrefix) && $0.value == "true" }
+            .map { String($0.key.dropFirst(SettingKey.cordonPrefix.count)) })
+    }
+
+    /// Cordons (or uncordons) `host`, audited.
+    public func setCordoned(_ host: String, _ cordoned: Bool, actor: String) throws {
+        try setSetting(SettingKey.cordoned(host), to: cordoned ? "true" : nil, actor: actor)
     }
 
     /// Freezes (or thaws) the fleet's rollouts, audited.

@@ -287,7 +287,8 @@ extension Supervisor {
             appliedRevision: replicaFeed.follower.appliedRevision, latestRevision: replicaFeed.follower.latest, scriptsRead: replicaFeed.follower.scriptsRead,
             scriptsPushed: replicaFeed.follower.scriptsPushed, fullCopies: replicaFeed.follower.fullCopies,
             problem: replicaFeed.follower.problem ?? replicaFeed.follower.reader?.sourceProblem,
-            source: replicaFeed.follower.reader?.location, cutOffSince: replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970)
+            source: replicaFeed.follower.reader?.location, cutOffSince: replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970,
+            stagesSuspendedSince: stageRunner.stagesSuspendedSince)
     }
 }
 

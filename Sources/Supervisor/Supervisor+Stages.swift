@@ -174,6 +174,12 @@ extension Supervisor {
         // The local guard's hold wins over the rollout: it put the slot back, and the
         // driver may not have heard yet.
         if let held = stageRunner.localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
+        // A fleet host cut off past the deadline runs what last completed: a stage it
+        // cannot confirm may have been rejected meanwhile.
+        if stageRunner.stagesSuspendedSince != nil, let rollout = replicaFeed.rollouts[kind],
+           rollout.machine.version(forPool: pool, slot: slot, host: configuration.hostName) != nil {
+            return rollout.machine.previousVersion
+        }
         if let rollout = replicaFeed.rollouts[kind],
            let version = rollout.machine.version(forPool: pool, slot: slot, host: configuration.hostName) { return version }
         return stageRunner.stages.activeVersions[kind]?[pool] ?? 0
@@ -353,6 +359,39 @@ extension Supervisor {
                            measuredAt: now, sample: sample, baseline: baseline, guardTrip: rollout.guardTrip)
     }
 
+    /// In a fleet, every tick: a host whose feed is cut off, or whose reports do not
+    /// reach the leader, for `stageConfirmationDeadline` seconds puts every slot a
+    /// rollout covers back on the rollout's previous version (the last completed), on
+    /// its own; once both work again it follows the fleet's machines as they are now
+    /// (a rollback, a pause, a later stage). Level-triggered: the desired version is
+    /// recomputed from the state, never replayed.
+    func checkStageConfirmation(now: Double) {
+        guard configuration.hostName != nil else { return }
+        let cutOff = [replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970, stageRunner.reportsFailingSince]
+            .compactMap { $0 }.min()
+        let suspend = cutOff.map { now - $0 >= configuration.stageConfirmationDeadline } ?? false
+        guard suspend != (stageRunner.stagesSuspendedSince != nil) else { return }
+        if suspend {
+            stageRunner.stagesSuspendedSince = now
+            let running = replicaFeed.rollouts.values.map { "\($0.id)" }.sorted().joined(separator: ",")
+            logger.log(level: running.isEmpty ? .info : .error, "cut off from the fleet past the deadline: back on the last completed versions", metadata: [
+                "cut_off_s": "\(Int(now - (cutOff ?? now)))", "deadline_s": "\(configuration.stageConfirmationDeadline)",
+                "rollouts": "\(running.isEmpty ? "-" : running)",
+            ])
+        } else {
+            stageRunner.stagesSuspendedSince = nil
+            logger.info("in touch with the fleet again: following its rollouts as they stand")
+        }
+        reconcileSlots()
+    }
+
+    /// In a fleet: whether this host's health reports reach the leader (thread-safe).
+    public func leaderReports(failingSince: Date?) {
+        queue.async { [self] in
+            stageRunner.reportsFailingSince = failingSince?.timeIntervalSince1970
+        }
+    }
+
     /// The slots of this host that stage `index` puts its version on: the stage's
     /// own on one machine; in a fleet, those of this host whose first covering stage
     /// it is (none when the stage names other hosts).
@@ -490,4 +529,10 @@ struct StageRunner {
     var pageHistory: [String: [(at: Double, requests: Int, errors: Int)]] = [:]
     /// Ticks since start (stages are reported every tenth).
     var ticks = 0
+    /// In a fleet: since when (wall clock) this host's health reports have not reached
+    /// the leader, nil while they do.
+    var reportsFailingSince: Double?
+    /// In a fleet: since when this host runs the last completed versions instead of
+    /// its rollouts' stages, because it could not confirm them past the deadline.
+    var stagesSuspendedSince: Double?
 }

@@ -37,6 +37,10 @@ public struct SupervisorConfiguration: Sendable {
     /// In a fleet, this host's name (`--host`): a fleet rollout's stages name the
     /// hosts they cover. Nil on one machine.
     public var hostName: String?
+    /// In a fleet: seconds a host may go without confirming its rollouts' stages
+    /// (its feed cut off, or its reports not reaching the leader) before it puts
+    /// their slots back on the last completed versions.
+    public var stageConfirmationDeadline = 10.0
 
     /// Creates a configuration.
     public init(cohortsDirectory: String, data: DataDirectory,
@@ -320,6 +324,7 @@ public final class Supervisor: @unchecked Sendable {
             // Before the stage reports: the guard never waits for the driver, and its
             // trip goes out with the next report.
             self.guardTick(now: now)
+            self.checkStageConfirmation(now: Self.wallClock())
             self.stageRunner.ticks += 1
             if self.stageRunner.ticks % 10 == 0 { self.runStages() }
         }

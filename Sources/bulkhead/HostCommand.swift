@@ -3,14 +3,45 @@ import Etcd
 import EtcdStore
 import BulkheadCore
 import Foundation
+import Store
 
 /// `bulkhead host`: the hosts of a fleet, read from its store in etcd.
 struct HostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "host",
-        abstract: "List the hosts of a fleet on etcd.",
-        subcommands: [List.self]
+        abstract: "List, cordon and uncordon the hosts of a fleet on etcd.",
+        subcommands: [List.self, Cordon.self, Uncordon.self]
     )
+
+    /// Cordons or uncordons `name` in the fleet's store, audited as this user.
+    static func setCordoned(_ name: String, _ cordoned: Bool, _ options: EtcdOptions) throws {
+        guard options.endpoints != nil else { throw ValidationError("host \(cordoned ? "cordon" : "uncordon") needs --etcd URLS") }
+        let store = FleetConnection.store(options)
+        FleetConnection.run(cordoned ? "cordon \(name)" : "uncordon \(name)") {
+            try store.setCordoned(name, cordoned, actor: "etcd-operator:\(FleetConnection.actor)")
+        }
+        print(cordoned
+              ? "\(name): cordoned; rollouts neither plan it nor wait for it (it still follows what the fleet decided)"
+              : "\(name): uncordoned; it takes part in the next stages that name it, and the next rollouts")
+    }
+
+    struct Cordon: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take a host out of fleet rollouts (a dead one, say): new plans skip it, running stages stop waiting for it.",
+            discussion: "Written straight to the fleet's store (setting/cordon.NAME), audited. The host, if alive, keeps following the fleet's versions.")
+        @Argument(help: "The host's name.") var name: String
+        @OptionGroup var etcdOptions: EtcdOptions
+        func run() throws { try HostCommand.setCordoned(name, true, etcdOptions) }
+    }
+
+    struct Uncordon: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bring a cordoned host back into fleet rollouts.",
+            discussion: "It follows the fleet's versions all along (caught up through its feed); from now on stages that name it wait for it and count it.")
+        @Argument(help: "The host's name.") var name: String
+        @OptionGroup var etcdOptions: EtcdOptions
+        func run() throws { try HostCommand.setCordoned(name, false, etcdOptions) }
+    }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -23,7 +54,7 @@ struct HostCommand: ParsableCommand {
         )
 
         @OptionGroup var etcdOptions: EtcdOptions
-        @Flag(help: "Print JSON: {newestChange, hosts: [{name, group, pid, appliedRevision, lag, updatedAt}]}.")
+        @Flag(help: "Print JSON: {newestChange, hosts: [{name, group, pid, appliedRevision, lag, updatedAt}], cordoned: [NAME]}.")
         var json = false
 
         func validate() throws {
@@ -35,20 +66,24 @@ struct HostCommand: ParsableCommand {
             let client = try EtcdClient(configuration: configuration)
             let store = try EtcdStore(client: client, prefix: etcdOptions.prefix)
             let (newest, hosts) = try store.hosts()
+            let cordoned = try store.cordonedHosts()
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 encoder.dateEncodingStrategy = .iso8601
-                print(String(decoding: try encoder.encode(HostList(newestChange: newest, hosts: hosts)), as: UTF8.self))
+                print(String(decoding: try encoder.encode(HostList(newestChange: newest, hosts: hosts, cordoned: cordoned.sorted())), as: UTF8.self))
                 return
             }
             let now = Date()
-            print(Table.render([["HOST", "GROUP", "PID", "APPLIED", "LAG", "REPORTED"]] + hosts.map { host in
+            print(Table.render([["HOST", "GROUP", "PID", "APPLIED", "LAG", "REPORTED", "CORDONED"]] + hosts.map { host in
                 [
                     host.name, host.group, String(host.pid), host.appliedRevision.map(String.init) ?? "-",
                     host.lag.map(String.init) ?? "-", "\(Int(now.timeIntervalSince(host.updatedAt).rounded())) s ago",
+                    cordoned.contains(host.name) ? "yes" : "no",
                 ]
             }))
+            let away = cordoned.subtracting(hosts.map(\.name))
+            if !away.isEmpty { print("cordoned and not alive: \(away.sorted().joined(separator: ", "))") }
             print("\(hosts.count) host\(hosts.count == 1 ? "" : "s") alive; the store's newest change is revision \(newest)")
         }
     }
@@ -57,5 +92,7 @@ struct HostCommand: ParsableCommand {
     struct HostList: Codable {
         var newestChange: Int
         var hosts: [HostListing]
+        /// Every host cordoned, alive or not.
+        var cordoned: [String]
     }
 }

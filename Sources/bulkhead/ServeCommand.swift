@@ -119,8 +119,10 @@ struct ServeCommand: ParsableCommand {
                         }
                     }
                 },
-                problemChanged: { problem in
-                    if let problem {
+                problemChanged: { progress in
+                    // A stage this host cannot report on is one it cannot confirm.
+                    supervisor.leaderReports(failingSince: progress.failingSince)
+                    if let problem = progress.problem {
                         logger.warning("health reports do not reach the fleet's leader", metadata: ["problem": "\(problem)"])
                     } else {
                         logger.info("health reports reach the fleet's leader")

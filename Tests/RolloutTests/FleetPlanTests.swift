@@ -85,6 +85,15 @@ struct FleetPlanTests {
         var behind = hosts
         behind[0].report = nil
         #expect(FleetStageReports.combine(rollout: 7, machine: machine, hosts: behind) == .waiting(["h1"]))
+        // Cordoned, a host is neither waited for nor counted: the canary stage names
+        // h1 alone, so there is nothing left to judge; h3 cordoned leaves it out of
+        // the baseline.
+        #expect(FleetStageReports.combine(rollout: 7, machine: machine, hosts: away, cordoned: ["h1"]) == .everyHostCordoned)
+        guard case .report(let withoutH3) = FleetStageReports.combine(rollout: 7, machine: machine, hosts: hosts, cordoned: ["h3"]) else {
+            Issue.record("no combined report with h3 cordoned")
+            return
+        }
+        #expect(withoutH3.sample.requests == 40 && withoutH3.baseline?.requests == 165)
         var otherHostAway = hosts
         otherHostAway[2].fresh = false
         if case .report(let partial) = FleetStageReports.combine(rollout: 7, machine: machine, hosts: otherHostAway) {
