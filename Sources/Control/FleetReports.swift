@@ -1,5 +1,4 @@
 import BulkheadCore
-import Rollout
 import Foundation
 import Rollout
 import Store

@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 import BulkheadCore
-import Rollout
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Rollout
 import Synchronization
 
 /// A host agent's health reports to the control process that leads the fleet, over

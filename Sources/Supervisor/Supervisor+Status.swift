@@ -1,6 +1,6 @@
 import BulkheadCore
-import Rollout
 import Foundation
+import Rollout
 import Store
 
 /// What the host alone knows, asked from other threads (the host routes of

@@ -1,7 +1,7 @@
 import ArgumentParser
+import BulkheadCore
 import Etcd
 import EtcdStore
-import BulkheadCore
 import Foundation
 import Store
 

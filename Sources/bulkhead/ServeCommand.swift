@@ -1,6 +1,5 @@
 import ArgumentParser
 import BulkheadCore
-import Rollout
 import Control
 import ControlAPI
 import Etcd
@@ -8,6 +7,7 @@ import EtcdStore
 import Foundation
 import HostMetrics
 import Logging
+import Rollout
 import Supervisor
 import Synchronization
 
