@@ -30,7 +30,7 @@ extension ControlPlane {
             let customer = "demo-\(cohort)"
             do {
                 if try store.customer(named: customer) == nil {
-                    let token = TokenHash.newToken(prefix: "bht")
+                    let token = TokenHash.newToken(prefix: TokenPrefix.customer)
                     _ = try store.addCustomer(name: customer, cohort: cohort, tokenHash: TokenHash.of(token: token), actor: "demo")
                     lines.append("\(customer) \(token)")
                 }
@@ -100,7 +100,7 @@ extension ControlPlane {
                 // operator's `cohort move`, which warms the target pool first.
                 if try store.customer(named: customer) == nil {
                     _ = try store.addCustomer(
-                        name: customer, cohort: cohort, tokenHash: TokenHash.of(token: TokenHash.newToken(prefix: "bht")),
+                        name: customer, cohort: cohort, tokenHash: TokenHash.of(token: TokenHash.newToken(prefix: TokenPrefix.customer)),
                         actor: "scripts-dir")
                     changed = true
                 }

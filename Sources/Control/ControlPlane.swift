@@ -305,7 +305,7 @@ public final class ControlPlane: @unchecked Sendable {
             // An empty file of ours (a start cut short): replace it.
             unlink(path)
         }
-        let token = TokenHash.newToken(prefix: "bha")
+        let token = TokenHash.newToken(prefix: TokenPrefix.admin)
         try OwnedFile.create(path, contents: Array((token + "\n").utf8), mode: 0o600)
         return token
     }
@@ -321,7 +321,7 @@ public final class ControlPlane: @unchecked Sendable {
             let known = cohorts.map(\.name).sorted().joined(separator: ", ")
             return .failure(ControlError(.noCohort, "no cohort '\(cohort)'; cohorts: \(known)"))
         }
-        let token = TokenHash.newToken(prefix: "bht")
+        let token = TokenHash.newToken(prefix: TokenPrefix.customer)
         do {
             let customer = try store.addCustomer(name: name, cohort: cohort, tokenHash: TokenHash.of(token: token), actor: actor)
             return .success((customer, token))

@@ -53,6 +53,10 @@ public final class RolloutDriver: @unchecked Sendable {
     /// Whether the stored rollouts were read at start; until then (a control store
     /// that could not be opened) each drive tries again (on the queue).
     private var resumed = false
+    /// When this driver last began to lead (read the stored rollouts), wall clock: a
+    /// new leader hears from the hosts only once they find it, so for `hostPatience`
+    /// none of them counts as away (on the queue).
+    private var ledSince = -Double.infinity
     private var timer: DispatchSourceTimer?
 
     /// Creates a driver; nothing runs until `start()`.
@@ -96,7 +100,8 @@ public final class RolloutDriver: @unchecked Sendable {
     /// as the unit tests do).
     public func start(interval: Double? = 0.2) {
         queue.sync {
-            resumeStored()
+            // A follower reads the stored rollouts once it leads (the drive does).
+            if leads() { resumeStored() }
             guard let interval else { return }
             let timer = DispatchSource.makeTimerSource(queue: queue)
             timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -226,7 +231,13 @@ public final class RolloutDriver: @unchecked Sendable {
         case .runtime:
             return checks.checkRuntime(content)
         case .binary:
-            return checks.probeBinary(content)
+            let binary = BinaryArtifact(content: content)
+            if let refusal = checks.probeBinary(binary.path) { return refusal }
+            // A hash given is the file's here: a host checks its own against it.
+            if binary.sha256 != nil, let problem = binary.problem() {
+                return ControlError(.invalidBinary, problem)
+            }
+            return nil
         }
     }
 
@@ -374,6 +385,7 @@ public final class RolloutDriver: @unchecked Sendable {
             return
         }
         resumed = true
+        ledSince = clock()
         var found: [ArtifactKind: DrivenRollout] = [:]
         for kind in ArtifactKind.allCases {
             guard let record = (try? store.runningRollout(kind: kind)) ?? nil else { continue }
@@ -450,7 +462,8 @@ public final class RolloutDriver: @unchecked Sendable {
                     rollout: rollout.id, machine: rollout.machine, hosts: fleet.stageReports(rollout: rollout.id, freshWithin: Self.hostPatience),
                     cordoned: cordoned) {
                 case .report(let report): actions += take(report, into: &rollout, now: now)
-                case .away(let hosts): actions += rollout.machine.hostsAway(hosts, now: now)
+                case .away(let hosts):
+                    if now - ledSince >= Self.hostPatience { actions += rollout.machine.hostsAway(hosts, now: now) }
                 case .everyHostCordoned:
                     // Nothing to ship to or judge: the stage passes on, as an operator's promote would.
                     actions += (try? rollout.machine.promote(now: now, by: "fleet: every host of the stage is cordoned")) ?? []

@@ -87,7 +87,13 @@ struct TokenAuthenticator: AuthenticatorMiddleware {
     private func authenticate(token: String, listener: APIListener) async throws -> APIIdentity? {
         guard !token.isEmpty else { return listener == .controlSocket ? .admin : nil }
         if plane.isAdminToken(token) { return .admin }
-        if let customer = await offQueue({ plane.authenticate(token: token) }) { return .customer(customer) }
-        return await plane.fleetOperator(token: token).map { .fleetOperator($0) }
+        // Tokens say what they are by their prefix: only a customer's is looked up as
+        // one, only an operator session's as a session. A host's report token is
+        // checked by its route; nothing here reads the store for it.
+        if token.hasPrefix(TokenPrefix.operatorSession) {
+            return await plane.fleetOperator(token: token).map { .fleetOperator($0) }
+        }
+        if token.hasPrefix(TokenPrefix.hostReport) { return nil }
+        return await offQueue { plane.authenticate(token: token) }.map { .customer($0) }
     }
 }

@@ -475,6 +475,9 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
             try? await Task.sleep(for: configuration.checkInterval)
             if state.withLock({ $0.closed }) { return }
             let answer: RangeResponse
+            // What the watch had delivered when the read was sent: the watch may deliver
+            // more while the answer is on its way, which says nothing of etcd being behind.
+            let deliveredBefore = state.withLock { $0.delivered }
             do {
                 answer = try await store.client.get(key)
             } catch {
@@ -490,7 +493,7 @@ public final class EtcdFeedSource: RemoteChangeFeedSource {
             let now = ContinuousClock.now
             let stuck = state.withLock { state -> Task<WatchEnd, Never>? in
                 guard !state.needsFullCopy else { return nil }
-                if clusterRevision < state.delivered {
+                if clusterRevision < deliveredBefore {
                     // etcd is behind what this source saw: its data was lost or it is
                     // another cluster. Nothing it sends continues the replica.
                     state.needsFullCopy = true

@@ -42,7 +42,7 @@ public final class EtcdHostPresence: Sendable {
     public let ttl: Int64
     /// The bearer token of this agent's health reports (made at start, never stored:
     /// its hash is in the key).
-    public let reportToken = TokenHash.newToken(prefix: "bhh")
+    public let reportToken = TokenHash.newToken(prefix: TokenPrefix.hostReport)
     private let source: EtcdFeedSource
     private let state = Mutex(State())
 

@@ -62,6 +62,9 @@ public struct LocalGuardReport: Codable, Sendable, Equatable, CustomStringConver
         /// never showed before (nor on its other versions since), more than
         /// `allowed` of them.
         case newSignatures(pool: String, slot: Int, signatures: [String], allowed: Int)
+        /// The host cannot run the binary its stage ships (`detail` says why: no
+        /// file at its path, or another build there).
+        case binaryMissing(detail: String)
 
         /// For people.
         public var description: String {
@@ -72,6 +75,8 @@ public struct LocalGuardReport: Codable, Sendable, Equatable, CustomStringConver
             case .newSignatures(let pool, let slot, let signatures, let allowed):
                 "\(pool) slot \(slot) showed \(signatures.count) platform error signature(s) its pool never had "
                     + "(max \(allowed)): " + signatures.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
+            case .binaryMissing(let detail):
+                detail
             }
         }
     }
@@ -259,6 +264,13 @@ public struct LocalGuard: Sendable, Equatable {
             }
         }
         return actions
+    }
+
+    /// The host cannot run the binary a stage ships to it: the binary's rollout
+    /// fails here, before any slot runs it.
+    public mutating func binaryUnusable(detail: String, now: Double) -> [LocalGuardAction] {
+        guard var watch = watches[.binary], watch.tripped == nil else { return [] }
+        return trip(&watch, reason: .binaryMissing(detail: detail), now: now)
     }
 
     // MARK: - Queries

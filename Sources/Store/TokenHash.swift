@@ -1,3 +1,16 @@
+/// The prefixes of bulkhead's tokens (`PREFIX_` and 40 hex digits): what a token
+/// is can be told without a lookup.
+public enum TokenPrefix {
+    /// The admin token (`DATA/admin.token`).
+    public static let admin = "bha_"
+    /// A customer's API token.
+    public static let customer = "bht_"
+    /// A fleet host's report token (its hash in `host/NAME`).
+    public static let hostReport = "bhh_"
+    /// An operator session's token (the CLI's `--etcd`).
+    public static let operatorSession = "bho_"
+}
+
 /// How the store keeps customers' API tokens: only their SHA-256, never the token.
 ///
 /// A stolen database then gives no usable token; the API hashes the bearer token of
@@ -8,7 +21,7 @@ public enum TokenHash {
         SHA256Hasher.hex(token)
     }
 
-    /// A new random token: `PREFIX_` and 40 hex digits (160 bits).
+    /// A new random token: `prefix` (one of ``TokenPrefix``) and 40 hex digits (160 bits).
     public static func newToken(prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()
         var hex = ""
@@ -17,7 +30,7 @@ public enum TokenHash {
             let digits = String(word, radix: 16)
             hex += String(repeating: "0", count: 8 - digits.count) + digits
         }
-        return "\(prefix)_\(hex)"
+        return prefix + hex
     }
 
     /// Whether `hash` looks like a stored token hash (64 lower-case hex digits).

@@ -244,10 +244,36 @@ extension Supervisor {
         }
     }
 
+    /// The binary version a slot's next worker runs: its desired one, unless this
+    /// host cannot run that binary (missing, or another build at its path): then the
+    /// local guard fails the stage on this host, saying why, and holds the slot on
+    /// the last completed version.
+    func usableBinaryVersion(pool: String, slot: Int) -> Int {
+        let version = desiredVersion(.binary, pool: pool, slot: slot)
+        guard version > 0, let content = artifactContent(.binary, version: version) else { return version }
+        let binary = BinaryArtifact(content: content)
+        let problem: String?
+        if let checked = stageRunner.stages.binaryChecks[version] {
+            problem = checked
+        } else {
+            problem = binary.problem()
+            stageRunner.stages.binaryChecks[version] = problem
+        }
+        guard let problem else { return version }
+        stageRunner.localGuard.update(guardAssignments())
+        let detail = configuration.hostName.map { "on host \($0): \(problem)" } ?? problem
+        performGuard(stageRunner.localGuard.binaryUnusable(detail: detail, now: Self.wallClock()))
+        return desiredVersion(.binary, pool: pool, slot: slot)
+    }
+
     /// Gives one slot `version`: a new worker for a binary, a message otherwise.
     private func give(_ kind: ArtifactKind, version: Int, pool: PoolState, slot: Int) {
         let key = SlotArtifact(kind: kind, pool: pool.cohort.name, slot: slot)
         if kind == .binary {
+            // A slot already on the binary keeps its worker (and its connections).
+            if stageRunner.stages.given[key] == version, pool.slots[slot] != nil { return }
+            // A binary this host cannot run fails its stage here (the guard then holds the slot).
+            guard usableBinaryVersion(pool: pool.cohort.name, slot: slot) == version else { return }
             stageRunner.stages.given[key] = version
             // A slot with no worker (restarting) gets the version when it is spawned.
             if pool.slots[slot] != nil { replaceWorker(pool: pool, slot: slot) }
@@ -512,6 +538,9 @@ struct StageRunnerState {
     var overrides = HostOverrides()
     /// Rollouts whose report is in the replica (removed once they end).
     var reported: Set<Int> = []
+    /// Binary versions checked on this host: why it cannot run one, nil when it can
+    /// (a file is hashed once per version).
+    var binaryChecks: [Int: String?] = [:]
     /// The last failure to write a report, logged once.
     var reportProblem: String?
 }

@@ -82,9 +82,11 @@ extension Supervisor {
             let controlFD = WorkerSpawner.highDescriptor(try Sockets.listenUnix(path: path))
             defer { close(controlFD) }
             // The slot's binary: a binary rollout runs another build in some slots.
-            let binaryVersion = desiredVersion(.binary, pool: pool.cohort.name, slot: slot)
+            let binaryVersion = usableBinaryVersion(pool: pool.cohort.name, slot: slot)
             stageRunner.stages.given[SlotArtifact(kind: .binary, pool: pool.cohort.name, slot: slot)] = binaryVersion
-            let executable = artifactContent(.binary, version: binaryVersion) ?? configuration.workerExecutable
+            let executable = binaryVersion == 0
+                ? configuration.workerExecutable
+                : artifactContent(.binary, version: binaryVersion).map { BinaryArtifact(content: $0).path } ?? configuration.workerExecutable
             pid = try WorkerSpawner.spawn(.init(
                 executable: executable, pool: pool.cohort.name, slot: slot, instance: instance,
                 data: data, listenFD: pool.listenFD, controlFD: controlFD,

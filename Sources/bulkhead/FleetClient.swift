@@ -51,7 +51,7 @@ final class FleetConnection {
             fail("--etcd: \(error)")
         }
         let actor = Self.actor
-        let token = TokenHash.newToken(prefix: "bho")
+        let token = TokenHash.newToken(prefix: TokenPrefix.operatorSession)
         let opened = Self.blocking {
             let client = try EtcdClient(configuration: configuration)
             let store = try EtcdStore(client: client, prefix: options.prefix)

@@ -5,6 +5,7 @@ import ArgumentParser
 import BulkheadCore
 import ControlAPI
 import Foundation
+import Store
 import Rollout
 import Supervisor
 
@@ -26,7 +27,9 @@ struct RolloutCommand: ParsableCommand {
             guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary") }
             let content: String
             if kind == "binary" {
-                content = URL(fileURLWithPath: file).standardizedFileURL.path
+                // By path and hash: every host checks the file it has against it.
+                let path = URL(fileURLWithPath: file).standardizedFileURL.path
+                content = ((try? BinaryArtifact.installed(at: path)) ?? BinaryArtifact(path: path, sha256: nil)).content
             } else {
                 guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
                 content = String(decoding: data, as: UTF8.self)

@@ -145,6 +145,26 @@ import Testing
         try await leader(client, fleet)?.pid
     }
 
+    /// Writes host `name`'s key with a report token's hash (on a lease, as its agent
+    /// does) and sends the leader at `api` one report: pools free and pro. What a
+    /// rollout needs to be planned, for the tests that do not run host agents.
+    func report(as name: String, fleet: Fleet, client: EtcdClient, api: String) async throws {
+        let token = "bhh_report-of-\(name)"
+        let lease = try await client.grantLease(ttl: 30)
+        let record = #"{"appliedRevision":null,"group":"g1","name":""# + name + #"","pid":1,"#
+            + #""reportTokenHash":"\#(TokenHash.of(token: token))","updatedAt":"2026-12-07T12:00:00.000Z"}"#
+        _ = try await client.put(fleet.prefix + "host/" + name, record, lease: lease.id)
+        let pools = ["free", "pro"].enumerated().map { order, pool in
+            PoolStatus(name: pool, order: order + 1, port: 1, desiredWorkers: 2, configSource: "file", configError: nil,
+                       degraded: false, restarts: 0, quarantined: [], workers: [])
+        }
+        let body = try Array(JSONEncoder().encode(HostReport(host: name, group: "g1", status: HostStatus(supervisorPID: 1, takenAt: 0, pools: pools))))
+        let port = try #require(Int(api.split(separator: ":").last ?? ""))
+        let answer = httpRequest(port: port, method: "POST", path: "/v1/fleet/hosts/\(name)/report",
+                                 headers: ["Authorization": "Bearer \(token)"], body: body, timeout: 5)
+        #expect(answer?.status == 204, "the leader takes \(name)'s report: \(answer?.body ?? "no answer")")
+    }
+
     func waitForLeader(_ client: EtcdClient, _ fleet: Fleet, among pids: Set<pid_t>, timeout: Duration = .seconds(30)) async throws -> pid_t {
         let start = ContinuousClock.now
         while ContinuousClock.now - start < timeout {
@@ -218,6 +238,8 @@ import Testing
             let first = try await offPool { try fleet.start("a") }
             _ = try await waitForLeader(client, fleet, among: [first])
             let second = try await offPool { try fleet.start("b") }
+            // A rollout is planned over the hosts reporting to the leader.
+            try await report(as: "h1", fleet: fleet, client: client, api: try #require(try await leader(client, fleet)?.api))
             let rules = fleet.root + "/rules.json"
             try RolloutIntegrationTests.rules(killswitch: false).write(toFile: rules, atomically: true, encoding: .utf8)
             let started = try await offPool { try fleet.cli("a", ["rollout", "start", "--kind", "rules", rules]) }
@@ -231,6 +253,8 @@ import Testing
             #expect(kill(first, SIGSTOP) == 0)
             let took = try await waitForLeader(client, fleet, among: [second], timeout: .seconds(60))
             print("fleet: control \(took) leads \(String(format: "%.2f", (ContinuousClock.now - stoppedAt).seconds)) s after the leader was stopped")
+            // Hosts find the new leader (an agent reads driver/leader again within 10 s).
+            try await report(as: "h1", fleet: fleet, client: client, api: try #require(try await leader(client, fleet)?.api))
             // Past the lease, with the other one leading: the first resumes and is asked
             // to pause the rollout at once, before it may have noticed.
             #expect(kill(first, SIGCONT) == 0)
