@@ -35,7 +35,8 @@ build: deps
 	  echo "error: the build has warnings (above)"; exit 1; fi
 
 ## test: unit tests in parallel (the parser fuzzers included, fixed seed, 10,000
-## cases each), the integration suites one at a time, the short chaos run,
+## cases each), the etcd suites, the integration suites one at a time, the fleet on
+## etcd (host, TLS, short fleet run, fleet rollouts), the short chaos run,
 ## schemathesis against the live API, then a short live fuzz of the pools' and the
 ## ingress's HTTP parsing.
 test: build unit etcd-test integration etcd-host etcd-tls fleet-short fleet-rollout chaos-short api-check live-fuzz
