@@ -14,39 +14,7 @@ extension CohortConfiguration {
     ///   - text: the TOML source.
     ///   - file: the path, used in messages; the pool name is its base name without `.toml`.
     public static func parse(_ text: String, file: String) throws(CohortConfigurationError) -> CohortConfiguration {
-        guard text.utf8.count <= maxFileBytes else {
-            throw CohortConfigurationError(
-                file: file, key: nil,
-                problem: "file is \(text.utf8.count) bytes, larger than the \(maxFileBytes)-byte limit")
-        }
-        // The TOML reader takes a C string: it would stop at a NUL and read a file
-        // cut there (a zero-filled tail after a crash) as if it were whole.
-        if text.utf8.contains(0) {
-            var line = 1
-            var column = 1
-            for byte in text.utf8.prefix(while: { $0 != 0 }) {
-                if byte == UInt8(ascii: "\n") {
-                    line += 1
-                    column = 1
-                } else {
-                    column += 1
-                }
-            }
-            throw CohortConfigurationError(
-                file: file, key: nil,
-                problem: "holds a NUL byte at line \(line), column \(column): not valid TOML (is the file damaged?)")
-        }
-        let table: TOMLTable
-        do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw CohortConfigurationError(
-                file: file, key: nil,
-                problem: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
-        } catch {
-            throw CohortConfigurationError(file: file, key: nil, problem: "not valid TOML: \(error)")
-        }
-        var reader = TableReader(file: file, table: table, prefix: "")
+        var reader = try TableReader(text: text, file: file)
         let poolName = Self.poolName(ofFile: file)
 
         let name = try reader.string("name")
@@ -64,33 +32,8 @@ extension CohortConfiguration {
             throw reader.error("canary_workers", "is \(canary) but the pool has only \(workers) workers")
         }
 
-        var limits = Limits.defaults
-        if var section = try reader.section("limits") {
-            limits.instructions = try section.int("instructions", in: 1_000...100_000_000_000, default: limits.instructions)
-            limits.memoryMB = try section.int("memory_mb", in: 1...4096, default: limits.memoryMB)
-            limits.wallMilliseconds = try section.int("wall_ms", in: 1...600_000, default: limits.wallMilliseconds)
-            limits.maxBodyKB = try section.int("max_body_kb", in: 0...1_048_576, default: limits.maxBodyKB)
-            limits.maxScriptKB = try section.int("max_script_kb", in: 1...16_384, default: limits.maxScriptKB)
-            try section.refuseUnknownKeys()
-        }
-
-        var gate = Gate.defaults
-        if var section = try reader.section("gate") {
-            gate.bakeSeconds = try section.double("bake_seconds", in: 0...86_400, default: gate.bakeSeconds)
-            gate.maxBakeSeconds = try section.double("max_bake_seconds", in: 0...604_800, default: gate.maxBakeSeconds)
-            gate.minRequests = try section.int("min_requests", in: 0...100_000_000, default: gate.minRequests)
-            gate.maxErrorRate = try section.double("max_error_rate", in: 0...1, default: gate.maxErrorRate)
-            gate.maxErrorRateIncrease = try section.double(
-                "max_error_rate_increase", in: 0...1, default: gate.maxErrorRateIncrease)
-            gate.maxP99Milliseconds = try section.double("max_p99_ms", in: 0.001...600_000, default: gate.maxP99Milliseconds)
-            gate.maxNewSignatures = try section.int("max_new_signatures", in: 0...1_000_000, default: gate.maxNewSignatures)
-            gate.maxCrashes = try section.int("max_crashes", in: 0...1_000_000, default: gate.maxCrashes)
-            guard gate.maxBakeSeconds >= gate.bakeSeconds else {
-                throw section.error(
-                    "max_bake_seconds", "is \(gate.maxBakeSeconds) but must be at least bake_seconds (\(gate.bakeSeconds))")
-            }
-            try section.refuseUnknownKeys()
-        }
+        let limits = try reader.limits()
+        let gate = try reader.gate()
 
         var restart = Restart.defaults
         if var section = try reader.section("restart") {
@@ -259,5 +202,105 @@ private struct TableReader {
         for key in table.keys.sorted() where !used.contains(key) {
             throw error(key, "is not a known key")
         }
+    }
+}
+
+// MARK: - What a cohort file and a policy share
+
+extension TableReader {
+    /// Parses `text` (a cohort file or a policy, at most `maxFileBytes`) into its
+    /// top-level table; `file` names it in messages.
+    init(text: String, file: String) throws(CohortConfigurationError) {
+        let maxFileBytes = CohortConfiguration.maxFileBytes
+        guard text.utf8.count <= maxFileBytes else {
+            throw CohortConfigurationError(
+                file: file, key: nil,
+                problem: "file is \(text.utf8.count) bytes, larger than the \(maxFileBytes)-byte limit")
+        }
+        // The TOML reader takes a C string: it would stop at a NUL and read a file
+        // cut there (a zero-filled tail after a crash) as if it were whole.
+        if text.utf8.contains(0) {
+            var line = 1
+            var column = 1
+            for byte in text.utf8.prefix(while: { $0 != 0 }) {
+                if byte == UInt8(ascii: "\n") {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            }
+            throw CohortConfigurationError(
+                file: file, key: nil,
+                problem: "holds a NUL byte at line \(line), column \(column): not valid TOML (is the file damaged?)")
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw CohortConfigurationError(
+                file: file, key: nil,
+                problem: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw CohortConfigurationError(file: file, key: nil, problem: "not valid TOML: \(error)")
+        }
+        self.init(file: file, table: table, prefix: "")
+    }
+
+    /// The `[limits]` section; each key left out is the free tier's.
+    mutating func limits() throws(CohortConfigurationError) -> CohortConfiguration.Limits {
+        var limits = CohortConfiguration.Limits.defaults
+        guard var section = try section("limits") else { return limits }
+        limits.instructions = try section.int("instructions", in: 1_000...100_000_000_000, default: limits.instructions)
+        limits.memoryMB = try section.int("memory_mb", in: 1...4096, default: limits.memoryMB)
+        limits.wallMilliseconds = try section.int("wall_ms", in: 1...600_000, default: limits.wallMilliseconds)
+        limits.maxBodyKB = try section.int("max_body_kb", in: 0...1_048_576, default: limits.maxBodyKB)
+        limits.maxScriptKB = try section.int("max_script_kb", in: 1...16_384, default: limits.maxScriptKB)
+        try section.refuseUnknownKeys()
+        return limits
+    }
+
+    /// The `[gate]` section; each key left out is the default gate's.
+    mutating func gate() throws(CohortConfigurationError) -> CohortConfiguration.Gate {
+        var gate = CohortConfiguration.Gate.defaults
+        guard var section = try section("gate") else { return gate }
+        gate.bakeSeconds = try section.double("bake_seconds", in: 0...86_400, default: gate.bakeSeconds)
+        gate.maxBakeSeconds = try section.double("max_bake_seconds", in: 0...604_800, default: gate.maxBakeSeconds)
+        gate.minRequests = try section.int("min_requests", in: 0...100_000_000, default: gate.minRequests)
+        gate.maxErrorRate = try section.double("max_error_rate", in: 0...1, default: gate.maxErrorRate)
+        gate.maxErrorRateIncrease = try section.double("max_error_rate_increase", in: 0...1, default: gate.maxErrorRateIncrease)
+        gate.maxP99Milliseconds = try section.double("max_p99_ms", in: 0.001...600_000, default: gate.maxP99Milliseconds)
+        gate.maxNewSignatures = try section.int("max_new_signatures", in: 0...1_000_000, default: gate.maxNewSignatures)
+        gate.maxCrashes = try section.int("max_crashes", in: 0...1_000_000, default: gate.maxCrashes)
+        guard gate.maxBakeSeconds >= gate.bakeSeconds else {
+            throw section.error("max_bake_seconds", "is \(gate.maxBakeSeconds) but must be at least bake_seconds (\(gate.bakeSeconds))")
+        }
+        try section.refuseUnknownKeys()
+        return gate
+    }
+}
+
+// MARK: - Reading a policy
+
+extension CohortPolicy {
+    /// Where a policy's messages say the problem is.
+    public static let sourceName = "policy"
+
+    /// Parses a policy: a cohort file's text, of which `name` and `order` are
+    /// required, `[limits]` and `[gate]` read as in a cohort file, and the host-local
+    /// keys (`port`, `workers`, `canary_workers`, `[restart]`) allowed and ignored;
+    /// any other key is refused.
+    public static func parse(_ text: String) throws(CohortConfigurationError) -> CohortPolicy {
+        var reader = try TableReader(text: text, file: sourceName)
+        let name = try reader.string("name")
+        guard ResourceName.isValid(name) else {
+            throw reader.error("name", "'\(name)' is not a valid cohort name (\(ResourceName.rule))")
+        }
+        let order = try reader.int("order", in: -1_000_000...1_000_000)
+        let limits = try reader.limits()
+        let gate = try reader.gate()
+        for hostLocal in ["port", "workers", "canary_workers", "restart"] { _ = reader.value(hostLocal) }
+        try reader.refuseUnknownKeys()
+        return CohortPolicy(cohort: name, order: order, limits: limits, gate: gate)
     }
 }

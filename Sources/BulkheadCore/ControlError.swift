@@ -16,6 +16,8 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
         case invalidRules = "invalid-rules"
         /// A worker binary failed its probe.
         case invalidBinary = "invalid-binary"
+        /// A cohort policy does not parse, or names a cohort there is no pool for.
+        case invalidPolicy = "invalid-policy"
         /// A script does not compile.
         case syntax
         /// A script's top-level chunk raised an error.

@@ -6,12 +6,49 @@ public struct ArtifactVersions: Codable, Sendable, Equatable, Hashable {
     public var rules: Int
     /// Worker binary version (0: the binary the supervisor was started with).
     public var binary: Int
+    /// Cohort policy version (0: the host's cohort file). Absent from the heartbeats
+    /// of workers built before policies, which run 0.
+    public var policy: Int
 
     /// Creates versions.
-    public init(runtime: Int = 0, rules: Int = 0, binary: Int = 0) {
+    public init(runtime: Int = 0, rules: Int = 0, binary: Int = 0, policy: Int = 0) {
         self.runtime = runtime
         self.rules = rules
         self.binary = binary
+        self.policy = policy
+    }
+
+    /// The version of `kind`.
+    public subscript(kind: ArtifactKind) -> Int {
+        get {
+            switch kind {
+            case .runtime: runtime
+            case .rules: rules
+            case .binary: binary
+            case .policy: policy
+            }
+        }
+        set {
+            switch kind {
+            case .runtime: runtime = newValue
+            case .rules: rules = newValue
+            case .binary: binary = newValue
+            case .policy: policy = newValue
+            }
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case runtime, rules, binary, policy
+    }
+
+    /// Decodes versions; a peer built before policies sends none (version 0).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        runtime = try container.decode(Int.self, forKey: .runtime)
+        rules = try container.decode(Int.self, forKey: .rules)
+        binary = try container.decode(Int.self, forKey: .binary)
+        policy = try container.decodeIfPresent(Int.self, forKey: .policy) ?? 0
     }
 }
 
@@ -158,13 +195,14 @@ public struct VersionCounts: Codable, Sendable, Equatable {
         latency = stats.latency
     }
 
-    /// The version of `kind` these counts were made under; nil for binaries (a
-    /// worker runs one binary for its whole life: its stats say which).
+    /// The version of `kind` these counts were made under; nil for the kinds not
+    /// counted per version (`ArtifactKind.isCountedPerVersion`: the worker's stats
+    /// say which it runs).
     public func version(of kind: ArtifactKind) -> Int? {
         switch kind {
         case .runtime: runtime
         case .rules: rules
-        case .binary: nil
+        case .binary, .policy: nil
         }
     }
 

@@ -264,6 +264,21 @@ public final class ControlPlane: @unchecked Sendable {
         cohorts.first { $0.name == name }
     }
 
+    /// A cohort under the policy it runs (the store's active policy version for its
+    /// pool): an upload is checked against the limits its scripts run under. A policy
+    /// that cannot be read leaves the cohort file's, and is logged.
+    private func policyCohort(named name: String) -> CohortConfiguration? {
+        guard let cohort = cohort(named: name) else { return nil }
+        do {
+            return try store.activePolicy(ofPool: name)?.applied(to: cohort) ?? cohort
+        } catch {
+            logger.error("the cohort's policy cannot be read; uploads are checked against its cohort file", metadata: [
+                "cohort": "\(name)", "error": "\(error)",
+            ])
+            return cohort
+        }
+    }
+
     // MARK: - Tokens
 
     /// The customer a bearer token belongs to. The store finds the row by the token's
@@ -397,7 +412,7 @@ public final class ControlPlane: @unchecked Sendable {
         guard ResourceName.isValid(name) else {
             return .failure(ControlError(.invalidName, "'\(name)' is not a valid script name (\(ResourceName.rule))"))
         }
-        guard let limits = cohort(named: customer.cohort)?.limits else {
+        guard let limits = policyCohort(named: customer.cohort)?.limits else {
             return .failure(ControlError(.noPool, "the \(customer.cohort) pool is not configured"))
         }
         guard source.count <= limits.maxScriptBytes else {

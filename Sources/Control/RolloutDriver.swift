@@ -147,7 +147,10 @@ public final class RolloutDriver: @unchecked Sendable {
             do {
                 let store = try openStore()
                 if let refusal = try startRefusal(kind, store: store) { return .failure(refusal) }
-                let first = cohorts.min { $0.order < $1.order }?.name ?? ""
+                // A policy is one cohort's: its rollout covers that cohort's pools only.
+                let only = kind == .policy ? try? CohortPolicy.parse(content).cohort : nil
+                let stages = try plan(store: store, only: only)
+                let first = stages.first?.pool ?? ""
                 let previous = try pinnedVersion(kind, store: store) ?? hostActiveVersion(kind, pool: first) ?? store.activeVersion(of: kind, inPool: first) ?? 0
                 // The machine is made and started before the artifact is stored, with
                 // the version the store will hand out next (the driver is the only
@@ -155,8 +158,7 @@ public final class RolloutDriver: @unchecked Sendable {
                 let next = ((try store.latestArtifact(kind: kind))?.version ?? 0) + 1
                 let now = clock()
                 var machine = try RolloutMachine(
-                    kind: kind, targetVersion: next, previousVersion: previous,
-                    stages: try plan(store: store), now: now, frozen: false)
+                    kind: kind, targetVersion: next, previousVersion: previous, stages: stages, now: now, frozen: false)
                 let actions = try machine.start(now: now, by: actor)
                 let artifact = try store.putArtifact(kind: kind, content: content, actor: actor)
                 guard artifact.version == next else {
@@ -185,8 +187,22 @@ public final class RolloutDriver: @unchecked Sendable {
     }
 
     /// The stages of a new rollout: the host's pools in order on one machine; in a
-    /// fleet, host by host over the hosts reporting now (on the queue).
-    private func plan(store: any ControlStore) throws -> [Stage] {
+    /// fleet, host by host over the hosts reporting now (on the queue). Each cohort is
+    /// planned under the policy it runs (its order and gate), so a policy's own
+    /// rollout is judged by the gate it replaces, never by the one it brings.
+    /// `only` limits the plan to one cohort (a policy's).
+    private func plan(store: any ControlStore, only: String? = nil) throws -> [Stage] {
+        let (underPolicies, problems) = store.underActivePolicies(cohorts)
+        for problem in problems {
+            logger.error("a cohort's policy cannot be read; it is planned under its cohort file", metadata: ["problem": "\(problem)"])
+        }
+        var cohorts = underPolicies
+        if let only {
+            cohorts = cohorts.filter { $0.name == only }
+            guard !cohorts.isEmpty else {
+                throw ControlError(.invalidPolicy, "the policy is cohort '\(only)'s, and there is no such pool (\(self.cohorts.map(\.name).joined(separator: ", ")))")
+            }
+        }
         guard let fleet else { return RolloutPlan.stages(cohorts: cohorts) }
         let cordoned = try store.cordonedHosts()
         let hosts = fleet.planHosts(freshWithin: Self.hostPatience).filter { !cordoned.contains($0.name) }
@@ -230,6 +246,13 @@ public final class RolloutDriver: @unchecked Sendable {
             return nil
         case .runtime:
             return checks.checkRuntime(content)
+        case .policy:
+            do {
+                _ = try CohortPolicy.parse(content)
+                return nil
+            } catch {
+                return ControlError(.invalidPolicy, "\(error)")
+            }
         case .binary:
             let binary = BinaryArtifact(content: content)
             if let refusal = checks.probeBinary(binary.path) { return refusal }
@@ -535,7 +558,10 @@ public final class RolloutDriver: @unchecked Sendable {
                 // Before the machine is saved as completed: the host never sees the
                 // rollout gone while the pools' active versions are still the old ones
                 // (it would ship the old version back for a moment).
-                let pools = Set(cohorts.map(\.name)).union(rollout.machine.stages.map(\.pool))
+                // Every pool gets a runtime, rules or binary (one without workers too);
+                // a policy is its own cohort's alone.
+                let staged = Set(rollout.machine.stages.map(\.pool))
+                let pools = kind == .policy ? staged : Set(cohorts.map(\.name)).union(staged)
                 for pool in pools.sorted() {
                     do {
                         try store.setActiveVersion(rollout.machine.targetVersion, of: kind, inPool: pool, actor: "rollout \(rollout.id)")

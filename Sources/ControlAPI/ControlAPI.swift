@@ -255,7 +255,7 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Respon
 extension HTTPResponse.Status {
     init(for kind: ControlError.Kind) {
         switch kind {
-        case .invalid, .invalidName, .invalidRuntime, .invalidRules, .invalidBinary, .syntax, .scriptError, .noHandle,
+        case .invalid, .invalidName, .invalidRuntime, .invalidRules, .invalidBinary, .invalidPolicy, .syntax, .scriptError, .noHandle,
              .limitCPU, .limitMemory, .limitWall, .checkFailed, .notUTF8, .noCohort:
             self = .badRequest
         case .unauthorized: self = .unauthorized

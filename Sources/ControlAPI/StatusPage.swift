@@ -299,11 +299,13 @@ public enum StatusPage {
         html.raw("</article>\n")
     }
 
-    /// `runtime v2 · rules v1 · binary v0`, or with a count per version while the
+    /// `runtime v2 · rules v1 · binary v0 · policy v0`, or with a count per version while the
     /// workers differ (a rollout in progress): `runtime v2×1 v1×1`.
     static func versions(of workers: [WorkerStatus]) -> String {
         guard !workers.isEmpty else { return "–" }
-        let kinds: [(String, KeyPath<ArtifactVersions, Int>)] = [("runtime", \.runtime), ("rules", \.rules), ("binary", \.binary)]
+        let kinds: [(String, KeyPath<ArtifactVersions, Int>)] = [
+            ("runtime", \.runtime), ("rules", \.rules), ("binary", \.binary), ("policy", \.policy),
+        ]
         return kinds.map { name, path in
             var counts: [Int: Int] = [:]
             for worker in workers { counts[worker.stats.versions[keyPath: path], default: 0] += 1 }

@@ -152,7 +152,7 @@ public enum LocalGuardAction: Sendable, Equatable {
 /// only does not wait for the driver:
 /// - a crash loop: a slot's worker ended `max(2, max_crashes + 1)` times since the
 ///   slot got the new version, not counting ends a customer script was blamed for
-///   (for a binary, every end counts, as in the gate);
+///   (for a binary or a policy, every end counts, as in the gate);
 /// - new signatures: more than `max_new_signatures` platform error signatures shown
 ///   under the new version that the pool never showed on another version, before
 ///   the stage or since.
@@ -245,14 +245,15 @@ public struct LocalGuard: Sendable, Equatable {
     /// A worker of `pool`'s `slot` ended. `blamedScript` names the customer script
     /// it was blamed on, if any: such an end is the script's, whatever runtime or
     /// rules run (they never run inside the script's call), but a new binary is the
-    /// sandbox that runs that call, so for a binary every end counts.
+    /// sandbox that runs that call and a new policy sets the limits it enforces, so
+    /// for those two every end counts.
     public mutating func workerCrashed(pool: String, slot: Int, blamedScript: String?, now: Double) -> [LocalGuardAction] {
         var actions: [LocalGuardAction] = []
         for kind in watches.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
             guard var watch = watches[kind], watch.tripped == nil,
                   let spec = watch.assignment.pools[pool], spec.slots.contains(slot)
             else { continue }
-            if blamedScript != nil && kind != .binary { continue }
+            if blamedScript != nil && kind.isCountedPerVersion { continue }
             let key = SlotKey(pool: pool, slot: slot)
             watch.crashes[key, default: 0] += 1
             let crashes = watch.crashes[key] ?? 0

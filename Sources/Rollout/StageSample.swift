@@ -114,15 +114,15 @@ extension StageSample {
     ///   - base: the worker's stats when the window began; nil when the worker
     ///     started inside the window (everything it counted is the window's).
     ///   - current: its latest stats.
-    ///   - kind: the rollout's artifact kind. A worker runs one binary for its
-    ///     life, so for `.binary` the whole difference counts when the worker runs
-    ///     `version`, and nothing otherwise.
+    ///   - kind: the rollout's artifact kind. For a kind not counted per version
+    ///     (a binary, which a worker runs for its life; a policy) the whole
+    ///     difference counts when the worker runs `version`, and nothing otherwise.
     ///   - version: the version whose counts are wanted.
     public static func window(from base: WorkerStats?, to current: WorkerStats, kind: ArtifactKind, version: Int) -> StageSample {
         // Counters that went down belong to another process: start from zero.
         let start = base.flatMap { current.requests >= $0.requests ? $0 : nil }
-        if kind == .binary {
-            guard current.versions.binary == version else { return StageSample(latency: LatencyHistogram()) }
+        if !kind.isCountedPerVersion {
+            guard current.versions[kind] == version else { return StageSample(latency: LatencyHistogram()) }
             return StageSample(VersionCounts(totalsOf: current).since(start.map { VersionCounts(totalsOf: $0) }))
         }
         guard let table = current.byVersion else {

@@ -1,5 +1,5 @@
 import BulkheadCore
-/// Platform artifacts (runtime, rules, binary), versioned from 1 per kind.
+/// Platform artifacts (runtime, rules, binary, policy), versioned from 1 per kind.
 ///
 /// The store keeps what it is given: validating an artifact (syntax, schema, limits)
 /// is done before it is put.

@@ -59,7 +59,7 @@ public struct HostOverrides: Codable, Sendable, Equatable {
         for row in try Row.fetchAll(db, sql: "SELECT kind, version, actor, at FROM pins") {
             let text = try row.decode(String.self, forColumn: "kind")
             guard let kind = ArtifactKind(rawValue: text) else {
-                throw StoreError.unreadableSetting("pins.\(text)", value: text, expected: "runtime, rules or binary")
+                throw StoreError.unreadableSetting("pins.\(text)", value: text, expected: "runtime, rules, binary or policy")
             }
             overrides.pins[kind] = Pin(
                 version: try row.decode(Int.self, forColumn: "version"),

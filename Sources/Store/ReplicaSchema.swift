@@ -13,6 +13,7 @@ enum ReplicaSchema: SQLiteSchema {
         migrator.registerMigration("v1-replica") { db in try createInitialSchema(db) }
         migrator.registerMigration("v2-host-overrides") { db in try createHostOverrides(db) }
         migrator.registerMigration("v3-host-artifacts") { db in try createHostArtifacts(db) }
+        migrator.registerMigration("v4-any-artifact-kind") { db in try openArtifactKinds(db) }
         return migrator
     }()
 
@@ -147,6 +148,53 @@ enum ReplicaSchema: SQLiteSchema {
             -- once more: the feed after its revision would not bring back the active
             -- versions and rollouts set before it.
             DELETE FROM feed_state;
+            """)
+    }
+
+    /// Version 4. The tables of version 2 and 3 checked `kind` against the three
+    /// kinds of their time, so a fourth (the cohort policy) could not be stored. They
+    /// are rebuilt without the check, as the control store's never had one: the
+    /// Swift enum validates a kind, and a new kind needs no table rebuild.
+    private static func openArtifactKinds(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE pins_v4 (
+                kind     TEXT NOT NULL PRIMARY KEY,
+                version  INTEGER NOT NULL CHECK (version >= 0),
+                actor    TEXT NOT NULL,
+                at       TEXT NOT NULL
+            ) STRICT;
+            INSERT INTO pins_v4 (kind, version, actor, at) SELECT kind, version, actor, at FROM pins;
+            DROP TABLE pins;
+            ALTER TABLE pins_v4 RENAME TO pins;
+
+            CREATE TABLE active_artifacts_v4 (
+                kind     TEXT NOT NULL,
+                pool     TEXT NOT NULL,
+                version  INTEGER NOT NULL CHECK (version >= 0),
+                PRIMARY KEY (kind, pool)
+            ) STRICT;
+            INSERT INTO active_artifacts_v4 (kind, pool, version) SELECT kind, pool, version FROM active_artifacts;
+            DROP TABLE active_artifacts;
+            ALTER TABLE active_artifacts_v4 RENAME TO active_artifacts;
+
+            CREATE TABLE running_rollouts_v4 (
+                kind     TEXT NOT NULL PRIMARY KEY,
+                rollout  INTEGER NOT NULL,
+                state    BLOB NOT NULL
+            ) STRICT;
+            INSERT INTO running_rollouts_v4 (kind, rollout, state) SELECT kind, rollout, state FROM running_rollouts;
+            DROP TABLE running_rollouts;
+            ALTER TABLE running_rollouts_v4 RENAME TO running_rollouts;
+
+            CREATE TABLE artifacts_v4 (
+                kind     TEXT NOT NULL,
+                version  INTEGER NOT NULL CHECK (version >= 1),
+                content  TEXT NOT NULL,
+                PRIMARY KEY (kind, version)
+            ) STRICT;
+            INSERT INTO artifacts_v4 (kind, version, content) SELECT kind, version, content FROM artifacts;
+            DROP TABLE artifacts;
+            ALTER TABLE artifacts_v4 RENAME TO artifacts;
             """)
     }
 }

@@ -272,16 +272,24 @@ public enum BreakGlass {
     }
 
     /// Lets go of the pin of `kind` on this host. What runs does not change: the
-    /// pinned version becomes every pool's active one in the replica (so the release
-    /// ships nothing), until the feed brings a new active version (a rollout of the
+    /// pinned version becomes every pool's active one in the replica (a policy's, its
+    /// own cohort's pools': so the release ships nothing), until the feed brings a new active version (a rollout of the
     /// kind completing). Returns the version that was pinned.
     @discardableResult
     public static func unpin(kind: ArtifactKind, replica: HostReplica, pools: [String], actor: String) throws -> Int {
         guard let pinned = try replica.overrides().pinnedVersion(of: kind) else {
             throw ControlError(.notPinned, "the \(kind) is not pinned on this host; nothing was changed")
         }
+        // A policy version is one cohort's: its pin held that cohort's pools alone (the
+        // others ran their own active policies), and only they keep it.
+        var kept = pools
+        if kind == .policy, pinned > 0 {
+            let named = (try? replica.artifactContent(kind: .policy, version: pinned)).flatMap { $0 }
+                .flatMap { try? CohortPolicy.parse($0).cohort }
+            kept = pools.filter { $0 == named }
+        }
         // The active versions first: a failure half-way leaves the pin in place.
-        try replica.keepActiveVersion(pinned, of: kind, pools: pools, actor: actor)
+        try replica.keepActiveVersion(pinned, of: kind, pools: kept, actor: actor)
         try replica.setPin(kind, version: nil, actor: actor)
         _ = try replica.appendAudit(
             actor: actor, action: AuditAction("break-glass.unpin"), subject: kind.rawValue,

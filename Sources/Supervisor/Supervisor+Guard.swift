@@ -110,9 +110,9 @@ extension Supervisor {
     /// The platform signatures in a pool snapshot made under any version of `kind`
     /// but `other`.
     static func platformSignatures(of snapshot: PoolSnapshot, kind: ArtifactKind, other: Int) -> Set<String> {
-        if kind == .binary {
-            // A snapshot does not split by binary; taken before the stage, it is the
-            // old binaries' (what could be the new one's is in the workers' stats).
+        if !kind.isCountedPerVersion {
+            // A snapshot does not split by binary or policy; taken before the stage, it
+            // is the old versions' (what could be the new one's is in the workers' stats).
             return present(snapshot.sample.signatures)
         }
         var result = Set<String>()
@@ -122,9 +122,10 @@ extension Supervisor {
 
     private static func signatures(of stats: WorkerStats, kind: ArtifactKind, matching: (Int) -> Bool) -> Set<String> {
         switch kind {
-        case .binary:
-            // A worker runs one binary for its life: all its counts are that binary's.
-            return matching(stats.versions.binary) ? present(stats.platformSignatures) : []
+        case .binary, .policy:
+            // A worker runs one binary for its life, and its counts are not split by
+            // policy: all its counts are the version it runs.
+            return matching(stats.versions[kind]) ? present(stats.platformSignatures) : []
         case .runtime, .rules:
             guard let table = stats.byVersion else {
                 let counts = VersionCounts(totalsOf: stats)

@@ -150,13 +150,7 @@ extension Supervisor {
     /// Per pool, the versions of `kind` its workers report running now (on the queue).
     func runningVersions(of kind: ArtifactKind) -> [String: Set<Int>] {
         table.pools.mapValues { pool in
-            Set(pool.slots.compactMap { $0 }.filter { !$0.exited }.map { worker in
-                switch kind {
-                case .runtime: worker.stats.versions.runtime
-                case .rules: worker.stats.versions.rules
-                case .binary: worker.stats.versions.binary
-                }
-            })
+            Set(pool.slots.compactMap { $0 }.filter { !$0.exited }.map { $0.stats.versions[kind] })
         }
     }
 

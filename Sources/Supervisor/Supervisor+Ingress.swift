@@ -82,7 +82,8 @@ extension Supervisor {
 
     /// Writes the ingress's routing table atomically: pools' ports, customers' pools,
     /// and each pool's body limit (so the ingress refuses a body over the customer's
-    /// cohort limit before buffering it, not only the largest cohort's).
+    /// cohort limit before buffering it, not only the largest cohort's; during a
+    /// policy rollout, the largest its slots take).
     /// A customer still moving stays routed to its old pool until its new one is warm.
     func writeRoutes() {
         guard let state = helpers.ingress else { return }
@@ -91,7 +92,7 @@ extension Supervisor {
         for move in table.pendingMoves.values where move.switchedAt == nil { customers[move.customer] = move.from }
         let table = IngressRoutes(
             version: state.routesVersion, pools: table.pools.mapValues(\.port), customers: customers,
-            maxBodyBytes: table.pools.mapValues { $0.cohort.limits.maxBodyBytes })
+            maxBodyBytes: table.pools.mapValues { largestBodyBytes(of: $0) })
         guard let data = try? table.encoded() else { return }
         let temporary = routesFile + ".tmp"
         if FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) {

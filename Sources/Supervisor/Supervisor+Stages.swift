@@ -170,7 +170,15 @@ extension Supervisor {
     /// rollback, else the local guard's when it holds the slot back, else the
     /// rollout's when one covers the slot, else the pool's active version, else 0.
     func desiredVersion(_ kind: ArtifactKind, pool: String, slot: Int, pinned: Int?? = nil) -> Int {
-        if let pinned = pinned ?? hostPinnedVersion(kind) { return pinned }
+        if let pinned = pinned ?? hostPinnedVersion(kind) {
+            // A policy version is one cohort's: a pin to it holds that cohort's pools,
+            // and the others stay on their own active policies (version 0, the
+            // cohort files, holds every pool).
+            if kind == .policy, pinned > 0, policy(version: pinned)?.cohort != pool {
+                return stageRunner.stages.activeVersions[kind]?[pool] ?? 0
+            }
+            return pinned
+        }
         // The local guard's hold wins over the rollout: it put the slot back, and the
         // driver may not have heard yet.
         if let held = stageRunner.localGuard.heldVersion(kind: kind, pool: pool, slot: slot) { return held }
@@ -193,16 +201,44 @@ extension Supervisor {
             case .runtime: return DefaultRuntime.source
             case .rules: return #"{"rules":[],"rulesets":{}}"#
             case .binary: return configuration.workerExecutable
+            // The cohort file's own policy, which every worker is configured with.
+            case .policy: return ""
             }
         }
         if let content = (try? replica.artifactContent(kind: kind, version: version)) ?? nil { return content }
         return (try? store.artifact(kind: kind, version: version))??.content
     }
 
-    /// Sends a worker the runtime and rules its slot should run.
+    /// Policy `version` as parsed (once per version), nil for version 0 (the cohort
+    /// files' own) or one that cannot be read.
+    func policy(version: Int) -> CohortPolicy? {
+        guard version > 0 else { return nil }
+        if let known = stageRunner.stages.policies[version] { return known }
+        let parsed = artifactContent(.policy, version: version).flatMap { try? CohortPolicy.parse($0) }
+        // A version not in the replica yet is looked up again next time.
+        if parsed != nil { stageRunner.stages.policies[version] = parsed }
+        return parsed
+    }
+
+    /// A pool's cohort under each policy its slots are to run: the largest request
+    /// body any of them takes (what the ingress lets through to the pool).
+    func largestBodyBytes(of pool: PoolState) -> Int {
+        let name = pool.cohort.name
+        return pool.slots.indices.map { slot in
+            policy(version: desiredVersion(.policy, pool: name, slot: slot))?.limits.maxBodyBytes ?? pool.cohort.limits.maxBodyBytes
+        }.max() ?? pool.cohort.limits.maxBodyBytes
+    }
+
+    /// Sends a worker the runtime, rules and policy its slot should run.
     func sendArtifacts(to handle: WorkerHandle) {
-        for kind in [ArtifactKind.runtime, .rules] {
+        for kind in [ArtifactKind.runtime, .rules, .policy] {
             let version = desiredVersion(kind, pool: handle.pool, slot: handle.slot)
+            // A new worker runs its cohort file's policy: version 0 needs no message
+            // (and a worker built before policies could not read one).
+            if kind == .policy, version == 0 {
+                stageRunner.stages.given[SlotArtifact(kind: kind, pool: handle.pool, slot: handle.slot)] = version
+                continue
+            }
             guard let content = artifactContent(kind, version: version) else {
                 logger.error("artifact version missing from the replica and the store", metadata: ["kind": "\(kind)", "version": "\(version)"])
                 continue
@@ -221,6 +257,7 @@ extension Supervisor {
     /// Ships every slot whose desired version differs from what it was last given,
     /// and only those.
     func reconcileSlots() {
+        var policiesChanged = false
         for kind in ArtifactKind.allCases {
             let pinned = hostPinnedVersion(kind)
             for name in table.pools.keys.sorted() {
@@ -229,10 +266,13 @@ extension Supervisor {
                     let version = desiredVersion(kind, pool: name, slot: slot, pinned: .some(pinned))
                     if stageRunner.stages.given[SlotArtifact(kind: kind, pool: name, slot: slot)] != version {
                         give(kind, version: version, pool: pool, slot: slot)
+                        if kind == .policy { policiesChanged = true }
                     }
                 }
             }
         }
+        // The ingress's body limit per pool follows the policies its slots run.
+        if policiesChanged { writeRoutes() }
     }
 
     /// Puts `version` of `kind` on these slots of a pool; a slot the local guard
@@ -495,7 +535,7 @@ extension Supervisor {
         guard let list = stageRunner.poolSnapshots[pool], let last = list.last(where: { $0.at <= end }),
               let first = list.last(where: { $0.at <= end - seconds }) ?? list.first
         else { return StageSample() }
-        if kind != .binary {
+        if kind.isCountedPerVersion {
             return StageSample.window(from: first.byVersion, to: last.byVersion, kind: kind, version: version)
         }
         var sample = StageSample(
@@ -541,6 +581,8 @@ struct StageRunnerState {
     /// Binary versions checked on this host: why it cannot run one, nil when it can
     /// (a file is hashed once per version).
     var binaryChecks: [Int: String?] = [:]
+    /// Policy versions parsed so far (an artifact version never changes).
+    var policies: [Int: CohortPolicy] = [:]
     /// The last failure to write a report, logged once.
     var reportProblem: String?
 }

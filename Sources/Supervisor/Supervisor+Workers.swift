@@ -358,9 +358,10 @@ extension Supervisor {
     /// written only during it; the watchdog names the chunk that overran), so such
     /// a crash is the script's whatever the version. A new binary is the sandbox
     /// that runs the script's call: a crash there may be the build's own bug, so a
-    /// binary rollout counts every crash.
+    /// binary rollout counts every crash; so does a policy's, whose limits are what
+    /// ends a script (a wall deadline made shorter is a watchdog kill "blamed" on it).
     static func leavesOutScriptCrashes(_ kind: ArtifactKind) -> Bool {
-        kind != .binary
+        kind.isCountedPerVersion
     }
 
     func scheduleRestart(pool: PoolState, slot: Int) {

@@ -61,8 +61,28 @@ final class PoolContext {
         headerScratch.deallocate()
     }
 
-    /// Applies the cohort's limits.
+    /// The cohort as the supervisor's cohort file gives it (`configure`).
+    private var fileCohort: CohortConfiguration?
+    /// The cohort policy the slot was given (`setArtifact(.policy)`), nil for
+    /// version 0: the cohort file's own.
+    var policy: CohortPolicy?
+
+    /// Takes the cohort file's configuration; a policy given keeps its limits over it.
     func configure(_ cohort: CohortConfiguration) {
+        fileCohort = cohort
+        applyCohort()
+    }
+
+    /// Runs under `policy` (nil: the cohort file's limits), when the cohort is known.
+    func setPolicy(_ policy: CohortPolicy?) {
+        self.policy = policy
+        applyCohort()
+    }
+
+    /// Applies the cohort's limits, under the policy when one is given.
+    private func applyCohort() {
+        guard let fileCohort else { return }
+        let cohort = policy?.applied(to: fileCohort) ?? fileCohort
         registry.configure(cohort)
         parserLimits.maxBodyBytes = cohort.limits.maxBodyBytes
     }

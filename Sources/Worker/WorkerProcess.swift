@@ -269,11 +269,12 @@ public final class WorkerProcess: @unchecked Sendable {
         }
     }
 
-    /// Loads a runtime or rules version beside the current one; on any failure the
-    /// worker keeps its last known good version, counts a platform error and says so.
+    /// Loads a runtime, rules or policy version beside the current one; on any
+    /// failure the worker keeps its last known good version, counts a platform error
+    /// and says so.
     private func setArtifact(_ kind: ArtifactKind, version: Int, content: String, pool: PoolContext) {
         installDefaultPlatform()
-        let current = kind == .runtime ? pool.stats.versions.runtime : pool.stats.versions.rules
+        let current = pool.stats.versions[kind]
         if current == version && pool.platform != nil {
             control.send(.artifactLoaded(kind: kind, version: version))
             return
@@ -296,6 +297,9 @@ public final class WorkerProcess: @unchecked Sendable {
                 pool.ledger.close(pool.stats)
                 pool.rulesJSON = rules
                 pool.stats.versions.rules = version
+            case .policy:
+                pool.setPolicy(try Self.policy(version: version, content: content, pool: options.pool))
+                pool.stats.versions.policy = version
             case .binary:
                 return
             }
@@ -305,15 +309,33 @@ public final class WorkerProcess: @unchecked Sendable {
             let message = "\(kind) version \(version) refused, keeping version \(current): \(error)"
             // The failure is the refused version's, not the one that keeps serving:
             // a gate judging the refused version must see it.
-            let refused = kind == .runtime
-                ? (runtime: version, rules: pool.stats.versions.rules)
-                : (runtime: pool.stats.versions.runtime, rules: version)
+            let refused = switch kind {
+            case .runtime: (runtime: version, rules: pool.stats.versions.rules)
+            case .rules: (runtime: pool.stats.versions.runtime, rules: version)
+            case .binary, .policy: (runtime: pool.stats.versions.runtime, rules: pool.stats.versions.rules)
+            }
             pool.ledger.close(pool.stats)
             pool.stats.countPlatformError(ErrorSignature.normalize("artifact \(kind): \(error)"))
             pool.ledger.close(pool.stats, chargingTo: refused)
             FileHandle.standardError.write(Data("worker \(getpid()) of pool \(options.pool): \(message)\n".utf8))
             control.send(.artifactFailed(kind: kind, version: version, message: message))
         }
+    }
+
+    /// A policy version's content as this worker's pool runs it: nil for version 0
+    /// (the cohort file's own); refused when it does not parse or names another cohort.
+    static func policy(version: Int, content: String, pool: String) throws -> CohortPolicy? {
+        guard version > 0 else { return nil }
+        let policy = try CohortPolicy.parse(content)
+        guard policy.cohort == pool else {
+            throw PolicyMismatch(description: "the policy is cohort '\(policy.cohort)'s, and this worker serves '\(pool)'")
+        }
+        return policy
+    }
+
+    /// A policy shipped to a pool it does not name.
+    struct PolicyMismatch: Error, CustomStringConvertible {
+        var description: String
     }
 
     /// The consumer's own check of a rules artifact (the producer checked it too).

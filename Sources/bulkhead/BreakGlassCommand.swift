@@ -161,7 +161,7 @@ struct BreakGlassCommand: ParsableCommand {
     }
 
     static func artifactKind(_ text: String) throws -> ArtifactKind {
-        guard let kind = ArtifactKind(rawValue: text) else { throw ValidationError("--kind is one of runtime, rules, binary") }
+        guard let kind = ArtifactKind(rawValue: text) else { throw ValidationError("--kind is one of runtime, rules, binary, policy") }
         return kind
     }
 
@@ -201,7 +201,7 @@ struct BreakGlassCommand: ParsableCommand {
                 Prints what it will pin where, then asks for confirmation on a terminal (--yes skips the question; \
                 without a terminal --yes is required). The pin holds until `bulkhead break-glass unpin --kind K`.
                 """)
-        @Option(help: "runtime, rules or binary.") var kind: String
+        @Option(help: "runtime, rules, binary or policy.") var kind: String
         @Option(help: "The version to pin (default: the newest version that completed a rollout; 0: the one built in).") var to: Int?
         @Flag(help: "Pin a version that a rollout's gate rejected (refused without this).") var allowRejected = false
         @Flag(help: "Do not ask for confirmation.") var yes = false
@@ -270,7 +270,7 @@ struct BreakGlassCommand: ParsableCommand {
     struct Unpin: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Release a break-glass pin; the pinned version stays every pool's current one (nothing changes now).")
-        @Option(help: "runtime, rules or binary.") var kind: String
+        @Option(help: "runtime, rules, binary or policy.") var kind: String
         @OptionGroup var dataOptions: DataOptions
         func run() throws {
             let artifact = try artifactKind(kind)

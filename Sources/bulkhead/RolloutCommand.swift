@@ -13,18 +13,18 @@ import Supervisor
 struct RolloutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollout",
-        abstract: "Roll a runtime, rules or worker binary out to the pools, free first, under the health gate.",
+        abstract: "Roll a runtime, rules, worker binary or cohort policy out to the pools, free first, under the health gate.",
         subcommands: [Start.self, List.self, Status.self, Watch.self, Pause.self, Resume.self, Abort.self, Promote.self]
     )
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate an artifact and start its rollout; prints the id last.")
-        @Option(help: "runtime, rules or binary.") var kind: String
-        @Argument(help: "The runtime .lua, the rules .json, or the worker binary.") var file: String
+        @Option(help: "runtime, rules, binary or policy.") var kind: String
+        @Argument(help: "The runtime .lua, the rules .json, the worker binary, or a cohort file (its policy).") var file: String
         @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
-            guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary") }
+            guard let artifact = ArtifactKind(rawValue: kind) else { throw ValidationError("--kind is one of runtime, rules, binary, policy") }
             let content: String
             if kind == "binary" {
                 // By path and hash: every host checks the file it has against it.

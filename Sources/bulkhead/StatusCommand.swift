@@ -104,20 +104,12 @@ enum FleetTable {
         return text
     }
 
-    static func version(of kind: ArtifactKind, in versions: ArtifactVersions) -> Int {
-        switch kind {
-        case .runtime: versions.runtime
-        case .rules: versions.rules
-        case .binary: versions.binary
-        }
-    }
-
     /// A host's part in a rollout: the stage, and how many of its workers run the new version.
     static func stageLine(_ report: StageReport, rollout: RolloutStatus?, status: HostStatus) -> String {
         let name = rollout.flatMap { $0.stages.indices.contains(report.stage) ? $0.stages[report.stage].name : nil } ?? "stage \(report.stage)"
         let workers = status.pools.flatMap(\.workers)
         let kind = rollout?.kind
-        let onTarget = kind.map { kind in workers.filter { Self.version(of: kind, in: $0.stats.versions) == report.version }.count }
+        let onTarget = kind.map { kind in workers.filter { $0.stats.versions[kind] == report.version }.count }
         let serving = onTarget.map { "\($0) of \(workers.count) workers on \(kind.map(\.rawValue) ?? "") v\(report.version)" } ?? ""
         return "rollout \(report.rollout) at \(name): \(serving); \(report.sample.requests) requests on it since acknowledged"
     }
@@ -127,7 +119,7 @@ enum FleetTable {
 enum StatusTable {
     static func render(_ status: HostStatus, previous: HostStatus? = nil) -> String {
         var rows: [[String]] = [[
-            "POOL", "PORT", "UP", previous == nil ? "REQUESTS" : "REQ/S", "ERR%", "P99MS", "RT/RU/BIN", "RESTART", "STATE",
+            "POOL", "PORT", "UP", previous == nil ? "REQUESTS" : "REQ/S", "ERR%", "P99MS", "RT/RU/BIN/POL", "RESTART", "STATE",
         ]]
         var notes: [String] = []
         for pool in status.pools {
@@ -153,11 +145,11 @@ enum StatusTable {
                 errorRate = delta > 0 ? String(format: "%.2f", Double(max(0, errors - earlierErrors)) * 100 / Double(delta)) : "-"
             }
             // Versions: one set when every worker agrees, else the spread.
-            let versions = Set(pool.workers.map { "\($0.stats.versions.runtime)/\($0.stats.versions.rules)/\($0.stats.versions.binary)" })
+            let versions = Set(pool.workers.map { "\($0.stats.versions.runtime)/\($0.stats.versions.rules)/\($0.stats.versions.binary)/\($0.stats.versions.policy)" })
             let versionCell = versions.count == 1 ? versions.first ?? "-" : (versions.isEmpty ? "-" : "mixed")
             rows.append([pool.name, String(pool.port), "\(ready)/\(pool.desiredWorkers)", requestsCell, errorRate, p99,
                          versionCell, String(pool.restarts), state])
-            if versions.count > 1 { notes.append("\(pool.name): versions (runtime/rules/binary) \(versions.sorted().joined(separator: ", "))") }
+            if versions.count > 1 { notes.append("\(pool.name): versions (runtime/rules/binary/policy) \(versions.sorted().joined(separator: ", "))") }
             if let error = pool.configError { notes.append("\(pool.name): running last known good config: \(error)") }
             if !pool.quarantined.isEmpty { notes.append("\(pool.name): quarantined: \(pool.quarantined.joined(separator: ", "))") }
         }

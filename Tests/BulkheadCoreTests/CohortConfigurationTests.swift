@@ -179,3 +179,61 @@ import Testing
         }
     }
 }
+
+@Suite struct CohortPolicyTests {
+    @Test func aCohortFileIsAPolicyWithItsHostLocalKeysIgnored() throws {
+        let policy = try CohortPolicy.parse(CohortConfigurationTests.valid)
+        let cohort = try CohortConfiguration.parse(CohortConfigurationTests.valid, file: "cohorts/free.toml")
+        #expect(policy == CohortPolicy(cohort))
+        #expect(policy.cohort == "free")
+        #expect(policy.order == 1)
+    }
+
+    @Test func aPolicyReplacesOrderLimitsAndGateAndKeepsTheRest() throws {
+        let cohort = try CohortConfiguration.parse(CohortConfigurationTests.valid, file: "cohorts/free.toml")
+        let policy = try CohortPolicy.parse("""
+            name = "free"
+            order = 7
+            [limits]
+            instructions = 2_000
+            [gate]
+            bake_seconds = 3
+            """)
+        let applied = policy.applied(to: cohort)
+        #expect(applied.order == 7)
+        #expect(applied.limits.instructions == 2_000)
+        #expect(applied.limits.memoryMB == CohortConfiguration.Limits.defaults.memoryMB, "a key left out is the default's, as in a cohort file")
+        #expect(applied.gate.bakeSeconds == 3)
+        #expect(applied.port == cohort.port)
+        #expect(applied.workers == cohort.workers)
+        #expect(applied.canaryWorkers == cohort.canaryWorkers)
+        #expect(applied.restart == cohort.restart)
+    }
+
+    @Test(arguments: [
+        ("order = 1\n", "name", "is missing"),
+        ("name = \"free\"\n", "order", "is missing"),
+        ("name = \"Free!\"\norder = 1\n", "name", "not a valid cohort name"),
+        ("name = \"free\"\norder = 1\n[limits]\ninstructions = 10\n", "limits.instructions", "between 1000"),
+        ("name = \"free\"\norder = 1\n[gate]\nbake_seconds = 10\nmax_bake_seconds = 5\n", "gate.max_bake_seconds", "at least bake_seconds"),
+        ("name = \"free\"\norder = 1\nlimits_v2 = 3\n", "limits_v2", "not a known key"),
+    ])
+    func aBadPolicyIsRefusedNamingTheKey(text: String, key: String, problem: String) {
+        #expect {
+            try CohortPolicy.parse(text)
+        } throws: { error in
+            guard let error = error as? CohortConfigurationError else { return false }
+            return error.key == key && error.problem.contains(problem) && error.file == "policy"
+        }
+    }
+
+    @Test func versionsFromAWorkerBuiltBeforePoliciesReadAsPolicyZero() throws {
+        let old = try JSONDecoder().decode(ArtifactVersions.self, from: Data(#"{"runtime":2,"rules":1,"binary":3}"#.utf8))
+        #expect(old == ArtifactVersions(runtime: 2, rules: 1, binary: 3, policy: 0))
+        var versions = ArtifactVersions()
+        versions[.policy] = 4
+        #expect(versions.policy == 4 && versions[.policy] == 4)
+        let again = try JSONDecoder().decode(ArtifactVersions.self, from: try JSONEncoder().encode(versions))
+        #expect(again == versions)
+    }
+}

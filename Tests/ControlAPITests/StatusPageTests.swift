@@ -190,7 +190,7 @@ struct StatusPageTests {
         // 99 of 100 at 2 ms: the p99 is the top of the 2 ms bucket (the histogram is exact to ~19%).
         let p99 = Self.cell(html, pool: "free", "p99") ?? ""
         #expect(p99.hasPrefix("2.05 ms"), "\(p99)")
-        #expect(Self.cell(html, pool: "free", "versions") == "runtime v2×1 v1×1 · rules v1 · binary v0")
+        #expect(Self.cell(html, pool: "free", "versions") == "runtime v2×1 v1×1 · rules v1 · binary v0 · policy v0")
         #expect(Self.cell(html, pool: "free", "restarts") == "3")
         #expect(Self.cell(html, pool: "free", "degraded") == "no")
         #expect(Self.cell(html, pool: "free", "quarantined") == "acme/loop")

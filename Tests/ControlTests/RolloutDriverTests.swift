@@ -248,4 +248,74 @@ import Testing
         let after = try fixture.stored(id)
         #expect(after.state == .running(stage: 1), "it advances once unfrozen: \(after.state)")
     }
+
+    /// Pro's policy: a smaller instruction limit, another gate and the first place
+    /// in the rollout order.
+    static let proPolicy = """
+        name = "pro"
+        order = 0
+        port = 9999        # host-local: ignored
+        workers = 8        # host-local: ignored
+        [limits]
+        instructions = 5_000_000
+        [gate]
+        bake_seconds = 30
+        max_bake_seconds = 90
+        """
+
+    /// Passes every stage of rollout `id`, one report each, until it ends.
+    func passEveryStage(_ fixture: Fixture, _ id: Int) throws {
+        for _ in 0..<10 {
+            let machine = try fixture.stored(id)
+            guard let stage = machine.currentStage, let bake = machine.bakeStartedAt else { return }
+            fixture.clock.advance(machine.stages[stage].gate.bakeSeconds + 1)
+            try fixture.report(StageReport(
+                rollout: id, stage: stage, version: machine.targetVersion, acknowledgedAt: bake + 0.1,
+                measuredAt: fixture.clock.now, sample: Self.healthy, baseline: Self.healthy))
+            fixture.driver.drive()
+        }
+    }
+
+    @Test func aPolicyRollsOutToItsOwnCohortUnderTheGateItReplacesAndThenPlansTheNext() throws {
+        let fixture = try Fixture()
+        let id = try fixture.driver.startRollout(kind: .policy, content: Self.proPolicy, actor: "test").get()
+        let started = try fixture.stored(id)
+        // Pro's pools alone, judged by pro's gate from its cohort file (bake 10 s),
+        // not by the 30 s the new policy brings.
+        #expect(started.stages.map(\.name) == ["pro"])
+        #expect(started.stages.map(\.gate.bakeSeconds) == [10])
+        #expect(started.previousVersion == 0)
+        try passEveryStage(fixture, id)
+        let ended = try fixture.stored(id).state
+        #expect(ended == .completed, "\(ended)")
+        #expect(try fixture.store.activeVersion(of: .policy, inPool: "pro") == 1)
+        #expect(try fixture.store.activeVersion(of: .policy, inPool: "free") == nil, "free's policy is not pro's")
+        #expect(try fixture.store.activePolicy(ofPool: "pro")?.limits.instructions == 5_000_000)
+
+        // The next rollout is planned under the policy: pro comes first now, with its new gate.
+        let next = try fixture.start()
+        let planned = try fixture.stored(next)
+        #expect(planned.stages.map(\.name) == ["pro", "free"], "\(planned.stages.map(\.name))")
+        #expect(planned.stages.first?.gate.bakeSeconds == 30)
+    }
+
+    @Test(arguments: [
+        ("name = \"pro\"\n[limits]\ninstructions = 5\n", "order"),
+        ("name = \"pro\"\norder = 2\n[limits]\ninstructions = 5\n", "between 1000"),
+        ("name = \"pro\"\norder = 2\nownerz = 1\n", "not a known key"),
+        ("name = \"gold\"\norder = 2\n", "no such pool"),
+        ("not toml at all [", "not valid TOML"),
+    ])
+    func aPolicyThatDoesNotParseOrNamesNoPoolIsRefusedAndStoresNothing(content: String, says: String) throws {
+        let fixture = try Fixture()
+        let bounds = try fixture.store.feedBounds()
+        switch fixture.driver.startRollout(kind: .policy, content: content, actor: "test") {
+        case .success(let id): Issue.record("started rollout \(id) of a bad policy")
+        case .failure(let error):
+            #expect(error.kind == .invalidPolicy, "\(error)")
+            #expect(error.message.contains(says), "\(error.message)")
+        }
+        #expect(try fixture.store.latestArtifact(kind: .policy) == nil)
+        #expect(try fixture.store.feedBounds() == bounds)
+    }
 }

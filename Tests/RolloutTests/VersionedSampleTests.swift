@@ -99,6 +99,17 @@ struct VersionedSampleTests {
         #expect(StageSample.window(from: nil, to: current, kind: .binary, version: 2).requests == 0)
     }
 
+    @Test("a policy rollout counts a worker whole when it runs the policy, script errors included")
+    func policyWindowsAreWholeWorkers() {
+        var base = Self.stats(runtime: 1, [Self.counts(runtime: 1, requests: 10)])
+        base.versions.policy = 4
+        var current = Self.stats(runtime: 1, [Self.counts(runtime: 1, requests: 70, scriptErrors: 25)])
+        current.versions.policy = 4
+        let stage = StageSample.window(from: base, to: current, kind: .policy, version: 4)
+        #expect(stage.requests == 60 && stage.scriptErrors == 25)
+        #expect(StageSample.window(from: base, to: current, kind: .policy, version: 0).requests == 0)
+    }
+
     @Test("the worker's ledger splits its counters at each artifact change, and charges a refused version its failure")
     func ledgerSplitsAtChanges() {
         var stats = WorkerStats()
