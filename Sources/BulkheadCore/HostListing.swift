@@ -1,6 +1,7 @@
 import Foundation
 
-/// One host of the fleet as the store shows it (`bulkhead host list`).
+/// One host of the fleet: its key in the store (`bulkhead host list`), with its
+/// progress from its reports when the leader lists it (`status --etcd`).
 public struct HostListing: Codable, Sendable, Equatable {
     /// The host's name (`--host`).
     public var name: String
@@ -8,12 +9,14 @@ public struct HostListing: Codable, Sendable, Equatable {
     public var group: String
     /// Its agent's process id.
     public var pid: Int32
-    /// The store revision its replica reflects (nil before its first copy).
+    /// The store revision its replica reflects, as its last health report to the
+    /// leader said; nil without one, and in a listing read from etcd alone (`host
+    /// list`): a host's key says it is alive, not how far it has come.
     public var appliedRevision: Int?
     /// Revisions between that and the store's newest change (0: caught up; nil with
     /// no applied revision).
     public var lag: Int?
-    /// When the host last wrote its key.
+    /// When the host wrote its key: its agent's start, or its lease granted anew.
     public var updatedAt: Date
 
     /// A listing.

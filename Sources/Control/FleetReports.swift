@@ -100,8 +100,14 @@ public final class FleetReports: Sendable {
             state.reports = state.reports.filter { now.timeIntervalSince($0.value.at) <= keepGone }
             return state.reports
         }
-        var hosts = live.hosts.map { listing in
-            FleetHostStatus(
+        var hosts = live.hosts.map { key in
+            // How far the host has come, from its last report (its key says only that it lives).
+            var listing = key
+            if let applied = reports[key.name]?.report.status.feed?.appliedRevision {
+                listing.appliedRevision = applied
+                listing.lag = max(0, live.newestChange - applied)
+            }
+            return FleetHostStatus(
                 name: listing.name, group: listing.group, alive: true, listing: listing,
                 reportedAt: reports[listing.name]?.at, status: reports[listing.name]?.report.status,
                 stages: reports[listing.name]?.report.stages ?? [])

@@ -5,13 +5,16 @@ import Synchronization
 
 /// A host agent's presence in the fleet: the key `host/NAME` under the store's
 /// prefix, held by a lease of the host's own (gone about `ttl` seconds after the host
-/// stops renewing it), holding its group, pid and the revision its replica applied.
+/// stops renewing it), holding its group, pid and the hash of its report token.
 ///
-/// The key is rewritten when the replica applied a new change
-/// (``EtcdFeedSource/Health/appliedChangeRevision``), not on every revision: each
-/// write is itself a revision every host's watch sees, and reporting those would make
-/// hosts answer each other for ever. A lost lease (etcd away past the TTL) is granted
-/// again once etcd answers; errors are retried with backoff and never reach the host.
+/// The key is written once per lease (at start, and again when a lost lease is
+/// granted anew), never as the host applies changes: every write to the prefix is a
+/// revision every host's watch receives, so a host rewriting its key after each
+/// change made one change cost N revisions and about N² watch events across N hosts.
+/// Renewing the lease writes no revision. How far a host's replica has come goes to
+/// the leader in its health reports (`status --etcd` shows it). A lost lease (etcd
+/// away past the TTL) is granted again once etcd answers; errors are retried with
+/// backoff and never reach the host.
 public final class EtcdHostPresence: Sendable {
     /// The value of `host/NAME`.
     public struct Record: Codable, Sendable, Equatable {
@@ -21,9 +24,7 @@ public final class EtcdHostPresence: Sendable {
         public var group: String
         /// The agent's process id.
         public var pid: Int32
-        /// The revision the host's replica reflects, nil before its first copy.
-        public var appliedRevision: Int?
-        /// When this was written.
+        /// When this was written: the agent's start, or its lease granted anew.
         public var updatedAt: Date
         /// The SHA-256 of the token the host sends its health reports with: the
         /// leading control process takes a report for host NAME only with the token
@@ -43,7 +44,6 @@ public final class EtcdHostPresence: Sendable {
     /// The bearer token of this agent's health reports (made at start, never stored:
     /// its hash is in the key).
     public let reportToken = TokenHash.newToken(prefix: TokenPrefix.hostReport)
-    private let source: EtcdFeedSource
     private let state = Mutex(State())
 
     private struct State {
@@ -52,16 +52,15 @@ public final class EtcdHostPresence: Sendable {
         var problem: String?
     }
 
-    /// A presence for host `name` of `group`, reporting what `source` applied.
+    /// A presence for host `name` of `group`.
     /// Throws ``StoreError/Kind/invalid`` for a name that is not a plain name.
-    public init(store: EtcdStore, name: String, group: String, ttl: Int64 = 10, source: EtcdFeedSource) throws {
+    public init(store: EtcdStore, name: String, group: String, ttl: Int64 = 10) throws {
         try StoreArguments.checkName("host", name)
         try StoreArguments.checkName("group", group)
         self.store = store
         self.name = name
         self.group = group
         self.ttl = ttl
-        self.source = source
     }
 
     /// The key, in full.
@@ -98,21 +97,20 @@ public final class EtcdHostPresence: Sendable {
             do {
                 let lease = try await client.grantLease(ttl: ttl)
                 let keeper = client.keepAlive(lease: lease.id, ttl: lease.ttl)
-                var reported: Int?? = .none
+                let record = Record(
+                    name: name, group: group, pid: getpid(), updatedAt: store.now(), reportTokenHash: TokenHash.of(token: reportToken))
+                do {
+                    _ = try await client.put(key, try store.encode(record), lease: lease.id)
+                } catch {
+                    keeper.stop()
+                    throw error
+                }
+                state.withLock { state in
+                    state.written = record
+                    state.problem = nil
+                }
+                backoff = .milliseconds(500)
                 while !Task.isCancelled, keeper.loss == nil {
-                    let health = source.health
-                    if reported != .some(health.appliedChangeRevision) {
-                        let record = Record(
-                            name: name, group: group, pid: getpid(), appliedRevision: health.appliedRevision,
-                            updatedAt: store.now(), reportTokenHash: TokenHash.of(token: reportToken))
-                        _ = try await client.put(key, try store.encode(record), lease: lease.id)
-                        reported = .some(health.appliedChangeRevision)
-                        state.withLock { state in
-                            state.written = record
-                            state.problem = nil
-                        }
-                        backoff = .milliseconds(500)
-                    }
                     try? await Task.sleep(for: .milliseconds(500))
                 }
                 keeper.stop()

@@ -27,9 +27,8 @@ extension EtcdStore {
         let newest = Int(try await reader.get(Keys.auditNext)?.modRevision ?? 0)
         let records = try await reader.list(Keys.host("")).map { try self.decode(EtcdHostPresence.Record.self, $0) }
         let hosts = records.sorted { $0.name < $1.name }.map { record in
-            HostListing(
-                name: record.name, group: record.group, pid: record.pid, appliedRevision: record.appliedRevision,
-                lag: record.appliedRevision.map { max(0, newest - $0) }, updatedAt: record.updatedAt)
+            // Liveness only: how far each host has come is in its reports to the leader.
+            HostListing(name: record.name, group: record.group, pid: record.pid, appliedRevision: nil, lag: nil, updatedAt: record.updatedAt)
         }
         return (newest, hosts)
     }

@@ -28,9 +28,9 @@ import Synchronization
 //     rollout/state/%010d                 the rollout engine's state, raw bytes as given
 //     rollout/running/KIND                {"id"}: the unfinished rollout of KIND, absent when none
 //     setting/KEY                         {"updatedAt", "value"}
-//     host/NAME                           a host agent's presence, on its lease: {"appliedRevision",
-//                                         "group", "name", "pid", "reportTokenHash", "updatedAt"}
-//                                         (written by the host only)
+//     host/NAME                           a host agent's presence, on its lease: {"group", "name", "pid",
+//                                         "reportTokenHash", "updatedAt"} (written by the host only,
+//                                         once per lease)
 //     driver/leader                       the driver's leader, on its lease: {"api", "machine", "pid",
 //                                         "startedAt"} (`ControlListing`)
 //     session/SHA256                      an operator session, on its lease: {"actor", "openedAt"}

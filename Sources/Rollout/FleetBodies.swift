@@ -58,7 +58,8 @@ public struct FleetHostStatus: Codable, Sendable, Equatable {
     public var group: String
     /// Whether it holds its key in the store now (its lease alive).
     public var alive: Bool
-    /// Its key's value while alive: pid, applied revision, lag.
+    /// Its key's value while alive (pid, since when), with the applied revision and
+    /// lag of its last report.
     public var listing: HostListing?
     /// When its last report arrived, nil if none did since this control process led.
     public var reportedAt: Date?

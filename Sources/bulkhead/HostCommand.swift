@@ -45,16 +45,17 @@ struct HostCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the fleet's live hosts: group, pid, applied revision, lag, last report.",
+            abstract: "List the fleet's live hosts: group, pid, since when, cordoned.",
             discussion: """
                 A host is listed while its agent (`bulkhead serve --etcd … --host NAME`) holds its key \
-                PREFIX/host/NAME on its lease: one that stopped is gone within the lease's 10 s. LAG is \
-                how many revisions its replica is behind the store's newest change (0: caught up).
+                PREFIX/host/NAME on its lease: one that stopped is gone within the lease's 10 s. Read from \
+                etcd alone, so it works with no control process; how far each host has come (applied \
+                revision, lag) is in its reports to the leader: `bulkhead status --etcd`.
                 """
         )
 
         @OptionGroup var etcdOptions: EtcdOptions
-        @Flag(help: "Print JSON: {newestChange, hosts: [{name, group, pid, appliedRevision, lag, updatedAt}], cordoned: [NAME]}.")
+        @Flag(help: "Print JSON: {newestChange, hosts: [{name, group, pid, updatedAt}], cordoned: [NAME]}.")
         var json = false
 
         func validate() throws {
@@ -75,10 +76,9 @@ struct HostCommand: ParsableCommand {
                 return
             }
             let now = Date()
-            print(Table.render([["HOST", "GROUP", "PID", "APPLIED", "LAG", "REPORTED", "CORDONED"]] + hosts.map { host in
+            print(Table.render([["HOST", "GROUP", "PID", "UP", "CORDONED"]] + hosts.map { host in
                 [
-                    host.name, host.group, String(host.pid), host.appliedRevision.map(String.init) ?? "-",
-                    host.lag.map(String.init) ?? "-", "\(Int(now.timeIntervalSince(host.updatedAt).rounded())) s ago",
+                    host.name, host.group, String(host.pid), "\(Int(now.timeIntervalSince(host.updatedAt).rounded())) s",
                     cordoned.contains(host.name) ? "yes" : "no",
                 ]
             }))

@@ -173,7 +173,7 @@ struct ServeCommand: ParsableCommand {
             let client = try EtcdClient(configuration: configuration)
             let store = try EtcdStore(client: client, prefix: etcd.prefix)
             let source = EtcdFeedSource(store: store)
-            let presence = try EtcdHostPresence(store: store, name: host, group: group, source: source)
+            let presence = try EtcdHostPresence(store: store, name: host, group: group)
             return FleetHost(client: client, store: store, source: source, presence: presence)
         } catch {
             throw ValidationError("--etcd: \(error)")
