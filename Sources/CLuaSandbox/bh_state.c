@@ -215,6 +215,11 @@ void bh_sync_hook(lua_State *L, bh_context *ctx) {
     bh_sync_thread_hook(L, ctx);
 }
 
+void bh_restart_count(lua_State *L, int count) {
+    // Setting the hook again resets the thread's count to `count`.
+    lua_sethook(L, bh_hook, LUA_MASKCOUNT, count);
+}
+
 /// Writes "name:line: what" for the first limit hit of a call, while the hook's
 /// activation record still says where the script was.
 static void bh_record_limit(lua_State *L, lua_Debug *ar, bh_context *ctx, const char *what) {

@@ -299,4 +299,33 @@ import Testing
         #expect(script.limits == freeLimits)
         #expect(script.memoryUsed > 0)
     }
+
+    @Test func aSmallBudgetChargesEachCallOnlyItsOwnInstructions() throws {
+        // About 300 instructions a call under a budget of one hook period (1,000, the
+        // smallest a cohort allows): every call is inside it. The count the hook kept
+        // from one call to the next used to charge a later call a whole period.
+        let script = try load("""
+            function handle(req)
+              local n = 0
+              for i = 1, 150 do n = n + i end
+              return tostring(n)
+            end
+            """)
+        script.limits = SandboxLimits(instructions: 1_000, memoryBytes: 32 << 20, wallMilliseconds: 1000)
+        var failed: [String] = []
+        for _ in 0..<100 {
+            if case .failure(let error) = script.call() { failed.append(error.message) }
+        }
+        #expect(failed.isEmpty, "\(failed.count) of 100 calls of ~300 instructions failed under a 1,000-instruction budget: \(failed.first ?? "")")
+        // The budget still holds: a call of ~4,000 instructions is stopped.
+        let heavy = try load("""
+            function handle(req)
+              local n = 0
+              for i = 1, 2000 do n = n + i end
+              return tostring(n)
+            end
+            """)
+        heavy.limits = script.limits
+        #expect(try #require(failure(heavy.call())).kind == .limitCPU)
+    }
 }

@@ -260,6 +260,10 @@ int bh_set_nested_close_limit(int limit);
 /// or back from the sticky count of 1). Why C: needs the C hook function.
 void bh_sync_hook(lua_State *L, bh_context *ctx);
 
+/// Starts the main thread's instruction count afresh at `count` (its hook already
+/// counts by `count`). Why C: needs the C hook function.
+void bh_restart_count(lua_State *L, int count);
+
 /// Starts a call under limits: `instructions` (0 = no hook at all), a CLOCK_MONOTONIC
 /// deadline in ns (0 = none). A few stores; touches the hook only when its mode
 /// changes. Why C: inline, and the hook is C.
@@ -281,6 +285,12 @@ static inline void bh_begin(lua_State *L, bh_context *ctx, int64_t instructions,
     if (count != ctx->hook_count || lua_gethookcount(L) != count) {
         ctx->hook_count = count;
         bh_sync_hook(L, ctx);
+    } else if (count > 0) {
+        // The hook charges a whole `count` each time it fires, and Lua keeps a
+        // thread's count between calls: left as it was, the previous call's
+        // remainder would charge this call for instructions it never ran (with a
+        // budget of one period, a call of a few dozen instructions failed).
+        bh_restart_count(L, count);
     }
 }
 
