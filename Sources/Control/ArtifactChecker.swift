@@ -13,11 +13,11 @@ struct ArtifactChecker: ArtifactProcessChecks {
     /// Largest runtime accepted.
     static let maxRuntimeBytes = 256 * 1024
 
-    func checkRuntime(_ source: String) -> ControlError? {
+    func checkRuntime(_ source: String) async -> ControlError? {
         guard source.utf8.count <= Self.maxRuntimeBytes else {
             return ControlError(.tooLarge, "the runtime is \(source.utf8.count) bytes, over the \(Self.maxRuntimeBytes)-byte limit")
         }
-        let result = ChildProcess.run(executable, ["check-artifact", "--kind", "runtime"], input: source, timeout: 10)
+        let result = await ChildProcess.run(executable, ["check-artifact", "--kind", "runtime"], input: source, timeout: 10)
         guard let output = result else {
             return ControlError(.invalidRuntime, "the runtime check did not finish")
         }
@@ -26,7 +26,7 @@ struct ArtifactChecker: ArtifactProcessChecks {
     }
 
     /// Starts `path probe`: it must answer with this build's control protocol version.
-    func probeBinary(_ path: String) -> ControlError? {
+    func probeBinary(_ path: String) async -> ControlError? {
         guard path.hasPrefix("/") else {
             return ControlError(.invalidBinary, "give the binary's absolute path, got '\(path)'")
         }
@@ -37,12 +37,12 @@ struct ArtifactChecker: ArtifactProcessChecks {
             return ControlError(.invalidBinary, "\(path) is not an executable file")
         }
         // What the kernel can run: an ELF file or a script with a #! line. Anything
-        // else fails to start with a message Foundation does not make clear.
+        // else fails to start with a message that does not make this clear.
         let start = FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 4) } ?? Data()
         guard start.starts(with: [0x7f, 0x45, 0x4c, 0x46]) || start.starts(with: [0x23, 0x21]) else {
             return ControlError(.invalidBinary, "\(path) is neither an ELF executable nor a script starting with #!")
         }
-        guard let output = ChildProcess.run(path, ["probe"], input: "", timeout: 10) else {
+        guard let output = await ChildProcess.run(path, ["probe"], input: "", timeout: 10) else {
             return ControlError(.invalidBinary, "\(path) probe did not answer within 10 s")
         }
         let expected = "{\"protocol\":\(controlProtocolVersion)}"

@@ -63,9 +63,11 @@ public struct ControlPlaneStartError: Error, CustomStringConvertible, Sendable {
 /// agent follows the store's change feed; what only the host knows is asked over
 /// admin.sock (`HostClient`).
 ///
-/// Its state is either immutable after `start()` or behind its own lock; the
-/// operations block (a script check takes up to the cohort's wall limit), so the
-/// HTTP layer calls them off Swift's cooperative threads.
+/// Its state is either immutable after `start()` or behind its own lock. The
+/// operations that read or write the store block, so the HTTP layer calls them off
+/// Swift's cooperative threads; the checks that run a process (a script's, a rollout's
+/// artifact's, up to the cohort's wall limit or 10 s) are async and awaited, holding no
+/// thread while the process runs.
 public final class ControlPlane: @unchecked Sendable {
     let configuration: ControlPlaneConfiguration
     let logger: Logger
@@ -406,9 +408,12 @@ public final class ControlPlane: @unchecked Sendable {
 
     // MARK: - Scripts
 
-    /// Validates and stores a new version of a script; the host ships it to every
-    /// worker of the customer's pool from the feed. Nothing is stored when validation fails.
-    public func putScript(customer: Customer, name: String, source: Data, actor: String) -> Result<ScriptVersion, ControlError> {
+    /// Checks a new version of a script before anything is stored, refusing in this
+    /// order: its name, the customer's pool, its size, its encoding, the customer's
+    /// upload rate (a refusal after this still spends the upload), then the script
+    /// itself in a `check-script` process, awaited. Only what passes can be stored
+    /// (`storeScript`), so nothing is stored when validation fails.
+    public func checkScript(customer: Customer, name: String, source: Data) async -> Result<CheckedScript, ControlError> {
         guard ResourceName.isValid(name) else {
             return .failure(ControlError(.invalidName, "'\(name)' is not a valid script name (\(ResourceName.rule))"))
         }
@@ -424,15 +429,21 @@ public final class ControlPlane: @unchecked Sendable {
         guard takeUploadToken(customer: customer.name) else {
             return .failure(ControlError(.rateLimited, "more than \(Int(Self.uploadRate)) uploads per second; wait and retry"))
         }
-        if let refusal = ScriptChecker(executable: configuration.checkerExecutable).check(name: name, source: text, limits: limits) {
+        if let refusal = await ScriptChecker(executable: configuration.checkerExecutable).check(name: name, source: text, limits: limits) {
             return .failure(refusal)
         }
+        return .success(CheckedScript(customer: customer.name, name: name, source: text))
+    }
+
+    /// Stores a checked script as its next version; the host ships it to every worker
+    /// of the customer's pool from the feed. Blocks on the store's write.
+    public func storeScript(_ script: CheckedScript, actor: String) -> Result<ScriptVersion, ControlError> {
         do {
             let store = try store
             // A new version lifts a quarantine: the host does that as it applies the
             // version from the feed (quarantines are the host's).
-            let version = try store.putScriptVersion(customer: customer.name, name: name, source: text, actor: actor)
-            forgetScriptFile(customer: customer.name, name: name)
+            let version = try store.putScriptVersion(customer: script.customer, name: script.name, source: script.source, actor: actor)
+            forgetScriptFile(customer: script.customer, name: script.name)
             return .success(version)
         } catch {
             return .failure(Self.storeFailure(error))
@@ -553,12 +564,21 @@ public final class ControlPlane: @unchecked Sendable {
 
     /// Validates an artifact, stores it as the next version of its kind and starts
     /// rolling it out; returns the rollout id (see `RolloutDriver.startRollout`).
-    public func startRollout(kind: ArtifactKind, content: String, actor: String) -> Result<Int, ControlError> {
-        rolloutDriver.flatMap { driver in
-            // Planned over the pools as they are now (a scale changes them).
-            driver.setCohorts(refreshCohorts())
-            return driver.startRollout(kind: kind, content: content, actor: actor)
+    public func startRollout(kind: ArtifactKind, content: String, actor: String) async -> Result<Int, ControlError> {
+        let driver: RolloutDriver
+        switch rolloutDriver {
+        case .success(let running): driver = running
+        case .failure(let error): return .failure(error)
         }
+        // Planned over the pools as they are now (a scale changes them). Read on a
+        // dispatch thread: the cohort files, the replica and the driver's queue block.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                driver.setCohorts(self.refreshCohorts())
+                continuation.resume()
+            }
+        }
+        return await driver.startRollout(kind: kind, content: content, actor: actor)
     }
 
     /// Pause, resume, abort or promote a rollout.
@@ -585,6 +605,23 @@ public final class ControlPlane: @unchecked Sendable {
 
     static func storeFailure(_ error: any Error) -> ControlError {
         (error as? ControlError) ?? .fromStore(error)
+    }
+}
+
+/// A new version of a script that passed every check of an upload
+/// (`ControlPlane.checkScript`, the only maker of one), ready for `storeScript`.
+public struct CheckedScript: Sendable {
+    /// The customer it belongs to.
+    public let customer: String
+    /// The script's name.
+    public let name: String
+    /// Its source, UTF-8 text.
+    public let source: String
+
+    fileprivate init(customer: String, name: String, source: String) {
+        self.customer = customer
+        self.name = name
+        self.source = source
     }
 }
 

@@ -139,10 +139,11 @@ public final class RolloutDriver: @unchecked Sendable {
     /// rolling it out; returns the rollout id. A start that is refused (invalid,
     /// frozen, pinned, one already running, a plan the engine refuses) stores
     /// nothing: every check comes before the artifact is written.
-    public func startRollout(kind: ArtifactKind, content: String, actor: String) -> Result<Int, ControlError> {
-        // Off the queue: a runtime check or a binary probe runs a process (up to 10 s).
-        if let refusal = validate(kind, content: content) { return .failure(refusal) }
-        return queue.sync {
+    public func startRollout(kind: ArtifactKind, content: String, actor: String) async -> Result<Int, ControlError> {
+        // Awaited off the queue: a runtime check or a binary probe runs a process (up
+        // to 10 s), and no thread waits for it.
+        if let refusal = await validate(kind, content: content) { return .failure(refusal) }
+        return await onQueue { [self] in
             guard leads() else { return .failure(Self.following) }
             do {
                 let store = try openStore()
@@ -234,8 +235,16 @@ public final class RolloutDriver: @unchecked Sendable {
         return nil
     }
 
+    /// Runs `work` on `target` (the driver's queue unless given); the calling task
+    /// waits for it without holding a thread.
+    private func onQueue<T: Sendable>(_ target: DispatchQueue? = nil, _ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            (target ?? queue).async { continuation.resume(returning: work()) }
+        }
+    }
+
     /// The producer's checks, before anything ships.
-    private func validate(_ kind: ArtifactKind, content: String) -> ControlError? {
+    private func validate(_ kind: ArtifactKind, content: String) async -> ControlError? {
         // Fault injection for the test that workers still refuse what slipped past.
         if ProcessInfo.processInfo.environment["BULKHEAD_FAULT_SKIP_PRODUCER_VALIDATION"] == "1" { return nil }
         switch kind {
@@ -245,7 +254,7 @@ public final class RolloutDriver: @unchecked Sendable {
             }
             return nil
         case .runtime:
-            return checks.checkRuntime(content)
+            return await checks.checkRuntime(content)
         case .policy:
             do {
                 _ = try CohortPolicy.parse(content)
@@ -255,9 +264,10 @@ public final class RolloutDriver: @unchecked Sendable {
             }
         case .binary:
             let binary = BinaryArtifact(content: content)
-            if let refusal = checks.probeBinary(binary.path) { return refusal }
-            // A hash given is the file's here: a host checks its own against it.
-            if binary.sha256 != nil, let problem = binary.problem() {
+            if let refusal = await checks.probeBinary(binary.path) { return refusal }
+            // A hash given is the file's here: a host checks its own against it. Read
+            // and hashed on a dispatch thread (a binary is tens of MB).
+            if binary.sha256 != nil, let problem = await onQueue(.global(), { binary.problem() }) {
                 return ControlError(.invalidBinary, problem)
             }
             return nil

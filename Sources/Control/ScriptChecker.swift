@@ -17,14 +17,15 @@ struct ScriptChecker: Sendable {
         var message: String?
     }
 
-    /// Blocks until the check is done (at most the wall limit plus a margin).
-    func check(name: String, source: String, limits: CohortConfiguration.Limits) -> ControlError? {
+    /// Why the script is refused, or nil. Suspends (holding no thread) until the check
+    /// is done: at most the wall limit plus a margin.
+    func check(name: String, source: String, limits: CohortConfiguration.Limits) async -> ControlError? {
         let arguments = [
             "check-script", "--name", name, "--instructions", String(limits.instructions),
             "--memory-mb", String(limits.memoryMB), "--wall-ms", String(limits.wallMilliseconds),
         ]
         let timeout = Double(limits.wallMilliseconds) / 1000 + 3
-        guard let output = ChildProcess.run(executable, arguments, input: source, timeout: timeout, mergeStderr: false) else {
+        guard let output = await ChildProcess.run(executable, arguments, input: source, timeout: timeout, mergeStderr: false) else {
             return ControlError(.limitWall, "\(name).lua: loading the script ran past the \(limits.wallMilliseconds) ms deadline")
         }
         let data = Data(output.text.utf8)

@@ -21,9 +21,12 @@ public struct ControlOperations: Sendable {
 
     // MARK: A customer's own scripts
 
-    /// Validates and stores a new version of `customer`'s script `name`.
+    /// Validates and stores a new version of `customer`'s script `name`. The check is
+    /// awaited here (its process holds no thread); only the store's write runs on a
+    /// blocking thread, and a refused upload stores nothing.
     public func putScript(_ customer: Customer, name: String, source: Data, actor: String) async throws(ControlError) -> UploadAnswer {
-        UploadAnswer(try await call { plane.putScript(customer: customer, name: name, source: source, actor: actor) })
+        let checked = try await plane.checkScript(customer: customer, name: name, source: source).get()
+        return UploadAnswer(try await call { plane.storeScript(checked, actor: actor) })
     }
 
     /// `customer`'s scripts.
@@ -146,7 +149,7 @@ public struct ControlOperations: Sendable {
 
     /// Validates an artifact and starts its rollout.
     public func startRollout(_ start: StartRollout, actor: String) async throws(ControlError) -> RolloutCreated {
-        RolloutCreated(id: try await call { plane.startRollout(kind: start.kind, content: start.content, actor: actor) })
+        RolloutCreated(id: try await plane.startRollout(kind: start.kind, content: start.content, actor: actor).get())
     }
 
     /// A rollout's stages, gate numbers and decisions.

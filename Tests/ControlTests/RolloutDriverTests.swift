@@ -22,10 +22,10 @@ import Testing
     /// The producer's process checks are not exercised here (rules are validated in
     /// process); a runtime or binary reaching them is a test bug.
     struct NoProcessChecks: ArtifactProcessChecks {
-        func checkRuntime(_ source: String) -> ControlError? {
+        func checkRuntime(_ source: String) async -> ControlError? {
             ControlError(.internal, "no runtime checks in this test")
         }
-        func probeBinary(_ path: String) -> ControlError? {
+        func probeBinary(_ path: String) async -> ControlError? {
             ControlError(.internal, "no binary probes in this test")
         }
     }
@@ -77,8 +77,8 @@ import Testing
         }
 
         /// Starts a rules rollout; fails the test when refused.
-        func start() throws -> Int {
-            try driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test").get()
+        func start() async throws -> Int {
+            try await driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test").get()
         }
 
         /// What the driver stored of rollout `id`.
@@ -96,9 +96,9 @@ import Testing
     /// A healthy window: 500 requests, no errors, p99 20 ms.
     static let healthy = StageSample(requests: 500, p99Milliseconds: 20)
 
-    @Test func aReportOnAStaleStageOrWindowIsIgnored() throws {
+    @Test func aReportOnAStaleStageOrWindowIsIgnored() async throws {
         let fixture = try Fixture()
-        let id = try fixture.start()
+        let id = try await fixture.start()
         let started = try fixture.stored(id)
         #expect(started.currentStage == 0)
         let bake = try #require(started.bakeStartedAt)
@@ -121,9 +121,9 @@ import Testing
         #expect(try fixture.driver.status(id: id).get().currentStage == 0)
     }
 
-    @Test func aPassingReportAdvancesTheStageAndWritesARolloutChange() throws {
+    @Test func aPassingReportAdvancesTheStageAndWritesARolloutChange() async throws {
         let fixture = try Fixture()
-        let id = try fixture.start()
+        let id = try await fixture.start()
         let bake = try #require(try fixture.stored(id).bakeStartedAt)
         let before = try fixture.store.feedBounds().latest
         fixture.clock.advance(11)
@@ -146,9 +146,9 @@ import Testing
         #expect(try fixture.replica.stageReports().count == 1)
     }
 
-    @Test func aGuardTripInAReportRollsBack() throws {
+    @Test func aGuardTripInAReportRollsBack() async throws {
         let fixture = try Fixture()
-        let id = try fixture.start()
+        let id = try await fixture.start()
         let bake = try #require(try fixture.stored(id).bakeStartedAt)
         fixture.clock.advance(1)
         let trip = LocalGuardReport(
@@ -170,15 +170,15 @@ import Testing
         #expect(try fixture.store.runningRollout(kind: .rules) == nil)
     }
 
-    @Test func aRefusedStartStoresNothing() throws {
+    @Test func aRefusedStartStoresNothing() async throws {
         let fixture = try Fixture()
         // Invalid rules: refused by validation.
-        let invalid = fixture.driver.startRollout(kind: .rules, content: #"{"rules": 3}"#, actor: "test")
+        let invalid = await fixture.driver.startRollout(kind: .rules, content: #"{"rules": 3}"#, actor: "test")
         #expect(throws: ControlError.self) { try invalid.get() }
         // Frozen on the host (its replica): refused before anything is written.
         try fixture.replica.setFrozen(true, actor: "test")
         let bounds = try fixture.store.feedBounds()
-        let frozen = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        let frozen = await fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
         switch frozen {
         case .success(let id): Issue.record("started rollout \(id) while frozen")
         case .failure(let error): #expect(error.kind == .frozen, "\(error)")
@@ -188,12 +188,12 @@ import Testing
         #expect(try fixture.store.feedBounds() == bounds, "nothing in the feed")
     }
 
-    @Test func aPinOnTheHostRefusesAStartAndAbortsARunningRolloutNamingBreakGlass() throws {
+    @Test func aPinOnTheHostRefusesAStartAndAbortsARunningRolloutNamingBreakGlass() async throws {
         let fixture = try Fixture()
-        let id = try fixture.start()
+        let id = try await fixture.start()
         try fixture.replica.setPin(.rules, version: 0, actor: "break-glass:test")
         let bounds = try fixture.store.feedBounds()
-        let refused = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        let refused = await fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
         switch refused {
         case .success(let other): Issue.record("started rollout \(other) while the host pins the rules")
         case .failure(let error): #expect(error.kind == .rolloutRunning || error.kind == .pinned, "\(error)")
@@ -205,7 +205,7 @@ import Testing
         #expect(stored.decisions.last?.by.contains("break glass") == true, "the decision names break glass: \(stored.decisions.last.map { "\($0)" } ?? "none")")
         #expect(try fixture.store.runningRollout(kind: .rules) == nil)
         // With the rollout gone, a start of the pinned kind is refused as pinned, storing nothing.
-        let pinned = fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
+        let pinned = await fixture.driver.startRollout(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test")
         switch pinned {
         case .success(let other): Issue.record("started rollout \(other) while the host pins the rules")
         case .failure(let error): #expect(error.kind == .pinned && error.message.contains("unpin"), "\(error)")
@@ -213,22 +213,22 @@ import Testing
         #expect(try fixture.store.latestArtifact(kind: .rules)?.version == 1, "only the first rollout's version is stored")
     }
 
-    @Test func aRolloutAfterAnUnpinStartsFromTheVersionTheHostRuns() throws {
+    @Test func aRolloutAfterAnUnpinStartsFromTheVersionTheHostRuns() async throws {
         let fixture = try Fixture()
         // The control store's last completed rules are v2 (found bad later); break
         // glass pinned the host to v1 and was lifted, which leaves v1 running there.
         for _ in 1...2 { _ = try fixture.store.putArtifact(kind: .rules, content: #"{"rules":[],"rulesets":{}}"#, actor: "test") }
         for pool in ["free", "pro"] { try fixture.store.setActiveVersion(2, of: .rules, inPool: pool, actor: "test") }
         try fixture.replica.keepActiveVersion(1, of: .rules, pools: ["free", "pro"], actor: "break-glass:test")
-        let id = try fixture.start()
+        let id = try await fixture.start()
         // What it replaces, and what a failed gate would put back, is v1, not the bad v2.
         #expect(try fixture.stored(id).previousVersion == 1)
         #expect(try fixture.store.rollout(id: id)?.fromVersion == 1)
     }
 
-    @Test func aFreezeOnTheHostStopsTheStageFromAdvancing() throws {
+    @Test func aFreezeOnTheHostStopsTheStageFromAdvancing() async throws {
         let fixture = try Fixture()
-        let id = try fixture.start()
+        let id = try await fixture.start()
         let started = try fixture.stored(id)
         let bake = try #require(started.bakeStartedAt)
         try fixture.replica.setFrozen(true, actor: "break-glass:test")
@@ -276,9 +276,9 @@ import Testing
         }
     }
 
-    @Test func aPolicyRollsOutToItsOwnCohortUnderTheGateItReplacesAndThenPlansTheNext() throws {
+    @Test func aPolicyRollsOutToItsOwnCohortUnderTheGateItReplacesAndThenPlansTheNext() async throws {
         let fixture = try Fixture()
-        let id = try fixture.driver.startRollout(kind: .policy, content: Self.proPolicy, actor: "test").get()
+        let id = try await fixture.driver.startRollout(kind: .policy, content: Self.proPolicy, actor: "test").get()
         let started = try fixture.stored(id)
         // Pro's pools alone, judged by pro's gate from its cohort file (bake 10 s),
         // not by the 30 s the new policy brings.
@@ -293,7 +293,7 @@ import Testing
         #expect(try fixture.store.activePolicy(ofPool: "pro")?.limits.instructions == 5_000_000)
 
         // The next rollout is planned under the policy: pro comes first now, with its new gate.
-        let next = try fixture.start()
+        let next = try await fixture.start()
         let planned = try fixture.stored(next)
         #expect(planned.stages.map(\.name) == ["pro", "free"], "\(planned.stages.map(\.name))")
         #expect(planned.stages.first?.gate.bakeSeconds == 30)
@@ -306,10 +306,10 @@ import Testing
         ("name = \"gold\"\norder = 2\n", "no such pool"),
         ("not toml at all [", "not valid TOML"),
     ])
-    func aPolicyThatDoesNotParseOrNamesNoPoolIsRefusedAndStoresNothing(content: String, says: String) throws {
+    func aPolicyThatDoesNotParseOrNamesNoPoolIsRefusedAndStoresNothing(content: String, says: String) async throws {
         let fixture = try Fixture()
         let bounds = try fixture.store.feedBounds()
-        switch fixture.driver.startRollout(kind: .policy, content: content, actor: "test") {
+        switch await fixture.driver.startRollout(kind: .policy, content: content, actor: "test") {
         case .success(let id): Issue.record("started rollout \(id) of a bad policy")
         case .failure(let error):
             #expect(error.kind == .invalidPolicy, "\(error)")
