@@ -46,10 +46,10 @@ struct CohortCommand: ParsableCommand {
             }
             print("\(pool.name): port \(pool.port), order \(pool.order), \(pool.desiredWorkers) workers, config \(pool.configSource)"
                 + (pool.degraded ? ", DEGRADED" : ""))
-            print(Table.render([["SLOT", "PID", "READY", "REQUESTS", "RUNTIME", "RULES", "BINARY", "RSS MB"]] + pool.workers.map { worker in
+            print(Table.render([["SLOT", "PID", "READY", "REQUESTS", "RUNTIME", "RULES", "BINARY", "POLICY", "RSS MB"]] + pool.workers.map { worker in
                 [String(worker.slot), String(worker.pid), worker.ready ? "yes" : "no", String(worker.stats.requests),
                  String(worker.stats.versions.runtime), String(worker.stats.versions.rules), String(worker.stats.versions.binary),
-                 String(worker.stats.residentBytes / 1_048_576)]
+                 String(worker.stats.versions.policy), String(worker.stats.residentBytes / 1_048_576)]
             }))
         }
     }
