@@ -428,15 +428,17 @@ extension Supervisor {
     /// In a fleet, every tick: a host whose feed is cut off, or whose reports do not
     /// reach the leader, for `stageConfirmationDeadline` seconds puts every slot a
     /// rollout covers back on the rollout's previous version (the last completed), on
-    /// its own; once both work again it follows the fleet's machines as they are now
-    /// (a rollback, a pause, a later stage). Level-triggered: the desired version is
-    /// recomputed from the state, never replayed.
+    /// its own; once both work again (`StageConfirmation`) it follows the fleet's
+    /// machines as they are now (a rollback, a pause, a later stage). Level-triggered:
+    /// the desired version is recomputed from the state, never replayed.
     func checkStageConfirmation(now: Double) {
         guard configuration.hostName != nil else { return }
-        let cutOff = [replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970, stageRunner.reportsFailingSince]
-            .compactMap { $0 }.min()
-        let suspend = cutOff.map { now - $0 >= configuration.stageConfirmationDeadline } ?? false
-        guard suspend != (stageRunner.stagesSuspendedSince != nil) else { return }
+        let failing = [replicaFeed.follower.reader?.cutOffSince?.timeIntervalSince1970, stageRunner.reportsFailingSince]
+        let cutOff = failing.compactMap { $0 }.min()
+        let wasSuspended = stageRunner.stagesSuspendedSince != nil
+        let suspend = StageConfirmation.suspended(
+            wasSuspended, cutOffSince: failing, now: now, deadline: configuration.stageConfirmationDeadline)
+        guard suspend != wasSuspended else { return }
         if suspend {
             stageRunner.stagesSuspendedSince = now
             let running = replicaFeed.rollouts.values.map { "\($0.id)" }.sorted().joined(separator: ",")
