@@ -19,13 +19,18 @@ public struct ScriptSpec: Codable, Sendable, Equatable {
     public var version: Int
     /// Lua source text.
     public var source: String
+    /// A gradual deployment's split: a share of the requests goes to its candidate
+    /// version. Nil for a script served by its active version alone (and from
+    /// supervisors built before deployments).
+    public var split: ScriptSplit?
 
     /// Creates a spec.
-    public init(customer: String, name: String, version: Int, source: String) {
+    public init(customer: String, name: String, version: Int, source: String, split: ScriptSplit? = nil) {
         self.customer = customer
         self.name = name
         self.version = version
         self.source = source
+        self.split = split
     }
 }
 

@@ -90,6 +90,9 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     /// version that arrive in a later heartbeat stay with that version. Nil from a
     /// worker of a build that predates them (see `VersionCounts.attributed`).
     public var byVersion: [VersionCounts]?
+    /// The scripts under a gradual deployment, counted by version. Nil from a worker
+    /// of a build that predates deployments.
+    public var splits: [SplitCounts]?
 
     /// Most distinct signatures a worker keeps; more are folded into one entry.
     public static let maxSignatures = 200
@@ -114,6 +117,7 @@ public struct WorkerStats: Codable, Sendable, Equatable {
         openConnections = try container.decodeIfPresent(Int.self, forKey: .openConnections) ?? 0
         scriptCounters = try container.decodeIfPresent([String: ScriptCounters].self, forKey: .scriptCounters) ?? [:]
         byVersion = try container.decodeIfPresent([VersionCounts].self, forKey: .byVersion)
+        splits = try container.decodeIfPresent([SplitCounts].self, forKey: .splits)
     }
 
     /// The error kinds that are the customer script's own failures (what a gate

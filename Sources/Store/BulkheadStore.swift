@@ -21,4 +21,4 @@
 /// - `actor` is who made the change, as the audit log shows it (`customer:acme`,
 ///   `admin`, `rollout`, `break-glass`, …); it must not be empty.
 /// - Errors are ``StoreError``s.
-public protocol BulkheadStore: CustomerStore, ScriptStore, ArtifactStore, RolloutStore, SettingsStore, AuditLog {}
+public protocol BulkheadStore: CustomerStore, ScriptStore, DeploymentStore, ArtifactStore, RolloutStore, SettingsStore, AuditLog {}
