@@ -41,11 +41,12 @@ extension CohortConfiguration {
             restart.windowSeconds = try section.double("window_seconds", in: 0.1...86_400, default: restart.windowSeconds)
             try section.refuseUnknownKeys()
         }
+        let deploy = try reader.deploy()
         try reader.refuseUnknownKeys()
 
         return CohortConfiguration(
             name: name, order: order, port: port, workers: workers, canaryWorkers: canary,
-            limits: limits, gate: gate, restart: restart)
+            limits: limits, gate: gate, restart: restart, deploy: deploy)
     }
 
     /// The pool name a cohort file stands for: its base name without `.toml`.
@@ -192,6 +193,36 @@ private struct TableReader {
         return number
     }
 
+    /// The `[deploy]` table, nil when absent.
+    mutating func deploy() throws(CohortConfigurationError) -> ScriptDeployDefaults? {
+        guard var section = try section("deploy") else { return nil }
+        var defaults = ScriptDeployDefaults()
+        if let raw = section.value("strategy") {
+            let names = ScriptDeployStrategy.allCases.map(\.rawValue).joined(separator: ", ")
+            guard let text = raw.string, let strategy = ScriptDeployStrategy(rawValue: text) else {
+                throw section.error("strategy", "must be one of \(names)")
+            }
+            defaults.strategy = strategy
+        }
+        if let raw = section.value("steps") {
+            guard let array = raw.array else { throw section.error("steps", "must be an array of percentages, got \(raw.type)") }
+            var steps: [Double] = []
+            for item in array {
+                if let integer = item.int {
+                    steps.append(Double(integer))
+                } else if let floating = item.double, floating.isFinite {
+                    steps.append(floating)
+                } else {
+                    throw section.error("steps", "must be an array of percentages, got an element of type \(item.type)")
+                }
+            }
+            if let problem = ScriptDeployDefaults.problem(steps: steps) { throw section.error("steps", problem) }
+            defaults.steps = steps
+        }
+        try section.refuseUnknownKeys()
+        return defaults
+    }
+
     mutating func section(_ key: String) throws(CohortConfigurationError) -> TableReader? {
         guard let raw = value(key) else { return nil }
         guard let table = raw.table else { throw error(key, "must be a table ([\(prefix + key)]), got \(raw.type)") }
@@ -299,7 +330,7 @@ extension CohortPolicy {
         let order = try reader.int("order", in: -1_000_000...1_000_000)
         let limits = try reader.limits()
         let gate = try reader.gate()
-        for hostLocal in ["port", "workers", "canary_workers", "restart"] { _ = reader.value(hostLocal) }
+        for hostLocal in ["port", "workers", "canary_workers", "restart", "deploy"] { _ = reader.value(hostLocal) }
         try reader.refuseUnknownKeys()
         return CohortPolicy(cohort: name, order: order, limits: limits, gate: gate)
     }

@@ -18,6 +18,8 @@ public struct CohortConfiguration: Codable, Sendable, Equatable {
     public var gate: Gate
     /// How the supervisor restarts the pool's workers.
     public var restart: Restart
+    /// How customers' script uploads go live (`[deploy]`); nil: immediately.
+    public var deploy: ScriptDeployDefaults? = nil
 
     /// Per-request limits; `memoryMB` caps each script's whole state.
     public struct Limits: Codable, Sendable, Equatable {

@@ -90,6 +90,8 @@ public final class ControlPlane: @unchecked Sendable {
     let storedScriptFiles = Mutex(StoredScriptFiles())
     /// The rollout driver; created by `start()`.
     public private(set) var driver: RolloutDriver?
+    /// The script deployment driver; created by `start()`.
+    public private(set) var deployments: DeploymentDriver?
     /// What only the host knows, asked over admin.sock.
     public let host: HostClient
     /// In a fleet: the hosts' health reports, taken while this process leads.
@@ -164,12 +166,18 @@ public final class ControlPlane: @unchecked Sendable {
             cohorts: cohorts, logger: logger, leads: configuration.driverLeads, fleet: fleetReports)
         driver.start()
         self.driver = driver
+        let deployments = DeploymentDriver(
+            store: { [unowned self] in try self.driverStore() }, replicaPath: configuration.data.replicaFile,
+            logger: logger, leads: configuration.driverLeads, fleet: fleetReports)
+        deployments.start()
+        self.deployments = deployments
         startTimer()
     }
 
-    /// Stops the driver and the poller.
+    /// Stops the drivers and the poller.
     public func stop() {
         driver?.stop()
+        deployments?.stop()
         queue.sync {
             timer?.cancel()
             timer = nil
@@ -262,14 +270,14 @@ public final class ControlPlane: @unchecked Sendable {
         return cohorts
     }
 
-    private func cohort(named name: String) -> CohortConfiguration? {
+    func cohort(named name: String) -> CohortConfiguration? {
         cohorts.first { $0.name == name }
     }
 
     /// A cohort under the policy it runs (the store's active policy version for its
     /// pool): an upload is checked against the limits its scripts run under. A policy
     /// that cannot be read leaves the cohort file's, and is logged.
-    private func policyCohort(named name: String) -> CohortConfiguration? {
+    func policyCohort(named name: String) -> CohortConfiguration? {
         guard let cohort = cohort(named: name) else { return nil }
         do {
             return try store.activePolicy(ofPool: name)?.applied(to: cohort) ?? cohort

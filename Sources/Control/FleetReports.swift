@@ -86,6 +86,11 @@ public final class FleetReports: Sendable {
         }
     }
 
+    /// Each host's last deployment reports, and when they arrived.
+    func hostDeploymentReports() -> [(reports: [DeploymentReport], at: Date)] {
+        state.withLock { state in state.reports.values.map { ($0.report.deployments, $0.at) } }
+    }
+
     /// The fleet: every host alive in the store, with its last report, and hosts
     /// that reported within `keepGone` but are gone from the store (not alive).
     public func status(answeredBy: String?, leading: Bool) async throws(ControlError) -> FleetStatus {
@@ -121,5 +126,28 @@ public final class FleetReports: Sendable {
         return FleetStatus(
             newestChange: live.newestChange, answeredBy: answeredBy, leading: leading,
             hosts: hosts.sorted { $0.name < $1.name })
+    }
+}
+
+extension FleetReports {
+    /// The fleet's reports on each deployment, summed over the hosts that reported
+    /// within `freshWithin` seconds; a deployment whose hosts report different
+    /// shares (a step not yet taken everywhere) has none until they agree.
+    public func deploymentReports(freshWithin: TimeInterval) -> [Int: DeploymentReport] {
+        let now = Date()
+        let all = hostDeploymentReports().filter { now.timeIntervalSince($0.at) <= freshWithin }.flatMap(\.reports)
+        var sums: [Int: DeploymentReport] = [:]
+        var disagreeing = Set<Int>()
+        for report in all {
+            if var sum = sums[report.deployment] {
+                if sum.percent != report.percent { disagreeing.insert(report.deployment) }
+                sum.add(report)
+                sums[report.deployment] = sum
+            } else {
+                sums[report.deployment] = report
+            }
+        }
+        for id in disagreeing { sums[id] = nil }
+        return sums
     }
 }

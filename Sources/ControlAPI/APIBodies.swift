@@ -19,18 +19,24 @@ public struct UploadAnswer: Codable, Sendable {
     public var size: Int
     /// When it was stored.
     public var createdAt: Date
+    /// Whether the version serves every request now (false: stored with
+    /// `live=false`, or under the deployment below).
+    public var live: Bool
+    /// The gradual deployment the upload started (the cohort's `[deploy]` strategy).
+    public var deployment: Int?
 
-    /// Creates the body from the store's record.
+    /// Creates the body from the store's record of a version that went live.
     public init(_ version: ScriptVersion) {
         name = version.name
         self.version = version.version
         sha256 = version.sha256
         size = version.size
         createdAt = version.createdAt
+        live = true
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, version, sha256, size
+        case name, version, sha256, size, live, deployment
         case createdAt = "created_at"
     }
 }

@@ -79,8 +79,28 @@ public enum ControlAPI {
             let customer = try context.requireCustomer()
             let source = try await scriptBody(request)
             let answer = try await operations.putScript(
-                customer, name: parameter("name", context), source: source, actor: "customer:\(customer.name)")
+                customer, name: parameter("name", context), source: source, live: try liveParameter(request),
+                actor: "customer:\(customer.name)")
             return json(answer, status: .created)
+        },
+        Route(method: .post, path: "/v1/scripts/:name/deployments") { operations, request, context in
+            let customer = try context.requireCustomer()
+            let start = try await decode(StartDeployment.self, request, limit: 4096, startDeploymentShape)
+            return json(try await operations.startDeployment(
+                of: customer.name, name: parameter("name", context), start, actor: "customer:\(customer.name)"), status: .created)
+        },
+        Route(method: .get, path: "/v1/scripts/:name/deployments") { operations, _, context in
+            json(try await operations.deployments(of: try context.requireCustomer().name, name: parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/scripts/:name/deployments/:id") { operations, _, context in
+            json(try await operations.deployment(
+                of: try context.requireCustomer().name, name: parameter("name", context), id: rolloutID(context)))
+        },
+        Route(method: .post, path: "/v1/scripts/:name/deployments/:id/:command") { operations, _, context in
+            let customer = try context.requireCustomer()
+            return json(try await operations.operate(
+                deployment: rolloutID(context), of: customer.name, name: parameter("name", context),
+                try deploymentOperation(context), actor: "customer:\(customer.name)"))
         },
         Route(method: .get, path: "/v1/scripts") { operations, _, context in
             json(try await operations.scripts(of: try context.requireCustomer().name))
@@ -133,8 +153,30 @@ public enum ControlAPI {
             try context.requireAdmin()
             let source = try await scriptBody(request)
             let answer = try await operations.putScript(
-                for: parameter("customer", context), name: parameter("name", context), source: source, actor: context.actor)
+                for: parameter("customer", context), name: parameter("name", context), source: source,
+                live: try liveParameter(request), actor: context.actor)
             return json(answer, status: .created)
+        },
+        Route(method: .post, path: "/v1/admin/scripts/:customer/:name/deployments") { operations, request, context in
+            try context.requireAdmin()
+            let start = try await decode(StartDeployment.self, request, limit: 4096, startDeploymentShape)
+            return json(try await operations.startDeployment(
+                of: parameter("customer", context), name: parameter("name", context), start, actor: context.actor), status: .created)
+        },
+        Route(method: .get, path: "/v1/admin/scripts/:customer/:name/deployments") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.deployments(of: parameter("customer", context), name: parameter("name", context)))
+        },
+        Route(method: .get, path: "/v1/admin/scripts/:customer/:name/deployments/:id") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.deployment(
+                of: parameter("customer", context), name: parameter("name", context), id: rolloutID(context)))
+        },
+        Route(method: .post, path: "/v1/admin/scripts/:customer/:name/deployments/:id/:command") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.operate(
+                deployment: rolloutID(context), of: parameter("customer", context), name: parameter("name", context),
+                try deploymentOperation(context), actor: context.actor))
         },
         Route(method: .post, path: "/v1/admin/scripts/:customer/:name/rollback") { operations, request, context in
             try context.requireAdmin()
@@ -193,6 +235,28 @@ public enum ControlAPI {
 
     static func rolloutID(_ context: some RequestContext) -> Int {
         context.parameters.get("id").flatMap { Int($0) } ?? -1
+    }
+
+    /// What a deployment's body must look like, for the error that refuses another.
+    static let startDeploymentShape =
+        "the body must be {\"version\": N, \"strategy\": \"immediate|gradual\", \"steps\": [1, 10, 50, 100], \"key_header\": …} (all but version optional)"
+
+    /// `?live=false` on an upload: store without going live. Absent: true.
+    static func liveParameter(_ request: Request) throws(ControlError) -> Bool {
+        switch request.uri.queryParameters["live"].map(String.init) {
+        case nil, "true": true
+        case "false": false
+        case let other?: throw ControlError(.invalid, "live must be true or false, got '\(other)'")
+        }
+    }
+
+    /// The command of `…/deployments/{id}/{command}`.
+    static func deploymentOperation(_ context: some RequestContext) throws(ControlError) -> DeploymentOperation {
+        let name = parameter("command", context)
+        guard let operation = DeploymentOperation(rawValue: name) else {
+            throw ControlError(.notFound, "no deployment command '\(name)' (pause, resume, abort, promote)")
+        }
+        return operation
     }
 
     /// A script upload's body, up to the largest any cohort allows.

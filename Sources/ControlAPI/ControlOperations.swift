@@ -24,9 +24,56 @@ public struct ControlOperations: Sendable {
     /// Validates and stores a new version of `customer`'s script `name`. The check is
     /// awaited here (its process holds no thread); only the store's write runs on a
     /// blocking thread, and a refused upload stores nothing.
-    public func putScript(_ customer: Customer, name: String, source: Data, actor: String) async throws(ControlError) -> UploadAnswer {
+    ///
+    /// With `live` false the version is stored without going live (deploy it
+    /// later). Otherwise the customer's cohort decides (`[deploy] strategy`): at
+    /// once, or — for a script that has a version already — as a gradual deployment
+    /// started here, whose id the answer carries.
+    public func putScript(
+        _ customer: Customer, name: String, source: Data, live: Bool = true, actor: String
+    ) async throws(ControlError) -> UploadAnswer {
         let checked = try await plane.checkScript(customer: customer, name: name, source: source).get()
-        return UploadAnswer(try await call { plane.storeScript(checked, actor: actor) })
+        let defaults = plane.deployDefaults(ofCohort: customer.cohort)
+        guard !live || defaults.strategy == .gradual else {
+            return UploadAnswer(try await call { plane.storeScript(checked, actor: actor) })
+        }
+        let stored = try await call { plane.storeScriptInactive(checked, actor: actor) }
+        var answer = UploadAnswer(stored)
+        let summary = try await call { plane.script(customer: customer.name, name: name) }.0
+        answer.live = summary.activeVersion == stored.version
+        guard live, !answer.live else { return answer }
+        let deployment = try await plane.startDeployment(
+            customer: customer.name, name: name, order: DeploymentOrder(version: stored.version, strategy: .gradual), actor: actor
+        ).get()
+        answer.deployment = deployment.record.id
+        return answer
+    }
+
+    // MARK: Deployments (a customer's, or any as the operator)
+
+    /// Starts a deployment of a stored version.
+    public func startDeployment(
+        of customer: String, name: String, _ start: StartDeployment, actor: String
+    ) async throws(ControlError) -> DeploymentInfo {
+        let order = try start.order()
+        return DeploymentInfo(try await plane.startDeployment(customer: customer, name: name, order: order, actor: actor).get())
+    }
+
+    /// A script's deployments, newest first.
+    public func deployments(of customer: String, name: String) async throws(ControlError) -> DeploymentList {
+        DeploymentList(deployments: try await call { plane.deployments(customer: customer, name: name) }.map(DeploymentInfo.init))
+    }
+
+    /// One deployment.
+    public func deployment(of customer: String, name: String, id: Int) async throws(ControlError) -> DeploymentInfo {
+        DeploymentInfo(try await call { plane.deployment(customer: customer, name: name, id: id) })
+    }
+
+    /// Pauses, resumes, aborts or promotes a deployment.
+    public func operate(
+        deployment id: Int, of customer: String, name: String, _ operation: DeploymentOperation, actor: String
+    ) async throws(ControlError) -> DeploymentInfo {
+        DeploymentInfo(try await plane.operateDeployment(operation, id: id, customer: customer, name: name, actor: actor).get())
     }
 
     /// `customer`'s scripts.
@@ -48,7 +95,10 @@ public struct ControlOperations: Sendable {
     /// A script's recent log lines (kept by the host that runs it).
     public func logs(of customer: String, name: String) async throws(ControlError) -> LogLines {
         try await call { plane.requireScript(customer: customer, name: name) }
-        return try await plane.host.logs(customer: customer, name: name)
+        var lines = try await plane.host.logs(customer: customer, name: name)
+        // The deployments' decisions, with their numbers, after the host's lines.
+        lines.lines += try await call { .success(plane.deploymentLogLines(customer: customer, name: name)) }
+        return lines
     }
 
     /// Makes an earlier version active: `version`, or the one before the active one.
@@ -132,9 +182,9 @@ public struct ControlOperations: Sendable {
     }
 
     /// Uploads a script for `customer` as the operator.
-    public func putScript(for customer: String, name: String, source: Data, actor: String) async throws(ControlError) -> UploadAnswer {
+    public func putScript(for customer: String, name: String, source: Data, live: Bool = true, actor: String) async throws(ControlError) -> UploadAnswer {
         let owner = try await call { plane.customer(named: customer) }
-        return try await putScript(owner, name: name, source: source, actor: actor)
+        return try await putScript(owner, name: name, source: source, live: live, actor: actor)
     }
 
     /// Releases a quarantined script (the host keeps quarantines).

@@ -18,13 +18,31 @@ public struct HostReport: Codable, Sendable, Equatable {
     /// Its report on each running rollout's current stage (what the leader's driver
     /// judges a fleet stage on), by rollout.
     public var stages: [StageReport]
+    /// Its report on each script deployment's current step. Absent from hosts built
+    /// before deployments.
+    public var deployments: [DeploymentReport]
 
     /// A report.
-    public init(host: String, group: String, status: HostStatus, stages: [StageReport] = []) {
+    public init(host: String, group: String, status: HostStatus, stages: [StageReport] = [], deployments: [DeploymentReport] = []) {
         self.host = host
         self.group = group
         self.status = status
         self.stages = stages
+        self.deployments = deployments
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case host, group, status, stages, deployments
+    }
+
+    /// Decodes a report; one from a host built before deployments has none.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        host = try container.decode(String.self, forKey: .host)
+        group = try container.decode(String.self, forKey: .group)
+        status = try container.decode(HostStatus.self, forKey: .status)
+        stages = try container.decode([StageReport].self, forKey: .stages)
+        deployments = try container.decodeIfPresent([DeploymentReport].self, forKey: .deployments) ?? []
     }
 }
 

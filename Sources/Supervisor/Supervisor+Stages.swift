@@ -387,6 +387,7 @@ extension Supervisor {
         for id in stageRunner.stages.reported.subtracting(live).sorted() {
             if (try? replica.removeStageReport(rollout: id)) != nil { stageRunner.stages.reported.remove(id) }
         }
+        runDeploymentReports(now: now)
     }
 
     /// What the host measured of a rollout's acknowledged stage, or nil before any.
@@ -596,6 +597,8 @@ struct StageRunner {
     /// The host's own protection of the slots running a rollout's new version: it
     /// acts on what this host observes, without the rollout's driver.
     var localGuard = LocalGuard()
+    /// The host's windows on scripts' gradual deployments.
+    var deployments = DeploymentWindows()
     /// Pool totals once a second (baselines of last stages).
     var poolSnapshots: [String: [PoolSnapshot]] = [:]
     /// Per pool, (time, requests, errors) totals once a second, for the status page.

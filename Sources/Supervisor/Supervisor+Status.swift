@@ -23,13 +23,15 @@ extension Supervisor {
         queue.sync { status() }
     }
 
-    /// The host at a glance and its report on each running rollout's stage, taken
-    /// together (thread-safe): what a fleet host sends the leader.
-    public func currentReport() -> (status: HostStatus, stages: [StageReport]) {
+    /// The host at a glance, its report on each running rollout's stage and on each
+    /// script deployment's step, taken together (thread-safe): what a fleet host
+    /// sends the leader.
+    public func currentReport() -> (status: HostStatus, stages: [StageReport], deployments: [DeploymentReport]) {
         queue.sync {
             let now = Self.wallClock()
             let stages = replicaFeed.rollouts.values.sorted { $0.id < $1.id }.compactMap { stageReport($0, now: now) }
-            return (status(), stages)
+            let deployments = stageRunner.deployments.latest.values.sorted { $0.deployment < $1.deployment }
+            return (status(), stages, deployments)
         }
     }
 

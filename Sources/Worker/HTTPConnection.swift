@@ -66,6 +66,8 @@ final class HTTPConnection: LoopHandler {
     /// Its responses of this turn wait in the loop's write buffer, at `segment`.
     private(set) var queued = false
     private var segment = 0..<0
+    /// The peer's address as text, read once, when a split first needs it.
+    private var peerAddress: [UInt8]?
 
     init(fd: Int32, pool: PoolContext, loop: WorkerLoop) {
         self.fd = fd
@@ -216,6 +218,12 @@ final class HTTPConnection: LoopHandler {
             return
         }
 
+        // Under a gradual deployment, the request's key picks the version.
+        var runner = script
+        if let split = script.split, takesCandidate(split, head: head, bytes: bytes) {
+            runner = split.candidate
+        }
+
         // Headers as the sandbox takes them: views into `bytes`, no copies.
         let fields = parser.headerFields
         let headerScratch = pool.headerScratch
@@ -248,9 +256,9 @@ final class HTTPConnection: LoopHandler {
                 }
             }
             // A crash from here to the clear leaves a note naming the script.
-            bh_crash_note_set(script.crashNote.baseAddress, script.crashNote.count)
+            bh_crash_note_set(runner.crashNote.baseAddress, runner.crashNote.count)
             defer { bh_crash_note_clear() }
-            return script.state.handle(request, startedAt: clock) { response -> Int in
+            return runner.state.handle(request, startedAt: clock) { response -> Int in
                 pool.encoder.writeStatus(response.status, into: pool.output)
                 for index in 0..<response.headerCount {
                     let header = response.header(at: index)
@@ -266,14 +274,70 @@ final class HTTPConnection: LoopHandler {
         script.requests += 1
         switch result {
         case .success(let status):
-            pool.record(status: status, startedAt: startedAt, finishedAt: script.state.finishedAt)
+            pool.record(status: status, startedAt: startedAt, finishedAt: runner.state.finishedAt)
+            if runner.versionCounts != nil {
+                runner.versionCounts!.requests += 1
+                runner.versionCounts!.latency.record(nanoseconds: runner.state.finishedAt &- startedAt)
+            }
         case .failure(let error):
             let kind = Self.requestErrorKind(error.kind)
             script.errors[kind.rawValue, default: 0] += 1
-            pool.scriptFailed(script, error: error)
+            pool.scriptFailed(runner, error: error)
+            let signature = ErrorSignature.normalize(error.message)
             writeError(kind, error.message, connection: connectionHeader, omitBody: omitBody, startedAt: startedAt,
-                       signature: ErrorSignature.normalize(error.message))
+                       signature: signature)
+            if runner.versionCounts != nil {
+                runner.versionCounts!.requests += 1
+                runner.versionCounts!.scriptErrors += 1
+                runner.versionCounts!.countSignature(signature)
+                runner.versionCounts!.latency.record(nanoseconds: bh_now_ns() &- startedAt)
+            }
         }
+    }
+
+    // MARK: Splits
+
+    /// Whether this request goes to the candidate of `split`: by the value of the
+    /// key header when the split names one and the request has it, else by the
+    /// client's address (the last `x-forwarded-for` the ingress added, else the
+    /// connection's peer).
+    private func takesCandidate(_ split: LoadedSplit, head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) -> Bool {
+        let fields = parser.headerFields
+        let count = min(head.headerCount, fields.count)
+        if let name = split.keyHeader {
+            for index in 0..<count where Self.nameEquals(bytes, fields[index].name, name) {
+                return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[fields[index].value]))
+            }
+        }
+        var forwarded: Range<Int>?
+        for index in 0..<count where Self.nameEquals(bytes, fields[index].name, Self.forwardedFor) {
+            forwarded = fields[index].value
+        }
+        if let forwarded {
+            // The last address of the list: the hop nearest to us.
+            var start = forwarded.lowerBound
+            for position in forwarded where bytes[position] == UInt8(ascii: ",") { start = position + 1 }
+            var range = start..<forwarded.upperBound
+            while let first = range.first, bytes[first] == UInt8(ascii: " ") { range = range.dropFirst() }
+            return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[range]))
+        }
+        if peerAddress == nil { peerAddress = Array(Sockets.peerAddress(of: fd).utf8) }
+        return split.config.takesCandidate(peerAddress!)
+    }
+
+    private static let forwardedFor = Array("x-forwarded-for".utf8)
+
+    /// Whether the header name at `range` is `lowercased`, ignoring case.
+    private static func nameEquals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: [UInt8]) -> Bool {
+        guard range.count == lowercased.count else { return false }
+        var position = range.lowerBound
+        for expected in lowercased {
+            var byte = bytes[position]
+            if byte >= 0x41 && byte <= 0x5a { byte |= 0x20 }
+            if byte != expected { return false }
+            position += 1
+        }
+        return true
     }
 
     static func requestErrorKind(_ kind: ScriptErrorKind) -> RequestErrorKind {

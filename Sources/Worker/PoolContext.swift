@@ -184,6 +184,8 @@ final class PoolContext {
         }
         snapshot.scripts = registry.count
         snapshot.scriptCounters = registry.counters()
+        let splits = registry.splitCounts()
+        snapshot.splits = splits.isEmpty ? nil : splits
         snapshot.openConnections = openConnections
         snapshot.residentBytes = Int(bh_resident_bytes())
         snapshot.byVersion = ledger.table(stats)

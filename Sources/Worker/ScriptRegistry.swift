@@ -8,9 +8,16 @@ final class LoadedScript {
     let version: Int
     let state: LuaScript
     var quarantined = false
-    /// Requests this script answered on this worker, and its failures by kind.
+    /// Requests this script answered on this worker, and its failures by kind
+    /// (every version of the name: the candidate of a split counts here too).
     var requests = 0
     var errors: [String: Int] = [:]
+    /// This version's own counts while its script is under a split (nil otherwise,
+    /// so a script without a deployment pays nothing for them).
+    var versionCounts: ScriptVersionCounts?
+    /// On the active version of a script under a gradual deployment: the candidate
+    /// and its share.
+    var split: LoadedSplit?
 
     /// "customer/name", the note a crash during this script's calls leaves for the
     /// supervisor (see `bh_crash_note_set`). C memory: the signal handler reads it.
@@ -28,6 +35,22 @@ final class LoadedScript {
 
     deinit {
         crashNote.deallocate()
+    }
+}
+
+/// The candidate of a script under a gradual deployment, and which requests it gets.
+final class LoadedSplit {
+    /// The split as the supervisor sent it, without the source.
+    let config: ScriptSplit
+    /// The candidate version, loaded beside the active one.
+    let candidate: LoadedScript
+    /// The key header's name in lower case, nil for the client's address.
+    let keyHeader: [UInt8]?
+
+    init(config: ScriptSplit, candidate: LoadedScript) {
+        self.config = config.withoutSource
+        self.candidate = candidate
+        self.keyHeader = config.keyHeader.map { Array($0.lowercased().utf8) }
     }
 }
 
@@ -64,13 +87,32 @@ final class ScriptRegistry {
         return result
     }
 
+    /// The counts of every script under a split, by version, for the heartbeat.
+    func splitCounts() -> [SplitCounts] {
+        var result: [SplitCounts] = []
+        for table in scripts.values {
+            for script in table.values {
+                guard let split = script.split else { continue }
+                result.append(SplitCounts(
+                    customer: script.customer, name: script.name, deployment: split.config.deployment,
+                    percent: split.config.percent, activeVersion: script.version, candidateVersion: split.candidate.version,
+                    active: script.versionCounts ?? ScriptVersionCounts(),
+                    candidate: split.candidate.versionCounts ?? ScriptVersionCounts()))
+            }
+        }
+        return result
+    }
+
     func configure(_ cohort: CohortConfiguration) {
         let limitsChanged = self.cohort?.limits != cohort.limits
         self.cohort = cohort
         if limitsChanged {
             let limits = Self.sandboxLimits(cohort.limits)
             for table in scripts.values {
-                for script in table.values { script.state.limits = limits }
+                for script in table.values {
+                    script.state.limits = limits
+                    script.split?.candidate.state.limits = limits
+                }
             }
         }
     }

@@ -246,27 +246,72 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Loads a script version beside the current one; the current one keeps serving
-    /// until the new one is ready, and stays if the new one fails.
+    /// until the new one is ready, and stays if the new one fails. With a split, the
+    /// candidate is loaded beside the active version (once per deployment: a new
+    /// share only moves the cut), and a candidate that becomes the active version
+    /// keeps its state.
     private func load(_ spec: ScriptSpec, into pool: PoolContext) {
-        if let current = pool.registry.get(customer: spec.customer, name: spec.name), current.version == spec.version {
-            control.send(.scriptLoaded(customer: spec.customer, name: spec.name, version: spec.version))
+        guard let cohort = pool.registry.cohort else { return }
+        let current = pool.registry.get(customer: spec.customer, name: spec.name)
+        let active: LoadedScript
+        if let current, current.version == spec.version {
+            active = current
+        } else if let current, let candidate = current.split?.candidate, candidate.version == spec.version {
+            // Promoted: the candidate's state serves as the active version from now.
+            active = LoadedScript(customer: spec.customer, name: spec.name, version: spec.version, state: candidate.state)
+            pool.registry.install(active)
+        } else {
+            do {
+                active = LoadedScript(
+                    customer: spec.customer, name: spec.name, version: spec.version,
+                    state: try loadState(customer: spec.customer, name: spec.name, source: spec.source, cohort: cohort, pool: pool))
+                pool.registry.install(active)
+            } catch {
+                control.send(.scriptFailed(customer: spec.customer, name: spec.name, version: spec.version,
+                                           kind: error.kind.rawValue, message: error.message))
+                return
+            }
+        }
+        applySplit(spec.split, to: active, cohort: cohort, pool: pool)
+        control.send(.scriptLoaded(customer: spec.customer, name: spec.name, version: spec.version))
+    }
+
+    /// Puts `split` on the active version (nil: takes any split off it). A candidate
+    /// that fails to load leaves every request on the active version, and says so.
+    private func applySplit(_ split: ScriptSplit?, to active: LoadedScript, cohort: CohortConfiguration, pool: PoolContext) {
+        guard let split, split.version != active.version else {
+            active.split = nil
+            active.versionCounts = nil
             return
         }
-        guard let cohort = pool.registry.cohort else { return }
-        let control = self.control
-        let customer = spec.customer
-        let name = spec.name
+        if let loaded = active.split, loaded.config.deployment == split.deployment, loaded.candidate.version == split.version {
+            active.split = LoadedSplit(config: split, candidate: loaded.candidate)
+            return
+        }
         do {
-            let state = try LuaScript(
-                chunkName: "\(spec.customer)/\(spec.name).lua", source: Array(spec.source.utf8),
-                limits: ScriptRegistry.sandboxLimits(cohort.limits), watchdog: pool.watchdog,
-                log: { line in control.send(.log(customer: customer, script: name, line: line), droppable: true) })
-            pool.registry.install(LoadedScript(customer: spec.customer, name: spec.name, version: spec.version, state: state))
-            control.send(.scriptLoaded(customer: spec.customer, name: spec.name, version: spec.version))
+            let candidate = LoadedScript(
+                customer: active.customer, name: active.name, version: split.version,
+                state: try loadState(customer: active.customer, name: active.name, source: split.source, cohort: cohort, pool: pool))
+            candidate.versionCounts = ScriptVersionCounts()
+            active.versionCounts = ScriptVersionCounts()
+            active.split = LoadedSplit(config: split, candidate: candidate)
         } catch {
-            control.send(.scriptFailed(customer: spec.customer, name: spec.name, version: spec.version,
+            active.split = nil
+            active.versionCounts = nil
+            control.send(.scriptFailed(customer: active.customer, name: active.name, version: split.version,
                                        kind: error.kind.rawValue, message: error.message))
         }
+    }
+
+    /// A new state of a customer's script under the cohort's limits.
+    private func loadState(
+        customer: String, name: String, source: String, cohort: CohortConfiguration, pool: PoolContext
+    ) throws(ScriptError) -> LuaScript {
+        let control = self.control
+        return try LuaScript(
+            chunkName: "\(customer)/\(name).lua", source: Array(source.utf8),
+            limits: ScriptRegistry.sandboxLimits(cohort.limits), watchdog: pool.watchdog,
+            log: { line in control.send(.log(customer: customer, script: name, line: line), droppable: true) })
     }
 
     /// Loads a runtime, rules or policy version beside the current one; on any

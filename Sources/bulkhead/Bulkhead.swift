@@ -21,7 +21,7 @@ struct Bulkhead: ParsableCommand {
             """,
         subcommands: [
             ServeCommand.self, ControlCommand.self, TryCommand.self, StatusCommand.self, CustomerCommand.self, ScriptCommand.self,
-            CohortCommand.self, RolloutCommand.self, BreakGlassCommand.self, EventsCommand.self, HostCommand.self,
+            CohortCommand.self, DeployCommand.self, RolloutCommand.self, BreakGlassCommand.self, EventsCommand.self, HostCommand.self,
             WorkerCommand.self, IngressCommand.self, CheckScriptCommand.self, CheckArtifactCommand.self, ProbeCommand.self,
         ]
     )

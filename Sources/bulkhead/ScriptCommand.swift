@@ -8,7 +8,7 @@ struct ScriptCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "script",
         abstract: "Operate on customers' scripts.",
-        subcommands: [Put.self, List.self, Rollback.self, Unquarantine.self, Logs.self]
+        subcommands: [Put.self, List.self, Rollback.self, Unquarantine.self, Logs.self, Deploy.self, Deployments.self]
     )
 
     struct Put: ParsableCommand {
@@ -17,6 +17,7 @@ struct ScriptCommand: ParsableCommand {
         @Argument(help: "The customer.") var customer: String
         @Argument(help: "The script name.") var name: String
         @Argument(help: "The Lua file.") var file: String
+        @Flag(help: "Store the version without making it live (deploy it with `script deploy`).") var noLive = false
         @OptionGroup var dataOptions: ClientOptions
 
         func run() throws {
@@ -27,7 +28,7 @@ struct ScriptCommand: ParsableCommand {
                 throw ValidationError("\(file) is not UTF-8 text; nothing was uploaded")
             }
             let client = APIClient(dataOptions)
-            let uri = "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))"
+            let uri = "/v1/admin/scripts/\(APIClient.segment(customer))/\(APIClient.segment(name))" + (noLive ? "?live=false" : "")
             let answer: APIClient.Answer
             do {
                 answer = try client.send(.PUT, uri, body: Data(source.utf8), to: .control)
@@ -38,7 +39,11 @@ struct ScriptCommand: ParsableCommand {
             guard let version = try? APIClient.decoder.decode(UploadAnswer.self, from: answer.body) else {
                 fail("the supervisor sent an answer this CLI cannot read: \(answer.text.prefix(200))")
             }
-            print("\(customer)/\(name) version \(version.version) (sha256 \(version.sha256)) is live")
+            if let deployment = version.deployment {
+                print("\(customer)/\(name) version \(version.version) (sha256 \(version.sha256)) is stored; deployment \(deployment) takes it live gradually")
+            } else {
+                print("\(customer)/\(name) version \(version.version) (sha256 \(version.sha256)) is \(version.live ? "live" : "stored, not live")")
+            }
             print(version.version)
         }
     }

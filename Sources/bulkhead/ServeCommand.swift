@@ -114,8 +114,9 @@ struct ServeCommand: ParsableCommand {
                     // The status is taken on the supervisor's queue: never on a Swift-concurrency thread.
                     await withCheckedContinuation { continuation in
                         DispatchQueue.global().async {
-                            let (status, stages) = supervisor.currentReport()
-                            continuation.resume(returning: HostReport(host: host, group: group, status: status, stages: stages))
+                            let (status, stages, deployments) = supervisor.currentReport()
+                            continuation.resume(returning: HostReport(
+                                host: host, group: group, status: status, stages: stages, deployments: deployments))
                         }
                     }
                 },
