@@ -39,8 +39,8 @@ extension EtcdFeedSource {
     }
 
     /// Everything a host serves, at one revision (the first read's), every listing
-    /// paged: customers, active scripts with their sources, running rollouts and
-    /// active versions with the artifacts they name.
+    /// paged: customers, active scripts with their sources and splits, running
+    /// rollouts and active versions with the artifacts they name.
     func readFullCopy() async throws -> (ReplicaUpdate, Int) {
         let reader = Reader(store: store)
         var cohorts: [String: String] = [:]
@@ -63,12 +63,14 @@ extension EtcdFeedSource {
             live.append((ScriptAddress(customer: String(parts[0]), name: String(parts[1])), head))
         }
         live.sort { $0.0 < $1.0 }
-        let sources = try await store.loadTexts(Set(live.map { $0.1.sha256 }), reader: reader)
+        let sources = try await store.loadTexts(Set(live.flatMap { $0.1.servedHashes }), reader: reader)
         for (address, head) in live {
             guard let cohort = cohorts[address.customer], let source = sources[head.sha256] else { continue }
+            let split = try store.servedSplit(head, sources: sources, key: EtcdStore.Keys.script(address.customer, address.name))
             update.scripts.append(
                 ActiveScript(
-                    spec: ScriptSpec(customer: address.customer, name: address.name, version: head.activeVersion, source: source),
+                    spec: ScriptSpec(
+                        customer: address.customer, name: address.name, version: head.activeVersion, source: source, split: split),
                     cohort: cohort, sha256: head.sha256, quarantined: head.quarantined))
         }
         // Every unfinished rollout (one per kind, named by `rollout/running/KIND`) and
@@ -85,8 +87,9 @@ extension EtcdFeedSource {
         return (update, update.scripts.count)
     }
 
-    /// The script's active version with its source and its owner's cohort, or nil
-    /// when it is deleted, unknown, or its owner is gone.
+    /// The script's active version with its source, its split (with the candidate's
+    /// source) and its owner's cohort, or nil when it is deleted, unknown, or its
+    /// owner is gone.
     private func activeScript(_ script: ScriptAddress, _ reader: Reader) async throws -> ActiveScript? {
         guard
             let head = try await reader.value(
@@ -95,8 +98,14 @@ extension EtcdFeedSource {
             let customer = try await reader.value(EtcdStore.Keys.customer(script.customer), as: EtcdStore.CustomerRecord.self)
         else { return nil }
         let source = try await store.loadText(head.sha256, reader: reader)
+        var split: ScriptSplit?
+        if let record = head.split, record.percent > 0 {
+            let candidate = record.sha256 == head.sha256 ? source : try await store.loadText(record.sha256, reader: reader)
+            split = head.servedSplit(source: candidate)
+        }
         return ActiveScript(
-            spec: ScriptSpec(customer: script.customer, name: script.name, version: head.activeVersion, source: source),
+            spec: ScriptSpec(
+                customer: script.customer, name: script.name, version: head.activeVersion, source: source, split: split),
             cohort: customer.cohort, sha256: head.sha256, quarantined: head.quarantined)
     }
 

@@ -37,6 +37,16 @@ extension EtcdStore {
         static func rolloutState(_ id: Int) -> String { "rollout/state/\(padded(id, 10))" }
         static func runningRollout(_ kind: ArtifactKind) -> String { "rollout/running/\(kind.rawValue)" }
 
+        static let deploymentNext = "deployment/next"
+        static func deployment(_ id: Int) -> String { "deployment/d/\(padded(id, 10))" }
+        static func deploymentState(_ id: Int) -> String { "deployment/state/\(padded(id, 10))" }
+        static func runningDeployment(_ customer: String, _ name: String) -> String { "deployment/running/\(customer)/\(name)" }
+        static let runningDeployments = "deployment/running/"
+        static func scriptDeployment(_ customer: String, _ name: String, _ id: Int) -> String {
+            "deployment/script/\(customer)/\(name)/\(padded(id, 10))"
+        }
+        static func scriptDeployments(_ customer: String, _ name: String) -> String { "deployment/script/\(customer)/\(name)/" }
+
         static func setting(_ key: String) -> String { "setting/\(key)" }
         static let settings = "setting/"
 
@@ -79,7 +89,7 @@ extension EtcdStore {
     }
 
     /// `script/CUSTOMER/NAME`: the script's state, with its active version's digest so
-    /// that listings need no other key.
+    /// that listings need no other key, and the split of its unfinished deployment.
     struct ScriptHead: Codable {
         var activeVersion: Int
         var latestVersion: Int
@@ -90,6 +100,24 @@ extension EtcdStore {
         var quarantineReason: String?
         var createdAt: Date
         var updatedAt: Date
+        /// Set exactly while the script has an unfinished deployment; absent from heads
+        /// written before deployments (and from the JSON while nil).
+        var split: SplitRecord?
+
+        /// The contents a worker needs: the active version's, and the candidate's while
+        /// the split gives it a share.
+        var servedHashes: [String] {
+            guard let split, split.percent > 0 else { return [sha256] }
+            return [sha256, split.sha256]
+        }
+
+        /// The split a worker serves: nil while the candidate's share is 0.
+        func servedSplit(source: String) -> ScriptSplit? {
+            guard let split, split.percent > 0 else { return nil }
+            return ScriptSplit(
+                deployment: split.deployment, version: split.version, source: source, percent: split.percent,
+                keyHeader: split.keyHeader)
+        }
 
         func summary(customer: String, name: String) -> ScriptSummary {
             ScriptSummary(
@@ -97,6 +125,16 @@ extension EtcdStore {
                 size: size, quarantined: quarantined, quarantineReason: quarantineReason, createdAt: createdAt,
                 updatedAt: updatedAt)
         }
+    }
+
+    /// The `split` of a script's head: the deployment, its candidate (by version, and
+    /// by content hash so that a read needs no version record), the share and the key.
+    struct SplitRecord: Codable, Equatable {
+        var deployment: Int
+        var version: Int
+        var sha256: String
+        var percent: Double
+        var keyHeader: String?
     }
 
     /// `scriptversion/CUSTOMER/NAME/N` and `artifact/KIND/v/N`: one version, its
@@ -155,9 +193,48 @@ extension EtcdStore {
         }
     }
 
-    /// `rollout/running/KIND`.
+    /// An id: `rollout/running/KIND`, `deployment/running/CUSTOMER/NAME` and
+    /// `deployment/script/CUSTOMER/NAME/N`.
     struct RunningRecord: Codable {
         var id: Int
+    }
+
+    /// `deployment/d/N`; the state is in `deployment/state/N`.
+    struct DeploymentRecordValue: Codable {
+        var id: Int
+        var customer: String
+        var name: String
+        var version: Int
+        var fromVersion: Int
+        var keyHeader: String?
+        var percent: Double
+        var status: String
+        var finished: Bool
+        var createdAt: Date
+        var updatedAt: Date
+        var createdBy: String
+
+        init(_ record: DeploymentRecord) {
+            id = record.id
+            customer = record.customer
+            name = record.name
+            version = record.version
+            fromVersion = record.fromVersion
+            keyHeader = record.keyHeader
+            percent = record.percent
+            status = record.status
+            finished = record.finished
+            createdAt = record.createdAt
+            updatedAt = record.updatedAt
+            createdBy = record.createdBy
+        }
+
+        func record(state: Data) -> DeploymentRecord {
+            DeploymentRecord(
+                id: id, customer: customer, name: name, version: version, fromVersion: fromVersion, keyHeader: keyHeader,
+                percent: percent, status: status, finished: finished, state: state, createdAt: createdAt,
+                updatedAt: updatedAt, createdBy: createdBy)
+        }
     }
 
     /// `setting/KEY`.

@@ -6,7 +6,8 @@ import Store
 // MARK: - ScriptStore
 
 extension EtcdStore {
-    /// Stores the script's next version, makes it active, undeletes and releases it.
+    /// Stores the script's next version, makes it active, undeletes and releases it;
+    /// refused while the script has an unfinished deployment.
     public func putScriptVersion(customer: String, name: String, source: String, actor: String) throws -> ScriptVersion {
         try checkScript(customer, name)
         try StoreArguments.checkActor(actor)
@@ -26,6 +27,10 @@ extension EtcdStore {
             var detail: AuditDetail
             if let existing = read[1] {
                 head = try self.decode(ScriptHead.self, existing)
+                // New code live under a deployment would pull the script from under it.
+                if let split = head.split {
+                    throw StoreError.deploymentInProgress(customer: customer, name: name, id: split.deployment)
+                }
                 // The head's compare makes this number this write's alone.
                 version = head.latestVersion + 1
                 detail = [
@@ -107,7 +112,8 @@ extension EtcdStore {
         }
     }
 
-    /// Makes an earlier (or the given) version active again.
+    /// Makes an earlier (or the given) version active again, ending the script's
+    /// unfinished deployment (aborted).
     public func rollbackScript(customer: String, name: String, to version: Int?, actor: String) throws -> ScriptSummary {
         try checkScript(customer, name)
         try StoreArguments.checkActor(actor)
@@ -145,15 +151,19 @@ extension EtcdStore {
                 head.quarantined = false
                 head.quarantineReason = nil
             }
+            var detail: AuditDetail = ["from": .int(previous), "to": .int(target), "released_quarantine": .bool(releases)]
+            if let aborted = try await self.abortDeployment(of: &head, customer: customer, name: name, at: at, in: attempt) {
+                detail = detail.merging(["aborted_deployment": .int(aborted)])
+            }
             try attempt.put(Keys.script(customer, name), head)
             _ = try await attempt.audit(
-                at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)",
-                detail: ["from": .int(previous), "to": .int(target), "released_quarantine": .bool(releases)])
+                at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)", detail: detail)
             return head.summary(customer: customer, name: name)
         }
     }
 
-    /// Hides the script; its versions stay for a later upload to continue.
+    /// Hides the script, ending its unfinished deployment (aborted); its versions stay
+    /// for a later upload to continue.
     public func deleteScript(customer: String, name: String, actor: String) throws {
         try checkScript(customer, name)
         try StoreArguments.checkActor(actor)
@@ -162,10 +172,13 @@ extension EtcdStore {
             let at = self.now()
             head.deleted = true
             head.updatedAt = at
+            var detail: AuditDetail = ["active_version": .int(head.activeVersion)]
+            if let aborted = try await self.abortDeployment(of: &head, customer: customer, name: name, at: at, in: attempt) {
+                detail = detail.merging(["aborted_deployment": .int(aborted)])
+            }
             try attempt.put(Keys.script(customer, name), head)
             _ = try await attempt.audit(
-                at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)",
-                detail: ["active_version": .int(head.activeVersion)])
+                at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)", detail: detail)
         }
     }
 
@@ -198,7 +211,8 @@ extension EtcdStore {
         }
     }
 
-    /// The active version of every script not deleted, with its owner's cohort.
+    /// The active version of every script not deleted, with its owner's cohort and
+    /// the split of its unfinished deployment (with the candidate's source).
     public func activeScripts() throws -> [ActiveScript] {
         try read("list the active scripts") { reader in
             let heads = try await reader.list(Keys.allScripts)
@@ -209,17 +223,31 @@ extension EtcdStore {
             }
             // As SQLite's join: a script whose customer is gone is not shipped.
             let live = try self.liveHeads(heads).filter { cohorts[$0.0] != nil }
-            let sources = try await self.loadTexts(Set(live.map { $0.2.sha256 }), reader: reader)
-            return live.compactMap { customer, name, head -> ActiveScript? in
+            let sources = try await self.loadTexts(Set(live.flatMap { $0.2.servedHashes }), reader: reader)
+            return try live.compactMap { customer, name, head -> ActiveScript? in
                 guard let cohort = cohorts[customer], let source = sources[head.sha256] else { return nil }
                 return ActiveScript(
-                    spec: ScriptSpec(customer: customer, name: name, version: head.activeVersion, source: source),
+                    spec: ScriptSpec(
+                        customer: customer, name: name, version: head.activeVersion, source: source,
+                        split: try self.servedSplit(head, sources: sources, key: Keys.script(customer, name))),
                     cohort: cohort, sha256: head.sha256, quarantined: head.quarantined)
             }
         }
     }
 
     // MARK: Internals
+
+    /// The head's split as a worker serves it, its candidate's source taken from
+    /// `sources` (by hash); nil while the share is 0.
+    func servedSplit(_ head: ScriptHead, sources: [String: String], key relative: String) throws -> ScriptSplit? {
+        guard let split = head.split, split.percent > 0 else { return nil }
+        guard let source = sources[split.sha256] else {
+            throw StoreError.remoteUnreadable(
+                store: location, key: key(relative),
+                detail: "the split of deployment \(split.deployment) names content \(split.sha256) that was not read")
+        }
+        return head.servedSplit(source: source)
+    }
 
     /// The heads of `script/…` keys not deleted, by customer then name.
     private func liveHeads(_ kvs: [KeyValue]) throws -> [(String, String, ScriptHead)] {
@@ -252,7 +280,7 @@ extension EtcdStore {
     }
 
     /// The same, inside a write (and it reads the audit counter in the same round trip).
-    private func liveHead(_ attempt: Attempt, customer: String, name: String) async throws -> ScriptHead {
+    func liveHead(_ attempt: Attempt, customer: String, name: String) async throws -> ScriptHead {
         let read = try await attempt.read([Keys.script(customer, name), Keys.customer(customer), Keys.auditNext])
         guard let kv = read[0], case let head = try decode(ScriptHead.self, kv), !head.deleted else {
             guard read[1] != nil else { throw StoreError.customerNotFound(customer) }

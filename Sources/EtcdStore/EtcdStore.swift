@@ -16,7 +16,9 @@ import Synchronization
 //     token/HASH                          {"customer"}: the customer of an API token hash
 //     script/CUSTOMER/NAME                the script's head: {"activeVersion", "latestVersion",
 //                                         "sha256", "size" (of the active version), "deleted",
-//                                         "quarantined", "quarantineReason", "createdAt", "updatedAt"}
+//                                         "quarantined", "quarantineReason", "createdAt", "updatedAt",
+//                                         "split" while a deployment is unfinished: {"deployment",
+//                                         "version", "sha256" (of the candidate), "percent", "keyHeader"}}
 //     scriptversion/CUSTOMER/NAME/%010d   one version: {"version", "sha256", "size", "createdAt", "createdBy"}
 //     blob/SHA256/meta                    {"chunkBytes", "chunks", "sha256", "size"}
 //     blob/SHA256/c/%05d                  the content's bytes, raw, in chunks of at most chunkBytes
@@ -27,6 +29,12 @@ import Synchronization
 //                                         "createdAt", "updatedAt", "createdBy"}
 //     rollout/state/%010d                 the rollout engine's state, raw bytes as given
 //     rollout/running/KIND                {"id"}: the unfinished rollout of KIND, absent when none
+//     deployment/next                     {"next"}: the id the next script deployment takes
+//     deployment/d/%010d                  {"id", "customer", "name", "version", "fromVersion", "keyHeader",
+//                                         "percent", "status", "finished", "createdAt", "updatedAt", "createdBy"}
+//     deployment/state/%010d              the deployment engine's state, raw bytes as given
+//     deployment/running/CUSTOMER/NAME    {"id"}: the script's unfinished deployment, absent when none
+//     deployment/script/CUSTOMER/NAME/%010d  {"id"}: one deployment of the script (its listing)
 //     setting/KEY                         {"updatedAt", "value"}
 //     host/NAME                           a host agent's presence, on its lease: {"group", "name", "pid",
 //                                         "reportTokenHash", "updatedAt"} (written by the host only,
@@ -49,14 +57,16 @@ import Synchronization
 // garbage collection deletes a blob only while its meta is still as it was when no
 // version referenced it.
 //
-// Version numbers, rollout ids and audit ids come from the head and counter keys
-// above: every write is one transaction that compares the mod revision of every key
-// it read (counters included) with what it read, and writes the change and its
-// audit event together. A lost race reads again and retries (bounded). So numbers
-// are dense and unique however many control processes write at once.
+// Version numbers, rollout and deployment ids and audit ids come from the head and
+// counter keys above: every write is one transaction that compares the mod revision
+// of every key it read (counters included) with what it read, and writes the change
+// and its audit event together. A lost race reads again and retries (bounded). So
+// numbers are dense and unique however many control processes write at once.
 //
 // The change feed of the SQLite store has no copy here: the etcd revision is the
-// feed (a host agent watches the prefix).
+// feed (a host agent watches the prefix). A deployment's split is in its script's
+// head, so a change of the split is a change of the script, as in SQLite's feed;
+// the `deployment/` keys carry nothing for a host.
 
 /// The control store on etcd, for a fleet: what ``SQLiteStore`` keeps on one machine,
 /// with the same errors, audit events and semantics, under a key prefix of an etcd

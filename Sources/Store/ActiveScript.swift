@@ -2,7 +2,9 @@ import BulkheadCore
 
 /// A script's active version as the supervisor ships it to the workers of a pool.
 public struct ActiveScript: Sendable, Equatable {
-    /// Customer, name, active version and source, ready for `SupervisorMessage.putScript`.
+    /// Customer, name, active version and source, and the split of an unfinished
+    /// deployment that gives its candidate a share (with the candidate's source),
+    /// ready for `SupervisorMessage.putScript`.
     public var spec: ScriptSpec
     /// The owner's cohort: the pool whose workers load the script.
     public var cohort: String

@@ -9,6 +9,7 @@ package struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
     package enum Value: Encodable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
         case string(String)
         case int(Int)
+        case double(Double)
         case bool(Bool)
         case null
 
@@ -26,6 +27,7 @@ package struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
             switch self {
             case .string(let value): try container.encode(value)
             case .int(let value): try container.encode(value)
+            case .double(let value): try container.encode(value)
             case .bool(let value): try container.encode(value)
             case .null: try container.encodeNil()
             }

@@ -11,7 +11,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     /// What was done.
     public var action: AuditAction
     /// What it was done to: `customer/acme`, `script/acme/hello`, `artifact/rules/3`,
-    /// `rollout/4`, `setting/frozen`, `pool/free`.
+    /// `rollout/4`, `deployment/7`, `setting/frozen`, `pool/free`.
     public var subject: String
     /// The details as a JSON text (an object for the store's own events).
     public var detail: String
@@ -60,6 +60,13 @@ public struct AuditAction: RawRepresentable, Codable, Hashable, Sendable, Custom
     public static let scriptQuarantined = AuditAction("script.quarantine")
     /// A script's quarantine was lifted by an operator.
     public static let scriptReleased = AuditAction("script.unquarantine")
+    /// A script version was stored without becoming active (to be deployed gradually);
+    /// a new script's first version is active all the same.
+    public static let scriptStaged = AuditAction("script.stage")
+    /// A gradual deployment of a script version was created.
+    public static let deploymentCreated = AuditAction("deployment.create")
+    /// A deployment's status, state or share was updated, or it ended.
+    public static let deploymentUpdated = AuditAction("deployment.update")
     /// A platform artifact version was stored.
     public static let artifactPut = AuditAction("artifact.put")
     /// A rollout was created.

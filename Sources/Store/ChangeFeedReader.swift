@@ -104,13 +104,8 @@ public final class ChangeFeedReader {
         try? queue.close()
     }
 
-    private static let activeSelect = """
-        SELECT s.customer, s.name, s.active_version, s.quarantined, CAST(v.source AS BLOB) AS source, v.sha256, c.cohort
-        FROM scripts s
-        JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
-        JOIN customers c ON c.name = s.customer
-        WHERE s.deleted = 0
-        """
+    /// The store's own select: the active version, and the split with the candidate's source.
+    private static let activeSelect = SQLiteStore.activeScriptSelect
 
     private static func activeScript(_ db: Database, _ script: ScriptAddress) throws -> ActiveScript? {
         try Row.fetchOne(db, sql: activeSelect + " AND s.customer = ? AND s.name = ?", arguments: [script.customer, script.name])
@@ -149,13 +144,31 @@ public struct FeedRead: Sendable {
 }
 
 extension ActiveScript {
+    /// A row of `SQLiteStore.activeScriptSelect`.
     init(row: Row) throws {
+        let customer = try row.decode(String.self, forColumn: "customer")
+        let name = try row.decode(String.self, forColumn: "name")
+        var split: ScriptSplit?
+        if let deployment = try row.decode(Int?.self, forColumn: "split_deployment"),
+            let percent = try row.decode(Double?.self, forColumn: "split_percent"), percent > 0
+        {
+            let version = try row.decode(Int?.self, forColumn: "split_version")
+            // The join found no candidate: a split that names a version the script does not have.
+            guard let version, try row.decode(Data?.self, forColumn: "split_source") != nil else {
+                throw UnreadableValue(
+                    what: "the split of script \(customer)/\(name)",
+                    detail: "deployment \(deployment) names version \(version.map(String.init) ?? "NULL"), which is not stored")
+            }
+            split = ScriptSplit(
+                deployment: deployment, version: version, source: try SQLiteStore.wholeText(row, column: "split_source"),
+                percent: percent, keyHeader: try row.decode(String?.self, forColumn: "split_key_header"))
+        }
         self.init(
             spec: ScriptSpec(
-                customer: try row.decode(String.self, forColumn: "customer"),
-                name: try row.decode(String.self, forColumn: "name"),
+                customer: customer, name: name,
                 version: try row.decode(Int.self, forColumn: "active_version"),
-                source: try SQLiteStore.wholeText(row, column: "source")),
+                source: try SQLiteStore.wholeText(row, column: "source"),
+                split: split),
             cohort: try row.decode(String.self, forColumn: "cohort"),
             sha256: try row.decode(String.self, forColumn: "sha256"),
             quarantined: try row.decode(Bool.self, forColumn: "quarantined"))

@@ -208,12 +208,39 @@ extension HostReplica {
     public func stageReports() throws -> [Int: Data] {
         try read("read the stage reports") { db in try HostReplicaReader.stageReports(db) }
     }
+
+    // MARK: - Deployment reports
+
+    /// Replaces the host's report on script deployment `deployment` (encoded by the
+    /// deployment engine).
+    public func saveDeploymentReport(deployment: Int, report: Data) throws {
+        try write("save the report on deployment \(deployment)") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO deployment_reports (deployment, report, written_at) VALUES (?, ?, ?)
+                    ON CONFLICT (deployment) DO UPDATE SET report = excluded.report, written_at = excluded.written_at
+                    """,
+                arguments: [deployment, report, clock()])
+        }
+    }
+
+    /// Forgets the report on a deployment that ended.
+    public func removeDeploymentReport(deployment: Int) throws {
+        try write("remove the report on deployment \(deployment)") { db in
+            try db.execute(sql: "DELETE FROM deployment_reports WHERE deployment = ?", arguments: [deployment])
+        }
+    }
+
+    /// Every deployment report, by deployment id.
+    public func deploymentReports() throws -> [Int: Data] {
+        try read("read the deployment reports") { db in try HostReplicaReader.deploymentReports(db) }
+    }
 }
 
 /// A read-only connection to a host replica, for the control plane: the host's
-/// overrides, its stage reports and its applied revision. Reading never waits on the
-/// host's write lock (WAL), and nothing here can write the file: the host agent is
-/// its only writer. Not thread-safe: one owner calls it.
+/// overrides, its stage and deployment reports and its applied revision. Reading
+/// never waits on the host's write lock (WAL), and nothing here can write the file:
+/// the host agent is its only writer. Not thread-safe: one owner calls it.
 public final class HostReplicaReader {
     /// The replica file, absolute.
     public let path: String
@@ -247,6 +274,13 @@ public final class HostReplicaReader {
         try read("read the stage reports") { db in try Self.stageReports(db) }
     }
 
+    /// The host's reports on the script deployments it serves (encoded by the
+    /// deployment engine), by deployment id; none from a replica of a build before
+    /// deployments, which has no such table until its host agent is upgraded.
+    public func deploymentReports() throws -> [Int: Data] {
+        try read("read the deployment reports") { db in try Self.deploymentReports(db) }
+    }
+
     /// The feed revision the host has applied, or nil before its first copy.
     public func appliedRevision() throws -> Int? {
         try read("read the applied revision") { db in try Int.fetchOne(db, sql: "SELECT revision FROM feed_state WHERE id = 1") }
@@ -265,6 +299,20 @@ public final class HostReplicaReader {
         var reports: [Int: Data] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT rollout, report FROM stage_reports") {
             reports[try row.decode(Int.self, forColumn: "rollout")] = try row.decode(Data.self, forColumn: "report")
+        }
+        return reports
+    }
+
+    static func deploymentReports(_ db: Database) throws -> [Int: Data] {
+        // This connection is read-only and cannot migrate an older replica. Asked of
+        // SQLite each time (not GRDB's schema cache): the host may migrate the file
+        // while the connection stays open.
+        let upgraded = try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deployment_reports')") ?? false
+        guard upgraded else { return [:] }
+        var reports: [Int: Data] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT deployment, report FROM deployment_reports") {
+            reports[try row.decode(Int.self, forColumn: "deployment")] = try row.decode(Data.self, forColumn: "report")
         }
         return reports
     }

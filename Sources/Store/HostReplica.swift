@@ -95,10 +95,11 @@ public struct ReplicaUpdate: Sendable, Equatable {
 /// only by the supervisor.
 ///
 /// It holds what the pools serve (customers and their cohorts, active scripts with
-/// their sources, the feed revision they reflect) and what only the host decides
-/// (quarantines of scripts that ended workers, worker counts set with `cohort scale`,
-/// each pool's last known good cohort), with its own append-only audit log. A
-/// supervisor whose control store is unreadable or locked starts and serves from it.
+/// their sources and deployments' splits, the feed revision they reflect) and what
+/// only the host decides (quarantines of scripts that ended workers, worker counts
+/// set with `cohort scale`, each pool's last known good cohort), with its own
+/// append-only audit log. A supervisor whose control store is unreadable or locked
+/// starts and serves from it.
 /// Same file rules as ``SQLiteStore``: created whole (0600), WAL, `synchronous =
 /// FULL`, refused untouched when damaged, foreign or newer.
 public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
@@ -145,13 +146,16 @@ public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
                 customers[try row.decode(String.self, forColumn: "name")] = try row.decode(String.self, forColumn: "cohort")
             }
             let scripts = try Row.fetchAll(
-                db, sql: "SELECT customer, name, version, CAST(source AS BLOB) AS source FROM scripts ORDER BY customer, name"
+                db,
+                sql: "SELECT customer, name, version, CAST(source AS BLOB) AS source, split FROM scripts ORDER BY customer, name"
             ).map { row in
-                ScriptSpec(
-                    customer: try row.decode(String.self, forColumn: "customer"),
-                    name: try row.decode(String.self, forColumn: "name"),
+                let customer = try row.decode(String.self, forColumn: "customer")
+                let name = try row.decode(String.self, forColumn: "name")
+                return ScriptSpec(
+                    customer: customer, name: name,
                     version: try row.decode(Int.self, forColumn: "version"),
-                    source: try SQLiteStore.wholeText(row, column: "source"))
+                    source: try SQLiteStore.wholeText(row, column: "source"),
+                    split: try Self.decodeSplit(try row.decode(Data?.self, forColumn: "split"), of: "\(customer)/\(name)"))
             }
             var contents = ReplicaContents(
                 revision: try Int.fetchOne(db, sql: "SELECT revision FROM feed_state WHERE id = 1"),
@@ -186,11 +190,16 @@ public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
                 // As bytes with their length: see `SQLiteStore.wholeText(_:column:)`.
                 try db.execute(
                     sql: """
-                        INSERT INTO scripts (customer, name, version, source, sha256) VALUES (?, ?, ?, CAST(? AS TEXT), ?)
+                        INSERT INTO scripts (customer, name, version, source, sha256, split)
+                        VALUES (?, ?, ?, CAST(? AS TEXT), ?, ?)
                         ON CONFLICT (customer, name) DO UPDATE SET
-                            version = excluded.version, source = excluded.source, sha256 = excluded.sha256
+                            version = excluded.version, source = excluded.source, sha256 = excluded.sha256,
+                            split = excluded.split
                         """,
-                    arguments: [spec.customer, spec.name, spec.version, Data(spec.source.utf8), script.sha256])
+                    arguments: [
+                        spec.customer, spec.name, spec.version, Data(spec.source.utf8), script.sha256,
+                        try spec.split.map(Self.encodeSplit),
+                    ])
                 if importQuarantines, script.quarantined {
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO quarantines (customer, name, version, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -350,6 +359,24 @@ public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
     }
 
     // MARK: - Helpers
+
+    /// A split as the replica keeps it: its JSON, keys sorted.
+    static func encodeSplit(_ split: ScriptSplit) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(split)
+    }
+
+    /// A split read back from the replica, nil for none; a value that does not decode
+    /// is a damaged replica, named by its script.
+    static func decodeSplit(_ data: Data?, of script: String) throws -> ScriptSplit? {
+        guard let data else { return nil }
+        do {
+            return try JSONDecoder().decode(ScriptSplit.self, from: data)
+        } catch {
+            throw UnreadableValue(what: "the split of script \(script)", detail: "\(error)")
+        }
+    }
 
     static func quarantines(_ db: Database) throws -> [ReplicaQuarantine] {
         try Row.fetchAll(db, sql: "SELECT customer, name, version, reason FROM quarantines ORDER BY customer, name").map { row in

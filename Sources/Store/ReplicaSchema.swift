@@ -14,6 +14,7 @@ enum ReplicaSchema: SQLiteSchema {
         migrator.registerMigration("v2-host-overrides") { db in try createHostOverrides(db) }
         migrator.registerMigration("v3-host-artifacts") { db in try createHostArtifacts(db) }
         migrator.registerMigration("v4-any-artifact-kind") { db in try openArtifactKinds(db) }
+        migrator.registerMigration("v5-script-splits") { db in try createScriptSplits(db) }
         return migrator
     }()
 
@@ -148,6 +149,31 @@ enum ReplicaSchema: SQLiteSchema {
             -- once more: the feed after its revision would not bring back the active
             -- versions and rollouts set before it.
             DELETE FROM feed_state;
+            """)
+    }
+
+    /// Version 5. Gradual deployments of scripts: each script's split as the feed
+    /// copied it (the JSON of a `ScriptSplit`, the candidate's source included), so a
+    /// host started while the control store is unreadable serves the same split; and
+    /// the host's reports on each deployment it serves (what the control plane's
+    /// driver reads to judge it).
+    ///
+    /// The feed revision is kept: a split exists only in a control store written by a
+    /// build that knows deployments, and every step of a deployment changes its script
+    /// in the feed, so a replica upgraded behind such a store takes the split at the
+    /// next step. Forcing a full copy instead would leave a host upgraded while its
+    /// control store is unreadable with nothing to start from.
+    private static func createScriptSplits(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE scripts ADD COLUMN split BLOB;
+
+            -- The latest report on each deployment the host serves: its encoded report
+            -- (a Codable value of the deployment engine), replaced whole.
+            CREATE TABLE deployment_reports (
+                deployment  INTEGER NOT NULL PRIMARY KEY,
+                report      BLOB NOT NULL,
+                written_at  TEXT NOT NULL
+            ) STRICT;
             """)
     }
 

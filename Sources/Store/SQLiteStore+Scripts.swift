@@ -5,7 +5,8 @@ import GRDB
 // MARK: - ScriptStore
 
 extension SQLiteStore {
-    /// Stores the script's next version, makes it active, undeletes and releases it.
+    /// Stores the script's next version, makes it active, undeletes and releases it;
+    /// refused while the script has an unfinished deployment.
     public func putScriptVersion(customer: String, name: String, source: String, actor: String) throws -> ScriptVersion {
         try checkScript(customer, name)
         try checkActor(actor)
@@ -24,6 +25,10 @@ extension SQLiteStore {
             var detail: AuditDetail
             if let existing {
                 scriptID = try existing.decode(Int64.self, forColumn: "id")
+                // New code live under a deployment would pull the script from under it.
+                if let running = try Self.unfinishedDeploymentID(db, customer: customer, name: name) {
+                    throw StoreError.deploymentInProgress(customer: customer, name: name, id: running)
+                }
                 // Under the write lock no other upload can take the same number; the
                 // primary key (script_id, version) would refuse it anyway.
                 let latest = try Int.fetchOne(
@@ -127,7 +132,8 @@ extension SQLiteStore {
         }
     }
 
-    /// Makes an earlier (or the given) version active again.
+    /// Makes an earlier (or the given) version active again, ending the script's
+    /// unfinished deployment (aborted).
     public func rollbackScript(customer: String, name: String, to version: Int?, actor: String) throws -> ScriptSummary {
         try checkScript(customer, name)
         try checkActor(actor)
@@ -159,15 +165,21 @@ extension SQLiteStore {
                     WHERE id = ?
                     """,
                 arguments: [target, at, releases, releases, script.id])
+            var detail: AuditDetail = [
+                "from": .int(script.activeVersion), "to": .int(target), "released_quarantine": .bool(releases),
+            ]
+            if let aborted = try abortDeployment(db, scriptID: script.id, customer: customer, name: name, at: at) {
+                detail = detail.merging(["aborted_deployment": .int(aborted)])
+            }
             try insertAudit(
-                db, at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)",
-                detail: ["from": .int(script.activeVersion), "to": .int(target), "released_quarantine": .bool(releases)])
+                db, at: at, actor: actor, action: .scriptRolledBack, subject: "script/\(customer)/\(name)", detail: detail)
             try recordChange(db, .script(customer: customer, name: name), at: at)
             return try Self.requireSummary(db, customer: customer, name: name)
         }
     }
 
-    /// Hides the script; its versions stay for a later upload to continue.
+    /// Hides the script, ending its unfinished deployment (aborted); its versions stay
+    /// for a later upload to continue.
     public func deleteScript(customer: String, name: String, actor: String) throws {
         try checkScript(customer, name)
         try checkActor(actor)
@@ -175,9 +187,12 @@ extension SQLiteStore {
             let script = try Self.fetchLiveScript(db, customer: customer, name: name)
             let at = now()
             try db.execute(sql: "UPDATE scripts SET deleted = 1, updated_at = ? WHERE id = ?", arguments: [at, script.id])
+            var detail: AuditDetail = ["active_version": .int(script.activeVersion)]
+            if let aborted = try abortDeployment(db, scriptID: script.id, customer: customer, name: name, at: at) {
+                detail = detail.merging(["aborted_deployment": .int(aborted)])
+            }
             try insertAudit(
-                db, at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)",
-                detail: ["active_version": .int(script.activeVersion)])
+                db, at: at, actor: actor, action: .scriptDeleted, subject: "script/\(customer)/\(name)", detail: detail)
             try recordChange(db, .script(customer: customer, name: name), at: at)
         }
     }
@@ -211,36 +226,30 @@ extension SQLiteStore {
         }
     }
 
-    /// The active version of every script not deleted, with its owner's cohort.
+    /// The active version of every script not deleted, with its owner's cohort and
+    /// the split of its unfinished deployment (with the candidate's source).
     public func activeScripts() throws -> [ActiveScript] {
         try read("list the active scripts") { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT s.customer, s.name, s.active_version, s.quarantined, CAST(v.source AS BLOB) AS source,
-                        v.sha256, c.cohort
-                    FROM scripts s
-                    JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
-                    JOIN customers c ON c.name = s.customer
-                    WHERE s.deleted = 0
-                    ORDER BY s.customer, s.name
-                    """
-            ).map { row in
-                ActiveScript(
-                    spec: ScriptSpec(
-                        customer: try row.decode(String.self, forColumn: "customer"),
-                        name: try row.decode(String.self, forColumn: "name"),
-                        version: try row.decode(Int.self, forColumn: "active_version"),
-                        source: try Self.wholeText(row, column: "source")),
-                    cohort: try row.decode(String.self, forColumn: "cohort"),
-                    sha256: try row.decode(String.self, forColumn: "sha256"),
-                    quarantined: try row.decode(Bool.self, forColumn: "quarantined"))
-            }
+            try Row.fetchAll(db, sql: Self.activeScriptSelect + " ORDER BY s.customer, s.name").map(ActiveScript.init(row:))
         }
     }
 
     // MARK: Internals
 
+    /// The columns of an ``ActiveScript`` (see `ActiveScript.init(row:)`); callers add
+    /// `AND …` and `ORDER BY`. The candidate's version is joined only while its split
+    /// gives it a share, so a script at 0 % reads no second source.
+    static let activeScriptSelect = """
+        SELECT s.customer, s.name, s.active_version, s.quarantined, CAST(v.source AS BLOB) AS source, v.sha256, c.cohort,
+            s.split_deployment, s.split_version, s.split_percent, s.split_key_header,
+            CAST(cv.source AS BLOB) AS split_source
+        FROM scripts s
+        JOIN script_versions v ON v.script_id = s.id AND v.version = s.active_version
+        JOIN customers c ON c.name = s.customer
+        LEFT JOIN script_versions cv ON cv.script_id = s.id AND cv.version = s.split_version
+            AND s.split_deployment IS NOT NULL AND s.split_percent > 0
+        WHERE s.deleted = 0
+        """
 
     /// The columns of a ``ScriptSummary``; callers add `AND …` and `ORDER BY`.
     private static let summarySelect = """
@@ -252,7 +261,7 @@ extension SQLiteStore {
         WHERE s.deleted = 0
         """
 
-    private struct LiveScript {
+    struct LiveScript {
         var id: Int64
         var activeVersion: Int
         var quarantined: Bool
@@ -260,7 +269,7 @@ extension SQLiteStore {
 
     /// The script's row, or ``StoreError`` not-found when the customer or script is
     /// unknown or the script is deleted.
-    private static func fetchLiveScript(_ db: Database, customer: String, name: String) throws -> LiveScript {
+    static func fetchLiveScript(_ db: Database, customer: String, name: String) throws -> LiveScript {
         guard
             let row = try Row.fetchOne(
                 db,
@@ -288,11 +297,11 @@ extension SQLiteStore {
         return summary
     }
 
-    private static func latestVersion(_ db: Database, _ scriptID: Int64) throws -> Int {
+    static func latestVersion(_ db: Database, _ scriptID: Int64) throws -> Int {
         try Int.fetchOne(db, sql: "SELECT MAX(version) FROM script_versions WHERE script_id = ?", arguments: [scriptID]) ?? 0
     }
 
-    private func checkScript(_ customer: String, _ name: String) throws {
+    func checkScript(_ customer: String, _ name: String) throws {
         try checkName("customer", customer)
         try checkName("script", name)
     }

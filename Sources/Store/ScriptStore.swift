@@ -7,7 +7,9 @@ public protocol ScriptStore: Sendable {
     /// Stores `source` as the script's next version (1 for a new script) and makes it
     /// active. Undeletes a deleted script and lifts a quarantine: new code gets a new chance.
     ///
-    /// The version and its audit event are one transaction.
+    /// The version and its audit event are one transaction. Throws
+    /// ``StoreError/Kind/conflict`` while the script has an unfinished deployment
+    /// (see ``DeploymentStore``).
     func putScriptVersion(customer: String, name: String, source: String, actor: String) throws -> ScriptVersion
 
     /// The customer's scripts, by name (none for an unknown customer).
@@ -25,11 +27,13 @@ public protocol ScriptStore: Sendable {
     /// Sets the active version back to the one before it, or to `version` when given.
     ///
     /// Records an audit event, not a new version. A change of the active version lifts
-    /// a quarantine, as an upload does. Throws ``StoreError/Kind/conflict`` when the
-    /// active version is 1 and no version is given.
+    /// a quarantine, as an upload does. Ends the script's unfinished deployment
+    /// (aborted). Throws ``StoreError/Kind/conflict`` when the active version is 1 and
+    /// no version is given.
     func rollbackScript(customer: String, name: String, to version: Int?, actor: String) throws -> ScriptSummary
 
-    /// Hides the script; its versions are kept and a later upload continues their numbering.
+    /// Hides the script, ending its unfinished deployment (aborted); its versions are
+    /// kept and a later upload continues their numbering.
     func deleteScript(customer: String, name: String, actor: String) throws
 
     /// Quarantines the script (workers stop running it) or releases it.

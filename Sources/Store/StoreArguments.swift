@@ -51,6 +51,42 @@ package enum StoreArguments {
         guard limit >= 1 else { throw StoreError.invalidArgument("a rollout listing needs a limit of 1 or more, got \(limit)") }
     }
 
+    /// A deployment's status word: 1 to 64 bytes.
+    package static func checkDeploymentStatus(_ status: String) throws {
+        guard !status.isEmpty, status.utf8.count <= 64 else {
+            throw StoreError.invalidArgument("a deployment status is 1 to 64 bytes, got \(status.debugDescription)")
+        }
+    }
+
+    /// A candidate's share of requests: a percentage from 0 to 100.
+    package static func checkDeploymentPercent(_ percent: Double) throws {
+        guard percent.isFinite, (0...100).contains(percent) else {
+            throw StoreError.invalidArgument("a deployment's share is a percentage from 0 to 100, got \(percent)")
+        }
+    }
+
+    /// The header whose value keys a split: an HTTP field name in lower case, 1 to 128 bytes.
+    package static func checkKeyHeader(_ header: String?) throws {
+        guard let header else { return }
+        let bytes = header.utf8
+        let allowed = bytes.allSatisfy { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+        guard !bytes.isEmpty, bytes.count <= 128, allowed else {
+            throw StoreError.invalidArgument(
+                "invalid key header \(header.debugDescription): use an HTTP header name in lower case (a-z, 0-9, "
+                    + "!#$%&'*+-.^_`|~), 1 to 128 characters, or none to key the split by the client's address")
+        }
+    }
+
+    /// A deployment listing's limit: 1 or more.
+    package static func checkDeploymentLimit(_ limit: Int) throws {
+        guard limit >= 1 else {
+            throw StoreError.invalidArgument("a deployment listing needs a limit of 1 or more, got \(limit)")
+        }
+    }
+
     /// An audit event appended from outside the store: its action, subject and JSON detail.
     package static func checkAuditEvent(action: AuditAction, subject: String, detail: String) throws {
         guard !action.rawValue.isEmpty, action.rawValue.utf8.count <= 64 else {

@@ -17,9 +17,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
         /// An argument broke a rule (a name, a hash, a JSON text, a limit): fix the input (HTTP 400).
         public static let invalid = Kind(value: .invalid)
-        /// The customer, script, version, artifact or rollout does not exist (HTTP 404).
+        /// The customer, script, version, artifact, rollout or deployment does not exist (HTTP 404).
         public static let notFound = Kind(value: .notFound)
-        /// The change clashes with what is stored: a duplicate, a rollout in progress (HTTP 409).
+        /// The change clashes with what is stored: a duplicate, a rollout or deployment in progress (HTTP 409).
         public static let conflict = Kind(value: .conflict)
         /// The disk holding the store, or the store's size cap, is full; nothing was written (HTTP 507).
         public static let diskFull = Kind(value: .diskFull)
@@ -62,6 +62,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case rolloutNotFound(Int)
         case rolloutInProgress(kind: String, id: Int)
         case rolloutFinished(Int)
+        case deploymentNotFound(Int)
+        case deploymentInProgress(customer: String, name: String, id: Int)
+        case deploymentOfActiveVersion(customer: String, name: String, version: Int)
+        case deploymentFinished(Int)
         case missingStore(path: String)
         case orphanedLog(path: String)
         case damagedLog(path: String, detail: String)
@@ -93,9 +97,12 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var kind: Kind {
         switch reason {
         case .invalidName, .invalidArgument: .invalid
-        case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound, .missingStore:
+        case .customerNotFound, .scriptNotFound, .scriptVersionNotFound, .artifactNotFound, .rolloutNotFound,
+            .deploymentNotFound, .missingStore:
             .notFound
-        case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished: .conflict
+        case .customerExists, .tokenHashInUse, .noEarlierVersion, .rolloutInProgress, .rolloutFinished,
+            .deploymentInProgress, .deploymentOfActiveVersion, .deploymentFinished:
+            .conflict
         case .diskFull: .diskFull
         case .orphanedLog, .damagedLog, .notSQLite, .notBulkhead, .truncated, .corrupt, .unreadable, .unreadableSetting,
             .remoteUnreadable:
@@ -135,6 +142,16 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
                 + "wait for it to finish, or abort it, before starting another"
         case .rolloutFinished(let id):
             return "rollout \(id) has finished and cannot be reopened; start a new rollout"
+        case .deploymentNotFound(let id):
+            return "there is no script deployment \(id)"
+        case .deploymentInProgress(let customer, let name, let id):
+            return "deployment \(id) of script \(customer)/\(name) is still in progress; wait for it to finish, or "
+                + "abort it, before a live upload or another deployment (an upload with live=false is taken meanwhile)"
+        case .deploymentOfActiveVersion(let customer, let name, let version):
+            return "version \(version) of script \(customer)/\(name) is already active: deploy another version "
+                + "(upload it with live=false first)"
+        case .deploymentFinished(let id):
+            return "deployment \(id) has finished and cannot be changed; start a new deployment"
         case .missingStore(let path):
             return "there is no bulkhead store at \(path) (nothing was created there). Check --data: it names the "
                 + "directory `bulkhead serve` was started with (default ./.bulkhead)"
@@ -228,6 +245,14 @@ extension StoreError {
         StoreError(.rolloutInProgress(kind: kind.rawValue, id: id))
     }
     package static func rolloutFinished(_ id: Int) -> StoreError { StoreError(.rolloutFinished(id)) }
+    package static func deploymentNotFound(_ id: Int) -> StoreError { StoreError(.deploymentNotFound(id)) }
+    package static func deploymentInProgress(customer: String, name: String, id: Int) -> StoreError {
+        StoreError(.deploymentInProgress(customer: customer, name: name, id: id))
+    }
+    package static func deploymentOfActiveVersion(customer: String, name: String, version: Int) -> StoreError {
+        StoreError(.deploymentOfActiveVersion(customer: customer, name: name, version: version))
+    }
+    package static func deploymentFinished(_ id: Int) -> StoreError { StoreError(.deploymentFinished(id)) }
     package static func missingStore(path: String) -> StoreError { StoreError(.missingStore(path: path)) }
     package static func orphanedLog(path: String) -> StoreError { StoreError(.orphanedLog(path: path)) }
     package static func damagedLog(path: String, _ detail: String) -> StoreError { StoreError(.damagedLog(path: path, detail: detail)) }

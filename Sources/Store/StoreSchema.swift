@@ -29,8 +29,47 @@ enum StoreSchema: SQLiteSchema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-initial") { db in try createInitialSchema(db) }
         migrator.registerMigration("v2-change-feed") { db in try createChangeFeed(db) }
+        migrator.registerMigration("v3-script-deployments") { db in try createScriptDeployments(db) }
         return migrator
     }()
+
+    /// Version 3: gradual deployments of customers' scripts. The split a deployment
+    /// puts on its script lives in the script's row (what the data plane serves, read
+    /// with the active version); the deployment's record in `script_deployments`.
+    /// `split_deployment` is set exactly while the script has an unfinished deployment.
+    private static func createScriptDeployments(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE scripts ADD COLUMN split_deployment INTEGER;
+            ALTER TABLE scripts ADD COLUMN split_version INTEGER;
+            ALTER TABLE scripts ADD COLUMN split_percent REAL
+                CHECK (split_percent IS NULL OR (split_percent >= 0 AND split_percent <= 100));
+            ALTER TABLE scripts ADD COLUMN split_key_header TEXT;
+
+            -- AUTOINCREMENT: ids are shown to people and never reused (one numbering
+            -- for every script).
+            CREATE TABLE script_deployments (
+                id            INTEGER PRIMARY KEY AUTOINCREMENT,
+                customer      TEXT NOT NULL,
+                name          TEXT NOT NULL,
+                version       INTEGER NOT NULL CHECK (version >= 1),
+                from_version  INTEGER NOT NULL CHECK (from_version >= 1),
+                key_header    TEXT,
+                percent       REAL NOT NULL CHECK (percent >= 0 AND percent <= 100),
+                status        TEXT NOT NULL,
+                finished      INTEGER NOT NULL DEFAULT 0 CHECK (finished IN (0, 1)),
+                state         BLOB NOT NULL,
+                created_at    TEXT NOT NULL,
+                updated_at    TEXT NOT NULL,
+                created_by    TEXT NOT NULL,
+                FOREIGN KEY (customer, name) REFERENCES scripts(customer, name)
+            ) STRICT;
+
+            -- "One unfinished deployment per script", kept by SQLite itself.
+            CREATE UNIQUE INDEX script_deployments_one_unfinished_per_script
+                ON script_deployments(customer, name) WHERE finished = 0;
+            CREATE INDEX script_deployments_by_script ON script_deployments(customer, name, id);
+            """)
+    }
 
     /// Version 2: the change feed. One row per change the data plane serves from,
     /// written in the transaction of the change; `revision` only grows (AUTOINCREMENT:

@@ -195,6 +195,62 @@ struct EtcdFeedSourceTests {
         print("followed: \(host.reads.count) reads, \(host.reads.map(\.scriptsRead).reduce(0, +)) scripts read, health \(host.source.health)")
     }
 
+    @Test("a deployment's split is followed with the candidate's source, and a host started again serves it from its replica")
+    func followsDeploymentSplits() async throws {
+        let (client, store) = try makeStore()
+        defer { Task { await client.shutdown() } }
+        let host = try FollowingReplica(source: EtcdFeedSource(store: store, configuration: fastChecks))
+        defer { host.close() }
+        // A candidate larger than one chunk, with a NUL byte.
+        let candidate = "return 'v2\u{0}'\n" + String(repeating: "-- padding\n", count: 120_000)
+        let deployment = try await onStoreThread {
+            _ = try store.addCustomer(name: "acme", cohort: "pro", tokenHash: hash("acme"), actor: "cli")
+            _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "return 'v1'", actor: "cli")
+            _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: candidate, actor: "cli")
+            return try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: "x-user", percent: 10, status: "running", state: Data(),
+                actor: "driver")
+        }
+        try await catchUp(host, store)
+        let split = ScriptSplit(deployment: deployment.id, version: 2, source: candidate, percent: 10, keyHeader: "x-user")
+        #expect(try host.replica.contents().scripts.map(\.split) == [split])
+        try await expectSameContents(host.replica, store, pools: ["pro"])
+
+        // A step: the script is read again, with both sources.
+        var seen = host.reads.count
+        try await onStoreThread {
+            _ = try store.updateDeployment(id: deployment.id, status: "running", state: Data(), percent: 50, end: nil, actor: "driver")
+        }
+        try await catchUp(host, store)
+        #expect(host.reads(after: seen).map(\.scriptsRead).reduce(0, +) == 1)
+        #expect(host.reads(after: seen).flatMap(\.update.scripts).map(\.spec.split?.percent) == [50])
+        try await expectSameContents(host.replica, store, pools: ["pro"])
+
+        // Only the engine's state: nothing for the hosts to read.
+        seen = host.reads.count
+        try await onStoreThread {
+            _ = try store.updateDeployment(id: deployment.id, status: "running", state: Data("s".utf8), percent: 50, end: nil, actor: "driver")
+        }
+        try await catchUp(host, store)
+        #expect(host.reads(after: seen).map(\.scriptsRead).reduce(0, +) == 0)
+
+        // A host started again reads the same split from its replica file, etcd or not.
+        let reopened = try HostReplica(path: host.replica.path)
+        var grown = split
+        grown.percent = 50
+        #expect(try reopened.contents().scripts.map(\.split) == [grown])
+        try reopened.close()
+
+        // Promoted: the candidate is the active version, without a split.
+        seen = host.reads.count
+        try await onStoreThread {
+            _ = try store.updateDeployment(id: deployment.id, status: "completed", state: Data(), percent: 100, end: .promote, actor: "driver")
+        }
+        try await catchUp(host, store)
+        #expect(try host.replica.contents().scripts == [ScriptSpec(customer: "acme", name: "hello", version: 2, source: candidate)])
+        try await expectSameContents(host.replica, store, pools: ["pro"])
+    }
+
     @Test("two hosts hold host/NAME on their leases, written once: the changes they apply write nothing more")
     func hostPresence() async throws {
         let (client, store) = try makeStore()

@@ -1,4 +1,5 @@
 import BulkheadCore
+import EtcdStore
 import Foundation
 import Store
 import Testing
@@ -373,6 +374,343 @@ struct StoreConformanceTests {
         }
     }
 
+    // MARK: Deployments
+
+    /// `acme/hello` with version 1 active ("-- v1") and version 2 ("-- v2") stored inactive.
+    private static func addCandidate(_ store: any BulkheadStore) throws {
+        try addCustomers(store)
+        _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v1", actor: "customer:acme")
+        _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- v2", actor: "customer:acme")
+    }
+
+    /// The active `acme/hello` as the workers get it.
+    private static func hello(_ store: any BulkheadStore) throws -> ActiveScript? {
+        try store.activeScripts().first { $0.spec.customer == "acme" && $0.spec.name == "hello" }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentSplitIsServedWithTheCandidatesSource(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            let summary = try #require(try store.script(customer: "acme", name: "hello"))
+            #expect(summary.activeVersion == 1 && summary.latestVersion == 2)
+            #expect(try Self.hello(store)?.spec.split == nil)
+            let created = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: "x-user", percent: 10, status: "running",
+                state: Self.state, actor: "admin")
+            #expect(created.id == 1 && created.version == 2 && created.fromVersion == 1 && created.keyHeader == "x-user")
+            #expect(created.percent == 10 && created.status == "running" && !created.finished && created.state == Self.state)
+            #expect(created.createdBy == "admin" && created.createdAt == created.updatedAt)
+            #expect(try store.deployment(id: 1) == created)
+            #expect(try store.unfinishedDeployments() == [created])
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10) == [created])
+            let active = try #require(try Self.hello(store))
+            #expect(active.spec.version == 1 && active.spec.source == "-- v1" && active.sha256 == SHA256Hasher.hex("-- v1"))
+            #expect(active.spec.split == ScriptSplit(deployment: 1, version: 2, source: "-- v2", percent: 10, keyHeader: "x-user"))
+            // A step: the share grows; the state is kept byte for byte.
+            let state = Data([0x7b, 0x7d, 0x00, 0xff])
+            let step = try store.updateDeployment(id: 1, status: "running", state: state, percent: 50, end: nil, actor: "deployment")
+            #expect(step.percent == 50 && step.state == state && !step.finished && step.updatedAt > created.updatedAt)
+            #expect(try store.deployment(id: 1) == step)
+            #expect(try Self.hello(store)?.spec.split?.percent == 50)
+            // Paused at 0 %: unfinished, but nothing goes to the candidate.
+            let paused = try store.updateDeployment(id: 1, status: "paused", state: state, percent: 0, end: nil, actor: "admin")
+            #expect(paused.status == "paused" && !paused.finished)
+            #expect(try Self.hello(store)?.spec.split == nil)
+            #expect(try store.unfinishedDeployments().map(\.id) == [1])
+            #expect(try store.script(customer: "acme", name: "hello")?.activeVersion == 1)
+            // Without a key header the split hashes the client's address.
+            _ = try store.putScriptVersion(customer: "beta", name: "other", source: "-- o1", actor: "c")
+            _ = try store.putScriptVersionInactive(customer: "beta", name: "other", source: "-- o2", actor: "c")
+            let plain = try store.createDeployment(
+                customer: "beta", name: "other", version: 2, keyHeader: nil, percent: 100, status: "running", state: Data(),
+                actor: "admin")
+            #expect(plain.id == 2 && plain.keyHeader == nil)
+            let other = try #require(try store.activeScripts().first { $0.spec.name == "other" })
+            #expect(other.spec.split == ScriptSplit(deployment: 2, version: 2, source: "-- o2", percent: 100, keyHeader: nil))
+            #expect(try store.unfinishedDeployments().map(\.id) == [1, 2])
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10).map(\.id) == [1])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentOneUnfinishedPerScriptAndWhatIsRefused(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- v3", actor: "customer:acme")
+            let sameActive = storeError {
+                _ = try store.createDeployment(
+                    customer: "acme", name: "hello", version: 1, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                    actor: "admin")
+            }
+            #expect(sameActive?.kind == .conflict)
+            #expect(sameActive?.description.contains("version 1 of script acme/hello is already active") == true)
+            let missing = storeError {
+                _ = try store.createDeployment(
+                    customer: "acme", name: "hello", version: 9, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                    actor: "admin")
+            }
+            #expect(missing?.kind == .notFound)
+            #expect(missing?.description.contains("has no version 9 (it has versions 1 to 3)") == true)
+            #expect(storeError {
+                _ = try store.createDeployment(
+                    customer: "acme", name: "ghost", version: 2, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                    actor: "admin")
+            }?.kind == .notFound)
+            #expect(storeError {
+                _ = try store.createDeployment(
+                    customer: "ghost", name: "hello", version: 2, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                    actor: "admin")
+            }?.kind == .notFound)
+            let refused: [(percent: Double, header: String, status: String)] = [
+                (-1, "x-user", "running"), (100.5, "x-user", "running"), (.nan, "x-user", "running"), (5, "X-User", "running"),
+                (5, "", "running"), (5, "x user", "running"), (5, "x-user", ""),
+            ]
+            for (percent, header, status) in refused {
+                let error = storeError {
+                    _ = try store.createDeployment(
+                        customer: "acme", name: "hello", version: 2, keyHeader: header, percent: percent, status: status,
+                        state: Data(), actor: "admin")
+                }
+                #expect(error?.kind == .invalid, "percent \(percent), header \(header.debugDescription), status \(status.debugDescription)")
+            }
+            #expect(try store.unfinishedDeployments().isEmpty)
+            let first = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                actor: "admin")
+            let second = storeError {
+                _ = try store.createDeployment(
+                    customer: "acme", name: "hello", version: 3, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                    actor: "admin")
+            }
+            #expect(second?.kind == .conflict)
+            #expect(second?.description.contains("deployment \(first.id) of script acme/hello is still in progress") == true)
+            #expect(try store.unfinishedDeployments() == [first])
+            #expect(storeError { _ = try store.deployments(customer: "acme", name: "hello", limit: 0) }?.kind == .invalid)
+            #expect(try store.deployments(customer: "acme", name: "nothing", limit: 5).isEmpty)
+            #expect(try store.deployment(id: 99) == nil)
+            let unknown = storeError {
+                _ = try store.updateDeployment(id: 99, status: "running", state: Data(), percent: 5, end: nil, actor: "admin")
+            }
+            #expect(unknown?.kind == .notFound)
+            #expect(unknown?.description == "there is no script deployment 99")
+            #expect(storeError {
+                _ = try store.updateDeployment(id: first.id, status: "running", state: Data(), percent: 101, end: nil, actor: "admin")
+            }?.kind == .invalid)
+            #expect(try auditActions(store).filter { $0.hasPrefix("deployment.") } == ["deployment.create"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentRefusesALiveUploadButTakesAnInactiveOne(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            let deployment = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: nil, percent: 20, status: "running", state: Data(),
+                actor: "admin")
+            let before = try auditActions(store)
+            let live = storeError { _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v3", actor: "c") }
+            #expect(live?.kind == .conflict)
+            #expect(live?.description.contains("deployment \(deployment.id) of script acme/hello is still in progress") == true)
+            #expect(try auditActions(store) == before)
+            #expect(try store.scriptVersions(customer: "acme", name: "hello").map(\.version) == [1, 2])
+            // An inactive upload is taken: the active version, the split and a quarantine stay.
+            _ = try store.setScriptQuarantined(customer: "acme", name: "hello", quarantined: true, reason: "r", actor: "supervisor")
+            let staged = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- v3", actor: "c")
+            #expect(staged.version == 3 && staged.sha256 == SHA256Hasher.hex("-- v3") && staged.createdBy == "c")
+            let summary = try #require(try store.script(customer: "acme", name: "hello"))
+            #expect(summary.activeVersion == 1 && summary.latestVersion == 3 && summary.quarantined)
+            #expect(summary.sha256 == SHA256Hasher.hex("-- v1"))
+            #expect(try store.scriptSource(customer: "acme", name: "hello", version: 3).source == "-- v3")
+            #expect(try Self.hello(store)?.spec.split?.version == 2)
+            // A new script, and a deleted one, get their version active: nothing else is served.
+            let fresh = try store.putScriptVersionInactive(customer: "beta", name: "fresh", source: "-- f1", actor: "c")
+            #expect(fresh.version == 1)
+            #expect(try store.activeScripts().first { $0.spec.name == "fresh" }?.spec.source == "-- f1")
+            try store.deleteScript(customer: "beta", name: "fresh", actor: "c")
+            #expect(try store.putScriptVersionInactive(customer: "beta", name: "fresh", source: "-- f2", actor: "c").version == 2)
+            #expect(try store.script(customer: "beta", name: "fresh")?.activeVersion == 2)
+            #expect(storeError { _ = try store.putScriptVersionInactive(customer: "ghost", name: "x", source: "--", actor: "c") }?.kind == .notFound)
+            let events = try store.auditEvents(after: 0, limit: 100).filter { $0.action == .scriptStaged }
+            #expect(events.map(\.subject) == ["script/acme/hello", "script/acme/hello", "script/beta/fresh", "script/beta/fresh"])
+            #expect(events[1].detail == #"{"active_version":1,"sha256":"\#(SHA256Hasher.hex("-- v3"))","size":5,"undeleted":false,"version":3}"#)
+            #expect(events[3].detail.contains(#""active_version":2"#) && events[3].detail.contains(#""undeleted":true"#))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentPromoteMakesTheCandidateActiveAndClearsTheSplit(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            let created = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: "x-user", percent: 10, status: "running", state: Data(),
+                actor: "admin")
+            _ = try store.updateDeployment(id: created.id, status: "running", state: Data(), percent: 50, end: nil, actor: "deployment")
+            _ = try store.setScriptQuarantined(customer: "acme", name: "hello", quarantined: true, reason: "r", actor: "supervisor")
+            let done = try store.updateDeployment(
+                id: created.id, status: "completed", state: Self.state, percent: 100, end: .promote, actor: "deployment")
+            #expect(done.finished && done.status == "completed" && done.percent == 0 && done.state == Self.state)
+            #expect(try store.deployment(id: created.id) == done)
+            let summary = try #require(try store.script(customer: "acme", name: "hello"))
+            #expect(summary.activeVersion == 2 && !summary.quarantined && summary.quarantineReason == nil)
+            #expect(summary.sha256 == SHA256Hasher.hex("-- v2") && summary.size == 5)
+            #expect(summary.updatedAt == done.updatedAt)
+            let active = try #require(try Self.hello(store))
+            #expect(active.spec.version == 2 && active.spec.source == "-- v2" && active.spec.split == nil && !active.quarantined)
+            #expect(try store.unfinishedDeployments().isEmpty)
+            // Finished for good; the script takes live uploads again.
+            let again = storeError {
+                _ = try store.updateDeployment(id: created.id, status: "running", state: Data(), percent: 5, end: nil, actor: "admin")
+            }
+            #expect(again?.kind == .conflict)
+            #expect(again?.description == "deployment \(created.id) has finished and cannot be changed; start a new deployment")
+            #expect(try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v3", actor: "c").version == 3)
+            let events = try store.auditEvents(after: 0, limit: 100).filter { $0.action.rawValue.hasPrefix("deployment.") }
+            #expect(events.map(\.action) == [.deploymentCreated, .deploymentUpdated, .deploymentUpdated])
+            #expect(events.map(\.subject) == Array(repeating: "deployment/\(created.id)", count: 3))
+            #expect(events[0].detail == #"{"from_version":1,"key_header":"x-user","percent":10,"script":"acme/hello","status":"running","version":2}"#)
+            #expect(events[1].detail == #"{"end":null,"finished":false,"percent":50,"previous_status":"running","script":"acme/hello","status":"running","version":2}"#)
+            #expect(events[2].detail == #"{"end":"promote","finished":true,"percent":0,"previous_status":"running","released_quarantine":true,"script":"acme/hello","status":"completed","version":2}"#)
+            #expect(events.map(\.actor) == ["admin", "deployment", "deployment"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentRevertKeepsTheActiveVersionAndIdsAreNeverReused(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            let first = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: nil, percent: 10, status: "running", state: Data(),
+                actor: "admin")
+            let reverted = try store.updateDeployment(
+                id: first.id, status: "rolled-back", state: Data(), percent: 10, end: .revert, actor: "deployment")
+            #expect(reverted.finished && reverted.percent == 0 && reverted.status == "rolled-back")
+            let summary = try #require(try store.script(customer: "acme", name: "hello"))
+            #expect(summary.activeVersion == 1 && summary.latestVersion == 2)
+            let active = try #require(try Self.hello(store))
+            #expect(active.spec.version == 1 && active.spec.source == "-- v1" && active.spec.split == nil)
+            #expect(try store.unfinishedDeployments().isEmpty)
+            // The next deployment of the same version takes the next id.
+            let second = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: nil, percent: 1, status: "running", state: Data(),
+                actor: "admin")
+            #expect(second.id == first.id + 1 && second.fromVersion == 1)
+            #expect(try Self.hello(store)?.spec.split?.deployment == second.id)
+            _ = try store.updateDeployment(id: second.id, status: "completed", state: Data(), percent: 100, end: .promote, actor: "d")
+            _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- v3", actor: "c")
+            let third = try store.createDeployment(
+                customer: "acme", name: "hello", version: 3, keyHeader: nil, percent: 1, status: "running", state: Data(),
+                actor: "admin")
+            #expect(third.id == second.id + 1 && third.fromVersion == 2)
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10).map(\.id) == [third.id, second.id, first.id])
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 2).map(\.id) == [third.id, second.id])
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10).map(\.status) == ["running", "completed", "rolled-back"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentEndsAbortedOnARollbackOrADelete(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCustomers(store)
+            _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v1", actor: "c")
+            _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v2", actor: "c")
+            _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- v3", actor: "c")
+            let first = try store.createDeployment(
+                customer: "acme", name: "hello", version: 3, keyHeader: nil, percent: 30, status: "running", state: Self.state,
+                actor: "admin")
+            let back = try store.rollbackScript(customer: "acme", name: "hello", to: nil, actor: "customer:acme")
+            #expect(back.activeVersion == 1)
+            let aborted = try #require(try store.deployment(id: first.id))
+            #expect(aborted.status == "aborted" && aborted.finished && aborted.percent == 0)
+            #expect(aborted.state == Self.state, "the engine's state is kept as it was")
+            #expect(aborted.updatedAt == back.updatedAt)
+            #expect(try Self.hello(store)?.spec.split == nil)
+            #expect(try store.unfinishedDeployments().isEmpty)
+            let rollback = try #require(try store.auditEvents(after: 0, limit: 100).last)
+            #expect(rollback.action == .scriptRolledBack)
+            #expect(rollback.detail == #"{"aborted_deployment":\#(first.id),"from":2,"released_quarantine":false,"to":1}"#)
+            #expect(storeError {
+                _ = try store.updateDeployment(id: first.id, status: "running", state: Data(), percent: 5, end: nil, actor: "d")
+            }?.kind == .conflict)
+
+            let second = try store.createDeployment(
+                customer: "acme", name: "hello", version: 3, keyHeader: nil, percent: 30, status: "running", state: Data(),
+                actor: "admin")
+            #expect(second.fromVersion == 1)
+            try store.deleteScript(customer: "acme", name: "hello", actor: "customer:acme")
+            #expect(try store.deployment(id: second.id)?.status == "aborted")
+            #expect(try store.deployment(id: second.id)?.finished == true)
+            #expect(try store.unfinishedDeployments().isEmpty)
+            #expect(try Self.hello(store) == nil)
+            let delete = try #require(try store.auditEvents(after: 0, limit: 100).last)
+            #expect(delete.detail == #"{"aborted_deployment":\#(second.id),"active_version":1}"#)
+            // The history stays with the name; a live upload brings the script back.
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10).map(\.id) == [second.id, first.id])
+            #expect(try store.putScriptVersion(customer: "acme", name: "hello", source: "-- v4", actor: "c").version == 4)
+            #expect(try Self.hello(store)?.spec.split == nil)
+            // A rollback or delete of a script with no deployment says nothing of one.
+            _ = try store.rollbackScript(customer: "acme", name: "hello", to: 2, actor: "c")
+            #expect(try store.auditEvents(after: 0, limit: 100).last?.detail == #"{"from":4,"released_quarantine":false,"to":2}"#)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deploymentEverySplitChangeIsAScriptChangeInTheFeed(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            let feed = try FeedFollower(store)
+            defer { feed.close() }
+            let hello = StoreChange.script(customer: "acme", name: "hello")
+            let copy = try feed.follow()
+            #expect(copy.scripts.first { $0.spec.name == "hello" }?.spec.split == nil)
+
+            let created = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: "x-user", percent: 5, status: "running", state: Data(),
+                actor: "admin")
+            var step = try feed.follow()
+            #expect(step.changes.filter { $0 == hello }.count == 1)
+            #expect(step.scripts.map(\.spec.split) == [ScriptSplit(deployment: created.id, version: 2, source: "-- v2", percent: 5, keyHeader: "x-user")])
+
+            _ = try store.updateDeployment(id: created.id, status: "running", state: Data(), percent: 25, end: nil, actor: "d")
+            step = try feed.follow()
+            #expect(step.changes.filter { $0 == hello }.count == 1)
+            #expect(step.scripts.map(\.spec.split?.percent) == [25])
+
+            // Only the engine's state and status changed: nothing for the hosts.
+            _ = try store.updateDeployment(id: created.id, status: "running", state: Self.state, percent: 25, end: nil, actor: "d")
+            step = try feed.follow()
+            #expect(!step.changes.contains(hello))
+            #expect(step.scripts.isEmpty)
+
+            _ = try store.updateDeployment(id: created.id, status: "paused", state: Data(), percent: 0, end: nil, actor: "d")
+            step = try feed.follow()
+            #expect(step.changes.filter { $0 == hello }.count == 1)
+            #expect(step.scripts.map(\.spec.split) == [nil])
+
+            _ = try store.updateDeployment(id: created.id, status: "completed", state: Data(), percent: 100, end: .promote, actor: "d")
+            step = try feed.follow()
+            #expect(step.changes.filter { $0 == hello }.count == 1)
+            #expect(step.scripts.map(\.spec.version) == [2])
+            #expect(step.scripts.map(\.spec.source) == ["-- v2"])
+            #expect(step.scripts.map(\.spec.split) == [nil])
+
+            // A rollback under a running deployment: the split goes with the active version.
+            let next = try store.createDeployment(
+                customer: "acme", name: "hello", version: 1, keyHeader: nil, percent: 40, status: "running", state: Data(),
+                actor: "admin")
+            step = try feed.follow()
+            #expect(step.scripts.map(\.spec.split?.deployment) == [next.id])
+            #expect(step.scripts.map(\.spec.split?.source) == ["-- v1"])
+            _ = try store.rollbackScript(customer: "acme", name: "hello", to: nil, actor: "c")
+            step = try feed.follow()
+            #expect(step.changes.filter { $0 == hello }.count == 1)
+            #expect(step.scripts.map(\.spec.version) == [1])
+            #expect(step.scripts.map(\.spec.split) == [nil])
+            // What the feed delivered is what the store serves.
+            #expect(try feed.follow(copying: true).scripts == store.activeScripts())
+        }
+    }
+
     // MARK: Settings
 
     @Test(arguments: Backend.allCases)
@@ -507,5 +845,55 @@ struct StoreConformanceTests {
             #expect(storeError { _ = try store.appendAudit(actor: "", action: AuditAction("a"), subject: "s", detail: "{}") }?.kind == .invalid)
             #expect(storeError { _ = try store.auditEvents(after: 0, limit: 0) }?.kind == .invalid)
         }
+    }
+}
+
+/// A host agent's view of a store's change feed, on either backend: a
+/// `ChangeFeedReader` on the SQLite file, a watch on etcd (`EtcdFeedSource`).
+private final class FeedFollower {
+    private let source: any ChangeFeedSource
+    private let store: any ControlStore
+    private var revision: Int?
+
+    init(_ store: any BulkheadStore) throws {
+        switch store {
+        case let sqlite as SQLiteStore:
+            source = try ChangeFeedReader(path: sqlite.path)
+            self.store = sqlite
+        case let etcd as EtcdStore:
+            source = EtcdFeedSource(store: etcd)
+            self.store = etcd
+        default:
+            throw EtcdInstall.Failure(description: "no change feed for \(type(of: store))")
+        }
+    }
+
+    /// Reads the feed until it reflects the store's revision now: the changes read
+    /// and the scripts they named (everything, as a full copy, the first time and
+    /// when `copying`).
+    func follow(copying: Bool = false) throws -> (changes: [StoreChange], scripts: [ActiveScript]) {
+        if copying { revision = nil }
+        let target = try store.latestRevision()
+        let deadline = ContinuousClock.now + .seconds(20)
+        var changes: [StoreChange] = []
+        var scripts: [ActiveScript] = []
+        repeat {
+            let read = try source.update(after: revision, limit: 10_000)
+            if read.update.isFullCopy || read.update.revision != revision {
+                changes += read.entries.map(\.change)
+                scripts += read.update.scripts
+                revision = read.update.revision
+            } else {
+                guard ContinuousClock.now < deadline else {
+                    throw EtcdInstall.Failure(description: "the feed is at \(revision ?? -1), not \(target), after 20 s")
+                }
+                usleep(10_000)
+            }
+        } while (revision ?? -1) < target
+        return (changes, scripts)
+    }
+
+    func close() {
+        source.close()
     }
 }

@@ -106,6 +106,43 @@ import Testing
         #expect(contents.customers == ["acme": "free"])
     }
 
+    @Test func theFollowerReadsADeploymentsSplitWithTheCandidatesSource() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeStore(in: directory)
+        _ = try store.addCustomer(name: "acme", cohort: "free", tokenHash: TokenHash.of(token: "t1"), actor: "admin")
+        _ = try store.putScriptVersion(customer: "acme", name: "hello", source: "return 1", actor: "admin")
+        // A NUL byte in the candidate survives the trip too.
+        let candidate = "return 'a\u{0}b'"
+        _ = try store.putScriptVersionInactive(customer: "acme", name: "hello", source: candidate, actor: "admin")
+        let reader = try ChangeFeedReader(path: store.path)
+        defer { reader.close() }
+        let replica = try HostReplica(path: directory.path + "/host.sqlite")
+        let copy = try reader.update(after: nil)
+        #expect(copy.update.scripts.map(\.spec.split) == [nil])
+        try replica.apply(copy.update)
+
+        let deployment = try store.createDeployment(
+            customer: "acme", name: "hello", version: 2, keyHeader: "x-user", percent: 10, status: "running", state: Data(),
+            actor: "admin")
+        let split = ScriptSplit(deployment: deployment.id, version: 2, source: candidate, percent: 10, keyHeader: "x-user")
+        let started = try reader.update(after: copy.update.revision)
+        #expect(started.entries.map(\.change) == [.script(customer: "acme", name: "hello")])
+        #expect(started.scriptsRead == 1)
+        #expect(started.update.scripts.map(\.spec.version) == [1])
+        #expect(started.update.scripts.map(\.spec.split) == [split])
+        try replica.apply(started.update)
+        #expect(try replica.contents().scripts.map(\.split) == [split])
+        #expect(try reader.update(after: nil).update.scripts.map(\.spec.split) == [split], "a full copy carries it too")
+
+        _ = try store.updateDeployment(id: deployment.id, status: "completed", state: Data(), percent: 100, end: .promote, actor: "d")
+        let promoted = try reader.update(after: started.update.revision)
+        #expect(promoted.update.scripts.map(\.spec) == [
+            ScriptSpec(customer: "acme", name: "hello", version: 2, source: candidate, split: nil),
+        ])
+        try replica.apply(promoted.update)
+        #expect(try replica.contents().scripts == [ScriptSpec(customer: "acme", name: "hello", version: 2, source: candidate)])
+    }
+
     @Test func aNewVersionLiftsTheHostsQuarantine() throws {
         let directory = try TemporaryDirectory()
         let replica = try HostReplica(path: directory.path + "/host.sqlite")

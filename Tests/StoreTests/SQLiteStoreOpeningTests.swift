@@ -38,7 +38,7 @@ import Testing
         #expect(diagnostics.journalMode == "wal")
         #expect(diagnostics.synchronous == 2)  // FULL
         #expect(diagnostics.foreignKeys)
-        #expect(diagnostics.migrations == ["v1-initial", "v2-change-feed"])
+        #expect(diagnostics.migrations == ["v1-initial", "v2-change-feed", "v3-script-deployments"])
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         // Created under a temporary name and linked into place: nothing else is left.
@@ -71,6 +71,35 @@ import Testing
         #expect(try store.putScriptVersion(customer: "acme", name: "gone", source: "-- y", actor: "c").version == 2)
         #expect(try store.putArtifact(kind: .rules, content: "{}", actor: "admin").version == 2)
         #expect(try store.appendAudit(actor: "admin", action: AuditAction("test"), subject: "host", detail: "{}").id == 12)
+    }
+
+    @Test func aStoreFromBeforeDeploymentsIsMigratedAndKeepsEverything() throws {
+        let directory = try TemporaryDirectory()
+        try populate(directory)
+        // Back to the schema of a build before deployments.
+        let raw = try DatabaseQueue(path: directory.storePath)
+        try raw.write { db in
+            try db.execute(sql: """
+                DROP TABLE script_deployments;
+                ALTER TABLE scripts DROP COLUMN split_deployment;
+                ALTER TABLE scripts DROP COLUMN split_version;
+                ALTER TABLE scripts DROP COLUMN split_percent;
+                ALTER TABLE scripts DROP COLUMN split_key_header;
+                DELETE FROM grdb_migrations WHERE identifier = 'v3-script-deployments';
+                """)
+        }
+        try raw.close()
+
+        let store = try open(directory.storePath)
+        #expect(try store.diagnostics().migrations.last == "v3-script-deployments")
+        #expect(try store.scriptVersions(customer: "acme", name: "hello").map(\.version) == [1, 2])
+        #expect(try store.activeScripts().map(\.spec.split) == [nil])
+        #expect(try store.putScriptVersionInactive(customer: "acme", name: "hello", source: "-- 3", actor: "c").version == 3)
+        let deployment = try store.createDeployment(
+            customer: "acme", name: "hello", version: 3, keyHeader: nil, percent: 50, status: "running", state: Data(),
+            actor: "admin")
+        #expect(deployment.id == 1 && deployment.fromVersion == 1)
+        #expect(try store.activeScripts().first?.spec.split?.source == "-- 3")
     }
 
     @Test func anAcknowledgedUploadIsInTheFilesBeforeTheStoreCloses() throws {
