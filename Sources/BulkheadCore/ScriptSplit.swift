@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A script under a gradual deployment, as a worker runs it: a share of the
 /// script's requests goes to a candidate version, the rest to the active one.
 ///
@@ -20,6 +24,14 @@ public struct ScriptSplit: Codable, Sendable, Equatable {
     /// The request header whose value is the key (lower case), or nil for the
     /// client's address.
     public var keyHeader: String?
+    /// When a new share of the same deployment replaces `previousPercent`: the
+    /// moment (`monotonicNanoseconds`) every worker of the pool switches at. The
+    /// supervisor sets it when it sends a new share, so that no worker serves the
+    /// new share while another still serves the old one: a client whose requests
+    /// land on both never goes back from the candidate. Nil: `percent` from now.
+    public var switchAt: UInt64?
+    /// The share served until `switchAt`.
+    public var previousPercent: Double?
 
     /// Creates a split.
     public init(deployment: Int, version: Int, source: String = "", percent: Double, keyHeader: String? = nil) {
@@ -30,13 +42,26 @@ public struct ScriptSplit: Codable, Sendable, Equatable {
         self.keyHeader = keyHeader
     }
 
+    /// The host's monotonic clock (CLOCK_MONOTONIC, shared by its processes), in ns.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    /// The share in force at `now` (`monotonicNanoseconds`).
+    public func percent(at now: UInt64) -> Double {
+        if let switchAt, let previousPercent, now < switchAt { return previousPercent }
+        return percent
+    }
+
     /// How finely a share is cut: 0.01 percent.
     public static let buckets: UInt64 = 10_000
 
-    /// The buckets that go to the candidate: those below this.
-    public var candidateBuckets: UInt64 {
+    /// The buckets that go to the candidate under `percent`: those below this.
+    public static func candidateBuckets(_ percent: Double) -> UInt64 {
         let share = percent.isFinite ? min(max(percent, 0), 100) : 0
-        return UInt64((share * Double(Self.buckets) / 100).rounded())
+        return UInt64((share * Double(buckets) / 100).rounded())
     }
 
     /// The bucket of `key` under this deployment (FNV-1a, 64 bits, salted with the
@@ -60,9 +85,10 @@ public struct ScriptSplit: Codable, Sendable, Equatable {
         return hash % Self.buckets
     }
 
-    /// Whether a request with `key` goes to the candidate.
-    public func takesCandidate<Key: Collection<UInt8>>(_ key: Key) -> Bool {
-        let share = candidateBuckets
+    /// Whether a request with `key` goes to the candidate at `now`
+    /// (`monotonicNanoseconds`; by default the share after any switch).
+    public func takesCandidate<Key: Collection<UInt8>>(_ key: Key, at now: UInt64 = .max) -> Bool {
+        let share = Self.candidateBuckets(percent(at: now))
         if share >= Self.buckets { return true }
         if share == 0 { return false }
         return bucket(of: key) < share
@@ -72,6 +98,20 @@ public struct ScriptSplit: Codable, Sendable, Equatable {
     public var withoutSource: ScriptSplit {
         var copy = self
         copy.source = ""
+        return copy
+    }
+
+    /// This split as sent to workers that serve `previous` now: a new share of the
+    /// same deployment and candidate switches at `now + delay` nanoseconds on every
+    /// worker at once.
+    public func switching(from previous: ScriptSplit?, now: UInt64, delay: UInt64) -> ScriptSplit {
+        var copy = self
+        copy.switchAt = nil
+        copy.previousPercent = nil
+        if let previous, previous.deployment == deployment, previous.version == version, previous.percent != percent {
+            copy.previousPercent = previous.percent
+            copy.switchAt = now + delay
+        }
         return copy
     }
 }

@@ -66,12 +66,16 @@ public struct SplitCounts: Codable, Sendable, Equatable {
     public var active: ScriptVersionCounts
     /// What the candidate answered since it was loaded.
     public var candidate: ScriptVersionCounts
+    /// Error signatures the active version showed on this worker at any time,
+    /// before the deployment too (bounded): never new for the candidate.
+    public var activeKnownSignatures: [String]
 
     /// Creates counts.
     public init(
         customer: String, name: String, deployment: Int, percent: Double, activeVersion: Int, candidateVersion: Int,
-        active: ScriptVersionCounts, candidate: ScriptVersionCounts
+        active: ScriptVersionCounts, candidate: ScriptVersionCounts, activeKnownSignatures: [String] = []
     ) {
+        self.activeKnownSignatures = activeKnownSignatures
         self.customer = customer
         self.name = name
         self.deployment = deployment

@@ -25,6 +25,19 @@ struct DeploymentWindows {
 }
 
 extension Supervisor {
+    /// How far ahead a new share is set to switch on every worker of a pool: more
+    /// than a control message takes to reach a busy worker.
+    static let shareSwitchDelay: UInt64 = 100_000_000
+
+    /// `spec` as sent to workers that serve `previous`: a new share of a split
+    /// switches on all of them at the same moment (`ScriptSplit.switchAt`).
+    func scheduled(_ spec: ScriptSpec, after previous: ScriptSpec?) -> ScriptSpec {
+        guard let split = spec.split else { return spec }
+        var copy = spec
+        copy.split = split.switching(from: previous?.split, now: ScriptSplit.monotonicNanoseconds(), delay: Self.shareSwitchDelay)
+        return copy
+    }
+
     /// Every ~200 ms, beside the stage reports: for each script under a split in the
     /// catalog, starts the window once every worker of its pool applies the split's
     /// share, and writes a `DeploymentReport` of the window into the replica; the
@@ -90,6 +103,7 @@ extension Supervisor {
             candidate.add(entry.candidate.since(base?.candidate))
             active.add(entry.active.since(base?.active))
             for (signature, count) in entry.active.signatures where count > 0 { known.insert(signature) }
+            known.formUnion(entry.activeKnownSignatures)
         }
         return DeploymentReport(
             deployment: split.deployment, percent: split.percent, acknowledgedAt: window.acknowledgedAt, measuredAt: now,

@@ -232,7 +232,7 @@ extension Supervisor {
                 logger.info("script version published", metadata: [
                     "script": "\(script)", "version": "\(new.version)", "pool": "\(cohort)",
                 ])
-                send(.putScript(new), to: pool)
+                send(.putScript(scheduled(new, after: old)), to: pool)
             } else if new == nil, old != nil, let cohort = before.assignments[script.customer], let pool = table.pools[cohort] {
                 send(.removeScript(customer: script.customer, name: script.name), to: pool)
             }

@@ -390,7 +390,8 @@ public final class Supervisor: @unchecked Sendable {
                 let key = "\(customer)/\(name)"
                 table.strikes[key] = nil
                 logger.info("script version published", metadata: ["script": "\(key)", "version": "\(spec.version)", "pool": "\(cohort)"])
-                for worker in pool.allWorkers { worker.send(.putScript(spec)) }
+                let sent = moved ? spec : scheduled(spec, after: before.scripts[customer]?[name])
+                for worker in pool.allWorkers { worker.send(.putScript(sent)) }
                 replicaFeed.follower.scriptsPushed += pool.allWorkers.count
             }
         }

@@ -284,6 +284,7 @@ final class HTTPConnection: LoopHandler {
             script.errors[kind.rawValue, default: 0] += 1
             pool.scriptFailed(runner, error: error)
             let signature = ErrorSignature.normalize(error.message)
+            if runner.knownSignatures.count < LoadedScript.maxKnownSignatures { runner.knownSignatures.insert(signature) }
             writeError(kind, error.message, connection: connectionHeader, omitBody: omitBody, startedAt: startedAt,
                        signature: signature)
             if runner.versionCounts != nil {
@@ -306,7 +307,7 @@ final class HTTPConnection: LoopHandler {
         let count = min(head.headerCount, fields.count)
         if let name = split.keyHeader {
             for index in 0..<count where Self.nameEquals(bytes, fields[index].name, name) {
-                return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[fields[index].value]))
+                return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[fields[index].value]), at: readAt)
             }
         }
         var forwarded: Range<Int>?
@@ -319,10 +320,10 @@ final class HTTPConnection: LoopHandler {
             for position in forwarded where bytes[position] == UInt8(ascii: ",") { start = position + 1 }
             var range = start..<forwarded.upperBound
             while let first = range.first, bytes[first] == UInt8(ascii: " ") { range = range.dropFirst() }
-            return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            return split.config.takesCandidate(UnsafeRawBufferPointer(rebasing: bytes[range]), at: readAt)
         }
         if peerAddress == nil { peerAddress = Array(Sockets.peerAddress(of: fd).utf8) }
-        return split.config.takesCandidate(peerAddress!)
+        return split.config.takesCandidate(peerAddress!, at: readAt)
     }
 
     private static let forwardedFor = Array("x-forwarded-for".utf8)

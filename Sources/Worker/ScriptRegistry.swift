@@ -18,6 +18,10 @@ final class LoadedScript {
     /// On the active version of a script under a gradual deployment: the candidate
     /// and its share.
     var split: LoadedSplit?
+    /// The error signatures this version showed on this worker (at most
+    /// `maxKnownSignatures`): a deployment's candidate is not blamed for them.
+    var knownSignatures: Set<String> = []
+    static let maxKnownSignatures = 50
 
     /// "customer/name", the note a crash during this script's calls leaves for the
     /// supervisor (see `bh_crash_note_set`). C memory: the signal handler reads it.
@@ -95,9 +99,10 @@ final class ScriptRegistry {
                 guard let split = script.split else { continue }
                 result.append(SplitCounts(
                     customer: script.customer, name: script.name, deployment: split.config.deployment,
-                    percent: split.config.percent, activeVersion: script.version, candidateVersion: split.candidate.version,
+                    percent: split.config.percent(at: ScriptSplit.monotonicNanoseconds()), activeVersion: script.version, candidateVersion: split.candidate.version,
                     active: script.versionCounts ?? ScriptVersionCounts(),
-                    candidate: split.candidate.versionCounts ?? ScriptVersionCounts()))
+                    candidate: split.candidate.versionCounts ?? ScriptVersionCounts(),
+                    activeKnownSignatures: script.knownSignatures.sorted()))
             }
         }
         return result
