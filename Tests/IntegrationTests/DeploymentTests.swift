@@ -210,6 +210,9 @@ final class KeyedTraffic: @unchecked Sendable {
         #expect(logs.body.contains("deployment \(id)") && logs.body.contains("failed"), "the decision is in the script's log: \(logs.body)")
     }
 
+    /// The gate passes a step once it has its minimum of requests and nothing failed,
+    /// so a step needs enough requests for the test to see a tenfold rate: this
+    /// deployment asks for 300 a step (its own gate, tighter than the cohort's 20).
     @Test func theOldVersionsOwnErrorAtTenTimesItsRateIsRolledBackByTheRateTest() throws {
         let (host, token, port) = try start("""
             function handle(req)
@@ -228,7 +231,7 @@ final class KeyedTraffic: @unchecked Sendable {
               if math.random() < 0.05 then error("backend timeout") end
               return "v2"
             end
-            """, body: #"{"version": VERSION, "key_header": "x-user"}"#)
+            """, body: #"{"version": VERSION, "key_header": "x-user", "steps": [5, 25, 50, 100], "gate": {"min_requests": 300}}"#)
         let ended = try waitForState(host, token: token, id, ["rolled-back", "completed", "paused"], timeout: 180)
         _ = traffic.stop()
         #expect(ended["state"] as? String == "rolled-back", "\(ended)")
