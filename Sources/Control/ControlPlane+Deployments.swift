@@ -72,6 +72,13 @@ extension ControlPlane {
         }.mapError(Self.storeFailure)
     }
 
+    /// The script's deployment that has not ended, if any. Blocks on the store.
+    public func unfinishedDeployment(customer: String, name: String) -> Result<DeploymentRecord?, ControlError> {
+        // At most one is unfinished, and nothing newer can have been made beside it.
+        Result { try store.deployments(customer: customer, name: name, limit: 1).first.flatMap { $0.finished ? nil : $0 } }
+            .mapError(Self.storeFailure)
+    }
+
     /// The decisions of the script's recent deployments as log lines, oldest first:
     /// what the script's log shows beside its own lines.
     public func deploymentLogLines(customer: String, name: String) -> [String] {
@@ -81,6 +88,13 @@ extension ControlPlane {
             guard let machine = try? JSONDecoder().decode(DeploymentMachine.self, from: record.state) else { continue }
             for decision in machine.decisions {
                 entries.append((decision.time, "deployment \(record.id) (version \(record.version)): \(decision.message)"))
+            }
+        }
+        for record in records where record.finished {
+            let state = try? JSONDecoder().decode(DeploymentMachine.self, from: record.state)
+            if state?.state.isFinished != true {
+                entries.append((record.updatedAt.timeIntervalSince1970,
+                                "deployment \(record.id) (version \(record.version)): \(record.status): its script was rolled back or deleted"))
             }
         }
         let formatter = ISO8601DateFormatter()

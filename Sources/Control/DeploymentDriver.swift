@@ -152,7 +152,15 @@ public final class DeploymentDriver: @unchecked Sendable {
                 ])
                 if order.strategy == .immediate {
                     let actions = try machine.promote(by: actor, now: now)
-                    record = perform(actions, machine: machine, store: store) ?? record
+                    guard let promoted = perform(actions, machine: machine, store: store) else {
+                        // Stored as running: the driver takes it up again and promotes it.
+                        running[record.id] = try? JSONDecoder().decode(DeploymentMachine.self, from: record.state)
+                        running[record.id]?.id = record.id
+                        return .failure(ControlError(
+                            .controlPlaneUnavailable,
+                            "deployment \(record.id) is stored but the store did not take its promotion; promote it again"))
+                    }
+                    record = promoted
                 } else {
                     running[record.id] = machine
                 }
@@ -177,6 +185,7 @@ public final class DeploymentDriver: @unchecked Sendable {
                 guard let record = try store.deployment(id: id), record.customer == customer, record.name == name else {
                     return .failure(ControlError(.notFound, "script '\(name)' has no deployment \(id)"))
                 }
+                if record.finished { forget(id) }
                 guard var machine = running[id] else {
                     return .failure(ControlError(.conflict, "deployment \(id) is \(record.status): cannot \(operation.rawValue) it"))
                 }
@@ -226,6 +235,17 @@ public final class DeploymentDriver: @unchecked Sendable {
             return
         }
         guard !running.isEmpty else { return }
+        // A rollback or a delete of the script ends its deployment in the store.
+        do {
+            let unfinished = Set(try store.unfinishedDeployments().map(\.id))
+            for id in running.keys where !unfinished.contains(id) {
+                logger.info("deployment ended by a change of its script (a rollback or a delete)", metadata: ["id": "\(id)"])
+                forget(id)
+            }
+        } catch {
+            note("cannot read the deployments; they do not advance", error)
+            return
+        }
         let reports = fleet?.deploymentReports(freshWithin: RolloutDriver.hostPatience) ?? hostReports()
         let now = clock()
         for id in running.keys.sorted() {
@@ -246,6 +266,12 @@ public final class DeploymentDriver: @unchecked Sendable {
                 continue
             }
         }
+    }
+
+    /// Drops a deployment that ended.
+    private func forget(_ id: Int) {
+        running[id] = nil
+        latest[id] = nil
     }
 
     /// Reads the unfinished deployments once per leadership.

@@ -37,6 +37,11 @@ public struct ControlOperations: Sendable {
         guard !live || defaults.strategy == .gradual else {
             return UploadAnswer(try await call { plane.storeScript(checked, actor: actor) })
         }
+        if live, let running = try await call({ plane.unfinishedDeployment(customer: customer.name, name: name) }) {
+            // Refused before anything is stored.
+            throw ControlError(.conflict, "deployment \(running.id) of '\(name)' (version \(running.version)) has not ended; "
+                + "wait for it, or abort it, before uploading a version to deploy")
+        }
         let stored = try await call { plane.storeScriptInactive(checked, actor: actor) }
         var answer = UploadAnswer(stored)
         let summary = try await call { plane.script(customer: customer.name, name: name) }.0

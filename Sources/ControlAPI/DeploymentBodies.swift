@@ -75,15 +75,74 @@ public struct DeploymentInfo: Codable, Sendable {
     /// The current step's window as last measured, while it runs.
     public var current: CurrentWindow?
     /// The windows of the steps that ended, oldest first.
-    public var windows: [DeploymentMachine.StepWindow]
+    public var windows: [StepWindow]
     /// Every decision, oldest first, with the gate's numbers.
-    public var decisions: [DeploymentMachine.Decision]
+    public var decisions: [Decision]
     /// When it was created.
     public var createdAt: Date
     /// When it last changed.
     public var updatedAt: Date
     /// Who started it.
     public var createdBy: String
+
+    /// What a step measured when it ended.
+    public struct StepWindow: Codable, Sendable {
+        /// The step, counting from 1.
+        public var step: Int
+        /// Its share, percent.
+        public var percent: Double
+        /// When the pool took the share.
+        public var startedAt: Date
+        /// When it was measured last.
+        public var endedAt: Date
+        /// The candidate's counts in the window.
+        public var candidate: StageSample
+        /// The old version's counts over the same window.
+        public var baseline: StageSample
+
+        enum CodingKeys: String, CodingKey {
+            case step, percent, candidate, baseline
+            case startedAt = "started_at"
+            case endedAt = "ended_at"
+        }
+
+        init(_ window: DeploymentMachine.StepWindow) {
+            step = window.step + 1
+            percent = window.percent
+            startedAt = Date(timeIntervalSince1970: window.startedAt)
+            endedAt = Date(timeIntervalSince1970: window.endedAt)
+            candidate = window.candidate
+            baseline = window.baseline
+        }
+    }
+
+    /// One decision.
+    public struct Decision: Codable, Sendable {
+        /// When.
+        public var time: Date
+        /// `started`, `passed`, `failed`, `inconclusive`, `paused`, `resumed`, `aborted`, `promoted` or `completed`.
+        public var event: String
+        /// The step concerned, counting from 1.
+        public var step: Int?
+        /// Its share, percent.
+        public var percent: Double?
+        /// Who decided: an audit actor, or `gate`.
+        public var by: String
+        /// The gate's verdict with its numbers, for the gate's decisions and a promotion.
+        public var verdict: GateVerdict?
+        /// The decision in one sentence.
+        public var message: String
+
+        init(_ decision: DeploymentMachine.Decision) {
+            time = Date(timeIntervalSince1970: decision.time)
+            event = decision.event.rawValue
+            step = decision.step.map { $0 + 1 }
+            percent = decision.percent
+            by = decision.by
+            verdict = decision.verdict
+            message = decision.message
+        }
+    }
 
     /// The current step's window.
     public struct CurrentWindow: Codable, Sendable {
@@ -123,14 +182,15 @@ public struct DeploymentInfo: Codable, Sendable {
         script = record.name
         version = record.version
         fromVersion = record.fromVersion
-        state = machine?.state.rawValue ?? record.status
-        percent = record.percent
+        // A rollback or a delete of the script ends its deployment in the store alone.
+        state = record.finished ? record.status : (machine?.state.rawValue ?? record.status)
+        percent = record.finished ? (record.status == DeploymentMachine.State.completed.rawValue ? 100 : 0) : record.percent
         steps = machine?.steps ?? []
         step = (machine?.step ?? 0) + 1
         keyHeader = record.keyHeader
         gate = machine?.gate
-        windows = machine?.windows ?? []
-        decisions = machine?.decisions ?? []
+        windows = (machine?.windows ?? []).map(StepWindow.init)
+        decisions = (machine?.decisions ?? []).map(Decision.init)
         createdAt = record.createdAt
         updatedAt = record.updatedAt
         createdBy = record.createdBy

@@ -71,7 +71,7 @@ enum DeploymentText {
         }
         let formatter = ISO8601DateFormatter()
         for decision in deployment.decisions {
-            lines.append("  \(formatter.string(from: Date(timeIntervalSince1970: decision.time))) \(decision.event.rawValue) by \(decision.by): \(decision.message)")
+            lines.append("  \(formatter.string(from: decision.time)) \(decision.event) by \(decision.by): \(decision.message)")
         }
         return lines.joined(separator: "\n")
     }
