@@ -43,23 +43,12 @@ extension SQLiteStore {
                     activeVersion = try existing.decode(Int.self, forColumn: "active_version")
                 }
             } else {
-                // The active version's foreign key is checked at commit, after the
-                // version row below exists.
-                try db.execute(
-                    sql: "INSERT INTO scripts (customer, name, active_version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
-                    arguments: [customer, name, at, at])
-                scriptID = db.lastInsertedRowID
+                scriptID = try Self.insertScript(db, customer: customer, name: name, at: at)
                 version = 1
                 activeVersion = 1
                 undeleted = false
             }
-            // As bytes with their length: see `wholeText(_:column:)`.
-            try db.execute(
-                sql: """
-                    INSERT INTO script_versions (script_id, version, source, sha256, size, created_at, created_by)
-                    VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?)
-                    """,
-                arguments: [scriptID, version, Data(source.utf8), sha256, size, at, actor])
+            try Self.insertVersion(db, scriptID: scriptID, version: version, source: source, sha256: sha256, size: size, at: at, actor: actor)
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptStaged, subject: "script/\(customer)/\(name)",
                 detail: [

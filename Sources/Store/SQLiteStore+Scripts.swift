@@ -47,24 +47,11 @@ extension SQLiteStore {
                         """,
                     arguments: [version, at, scriptID])
             } else {
-                // The active version's foreign key is checked at commit, after the
-                // version row below exists.
-                try db.execute(
-                    sql: "INSERT INTO scripts (customer, name, active_version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
-                    arguments: [customer, name, at, at])
-                scriptID = db.lastInsertedRowID
+                scriptID = try Self.insertScript(db, customer: customer, name: name, at: at)
                 version = 1
                 detail = ["previous_version": .null, "undeleted": false, "released_quarantine": false]
             }
-            // The source goes in as bytes with their length and is cast to TEXT:
-            // GRDB binds a String as a C string (length -1), which cut a source at
-            // its first NUL byte, a byte Lua reads fine inside a string literal.
-            try db.execute(
-                sql: """
-                    INSERT INTO script_versions (script_id, version, source, sha256, size, created_at, created_by)
-                    VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?)
-                    """,
-                arguments: [scriptID, version, Data(source.utf8), sha256, size, at, actor])
+            try Self.insertVersion(db, scriptID: scriptID, version: version, source: source, sha256: sha256, size: size, at: at, actor: actor)
             detail = detail.merging(["version": .int(version), "sha256": .string(sha256), "size": .int(size)])
             try insertAudit(
                 db, at: at, actor: actor, action: .scriptPut, subject: "script/\(customer)/\(name)", detail: detail)
@@ -73,6 +60,29 @@ extension SQLiteStore {
                 customer: customer, name: name, version: version, sha256: sha256, size: size, createdAt: at,
                 createdBy: actor)
         }
+    }
+
+    /// A new script's row, with version 1 active; returns its id. The active
+    /// version's foreign key is checked at commit, after the version row exists.
+    static func insertScript(_ db: Database, customer: String, name: String, at: Date) throws -> Int64 {
+        try db.execute(
+            sql: "INSERT INTO scripts (customer, name, active_version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
+            arguments: [customer, name, at, at])
+        return db.lastInsertedRowID
+    }
+
+    /// A version's row. The source goes in as bytes with their length and is cast to
+    /// TEXT: GRDB binds a String as a C string (length -1), which cut a source at its
+    /// first NUL byte, a byte Lua reads fine inside a string literal.
+    static func insertVersion(
+        _ db: Database, scriptID: Int64, version: Int, source: String, sha256: String, size: Int, at: Date, actor: String
+    ) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO script_versions (script_id, version, source, sha256, size, created_at, created_by)
+                VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?)
+                """,
+            arguments: [scriptID, version, Data(source.utf8), sha256, size, at, actor])
     }
 
     /// The customer's scripts (not deleted), by name.
