@@ -558,13 +558,22 @@ final class HTTPConnection: LoopHandler {
 
     /// The worker drains: close now if idle, else once the response under way is
     /// out (a request still arriving is served first, with `connection: close`).
+    /// A connection whose next request has reached the socket but not been read yet
+    /// is not idle: its client sent it on a connection it had every reason to
+    /// reuse, so it is served (with `connection: close`) rather than dropped.
     func closeWhenIdle() {
         if lingeringSince != 0 {
             return
-        } else if isIdle {
+        } else if isIdle && !hasUnreadBytes {
             closeInOrder()
         } else if unsent != nil || queued {
             closeWhenSent = true
         }
+    }
+
+    /// Whether the client's bytes wait in the socket, unread.
+    private var hasUnreadBytes: Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }
 }
