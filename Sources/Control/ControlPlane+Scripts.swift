@@ -124,9 +124,10 @@ extension ControlPlane {
                     recordStored(path)
                     changed = true
                 } catch {
-                    logger.warning("scripts directory: cannot store script", metadata: [
-                        "script": "\(customer)/\(name)", "error": "\(error)",
-                    ])
+                    // Tried again at every poll (a deployment of the script may be under
+                    // way): said once for as long as it fails the same way.
+                    let problem = "scripts directory: cannot store script \(customer)/\(name): \(error)"
+                    if reportedProblems.withLock({ $0.insert(problem).inserted }) { logger.warning("\(problem)") }
                 }
             }
         }
