@@ -392,6 +392,34 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
             const char *name = lua_tolstring(L, -2, &nlen);  // A string: not converted.
             const char *value;
             int value_type = lua_type(L, -1);
+            if (value_type == LUA_TTABLE) {
+                // A list of strings: one header line each (two Set-Cookie, say).
+                // The strings stay referenced by the list, itself in `headers`.
+                if (bh_is_reserved_header(name, nlen)) {
+                    bh_fail(L, ctx, "bad response from handle: header '%s' is reserved "
+                            "(bulkhead sets x-bulkhead-* and x-request-id itself)", name);
+                }
+                lua_Unsigned count = lua_rawlen(L, -1);
+                for (lua_Unsigned i = 1; i <= count; i++) {
+                    if (lua_rawgeti(L, -1, (lua_Integer)i) != LUA_TSTRING) {
+                        bh_fail(L, ctx, "bad response from handle: the values of header '%s' must be strings, got %s",
+                                name, luaL_typename(L, -1));
+                    }
+                    if (response->header_count == BH_MAX_RESPONSE_HEADERS) {
+                        bh_fail(L, ctx, "bad response from handle: more than %d headers", BH_MAX_RESPONSE_HEADERS);
+                    }
+                    value = lua_tolstring(L, -1, &vlen);
+                    bh_check_header(L, ctx, name, nlen, value, vlen);
+                    bh_header *h = &response->headers[response->header_count++];
+                    h->name.ptr = name;
+                    h->name.len = nlen;
+                    h->value.ptr = value;
+                    h->value.len = vlen;
+                    lua_pop(L, 1);                           // [..., key, list]
+                }
+                lua_pop(L, 1);                               // [..., headers, anchors..., key]
+                continue;
+            }
             if (value_type == LUA_TSTRING) {
                 value = lua_tolstring(L, -1, &vlen);
             } else if (value_type == LUA_TNUMBER) {
@@ -399,8 +427,8 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
                 value = lua_tolstring(L, -1, &vlen);         // The copy becomes a string.
                 lua_rotate(L, -3, 1);                        // [..., copy, key, value]
             } else {
-                bh_fail(L, ctx, "bad response from handle: the value of header '%s' must be a string, got %s",
-                        name, lua_typename(L, value_type));
+                bh_fail(L, ctx, "bad response from handle: the value of header '%s' must be a string "
+                        "or a list of strings, got %s", name, lua_typename(L, value_type));
             }
             bh_check_header(L, ctx, name, nlen, value, vlen);
             if (bh_is_reserved_header(name, nlen)) {

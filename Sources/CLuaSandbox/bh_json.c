@@ -8,7 +8,8 @@
 //
 // Encode: nil and json.null are null; a table whose keys are exactly 1..n (n > 0)
 // is an array, any other table an object (keys must be strings or numbers; numbers
-// become their decimal text); an empty table is {}. Strings must be valid UTF-8.
+// become their decimal text); an empty table is {}, and json.empty_array (a light
+// userdata, the lua-cjson convention) is []. Strings must be valid UTF-8.
 // NaN and infinities, functions, threads and userdata are refused, and so are cycles
 // and nesting deeper than BH_JSON_MAX_DEPTH. Tables are read raw: no metamethod of
 // the value runs.
@@ -24,6 +25,9 @@
 #include <string.h>
 
 #define BH_JSON_MAX_DEPTH 128
+
+/// json.empty_array is the address of this byte: a light userdata no script can forge.
+static const char bh_json_empty_array = 0;
 /// Longest number token decode accepts (longer ones are refused, not truncated).
 #define BH_JSON_MAX_NUMBER 320
 
@@ -301,6 +305,10 @@ static void bh_encode_value(lua_State *L, bh_jenc *e, int idx) {
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) {  // json.null
             bh_jbuf_literal(&e->out, "null");
+            break;
+        }
+        if (lua_touserdata(L, idx) == (void *)&bh_json_empty_array) {
+            bh_jbuf_literal(&e->out, "[]");
             break;
         }
         /* fall through */
@@ -683,4 +691,6 @@ void bh_push_json(lua_State *L) {
     luaL_newlib(L, functions);                           // [json]
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+    lua_pushlightuserdata(L, (void *)&bh_json_empty_array);
+    lua_setfield(L, -2, "empty_array");
 }

@@ -266,7 +266,7 @@ final class HTTPConnection: LoopHandler {
                     pool.encoder.writeHeader(name: header.name, value: header.value, into: pool.output)
                 }
                 pool.encoder.writeTail(status: response.status, body: response.body, omitBody: omitBody,
-                                       connection: connectionHeader, into: pool.output)
+                                       connection: connectionHeader, requestID: pool.nextRequestID(), into: pool.output)
                 return response.status
             }
         }
@@ -366,19 +366,17 @@ final class HTTPConnection: LoopHandler {
     private func writeErrorResponse(
         status: Int, kind: RequestErrorKind, message: String, connection: ResponseEncoder.ConnectionHeader, omitBody: Bool
     ) {
-        let id = "\(pool.pool)-\(pool.pid)-\(pool.nextRequestID())"
+        let number = pool.nextRequestID()
         var body = "{\"error\":\"\(kind.rawValue)\",\"message\":"
         JSONText.appendQuoted(message, to: &body)
-        body += ",\"request_id\":\"\(id)\"}\n"
+        body += ",\"request_id\":\"\(pool.encoder.requestID(number))\"}\n"
         pool.encoder.writeStatus(status, into: pool.output)
         pool.output.append("content-type: application/json\r\nx-bulkhead-error: ")
         pool.output.append(string: kind.rawValue)
-        pool.output.append("\r\nx-request-id: ")
-        pool.output.append(string: id)
         pool.output.append("\r\n")
         body.withUTF8 { bytes in
             pool.encoder.writeTail(status: status, body: UnsafeRawBufferPointer(bytes), omitBody: omitBody,
-                                   connection: connection, into: pool.output)
+                                   connection: connection, requestID: number, into: pool.output)
         }
     }
 
@@ -387,7 +385,8 @@ final class HTTPConnection: LoopHandler {
         pool.encoder.writeStatus(status, into: pool.output)
         pool.output.append("content-type: text/plain\r\nx-bulkhead-error: blocked\r\n")
         body.withUnsafeBytes { bytes in
-            pool.encoder.writeTail(status: status, body: bytes, omitBody: omitBody, connection: connection, into: pool.output)
+            pool.encoder.writeTail(status: status, body: bytes, omitBody: omitBody, connection: connection,
+                                   requestID: pool.nextRequestID(), into: pool.output)
         }
         pool.recordError(.blocked, signature: nil)
         pool.record(status: status, startedAt: startedAt)

@@ -5,14 +5,23 @@ import HTTPWire
 struct ResponseEncoder {
     /// `HTTP/1.1 NNN Reason\r\n` for every status 100...599.
     private let statusLines: [[UInt8]]
-    /// `x-bulkhead-pool: NAME\r\nx-bulkhead-worker: PID\r\n`.
+    /// `x-bulkhead-pool: NAME\r\nx-bulkhead-worker: PID\r\nx-request-id: NAME-PID-`:
+    /// the request's number completes it.
     let identityHeaders: [UInt8]
+    /// `NAME-PID-`, what every request id of this worker starts with.
+    let requestIDPrefix: String
 
     init(pool: String, pid: Int32) {
         statusLines = (0..<600).map { code in
             Array("HTTP/1.1 \(code) \(HTTPStatus.reasonPhrase(code))\r\n".utf8)
         }
-        identityHeaders = Array("x-bulkhead-pool: \(pool)\r\nx-bulkhead-worker: \(pid)\r\n".utf8)
+        requestIDPrefix = "\(pool)-\(pid)-"
+        identityHeaders = Array("x-bulkhead-pool: \(pool)\r\nx-bulkhead-worker: \(pid)\r\nx-request-id: \(requestIDPrefix)".utf8)
+    }
+
+    /// A request's id as its answer and the script's log show it: `NAME-PID-N`.
+    func requestID(_ number: UInt64) -> String {
+        requestIDPrefix + String(number)
     }
 
     /// Whether a header a script set must be dropped: bulkhead owns the framing.
@@ -49,17 +58,22 @@ struct ResponseEncoder {
         buffer.append("\r\n")
     }
 
-    /// Writes the identity and framing headers, the blank line, and the body.
+    /// Writes the identity headers (with the request's id), the framing headers,
+    /// the blank line, and the body.
     ///
     /// - Parameters:
+    ///   - requestID: the request's number (`PoolContext.nextRequestID`).
     ///   - status: the response's status; a 204 or 304 gets neither Content-Length
     ///     nor body (``hasNoContent(_:)``).
     ///   - connection: `close` adds `connection: close`; `keepAlive10` adds
     ///   `connection: keep-alive` for an HTTP/1.0 client that asked for it.
     func writeTail(
-        status: Int, body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, into buffer: IOBuffer
+        status: Int, body: UnsafeRawBufferPointer, omitBody: Bool, connection: ConnectionHeader, requestID: UInt64,
+        into buffer: IOBuffer
     ) {
         buffer.append(identityHeaders)
+        buffer.appendDecimal(Int(truncatingIfNeeded: requestID))
+        buffer.append("\r\n")
         if Self.hasNoContent(status) {
             // The head ends the message (RFC 9112 §6.3): nothing may follow it.
             switch connection {

@@ -65,6 +65,9 @@ import Testing
         #expect(bodies.dropFirst().first?.contains("GET /two q=x=1") == true)
         #expect(bodies.last?.contains("connection: close") == true)
         #expect(pipelined.closed, "Connection: close ends the connection after the answer")
+        // Every answer, a script's own too, carries its request's id: three distinct ones.
+        let ids = pipelined.text.components(separatedBy: "\r\n").filter { $0.hasPrefix("x-request-id: free-") }
+        #expect(ids.count == 3 && Set(ids).count == 3, "each answer has its own x-request-id: \(ids)")
 
         // A Content-Length body reaches the script.
         let post = exchange(port: port, Array(("POST /p HTTP/1.1\r\n\(hostHeader)Content-Length: 5\r\nConnection: close\r\n\r\nhello").utf8))

@@ -36,6 +36,9 @@ import Testing
         ("json.encode(nil)", "null"),
         ("json.encode(json.null)", "null"),
         ("json.encode({json.null, 2})", "[null,2]"),
+        ("json.encode(json.empty_array)", "[]"),
+        ("json.encode({items = json.empty_array})", #"{"items":[]}"#),
+        ("json.encode({json.empty_array, {}})", "[[],{}]"),
         ("json.encode('hé')", #""hé""#),
         ("json.encode(setmetatable({}, { __index = function() error('no') end }))", "{}"),
     ])

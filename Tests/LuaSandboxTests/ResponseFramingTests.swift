@@ -4,6 +4,23 @@ import Testing
 /// What a script may not put in its response because it would break HTTP framing or
 /// pose as bulkhead: a 1xx status, bulkhead's own headers, a body on 204 or 304.
 @Suite struct ResponseFramingTests {
+    @Test("a header given a list of strings goes out as one line per value, in order")
+    func headerListsAreOneLineEach() throws {
+        let script = try load("""
+            function handle(req)
+              return { headers = { ["set-cookie"] = { "a=1; Path=/", "b=2; HttpOnly" }, ["x-empty"] = {} }, body = "x" }
+            end
+            """, name: "cookies.lua")
+        let response = try #require(try? script.call().get())
+        #expect(response.lines == ["set-cookie: a=1; Path=/", "set-cookie: b=2; HttpOnly"])
+        let bad = try load(#"function handle(req) return { headers = { ["set-cookie"] = { "a=1", 2 } } } end"#, name: "bad.lua")
+        #expect(failure(bad.call())?.message == "bad.lua: bad response from handle: the values of header 'set-cookie' must be strings, got number")
+        let split = try load(#"function handle(req) return { headers = { ["set-cookie"] = { "a=1\r\nx: y" } } } end"#, name: "split.lua")
+        #expect(failure(split.call())?.kind == .scriptError)
+        let reserved = try load(#"function handle(req) return { headers = { ["x-request-id"] = { "1" } } } end"#, name: "r.lua")
+        #expect(failure(reserved.call())?.message.contains("is reserved") == true)
+    }
+
     @Test("a 1xx status is a script error: an interim response would let the body pose as the final one",
           arguments: [100, 101, 103, 199])
     func interimStatusIsAScriptError(_ status: Int) throws {

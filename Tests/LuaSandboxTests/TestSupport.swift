@@ -10,6 +10,13 @@ struct CopiedResponse: Equatable {
     var status: Int
     var headers: [String: String]
     var body: String
+    /// Every header line, in order (`headers` keeps one value per name); left out
+    /// of `==`, which compares what the other tests spell out.
+    var lines: [String] = []
+
+    static func == (left: CopiedResponse, right: CopiedResponse) -> Bool {
+        left.status == right.status && left.headers == right.headers && left.body == right.body
+    }
 }
 
 /// Owns copies of the bytes a `LuaRequest` views, for as long as a test needs them.
@@ -56,6 +63,7 @@ extension LuaScript {
                 for index in 0..<response.headerCount {
                     let header = response.header(at: index)
                     copied.headers[String(decoding: header.name, as: UTF8.self)] = String(decoding: header.value, as: UTF8.self)
+                    copied.lines.append(String(decoding: header.name, as: UTF8.self) + ": " + String(decoding: header.value, as: UTF8.self))
                 }
                 return copied
             }
