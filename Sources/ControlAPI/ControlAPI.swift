@@ -63,11 +63,12 @@ public enum ControlAPI {
         Route(method: .get, path: "/healthz") { operations, _, _ in
             json(operations.health())
         },
-        Route(method: .get, path: "/openapi.yaml") { _, _, _ in
+        Route(method: .get, path: "/openapi.yaml") { operations, request, _ in
             guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
-                  let data = try? Data(contentsOf: url)
+                  let text = try? String(contentsOf: url, encoding: .utf8)
             else { throw ControlError(.missing, "the OpenAPI spec is not bundled") }
-            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            let served = servedSpec(text, api: operations.plane.apiAddress, host: request.head.authority)
+            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: served)))
         },
         Route(method: .get, path: "/metrics") { operations, _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -235,6 +236,24 @@ public enum ControlAPI {
 
     static func rolloutID(_ context: some RequestContext) -> Int {
         context.parameters.get("id").flatMap { Int($0) } ?? -1
+    }
+
+    /// The spec with its server set to the address this API serves: `--api`, or,
+    /// when that is a wildcard (0.0.0.0, [::]), the host the client named (if it is
+    /// a plain host[:port]); as bundled when neither is known.
+    static func servedSpec(_ text: String, api: String?, host: String?) -> String {
+        let wildcard = api.map { $0.hasPrefix("0.0.0.0:") || $0.hasPrefix("[::]:") } ?? true
+        let plainHost = host.flatMap { name -> String? in
+            let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+            return !name.isEmpty && name.count <= 255 && name.allSatisfy(allowed.contains) ? name : nil
+        }
+        guard let address = wildcard ? plainHost : api else { return text }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let servers = lines.firstIndex(of: "servers:"), servers + 1 < lines.count,
+              lines[servers + 1].hasPrefix("  - url: ")
+        else { return text }
+        lines[servers + 1] = "  - url: http://\(address)"
+        return lines.joined(separator: "\n")
     }
 
     /// What a deployment's body must look like, for the error that refuses another.

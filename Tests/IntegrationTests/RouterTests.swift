@@ -46,6 +46,7 @@ import Testing
                              body: Array("function handle(req) return 'hi' end".utf8)).status == 201)
         let spec = try host.api("GET", "/openapi.yaml", token: nil)
         try #require(spec.status == 200)
+        #expect(spec.body.contains("\n  - url: http://127.0.0.1:\(try host.apiPort())\n"), "the spec names the address it is served on")
         let operations = Self.operations(inSpec: spec.body)
         try #require(operations.count >= 20, "the spec reader found \(operations.count) operations")
 
