@@ -352,17 +352,98 @@ struct EventsCommand: ParsableCommand {
             first = false
             for event in events {
                 if json {
-                    print(try JSONOutput.line(event))
+                    print(try Self.jsonLine(event))
                 } else {
                     let time = String(formatter.string(from: event.at).dropFirst(5).prefix(14)).replacingOccurrences(of: "T", with: " ")
-                    let line = "\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "
+                    let summary = Self.summary(ofDetail: event.detail)
+                    print("\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "
                         + "\(event.action.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0)) \(event.subject)"
-                    print(line.count > 80 ? String(line.prefix(79)) + "…" : line)
+                        + (summary.isEmpty ? "" : "  \(summary)"))
                 }
             }
             fflush(nil)
             if !follow { return }
             if events.isEmpty { usleep(250_000) }
+        }
+    }
+
+    /// One event as `events --json` prints it: its detail the JSON it is, not a string of it.
+    struct EventLine: Encodable {
+        var id: Int
+        var at: Date
+        var actor: String
+        var action: String
+        var subject: String
+        var detail: JSONValue
+    }
+
+    /// One event as one line of JSON.
+    static func jsonLine(_ event: AuditEvent) throws -> String {
+        let detail = (try? JSONDecoder().decode(JSONValue.self, from: Data(event.detail.utf8))) ?? .string(event.detail)
+        return try JSONOutput.line(EventLine(
+            id: event.id, at: event.at, actor: event.actor, action: event.action.rawValue, subject: event.subject, detail: detail))
+    }
+
+    /// What an event's detail says, for a person: its `message` when it has one (a
+    /// decision's, with its numbers), else its plain fields as `key=value`.
+    static func summary(ofDetail detail: String) -> String {
+        guard case .object(let fields)? = try? JSONDecoder().decode(JSONValue.self, from: Data(detail.utf8)) else { return "" }
+        if case .string(let message)? = fields["message"] { return ControlCharacters.escaped(message) }
+        return fields.keys.sorted().compactMap { key in fields[key]?.plainText.map { "\(key)=\($0)" } }.joined(separator: " ")
+    }
+}
+
+/// Any JSON value, decoded as it is (a boolean stays a boolean) and encoded back.
+enum JSONValue: Codable, Equatable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .int(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .double(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .int(let value): try container.encode(value)
+        case .double(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// A scalar as a person reads it (strings escaped); nil for arrays and objects.
+    var plainText: String? {
+        switch self {
+        case .null: "null"
+        case .bool(let value): String(value)
+        case .int(let value): String(value)
+        case .double(let value): String(value)
+        case .string(let value): ControlCharacters.escaped(value)
+        case .array, .object: nil
         }
     }
 }

@@ -117,6 +117,11 @@ import Testing
         #expect(try rollouts.versions(host).values.allSatisfy { $0.allSatisfy { $0.runtime == 2 } })
         let events = try host.cli(["events", "--json", "--last", "10000"])
         #expect(events.output.contains("break-glass.rollback") && events.output.contains("break-glass.unpin"), "both are audited")
+        // Each line is one object whose detail is an object too, not JSON inside a string.
+        let objects = events.output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(!objects.isEmpty && objects.allSatisfy { $0["detail"] is [String: Any] }, "\(events.output.suffix(400))")
         let again = try rollouts.startRollout(host, kind: "runtime", file: try rollouts.writeFile(host, "again.lua", DefaultRuntime.source))
         #expect(try rollouts.waitForEnd(host, again) == "completed", "rollouts run again once unpinned")
         let report = run.stop()
