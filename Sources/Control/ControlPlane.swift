@@ -357,6 +357,40 @@ public final class ControlPlane: @unchecked Sendable {
         }
     }
 
+    /// Gives the customer a new API token (made as `addCustomer` makes one) and
+    /// returns it with the token, shown once; the old token stops working at once.
+    public func rotateCustomerToken(name: String, actor: String) -> Result<(Customer, String), ControlError> {
+        guard ResourceName.isValid(name) else {
+            return .failure(ControlError(.invalidName, "'\(name)' is not a valid customer name (\(ResourceName.rule))"))
+        }
+        let token = TokenHash.newToken(prefix: TokenPrefix.customer)
+        do {
+            let customer = try store.rotateCustomerToken(name: name, tokenHash: TokenHash.of(token: token), actor: actor)
+            return .success((customer, token))
+        } catch let error as StoreError where error.kind == .notFound {
+            return .failure(ControlError(.notFound, "no customer '\(name)'"))
+        } catch {
+            return .failure(Self.storeFailure(error))
+        }
+    }
+
+    /// Removes the customer with every script of theirs (ending an unfinished
+    /// deployment of any); the host agents unload the scripts from the feed.
+    public func removeCustomer(name: String, actor: String) -> Result<Void, ControlError> {
+        guard ResourceName.isValid(name) else {
+            return .failure(ControlError(.invalidName, "'\(name)' is not a valid customer name (\(ResourceName.rule))"))
+        }
+        do {
+            try store.removeCustomer(name: name, actor: actor)
+        } catch let error as StoreError where error.kind == .notFound {
+            return .failure(ControlError(.notFound, "no customer '\(name)'"))
+        } catch {
+            return .failure(Self.storeFailure(error))
+        }
+        logger.info("customer removed from the store", metadata: ["customer": "\(name)", "actor": "\(actor)"])
+        return .success(())
+    }
+
     /// Every customer.
     public func listCustomers() -> Result<[Customer], ControlError> {
         Result { try store.customers() }.mapError(Self.storeFailure)

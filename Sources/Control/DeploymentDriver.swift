@@ -235,11 +235,12 @@ public final class DeploymentDriver: @unchecked Sendable {
             return
         }
         guard !running.isEmpty else { return }
-        // A rollback or a delete of the script ends its deployment in the store.
+        // A rollback or a delete of the script, or the removal of its customer, ends
+        // its deployment in the store.
         do {
             let unfinished = Set(try store.unfinishedDeployments().map(\.id))
             for id in running.keys where !unfinished.contains(id) {
-                logger.info("deployment ended by a change of its script (a rollback or a delete)", metadata: ["id": "\(id)"])
+                logger.info("deployment ended by a change of its script (a rollback, a delete or its customer's removal)", metadata: ["id": "\(id)"])
                 forget(id)
             }
         } catch {

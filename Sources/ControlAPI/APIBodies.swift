@@ -165,7 +165,8 @@ public struct CreateCustomer: Codable, Sendable {
     }
 }
 
-/// A created customer with its token (shown once).
+/// A customer just created, or whose token was just replaced, with its new API
+/// token (shown once: the store keeps only its hash).
 public struct NewCustomer: Codable, Sendable {
     /// The name.
     public var name: String

@@ -121,6 +121,11 @@ public enum ControlAPI {
             return json(try await operations.rollbackScript(
                 of: customer.name, name: parameter("name", context), to: version, actor: "customer:\(customer.name)"))
         },
+        Route(method: .post, path: "/v1/token") { operations, _, context in
+            // The bearer token is the current one; it stops working with this answer.
+            let customer = try context.requireCustomer()
+            return json(try await operations.rotateToken(of: customer.name, actor: "customer:\(customer.name)"))
+        },
         Route(method: .delete, path: "/v1/scripts/:name") { operations, _, context in
             let customer = try context.requireCustomer()
             try await operations.deleteScript(of: customer.name, name: parameter("name", context), actor: "customer:\(customer.name)")
@@ -140,6 +145,15 @@ public enum ControlAPI {
             try context.requireAdmin()
             let create = try await decode(CreateCustomer.self, request, limit: 4096, "the body must be {\"name\": …, \"cohort\": …}")
             return json(try await operations.addCustomer(create, actor: context.actor), status: .created)
+        },
+        Route(method: .delete, path: "/v1/admin/customers/:name") { operations, _, context in
+            try context.requireAdmin()
+            try await operations.removeCustomer(parameter("name", context), actor: context.actor)
+            return Response(status: .noContent)
+        },
+        Route(method: .post, path: "/v1/admin/customers/:name/token") { operations, _, context in
+            try context.requireAdmin()
+            return json(try await operations.rotateToken(of: parameter("name", context), actor: context.actor))
         },
         Route(method: .post, path: "/v1/admin/customers/:name/move") { operations, request, context in
             try context.requireAdmin()

@@ -175,6 +175,17 @@ public struct ControlOperations: Sendable {
         return NewCustomer(name: customer.name, cohort: customer.cohort, token: token)
     }
 
+    /// Gives a customer a new token; the answer holds it, shown this once.
+    public func rotateToken(of name: String, actor: String) async throws(ControlError) -> NewCustomer {
+        let (customer, token) = try await call { plane.rotateCustomerToken(name: name, actor: actor) }
+        return NewCustomer(name: customer.name, cohort: customer.cohort, token: token)
+    }
+
+    /// Removes a customer with every script of theirs.
+    public func removeCustomer(_ name: String, actor: String) async throws(ControlError) {
+        try await call { plane.removeCustomer(name: name, actor: actor) }
+    }
+
     /// Moves a customer to another cohort; the host warms the target pool first.
     public func moveCustomer(_ name: String, to cohort: String, actor: String) async throws(ControlError) -> CustomerMoved {
         try await call { plane.moveCustomer(name, to: cohort, actor: actor) }

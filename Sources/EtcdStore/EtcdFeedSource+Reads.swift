@@ -7,8 +7,8 @@ import Store
 
 extension EtcdFeedSource {
     /// The rows `changes` name, read at `revision`: what ``ChangeFeedReader`` reads
-    /// for the same changes from SQLite (customers → cohort; scripts → active, or
-    /// removed; then the stage rows of `readStageChanges`). Returns the update and the
+    /// for the same changes from SQLite (customers → cohort, or removed; scripts →
+    /// active, or removed; then the stage rows of `readStageChanges`). Returns the update and the
     /// number of scripts read.
     func readChanges(_ changes: [StoreChange], at revision: Int) async throws -> (ReplicaUpdate, Int) {
         let reader = Reader(store: store, revision: Int64(revision))
@@ -25,6 +25,8 @@ extension EtcdFeedSource {
         for name in customers.sorted() {
             if let record = try await reader.value(EtcdStore.Keys.customer(name), as: EtcdStore.CustomerRecord.self) {
                 update.customers[name] = record.cohort
+            } else {
+                update.removedCustomers.append(name)
             }
         }
         for script in scripts.sorted() {

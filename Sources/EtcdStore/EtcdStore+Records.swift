@@ -19,6 +19,7 @@ extension EtcdStore {
             "scriptversion/\(customer)/\(name)/\(padded(version, 10))"
         }
         static func scriptVersions(_ customer: String, _ name: String) -> String { "scriptversion/\(customer)/\(name)/" }
+        static func scriptVersions(of customer: String) -> String { "scriptversion/\(customer)/" }
         static let allScriptVersions = "scriptversion/"
 
         static let blobs = "blob/"
@@ -46,6 +47,8 @@ extension EtcdStore {
             "deployment/script/\(customer)/\(name)/\(padded(id, 10))"
         }
         static func scriptDeployments(_ customer: String, _ name: String) -> String { "deployment/script/\(customer)/\(name)/" }
+        static func runningDeployments(of customer: String) -> String { "deployment/running/\(customer)/" }
+        static func scriptDeployments(of customer: String) -> String { "deployment/script/\(customer)/" }
 
         static func setting(_ key: String) -> String { "setting/\(key)" }
         static let settings = "setting/"

@@ -470,6 +470,19 @@ final class Attempt: Sendable {
         state.withLock { $0.operations.append(.delete(key)) }
     }
 
+    /// Deletes every key under `relative` (which ends with `/`, so `acme/` leaves
+    /// `acme-b/` alone), as one operation whatever the count. Keys under it must not
+    /// also be written by this attempt: etcd refuses a put and a delete of one key in
+    /// a transaction.
+    func deletePrefix(_ relative: String) throws {
+        let key = store.key(relative)
+        guard key.hasSuffix("/") else {
+            throw StoreError.invalidArgument("internal: a prefix delete of \(key) would reach keys beside it")
+        }
+        try claim(key)
+        state.withLock { $0.operations.append(.delete(prefix: key)) }
+    }
+
     private func claim(_ key: String) throws {
         let fresh = state.withLock { $0.written.insert(key).inserted }
         guard fresh else {

@@ -62,3 +62,15 @@ package struct AuditDetail: Encodable, ExpressibleByDictionaryLiteral {
         return String(decoding: try encoder.encode(fields), as: UTF8.self)
     }
 }
+
+extension AuditDetail {
+    /// The detail of `customer.remove`, as both stores write it. A detail holds no
+    /// lists, so the scripts removed and the deployments ended (aborted) are
+    /// comma-separated.
+    package static func customerRemoval(cohort: String, scripts: [String], aborted: [Int]) -> AuditDetail {
+        [
+            "cohort": .string(cohort), "scripts": .string(scripts.joined(separator: ",")),
+            "aborted_deployments": .string(aborted.map(String.init).joined(separator: ",")),
+        ]
+    }
+}

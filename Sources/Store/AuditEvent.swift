@@ -50,6 +50,10 @@ public struct AuditAction: RawRepresentable, Codable, Hashable, Sendable, Custom
     public static let customerAdded = AuditAction("customer.add")
     /// A customer moved to another cohort.
     public static let customerMoved = AuditAction("customer.move")
+    /// A customer's API token was replaced (the detail never holds the token or its hash).
+    public static let customerTokenRotated = AuditAction("customer.rotate-token")
+    /// A customer was removed with its scripts, their versions and deployments.
+    public static let customerRemoved = AuditAction("customer.remove")
     /// A script version was uploaded (and became active).
     public static let scriptPut = AuditAction("script.put")
     /// A script's active version was set back (or to a given version).

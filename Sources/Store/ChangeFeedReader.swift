@@ -82,6 +82,8 @@ public final class ChangeFeedReader {
                 for name in customers.sorted() {
                     if let cohort = try String.fetchOne(db, sql: "SELECT cohort FROM customers WHERE name = ?", arguments: [name]) {
                         update.customers[name] = cohort
+                    } else {
+                        update.removedCustomers.append(name)
                     }
                 }
                 for script in scripts.sorted() {

@@ -70,6 +70,9 @@ public struct ReplicaUpdate: Sendable, Equatable {
     public var scripts: [ActiveScript] = []
     /// Scripts deleted, or no longer readable as active.
     public var removedScripts: [ScriptAddress] = []
+    /// Customers a change names that the store no longer has (removed): the replica
+    /// drops them with every script of theirs.
+    public var removedCustomers: [String] = []
     /// Rollouts created or updated that still run (one per kind).
     public var rollouts: [ReplicaRollout] = []
     /// Rollouts that ended (or are gone): the replica forgets them.
@@ -184,6 +187,12 @@ public final class HostReplica: AuditLog, KnownGoodStore, Sendable {
             for script in update.removedScripts {
                 try db.execute(
                     sql: "DELETE FROM scripts WHERE customer = ? AND name = ?", arguments: [script.customer, script.name])
+            }
+            // A removed customer's scripts go with it, named by the feed or not: a
+            // script of a customer the store no longer has must not be served.
+            for name in update.removedCustomers {
+                try db.execute(sql: "DELETE FROM scripts WHERE customer = ?", arguments: [name])
+                try db.execute(sql: "DELETE FROM customers WHERE name = ?", arguments: [name])
             }
             for script in update.scripts {
                 let spec = script.spec

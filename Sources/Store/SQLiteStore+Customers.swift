@@ -76,6 +76,63 @@ extension SQLiteStore {
         }
     }
 
+    /// Replaces the customer's token hash; the old token stops working with this commit.
+    public func rotateCustomerToken(name: String, tokenHash: String, actor: String) throws -> Customer {
+        try checkName("customer", name)
+        try checkActor(actor)
+        guard TokenHash.isWellFormed(tokenHash) else {
+            throw StoreError.invalidArgument("a token hash must be 64 lower-case hex digits (TokenHash.of(token:))")
+        }
+        return try write("rotate the token of customer \(name)") { db in
+            guard var customer = try Self.fetchCustomer(db, named: name) else { throw StoreError.customerNotFound(name) }
+            let taken = try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM customers WHERE token_hash = ?)", arguments: [tokenHash]) ?? false
+            guard !taken else { throw StoreError.tokenHashInUse }
+            customer.tokenHash = tokenHash
+            try db.execute(sql: "UPDATE customers SET token_hash = ? WHERE name = ?", arguments: [tokenHash, name])
+            // Neither the token nor a hash in the detail: the audit log is shown to
+            // operators. No feed change: the data plane never sees tokens.
+            try insertAudit(
+                db, at: now(), actor: actor, action: .customerTokenRotated, subject: "customer/\(name)",
+                detail: ["cohort": .string(customer.cohort)])
+            return customer
+        }
+    }
+
+    /// Removes the customer with its scripts, their versions and deployments; see
+    /// ``CustomerStore/removeCustomer(name:actor:)``.
+    public func removeCustomer(name: String, actor: String) throws {
+        try checkName("customer", name)
+        try checkActor(actor)
+        try write("remove customer \(name)") { db in
+            guard let customer = try Self.fetchCustomer(db, named: name) else { throw StoreError.customerNotFound(name) }
+            let at = now()
+            let live = try String.fetchAll(
+                db, sql: "SELECT name FROM scripts WHERE customer = ? AND deleted = 0 ORDER BY name", arguments: [name])
+            // What `abortDeployment` ends for a delete, for every script at once; the
+            // records then go with the scripts, so the audit keeps their ids.
+            let aborted = try Int.fetchAll(
+                db, sql: "SELECT id FROM script_deployments WHERE customer = ? AND finished = 0 ORDER BY id", arguments: [name])
+            // Children first: a deployment names its script, a version its script's id.
+            // The scripts' own check of their active version is deferred to the commit,
+            // when neither side is left.
+            try db.execute(sql: "DELETE FROM script_deployments WHERE customer = ?", arguments: [name])
+            try db.execute(
+                sql: "DELETE FROM script_versions WHERE script_id IN (SELECT id FROM scripts WHERE customer = ?)",
+                arguments: [name])
+            try db.execute(sql: "DELETE FROM scripts WHERE customer = ?", arguments: [name])
+            try db.execute(sql: "DELETE FROM customers WHERE name = ?", arguments: [name])
+            try insertAudit(
+                db, at: at, actor: actor, action: .customerRemoved, subject: "customer/\(name)",
+                detail: AuditDetail.customerRemoval(cohort: customer.cohort, scripts: live, aborted: aborted))
+            // As a delete records each script; the customer's change tells hosts it is gone.
+            for script in live {
+                try recordChange(db, .script(customer: name, name: script), at: at)
+            }
+            try recordChange(db, .customer(name), at: at)
+        }
+    }
+
     static func fetchCustomer(_ db: Database, named name: String) throws -> Customer? {
         try Row.fetchOne(db, sql: "SELECT * FROM customers WHERE name = ?", arguments: [name]).map(Customer.init(row:))
     }

@@ -5,7 +5,7 @@ import Foundation
 /// records it: which row changed, not what it became. A reader reads the rows a batch
 /// of changes names, so one upload costs one script read, whatever the store holds.
 public enum StoreChange: Sendable, Hashable {
-    /// A customer was added or moved to another cohort.
+    /// A customer was added, moved to another cohort or removed.
     case customer(String)
     /// A script's active version changed (upload, rollback), it was deleted, or its
     /// quarantine flag changed.

@@ -31,6 +31,12 @@ public struct ScriptCatalog: Sendable, Equatable {
         if scripts[customer]?.isEmpty == true { scripts[customer] = nil }
     }
 
+    /// Drops a customer (removed) with every script of theirs.
+    public mutating func remove(customer: String) {
+        assignments[customer] = nil
+        scripts[customer] = nil
+    }
+
     /// Every script of the customers assigned to `cohort`.
     public func scripts(forCohort cohort: String) -> [ScriptSpec] {
         assignments.filter { $0.value == cohort }.keys.sorted().flatMap { customer in

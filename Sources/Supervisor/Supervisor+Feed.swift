@@ -198,6 +198,7 @@ extension Supervisor {
         for (name, cohort) in update.customers { next.assign(customer: name, to: cohort) }
         for script in update.scripts { next.put(script.spec) }
         for script in update.removedScripts { next.remove(customer: script.customer, name: script.name) }
+        for customer in update.removedCustomers { next.remove(customer: customer) }
         replicaFeed.catalog = next
         let moved = Set(update.customers.keys.filter { before.assignments[$0] != next.assignments[$0] })
         // A new customer is assigned at once; one that changes pools is warmed on
@@ -220,9 +221,29 @@ extension Supervisor {
                 beginMove(customer, from: from, to: to, catalog: next, leaving: (before.scripts[customer] ?? [:]).keys.sorted())
             }
         }
-        if !moved.isEmpty { writeRoutes() }
+        let removed = Set(update.removedCustomers.filter { before.assignments[$0] != nil })
+        for customer in removed.sorted() {
+            // A move under way ends with the customer: its old pool unloads too.
+            if let move = table.pendingMoves.removeValue(forKey: customer), let old = table.pools[move.from] {
+                for name in move.leaving { send(.removeScript(customer: customer, name: name), to: old) }
+            }
+            logger.info("customer removed", metadata: ["customer": "\(customer)"])
+        }
+        if !removed.isEmpty {
+            // Workers forget the customer (its requests answer `no-script`), the
+            // ingress its route.
+            for pool in table.pools.values {
+                for worker in pool.allWorkers { worker.send(.customers(assignments: next.assignments)) }
+            }
+        }
+        if !moved.isEmpty || !removed.isEmpty { writeRoutes() }
+        // Each script of a removed customer is unloaded from the pool it ran on, named
+        // by the feed or not.
+        let leaving = removed.flatMap { customer in
+            (before.scripts[customer] ?? [:]).keys.map { ScriptAddress(customer: customer, name: $0) }
+        }
         let changed = Set(update.scripts.map { ScriptAddress(customer: $0.spec.customer, name: $0.spec.name) })
-            .union(update.removedScripts)
+            .union(update.removedScripts).union(leaving)
         for script in changed.sorted() where !moved.contains(script.customer) {
             let old = before.scripts[script.customer]?[script.name]
             let new = next.scripts[script.customer]?[script.name]

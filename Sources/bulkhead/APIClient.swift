@@ -79,6 +79,18 @@ struct APIClient {
         return (decoded, answer)
     }
 
+    /// Sends one request whose success carries no body (204); an unreachable server
+    /// or a refusal is printed and ends the command with a failure.
+    func call(_ method: HTTPMethod, _ uri: String, to socket: Socket, timeout: Int64 = 30) throws {
+        let answer: Answer
+        do {
+            answer = try send(method, uri, to: socket, timeout: timeout)
+        } catch {
+            fail("cannot reach \(Self.server(socket)) at \(path(of: socket)): \(error)")
+        }
+        try Self.check(answer)
+    }
+
     /// Who serves `socket`, for messages.
     static func server(_ socket: Socket) -> String {
         socket == .control ? "bulkhead control" : "the host agent (bulkhead serve)"

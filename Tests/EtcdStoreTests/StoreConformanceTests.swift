@@ -71,6 +71,105 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test(arguments: Backend.allCases)
+    func customersRotateTokenReplacesTheHashAtOnce(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCustomers(store)
+            let before = try #require(try store.customer(named: "acme"))
+            let rotated = try store.rotateCustomerToken(name: "acme", tokenHash: hash("acme-2"), actor: "admin")
+            #expect(rotated.name == "acme" && rotated.cohort == "pro" && rotated.tokenHash == hash("acme-2"))
+            #expect(rotated.createdAt == before.createdAt)
+            #expect(try store.customer(named: "acme") == rotated)
+            #expect(try store.customer(withTokenHash: hash("acme")) == nil, "the old token stops working")
+            #expect(try store.customer(withTokenHash: hash("acme-2")) == rotated)
+            let event = try #require(try store.auditEvents(after: 0, limit: 100).last)
+            #expect(event.action == .customerTokenRotated && event.action.rawValue == "customer.rotate-token")
+            #expect(event.actor == "admin" && event.subject == "customer/acme")
+            #expect(event.detail == #"{"cohort":"pro"}"#, "never the token or a hash")
+            // Again: the second hash goes as the first did.
+            _ = try store.rotateCustomerToken(name: "acme", tokenHash: hash("acme-3"), actor: "customer:acme")
+            #expect(try store.customer(withTokenHash: hash("acme-2")) == nil)
+            #expect(try store.customer(withTokenHash: hash("acme-3"))?.name == "acme")
+            // Refused: another customer's hash, an unknown customer, bad input; nothing changes.
+            let latest = try store.latestAuditEventID()
+            #expect(storeError { _ = try store.rotateCustomerToken(name: "acme", tokenHash: hash("beta"), actor: "a") }?.kind == .conflict)
+            #expect(storeError { _ = try store.rotateCustomerToken(name: "ghost", tokenHash: hash("g"), actor: "a") }?.kind == .notFound)
+            #expect(storeError { _ = try store.rotateCustomerToken(name: "acme", tokenHash: "raw", actor: "a") }?.kind == .invalid)
+            #expect(storeError { _ = try store.rotateCustomerToken(name: "Acme", tokenHash: hash("x"), actor: "a") }?.kind == .invalid)
+            #expect(try store.latestAuditEventID() == latest)
+            #expect(try store.customer(withTokenHash: hash("acme-3"))?.name == "acme")
+            #expect(try store.customer(withTokenHash: hash("beta"))?.name == "beta")
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func customersRemoveTakesTheirScriptsAndAReAddStartsFresh(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try Self.addCandidate(store)
+            _ = try store.putScriptVersion(customer: "acme", name: "other", source: "-- o1", actor: "c")
+            _ = try store.putScriptVersion(customer: "acme", name: "gone", source: "-- g1", actor: "c")
+            try store.deleteScript(customer: "acme", name: "gone", actor: "c")
+            _ = try store.putScriptVersion(customer: "beta", name: "keep", source: "-- k1", actor: "c")
+            // A finished deployment and an unfinished one.
+            _ = try store.putScriptVersionInactive(customer: "acme", name: "other", source: "-- o2", actor: "c")
+            let finished = try store.createDeployment(
+                customer: "acme", name: "other", version: 2, keyHeader: nil, percent: 5, status: "running", state: Data(),
+                actor: "admin")
+            _ = try store.updateDeployment(id: finished.id, status: "completed", state: Data(), percent: 100, end: .promote, actor: "d")
+            let running = try store.createDeployment(
+                customer: "acme", name: "hello", version: 2, keyHeader: nil, percent: 10, status: "running", state: Self.state,
+                actor: "admin")
+            let feed = try FeedFollower(store)
+            defer { feed.close() }
+            _ = try feed.follow()
+
+            try store.removeCustomer(name: "acme", actor: "admin")
+            #expect(try store.customer(named: "acme") == nil)
+            #expect(try store.customer(withTokenHash: hash("acme")) == nil)
+            #expect(try store.customers().map(\.name) == ["beta"])
+            #expect(try store.allScripts().map { "\($0.customer)/\($0.name)" } == ["beta/keep"])
+            #expect(try store.activeScripts().map { "\($0.spec.customer)/\($0.spec.name)" } == ["beta/keep"])
+            // The unfinished deployment ended with it; no record of either is left.
+            #expect(try store.unfinishedDeployments().isEmpty)
+            #expect(try store.deployment(id: running.id) == nil)
+            #expect(try store.deployment(id: finished.id) == nil)
+            let event = try #require(try store.auditEvents(after: 0, limit: 100).last)
+            #expect(event.action == .customerRemoved && event.action.rawValue == "customer.remove")
+            #expect(event.actor == "admin" && event.subject == "customer/acme")
+            #expect(event.detail == #"{"aborted_deployments":"\#(running.id)","cohort":"pro","scripts":"hello,other"}"#)
+
+            // The feed names the customer and each of its scripts; a host drops them.
+            let step = try feed.follow()
+            #expect(step.changes.contains(.customer("acme")))
+            #expect(step.changes.contains(.script(customer: "acme", name: "hello")))
+            #expect(step.changes.contains(.script(customer: "acme", name: "other")))
+            #expect(step.removedCustomers == ["acme"])
+            let removed = Set(step.removedScripts)
+            #expect(removed.isSuperset(of: [ScriptAddress(customer: "acme", name: "hello"), ScriptAddress(customer: "acme", name: "other")]))
+            #expect(removed.allSatisfy { $0.customer == "acme" })
+            #expect(step.scripts.isEmpty)
+            #expect(try feed.follow(copying: true).scripts == store.activeScripts())
+
+            // The name again: no scripts, versions from 1, no deployments.
+            _ = try store.addCustomer(name: "acme", cohort: "free", tokenHash: hash("acme-again"), actor: "cli")
+            #expect(try store.scripts(ofCustomer: "acme").isEmpty)
+            #expect(try store.putScriptVersion(customer: "acme", name: "hello", source: "-- new", actor: "c").version == 1)
+            #expect(try store.scriptVersions(customer: "acme", name: "hello").map(\.version) == [1])
+            #expect(try store.deployments(customer: "acme", name: "hello", limit: 10).isEmpty)
+            #expect(try store.deployments(customer: "acme", name: "other", limit: 10).isEmpty)
+            #expect(try store.activeScripts().first { $0.spec.customer == "acme" }?.cohort == "free")
+            // Refused: an unknown customer, a bad name; nothing is audited.
+            let latest = try store.latestAuditEventID()
+            #expect(storeError { try store.removeCustomer(name: "ghost", actor: "admin") }?.kind == .notFound)
+            #expect(storeError { try store.removeCustomer(name: "Acme", actor: "admin") }?.kind == .invalid)
+            #expect(try store.latestAuditEventID() == latest)
+            // A customer with no script at all goes too.
+            _ = try store.addCustomer(name: "empty", cohort: "pro", tokenHash: hash("empty"), actor: "cli")
+            try store.removeCustomer(name: "empty", actor: "admin")
+            #expect(try store.auditEvents(after: 0, limit: 1000).last?.detail == #"{"aborted_deployments":"","cohort":"pro","scripts":""}"#)
+        }
+    }
+
     // MARK: Scripts
 
     @Test(arguments: Backend.allCases)
@@ -871,17 +970,23 @@ private final class FeedFollower {
     /// Reads the feed until it reflects the store's revision now: the changes read
     /// and the scripts they named (everything, as a full copy, the first time and
     /// when `copying`).
-    func follow(copying: Bool = false) throws -> (changes: [StoreChange], scripts: [ActiveScript]) {
+    func follow(copying: Bool = false) throws -> (
+        changes: [StoreChange], scripts: [ActiveScript], removedScripts: [ScriptAddress], removedCustomers: [String]
+    ) {
         if copying { revision = nil }
         let target = try store.latestRevision()
         let deadline = ContinuousClock.now + .seconds(20)
         var changes: [StoreChange] = []
         var scripts: [ActiveScript] = []
+        var removedScripts: [ScriptAddress] = []
+        var removedCustomers: [String] = []
         repeat {
             let read = try source.update(after: revision, limit: 10_000)
             if read.update.isFullCopy || read.update.revision != revision {
                 changes += read.entries.map(\.change)
                 scripts += read.update.scripts
+                removedScripts += read.update.removedScripts
+                removedCustomers += read.update.removedCustomers
                 revision = read.update.revision
             } else {
                 guard ContinuousClock.now < deadline else {
@@ -890,7 +995,7 @@ private final class FeedFollower {
                 usleep(10_000)
             }
         } while (revision ?? -1) < target
-        return (changes, scripts)
+        return (changes, scripts, removedScripts, removedCustomers)
     }
 
     func close() {

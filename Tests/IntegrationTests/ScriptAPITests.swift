@@ -76,6 +76,69 @@ import Testing
         #expect(httpGet(port: try host.pool("pro").port, host: "greet.acme.localhost")?.body == "greet v1")
     }
 
+    @Test func rotatingATokenAndRemovingACustomer() throws {
+        let host = try HostHarness.standard()
+        defer { host.stop() }
+        try host.start()
+        let token = try host.addCustomer("acme", cohort: "pro")
+        let other = try host.addCustomer("globex", cohort: "pro")
+        for (customer, key) in [("acme", token), ("globex", other)] {
+            let upload = try host.api("PUT", "/v1/scripts/greet", token: key, body: Array("function handle(req) return 'hi \(customer)' end".utf8))
+            #expect(upload.status == 201, "\(upload.body)")
+            #expect(try liveOnEveryWorker(host, pool: "pro", customer: customer, script: "greet", expected: "hi \(customer)") != nil)
+        }
+
+        // The customer rotates its own token: the old one is refused at once.
+        let own = try host.api("POST", "/v1/token", token: token)
+        #expect(own.status == 200, "\(own.body)")
+        let second = try #require(try JSONSerialization.jsonObject(with: Data(own.body.utf8)) as? [String: String])
+        #expect(second["name"] == "acme" && second["cohort"] == "pro")
+        let secondToken = try #require(second["token"])
+        #expect(secondToken.hasPrefix("bht_") && secondToken != token)
+        #expect(try host.api("GET", "/v1/scripts", token: token).status == 401)
+        #expect(try host.api("GET", "/v1/scripts", token: secondToken).status == 200)
+        #expect(try host.api("POST", "/v1/token", token: nil).status == 401)
+
+        // The operator rotates it with the CLI: the token alone on the last line.
+        let rotated = try host.cli(["customer", "rotate-token", "acme"])
+        #expect(rotated.status == 0, "\(rotated.output)")
+        let thirdToken = try #require(rotated.output.split(separator: "\n").last.map(String.init))
+        #expect(thirdToken.hasPrefix("bht_") && thirdToken != secondToken)
+        #expect(try host.api("GET", "/v1/scripts", token: secondToken).status == 401)
+        let scripts = try host.api("GET", "/v1/scripts", token: thirdToken)
+        #expect(scripts.status == 200 && scripts.body.contains("greet"))
+        #expect(try host.api("POST", "/v1/admin/customers/ghost/token", token: try host.adminToken()).status == 404)
+        // Rotation leaves the script serving.
+        #expect(httpGet(port: try host.pool("pro").port, host: "greet.acme.localhost")?.body == "hi acme")
+
+        // Removal: refused without --yes, then done; the script leaves the pool.
+        let refused = try host.cli(["customer", "remove", "acme"])
+        #expect(refused.status != 0 && refused.output.contains("every script"), "\(refused.output)")
+        #expect(httpGet(port: try host.pool("pro").port, host: "greet.acme.localhost")?.body == "hi acme")
+        let removed = try host.cli(["customer", "remove", "acme", "--yes"])
+        #expect(removed.status == 0, "\(removed.output)")
+        let port = try host.pool("pro").port
+        let gone = waitFor(timeout: 5, interval: 0.01) {
+            guard let answer = httpGet(port: port, host: "greet.acme.localhost") else { return false }
+            return answer.status == 404 && answer.headers["x-bulkhead-error"] == "no-script"
+        }
+        print("removed customer's script unloaded after \(gone.map { String(format: "%.0f ms", $0 * 1000) } ?? "never")")
+        #expect(gone != nil)
+        #expect(try host.api("GET", "/v1/scripts", token: thirdToken).status == 401)
+        let list = try host.cli(["customer", "list"])
+        #expect(list.status == 0)
+        #expect(!list.output.contains("acme") && list.output.contains("globex"), "\(list.output)")
+        #expect(try host.api("DELETE", "/v1/admin/customers/acme", token: try host.adminToken()).status == 404)
+        // The other customer of the pool is untouched.
+        #expect(httpGet(port: port, host: "greet.globex.localhost")?.body == "hi globex")
+
+        // The name again: a fresh customer, its first upload is version 1.
+        let again = try host.addCustomer("acme", cohort: "pro")
+        let upload = try host.api("PUT", "/v1/scripts/greet", token: again, body: Array("function handle(req) return 'hi again' end".utf8))
+        #expect(upload.status == 201 && upload.body.contains("\"version\":1"), "\(upload.body)")
+        #expect(try liveOnEveryWorker(host, pool: "pro", customer: "acme", script: "greet", expected: "hi again") != nil)
+    }
+
     @Test func aScriptsDirectoryFileWinsOverTheAPI() throws {
         let host = try HostHarness.standard()
         defer { host.stop() }

@@ -106,6 +106,45 @@ import Testing
         #expect(contents.customers == ["acme": "free"])
     }
 
+    @Test func aRemovedCustomerLeavesTheReplicaWithItsScripts() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeStore(in: directory)
+        _ = try store.addCustomer(name: "acme", cohort: "free", tokenHash: TokenHash.of(token: "t1"), actor: "admin")
+        _ = try store.addCustomer(name: "beta", cohort: "pro", tokenHash: TokenHash.of(token: "t2"), actor: "admin")
+        for name in ["one", "two"] {
+            _ = try store.putScriptVersion(customer: "acme", name: name, source: "return 1", actor: "admin")
+        }
+        _ = try store.putScriptVersion(customer: "beta", name: "one", source: "return 2", actor: "admin")
+        let reader = try ChangeFeedReader(path: store.path)
+        defer { reader.close() }
+        let replica = try HostReplica(path: directory.path + "/host.sqlite")
+        let copy = try reader.update(after: nil)
+        try replica.apply(copy.update)
+        try replica.setQuarantine(ScriptAddress(customer: "acme", name: "one"), version: 1, reason: "crashed", actor: "supervisor")
+
+        try store.removeCustomer(name: "acme", actor: "admin")
+        let removal = try reader.update(after: copy.update.revision)
+        #expect(removal.entries.map(\.change) == [
+            .script(customer: "acme", name: "one"), .script(customer: "acme", name: "two"), .customer("acme"),
+        ])
+        #expect(removal.update.removedCustomers == ["acme"])
+        #expect(removal.update.removedScripts == [
+            ScriptAddress(customer: "acme", name: "one"), ScriptAddress(customer: "acme", name: "two"),
+        ])
+        #expect(removal.update.customers.isEmpty && removal.update.scripts.isEmpty)
+        let lifted = try replica.apply(removal.update)
+        #expect(lifted == [ScriptAddress(customer: "acme", name: "one")], "the quarantine goes with the script")
+        let contents = try replica.contents()
+        #expect(contents.customers == ["beta": "pro"])
+        #expect(contents.scripts.map { "\($0.customer)/\($0.name)" } == ["beta/one"])
+        // A removal the replica learns without its scripts' changes drops them too.
+        var bare = ReplicaUpdate(revision: removal.update.revision + 1, isFullCopy: false)
+        bare.removedCustomers = ["beta"]
+        try replica.apply(bare)
+        #expect(try replica.contents().customers.isEmpty)
+        #expect(try replica.contents().scripts.isEmpty)
+    }
+
     @Test func theFollowerReadsADeploymentsSplitWithTheCandidatesSource() throws {
         let directory = try TemporaryDirectory()
         let store = try makeStore(in: directory)
