@@ -400,6 +400,21 @@ static void bh_convert_response(lua_State *L, bh_context *ctx, int idx) {
                             "(bulkhead sets x-bulkhead-* and x-request-id itself)", name);
                 }
                 lua_Unsigned count = lua_rawlen(L, -1);
+                // A list has the keys 1..n and no other: a table with any other
+                // key is not one.
+                lua_Unsigned keys = 0;
+                lua_pushnil(L);                              // [..., key, list, nil]
+                while (lua_next(L, -2)) {                    // [..., key, list, k, v]
+                    lua_pop(L, 1);
+                    if (++keys > count) {
+                        lua_pop(L, 1);
+                        break;
+                    }
+                }
+                if (keys != count) {
+                    bh_fail(L, ctx, "bad response from handle: the value of header '%s' must be a string "
+                            "or a list of strings, got a table that is not a list", name);
+                }
                 for (lua_Unsigned i = 1; i <= count; i++) {
                     if (lua_rawgeti(L, -1, (lua_Integer)i) != LUA_TSTRING) {
                         bh_fail(L, ctx, "bad response from handle: the values of header '%s' must be strings, got %s",

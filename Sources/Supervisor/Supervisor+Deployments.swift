@@ -72,9 +72,11 @@ extension Supervisor {
         }
     }
 
-    /// The report of one split, or nil until every worker of the pool applies its share.
+    /// The report of one split, or nil until every serving worker of the pool applies
+    /// its share (a worker still starting, or one leaving, is not waited for: it
+    /// loads the split before it serves, and its counts join the window then).
     func deploymentReport(_ split: ScriptSplit, customer: String, name: String, pool: PoolState, now: Double) -> DeploymentReport? {
-        let workers = pool.slots.compactMap { $0 }.filter { !$0.exited && !$0.draining }
+        let workers = pool.slots.compactMap { $0 }.filter { $0.ready && !$0.exited && !$0.draining }
         let counts: [(instance: UInt64, entry: SplitCounts?)] = workers.map { worker in
             let entry = worker.stats.splits?.first { entry in
                 entry.customer == customer && entry.name == name && entry.deployment == split.deployment

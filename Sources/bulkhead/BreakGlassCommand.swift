@@ -355,10 +355,11 @@ struct EventsCommand: ParsableCommand {
                     print(try Self.jsonLine(event))
                 } else {
                     let time = String(formatter.string(from: event.at).dropFirst(5).prefix(14)).replacingOccurrences(of: "T", with: " ")
-                    let summary = Self.summary(ofDetail: event.detail)
-                    print("\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "
+                    let line = "\(time)  \(event.actor.padding(toLength: 18, withPad: " ", startingAt: 0)) "
                         + "\(event.action.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0)) \(event.subject)"
-                        + (summary.isEmpty ? "" : "  \(summary)"))
+                    print(line.count > 80 ? String(line.prefix(79)) + "…" : line)
+                    // What it changed or decided, wrapped under it within 80 columns.
+                    for part in Self.wrapped(Self.summary(ofDetail: event.detail), indent: 16, width: 80) { print(part) }
                 }
             }
             fflush(nil)
@@ -382,6 +383,36 @@ struct EventsCommand: ParsableCommand {
         let detail = (try? JSONDecoder().decode(JSONValue.self, from: Data(event.detail.utf8))) ?? .string(event.detail)
         return try JSONOutput.line(EventLine(
             id: event.id, at: event.at, actor: event.actor, action: event.action.rawValue, subject: event.subject, detail: detail))
+    }
+
+    /// `text` in lines of at most `width` columns, each starting with `indent` spaces;
+    /// a word longer than a line is cut.
+    static func wrapped(_ text: String, indent: Int, width: Int) -> [String] {
+        let room = width - indent
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ") {
+            var word = Substring(word)
+            while word.count > room {
+                if !current.isEmpty {
+                    lines.append(current)
+                    current = ""
+                }
+                lines.append(String(word.prefix(room)))
+                word = word.dropFirst(room)
+            }
+            if current.isEmpty {
+                current = String(word)
+            } else if current.count + 1 + word.count <= room {
+                current += " " + word
+            } else {
+                lines.append(current)
+                current = String(word)
+            }
+        }
+        if !current.isEmpty { lines.append(current) }
+        let pad = String(repeating: " ", count: indent)
+        return lines.map { pad + $0 }
     }
 
     /// What an event's detail says, for a person: its `message` when it has one (a

@@ -318,7 +318,13 @@ import Testing
             function handle(req) return { status = 200, headers = { ["x-a"] = "v\\0w" }, body = "b" } end
             """)
         add("response: non-string header value", .error("script-error"), """
-            function handle(req) return { status = 200, headers = { ["x-a"] = {} }, body = "b" } end
+            function handle(req) return { status = 200, headers = { ["x-a"] = true }, body = "b" } end
+            """)
+        add("response: header value a table that is not a list", .error("script-error"), """
+            function handle(req) return { status = 200, headers = { ["x-a"] = { a = "1" } }, body = "b" } end
+            """)
+        add("response: header list holding a table", .error("script-error"), """
+            function handle(req) return { status = 200, headers = { ["x-a"] = { {} } }, body = "b" } end
             """)
         add("response: status 0", .error("script-error"), """
             function handle(req) return { status = 0, body = "b" } end

@@ -17,6 +17,8 @@ import Testing
         #expect(failure(bad.call())?.message == "bad.lua: bad response from handle: the values of header 'set-cookie' must be strings, got number")
         let split = try load(#"function handle(req) return { headers = { ["set-cookie"] = { "a=1\r\nx: y" } } } end"#, name: "split.lua")
         #expect(failure(split.call())?.kind == .scriptError)
+        let notAList = try load(#"function handle(req) return { headers = { ["x-a"] = { "1", x = "2" } } } end"#, name: "n.lua")
+        #expect(failure(notAList.call())?.message.contains("got a table that is not a list") == true)
         let reserved = try load(#"function handle(req) return { headers = { ["x-request-id"] = { "1" } } } end"#, name: "r.lua")
         #expect(failure(reserved.call())?.message.contains("is reserved") == true)
     }
